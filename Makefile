@@ -1,0 +1,52 @@
+# RS Geochem Inversion: `make demo` and `make test` set everything up from a fresh Debian 12.
+SHELL := /bin/bash
+SYSTEM_PYTHON := /usr/bin/python3
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.installed
+QGIS_PROCESS := /usr/bin/qgis_process.bin
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+export QT_QPA_PLATFORM := offscreen
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: setup test demo bench package lint default-model clean
+
+setup: $(VENV_STAMP)
+
+# QGIS 3.22 LTR and Debian's numpy/scipy/GDAL from Debian's packages, only when missing.
+$(QGIS_PROCESS):
+	$(SUDO) apt-get update
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends \
+		qgis python3-qgis qgis-providers python3-venv git
+
+# The venv sees Debian's packages (qgis, osgeo, numpy, scipy); constraints keep their versions.
+$(VENV_STAMP): requirements.txt requirements-dev.txt constraints.txt | $(QGIS_PROCESS)
+	$(SYSTEM_PYTHON) -m venv --system-site-packages $(VENV)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -c constraints.txt -r requirements-dev.txt
+	touch $@
+
+test: setup
+	$(PYTHON) -m pytest test
+
+demo: setup
+	$(PYTHON) scripts/demo.py
+
+bench: setup
+	$(PYTHON) bench/run.py
+
+lint: setup
+	$(PYTHON) -m ruff check .
+
+# Retrain the default inversion model shipped in models/ from the sample data set.
+default-model: setup
+	$(PYTHON) scripts/train_default_model.py
+
+# Zip for QGIS's "Install from ZIP": committed files only, without tests and dev files
+# (export-ignore in .gitattributes).
+PACKAGE ?= rsgeochem.zip
+package:
+	git archive --format=zip --prefix=rsgeochem/ -o $(PACKAGE) HEAD
+	@echo "wrote $(PACKAGE)"
+
+clean:
+	rm -rf $(VENV) rsgeochem.zip out

@@ -1,0 +1,56 @@
+"""The rsgeochem Processing provider: every algorithm module in this package and every
+models/*.model3 workflow."""
+import importlib
+import inspect
+import pkgutil
+
+from qgis.core import QgsProcessingModelAlgorithm, QgsProcessingProvider
+from qgis.PyQt.QtGui import QIcon
+
+from ..core.version import plugin_version
+from .base import ICON_PATH, PLUGIN_DIR, RsGeochemAlgorithm
+
+PROVIDER_ID = 'rsgeochem'
+MODELS_DIR = PLUGIN_DIR / 'models'
+
+
+def algorithm_classes():
+    """Every concrete RsGeochemAlgorithm subclass defined in a module of this package, so a new
+    algorithm file needs no registration elsewhere."""
+    classes = []
+    for module_info in pkgutil.iter_modules([str(PLUGIN_DIR / "algorithms")]):
+        module = importlib.import_module(f'{__package__}.{module_info.name}')
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if (issubclass(cls, RsGeochemAlgorithm) and cls.__module__ == module.__name__
+                    and cls.ALGORITHM_ID):
+                classes.append(cls)
+    return sorted(classes, key=lambda cls: cls.ALGORITHM_ID)
+
+
+def model_files():
+    return sorted(MODELS_DIR.glob('*.model3'))
+
+
+class RsGeochemProvider(QgsProcessingProvider):
+    def id(self):
+        return PROVIDER_ID
+
+    def name(self):
+        return 'RS Geochem Inversion'
+
+    def longName(self):  # noqa: N802 - QGIS API
+        return f'RS Geochem Inversion {plugin_version()}'
+
+    def icon(self):
+        return QIcon(str(ICON_PATH))
+
+    def versionInfo(self):  # noqa: N802 - QGIS API
+        return plugin_version()
+
+    def loadAlgorithms(self):  # noqa: N802 - QGIS API
+        for cls in algorithm_classes():
+            self.addAlgorithm(cls())
+        for path in model_files():
+            model = QgsProcessingModelAlgorithm()
+            if model.fromFile(str(path)):
+                self.addAlgorithm(model)

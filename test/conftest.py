@@ -1,0 +1,81 @@
+"""Test set-up: the checkout is importable as `rsgeochem` through a symlink in a temp folder
+(which also serves as QGIS_PLUGINPATH); one QgsApplication per session, created only by tests
+that ask for it, so core tests run without QGIS."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TEST_DIR = Path(__file__).resolve().parent
+if str(TEST_DIR) not in sys.path:  # test helper modules (paths, factories) import by plain name
+    sys.path.insert(0, str(TEST_DIR))
+
+from paths import CHECKOUT, PLUGIN_PATH, TEST_DATA  # noqa: E402
+
+QGIS_PYTHON_PLUGINS = '/usr/share/qgis/python/plugins'
+if QGIS_PYTHON_PLUGINS not in sys.path:
+    sys.path.append(QGIS_PYTHON_PLUGINS)
+os.environ.setdefault('QT_QPA_PLATFORM', 'offscreen')
+
+QGIS_PROCESS = '/usr/bin/qgis_process.bin'
+
+
+@pytest.fixture(scope='session')
+def test_data():
+    return TEST_DATA
+
+
+@pytest.fixture(scope='session')
+def qgis_app():
+    """The session's QgsApplication with Processing initialised and the rsgeochem provider added."""
+    from qgis.core import QgsApplication
+    app = QgsApplication([], False)
+    app.initQgis()
+    from processing.core.Processing import Processing
+    Processing.initialize()
+    from rsgeochem.algorithms.provider import RsGeochemProvider
+    provider = RsGeochemProvider()
+    QgsApplication.processingRegistry().addProvider(provider)
+    yield app
+    QgsApplication.processingRegistry().removeProvider(provider)
+
+
+@pytest.fixture(scope='session')
+def run_alg(qgis_app):
+    """processing.run('rsgeochem:<id>', params) with a fresh context and feedback."""
+    import processing
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback
+
+    def run(algorithm_id, parameters, feedback=None):
+        context = QgsProcessingContext()
+        return processing.run(f'rsgeochem:{algorithm_id}', parameters, context=context,
+                              feedback=feedback or QgsProcessingFeedback())
+    return run
+
+
+def qgis_process_env(profile, plugin_path=PLUGIN_PATH):
+    venv_site = CHECKOUT / '.venv' / 'lib' / f'python{sys.version_info.major}.{sys.version_info.minor}' / \
+        'site-packages'
+    env = dict(os.environ, QGIS_PLUGINPATH=str(plugin_path), QGIS_CUSTOM_CONFIG_PATH=str(profile),
+               QT_QPA_PLATFORM='offscreen', PYTHONPATH=str(venv_site), PYTHONDONTWRITEBYTECODE='1')
+    return env
+
+
+@pytest.fixture(scope='session')
+def qgis_process(tmp_path_factory):
+    """Run `qgis_process.bin <args>` in an isolated profile with the plugin enabled."""
+    profile = tmp_path_factory.mktemp('qgis-profile')
+    env = qgis_process_env(profile)
+    subprocess.run([QGIS_PROCESS, 'plugins', 'enable', 'rsgeochem'], env=env, check=True,
+                   capture_output=True, text=True, timeout=120)
+
+    def run(*args, check=True, timeout=300):
+        result = subprocess.run([QGIS_PROCESS, *args], env=env, capture_output=True, text=True,
+                                timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f'qgis_process {args} failed ({result.returncode}):\n'
+                                 f'{result.stdout}\n{result.stderr}')
+        return result
+    return run
