@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from osgeo import gdal, osr
+from osgeo import gdal, gdal_array, osr
 
 from .errors import CancelledError, InputError
 
@@ -225,6 +225,7 @@ class RasterWriter:
         self.nodata = nodata
         self.descriptions = list(descriptions or [])
         self.data_type = data_type
+        self.numpy_type = gdal_array.GDALTypeCodeToNumericTypeCode(data_type)
         self.options = list(options)
         if data_type != gdal.GDT_Float32:
             self.options = [o for o in self.options if not o.startswith('PREDICTOR')]
@@ -257,10 +258,13 @@ class RasterWriter:
             raise ValueError(f'block shape {array.shape} does not fit a {self.band_count}-band '
                              f'{self.grid.width}-column raster')
         fill = self.nodata if self.nodata is not None else np.nan
-        values = np.ma.filled(array.astype(np.float64), fill)
-        values[~np.isfinite(values)] = fill
-        for index in range(self.band_count):
-            self.dataset.GetRasterBand(index + 1).WriteArray(values[index], 0, int(row))
+        for index in range(self.band_count):  # band by band: one band-sized copy at a time
+            values = np.array(np.ma.getdata(array[index]), dtype=self.numpy_type)
+            invalid = np.ma.getmaskarray(array[index])
+            if np.issubdtype(self.numpy_type, np.floating):
+                invalid |= ~np.isfinite(values)
+            values[invalid] = fill
+            self.dataset.GetRasterBand(index + 1).WriteArray(values, 0, int(row))
 
     def __exit__(self, exc_type, exc, traceback):
         dataset, self.dataset = self.dataset, None

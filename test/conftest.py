@@ -12,15 +12,12 @@ TEST_DIR = Path(__file__).resolve().parent
 if str(TEST_DIR) not in sys.path:  # test helper modules (paths, factories) import by plain name
     sys.path.insert(0, str(TEST_DIR))
 
-from paths import CHECKOUT, PLUGIN_PATH, TEST_DATA  # noqa: E402
+from paths import QGIS_PROCESS, TEST_DATA, qgis_process_env  # noqa: E402
 
 QGIS_PYTHON_PLUGINS = '/usr/share/qgis/python/plugins'
 if QGIS_PYTHON_PLUGINS not in sys.path:
     sys.path.append(QGIS_PYTHON_PLUGINS)
 os.environ.setdefault('QT_QPA_PLATFORM', 'offscreen')
-
-QGIS_PROCESS = '/usr/bin/qgis_process.bin'
-
 
 @pytest.fixture(scope='session')
 def test_data():
@@ -53,14 +50,6 @@ def run_alg(qgis_app):
         return processing.run(f'rsgeochem:{algorithm_id}', parameters, context=context,
                               feedback=feedback or QgsProcessingFeedback())
     return run
-
-
-def qgis_process_env(profile, plugin_path=PLUGIN_PATH):
-    venv_site = CHECKOUT / '.venv' / 'lib' / f'python{sys.version_info.major}.{sys.version_info.minor}' / \
-        'site-packages'
-    env = dict(os.environ, QGIS_PLUGINPATH=str(plugin_path), QGIS_CUSTOM_CONFIG_PATH=str(profile),
-               QT_QPA_PLATFORM='offscreen', PYTHONPATH=str(venv_site), PYTHONDONTWRITEBYTECODE='1')
-    return env
 
 
 @pytest.fixture(scope='session')

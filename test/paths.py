@@ -1,4 +1,5 @@
 """Paths shared by tests; importing this makes the checkout importable as `rsgeochem`."""
+import os
 import sys
 import tempfile
 from pathlib import Path
@@ -8,3 +9,13 @@ TEST_DATA = CHECKOUT / 'test' / 'data'
 PLUGIN_PATH = Path(tempfile.mkdtemp(prefix='rsgeochem-plugins-'))
 (PLUGIN_PATH / 'rsgeochem').symlink_to(CHECKOUT, target_is_directory=True)
 sys.path.insert(0, str(PLUGIN_PATH))
+
+QGIS_PROCESS = '/usr/bin/qgis_process.bin'
+
+
+def qgis_process_env(profile, plugin_path=PLUGIN_PATH):
+    venv_site = CHECKOUT / '.venv' / 'lib' / f'python{sys.version_info.major}.{sys.version_info.minor}' / \
+        'site-packages'
+    env = dict(os.environ, QGIS_PLUGINPATH=str(plugin_path), QGIS_CUSTOM_CONFIG_PATH=str(profile),
+               QT_QPA_PLATFORM='offscreen', PYTHONPATH=str(venv_site), PYTHONDONTWRITEBYTECODE='1')
+    return env

@@ -4,8 +4,7 @@ import zipfile
 
 import pytest
 
-from conftest import QGIS_PROCESS, qgis_process_env
-from paths import CHECKOUT
+from paths import CHECKOUT, QGIS_PROCESS, qgis_process_env
 
 
 @pytest.fixture(scope='module')
