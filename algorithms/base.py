@@ -30,7 +30,8 @@ BLOCK_MEMORY_MB = 'BLOCK_MEMORY_MB'
 
 
 class RsGeochemAlgorithm(QgsProcessingAlgorithm):
-    """Base class: subclasses set the class attributes and implement initAlgorithm() and run()."""
+    """Base class: subclasses set the class attributes and implement initAlgorithm() and execute()
+    (never run(): that is QgsProcessingAlgorithm.run, which processing.run calls)."""
 
     ALGORITHM_ID = ''
     DISPLAY_NAME = ''
@@ -89,13 +90,13 @@ class RsGeochemAlgorithm(QgsProcessingAlgorithm):
         try:
             for module_name in self.REQUIRES:
                 require(module_name)
-            return self.run(parameters, context, feedback)
+            return self.execute(parameters, context, feedback)
         except (InputError, MissingDependencyError) as error:
             raise QgsProcessingException(str(error)) from error
         except CancelledError as error:
             raise QgsProcessingException(self.tr('Cancelled: no output was written.')) from error
 
-    def run(self, parameters, context, feedback):
+    def execute(self, parameters, context, feedback):
         raise NotImplementedError
 
 

@@ -1,0 +1,219 @@
+"""Processing glue: Spearman/Pearson correlation of a target field with each feature field."""
+import math
+
+import numpy as np
+from qgis.core import (
+    QgsFeature,
+    QgsFeatureRequest,
+    QgsFeatureSink,
+    QgsField,
+    QgsFields,
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterField,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterNumber,
+    QgsWkbTypes,
+)
+from qgis.PyQt.QtCore import QVariant
+
+from ..core import report
+from ..core.correlation import METHODS, MISSING_MODES, correlate
+from .base import RsGeochemAlgorithm
+from .vectors import numeric_field_names
+
+METHOD_CHOICES = ((('spearman',), 'Spearman rank correlation (rho)'),
+                  (('pearson',), 'Pearson linear correlation (r)'),
+                  (METHODS, 'Both'))
+
+
+class CorrelationAlgorithm(RsGeochemAlgorithm):
+    ALGORITHM_ID = 'correlation'
+    DISPLAY_NAME = 'Correlation of a field with features'
+    GROUP_ID = 'inversion'
+    TAGS = ('spearman', 'pearson', 'correlation', 'feature selection', 'fdr', 'benjamini-hochberg')
+    HELP = (
+        'Correlates a target field (e.g. the kriged or measured element content of a surface-to-'
+        'surface sample set) with each feature field (e.g. band values) to choose the bands an '
+        'inversion model should use, as Cheng et al. (2023, rare-earth inversion from GF-2) did '
+        'with Spearman\'s rank correlation, which suits contents that are not normally distributed. '
+        'Pearson\'s r can be computed too.\n'
+        'For each feature: coefficient, two-sided p-value (scipy.stats.spearmanr / pearsonr), '
+        'number of samples n, the p-value adjusted for testing many features at once with the '
+        'Benjamini-Hochberg (1995) false discovery rate procedure (one family per method), and '
+        'whether the adjusted p-value is <= ALPHA.\n'
+        'NULL values: pairwise by default (each feature uses every sample where target and that '
+        'feature are both present; n can differ between features) or listwise (only samples with '
+        'all chosen fields present). A constant feature, or fewer than 3 usable samples, has no '
+        'defined coefficient: its row is kept with NULL values and a note, and it is left out of '
+        'the adjustment. A constant target, or fewer than 3 target values, is an error.\n'
+        'Outputs: a table (no geometry) with one row per feature and method, and an HTML report '
+        'with a bar chart of the coefficients (significant ones marked with *).')
+
+    INPUT = 'INPUT'
+    TARGET = 'TARGET'
+    FEATURES = 'FEATURES'
+    METHOD = 'METHOD'
+    MISSING = 'MISSING'
+    ALPHA = 'ALPHA'
+    OUTPUT = 'OUTPUT'
+    OUTPUT_HTML = 'OUTPUT_HTML'
+
+    def initAlgorithm(self, config=None):
+        self.add(QgsProcessingParameterFeatureSource(
+            self.INPUT, self.tr('Samples (layer or table)'), [QgsProcessing.TypeVector]),
+            'Layer or table holding the target and feature fields, e.g. the output of '
+            'rsgeochem:surfacesamples.')
+        self.add(QgsProcessingParameterField(
+            self.TARGET, self.tr('Target field'), parentLayerParameterName=self.INPUT,
+            type=QgsProcessingParameterField.Numeric),
+            'Numeric field to explain, e.g. the kriged or measured element content.')
+        self.add(QgsProcessingParameterField(
+            self.FEATURES, self.tr('Feature fields'), parentLayerParameterName=self.INPUT,
+            type=QgsProcessingParameterField.Numeric, allowMultiple=True, optional=True),
+            'Numeric fields to correlate with the target, e.g. band values. Empty: every numeric '
+            'field except the target and a GeoPackage "fid".')
+        self.add(QgsProcessingParameterEnum(
+            self.METHOD, self.tr('Method'), [label for _, label in METHOD_CHOICES], defaultValue=0),
+            'Spearman (rank, robust to skewed contents; the paper\'s choice), Pearson (linear), or both.')
+        self.add(QgsProcessingParameterEnum(
+            self.MISSING, self.tr('NULL values'), ['Pairwise (per feature)', 'Listwise (all fields)'],
+            defaultValue=0),
+            'Pairwise: each feature uses the samples where it and the target are present. Listwise: '
+            'only samples where every chosen field is present.', advanced=True)
+        self.add(QgsProcessingParameterNumber(
+            self.ALPHA, self.tr('Significance level (alpha)'), QgsProcessingParameterNumber.Double,
+            0.05, False, 1e-6, 0.5),
+            'A feature is significant when its Benjamini-Hochberg adjusted p-value is <= alpha '
+            '(false discovery rate controlled at alpha).')
+        self.add(QgsProcessingParameterFeatureSink(
+            self.OUTPUT, self.tr('Correlation table'), QgsProcessing.TypeVector),
+            'Table without geometry: feature, method, n, coefficient, p_value, p_adjusted, '
+            'significant (1/0, NULL where undefined), note.')
+        self.add(QgsProcessingParameterFileDestination(
+            self.OUTPUT_HTML, self.tr('Correlation report'), 'HTML files (*.html)'),
+            'HTML report with the table and a bar chart of the coefficients.')
+
+    def execute(self, parameters, context, feedback):
+        source = self.parameterAsSource(parameters, self.INPUT, context)
+        if source is None:
+            raise QgsProcessingException(f'{self.INPUT}: choose a layer or table.')
+        target = self.parameterAsFields(parameters, self.TARGET, context)
+        if not target:
+            raise QgsProcessingException(f'{self.TARGET}: choose the numeric field to explain.')
+        target = numeric_field_names(source, target[:1], self.TARGET)[0]
+        features = self.parameterAsFields(parameters, self.FEATURES, context)
+        if features:
+            numeric_field_names(source, features, self.FEATURES)
+        else:
+            features = [f.name() for f in source.fields() if f.isNumeric() and f.name().lower() != 'fid']
+        features = [name for name in dict.fromkeys(features) if name != target]
+        methods = METHOD_CHOICES[self.parameterAsEnum(parameters, self.METHOD, context)][0]
+        missing = MISSING_MODES[self.parameterAsEnum(parameters, self.MISSING, context)]
+        alpha = self.parameterAsDouble(parameters, self.ALPHA, context)
+
+        table = read_columns(source, [target, *features], feedback)
+        nulls = {name: int(np.isnan(values).sum()) for name, values in table.items()}
+        results = correlate(table[target], {name: table[name] for name in features}, methods, alpha,
+                            missing, self.TARGET)
+        for result in results:
+            if result.note:
+                feedback.pushWarning(f'{result.feature} ({result.method}): {result.note}')
+
+        sink, sink_id = self.parameterAsSink(parameters, self.OUTPUT, context, output_fields(),
+                                             QgsWkbTypes.NoGeometry)
+        if sink is None:
+            raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
+        for result in results:
+            feature = QgsFeature(output_fields())
+            feature.setAttributes(table_row(result))
+            sink.addFeature(feature, QgsFeatureSink.FastInsert)
+
+        html_path = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
+        write_correlation_report(html_path, target, results, alpha, missing, len(table[target]), nulls)
+        return {self.OUTPUT: sink_id, self.OUTPUT_HTML: html_path}
+
+
+def read_columns(source, names, feedback):
+    """name -> float64 array over every feature of `source`, NaN where the value is NULL."""
+    indices = [source.fields().lookupField(name) for name in names]
+    request = QgsFeatureRequest().setFlags(QgsFeatureRequest.NoGeometry).setSubsetOfAttributes(indices)
+    rows = []
+    for feature in source.getFeatures(request):
+        if feedback.isCanceled():
+            break
+        rows.append([to_float(feature.attribute(index)) for index in indices])
+    array = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(names))
+    return {name: array[:, i] for i, name in enumerate(names)}
+
+
+def to_float(value):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):  # NULL (QVariant / None)
+        return math.nan
+    return value if math.isfinite(value) else math.nan
+
+
+def output_fields():
+    fields = QgsFields()
+    for name, kind in (('feature', QVariant.String), ('method', QVariant.String), ('n', QVariant.Int),
+                       ('coefficient', QVariant.Double), ('p_value', QVariant.Double),
+                       ('p_adjusted', QVariant.Double), ('significant', QVariant.Int),
+                       ('note', QVariant.String)):
+        fields.append(QgsField(name, kind))
+    return fields
+
+
+def table_row(result):
+    def number(value):
+        return None if math.isnan(value) else value
+    significant = None if result.significant is None else int(result.significant)
+    return [result.feature, result.method, result.n, number(result.coefficient), number(result.p_value),
+            number(result.p_adjusted), significant, result.note or None]
+
+
+def write_correlation_report(path, target, results, alpha, missing, total, nulls):
+    symbol = {'spearman': 'rho', 'pearson': 'r'}
+    rows = [(r.feature, r.method, r.n, r.coefficient, r.p_value, r.p_adjusted,
+             '' if r.significant is None else ('yes' if r.significant else 'no'), r.note) for r in results]
+    null_text = ', '.join(f'{name}: {count}' for name, count in nulls.items() if count) or 'none'
+    sections = [
+        ('Summary', report.paragraph(
+            f'Target "{target}", {total} records; NULL values ({null_text}) handled {missing}. '
+            f'p-values are two-sided; adjusted by Benjamini-Hochberg (1995) within each method; '
+            f'significant when adjusted p <= {alpha:g}.')),
+        ('Coefficients', coefficient_chart(results, target, symbol)),
+        ('Table', report.table_html(['feature', 'method', 'n', 'coefficient', 'p', 'BH-adjusted p',
+                                     'significant', 'note'], rows)),
+    ]
+    report.write_report(path, f'Correlation with {target}', sections)
+
+
+def coefficient_chart(results, target, symbol):
+    """Horizontal bars per feature (one colour per method); * marks significant coefficients."""
+    features = list(dict.fromkeys(r.feature for r in results))
+    methods = list(dict.fromkeys(r.method for r in results))
+    height = 0.8 / len(methods)
+    figure, axes = report.new_figure(7.0, 1.5 + 0.35 * len(features) * len(methods))
+    for m, method in enumerate(methods):
+        chosen = [r for r in results if r.method == method]
+        positions = np.arange(len(features)) + m * height
+        values = [0.0 if math.isnan(r.coefficient) else r.coefficient for r in chosen]
+        axes.barh(positions, values, height, label=f'{method} ({symbol[method]})')
+        for position, value, result in zip(positions, values, chosen):
+            if math.isnan(result.coefficient):
+                axes.text(0, position, ' undefined', va='center', ha='left', color='grey')
+            elif result.significant:
+                axes.text(value, position, ' * ' if value >= 0 else ' *', va='center',
+                          ha='left' if value >= 0 else 'right')
+    axes.set_yticks(np.arange(len(features)) + height * (len(methods) - 1) / 2, features)
+    axes.invert_yaxis()
+    axes.axvline(0, color='black', linewidth=0.8)
+    axes.set_xlim(-1.1, 1.1)
+    axes.set_xlabel(f'correlation with {target} (* significant after BH adjustment)')
+    axes.legend(loc='best')
+    return report.figure_html(figure, 'correlation coefficients')

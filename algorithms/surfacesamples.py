@@ -1,0 +1,174 @@
+"""Processing glue: the surface-to-surface sample set (kriged value + band values per sample)."""
+import math
+
+from qgis.core import (
+    QgsFeature,
+    QgsFeatureSink,
+    QgsField,
+    QgsFields,
+    QgsGeometry,
+    QgsPointXY,
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterField,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterLayer,
+    QgsWkbTypes,
+)
+from qgis.PyQt.QtCore import QVariant
+
+from ..core.samples import WINDOW_SIZES, band_field_names, surface_samples
+from .base import RsGeochemAlgorithm, progress_callbacks, raster_path
+from .vectors import numeric_field_names, read_points
+
+FIXED_FIELDS = (('sample_fid', QVariant.LongLong), ('measured', QVariant.Double),
+                ('kriged', QVariant.Double), ('kriging_var', QVariant.Double),
+                ('densified', QVariant.Int), ('window_px', QVariant.Int))
+
+
+class SurfaceSamplesAlgorithm(RsGeochemAlgorithm):
+    ALGORITHM_ID = 'surfacesamples'
+    DISPLAY_NAME = 'Surface-to-surface sample set'
+    GROUP_ID = 'sampling'
+    TAGS = ('samples', 'kriging', 'training set', 'extract', 'band values', 'densify')
+    HELP = (
+        'Builds the "surface-to-surface" sample set of Cheng et al. (2023, rare-earth inversion '
+        'from GF-2): for each geochemical sample, the kriged content at its pixel (from the '
+        'prediction raster of rsgeochem:kriging) and the image\'s band values, so that a model '
+        'learns content from spectra (rsgeochem:correlation, rsgeochem:traininversionmodel).\n'
+        'Band values are the mean over a 1x1, 3x3 or 5x5 window centred on the sample\'s pixel, '
+        'skipping nodata and MASKed pixels and the parts outside the image. Samples outside the '
+        'image, on a MASKed pixel (MASK value 0 or nodata) or on nodata in any band, KRIGED or '
+        'VARIANCE are left out and counted in the log; samples with a NULL value in FIELD or no '
+        'geometry are left out too. Sample points are transformed to the image CRS.\n'
+        'Densification (RADIUS > 0): every other valid pixel whose centre lies within RADIUS (map '
+        'units of the image CRS) of a sample inside the image (also one left out for nodata or '
+        'MASK: its place was still sampled) and whose kriging variance is below MAX_VARIANCE is '
+        'added once, at its pixel centre, with densified = 1 and a NULL measured value.\n'
+        'KRIGED, VARIANCE and MASK must be on the image grid (same size, geotransform and CRS): '
+        'they are not resampled; run rsgeochem:kriging with the image as reference raster, or '
+        'align them with GDAL Warp.\n'
+        'Output points (image CRS), fields: sample_fid (input feature id), measured (FIELD), '
+        'kriged, kriging_var (NULL without VARIANCE), densified (0/1), window_px (valid pixels '
+        'averaged), then one field per band named after the band description (letters, digits '
+        'and _, unique; band_1, band_2, ... where a band has none).\n'
+        'Only the row blocks around samples are read, so memory does not grow with the image.')
+
+    INPUT = 'INPUT'
+    SAMPLES = 'SAMPLES'
+    FIELD = 'FIELD'
+    KRIGED = 'KRIGED'
+    VARIANCE = 'VARIANCE'
+    MASK = 'MASK'
+    WINDOW = 'WINDOW'
+    RADIUS = 'RADIUS'
+    MAX_VARIANCE = 'MAX_VARIANCE'
+    OUTPUT = 'OUTPUT'
+
+    def initAlgorithm(self, config=None):
+        self.add(QgsProcessingParameterRasterLayer(self.INPUT, self.tr('Image')),
+                 'Multispectral image (e.g. surface reflectance); every band becomes a field.')
+        self.add(QgsProcessingParameterFeatureSource(
+            self.SAMPLES, self.tr('Geochemical samples'), [QgsProcessing.TypeVectorPoint]),
+            'Point layer of the samples; transformed to the image CRS when it differs.')
+        self.add(QgsProcessingParameterField(
+            self.FIELD, self.tr('Measured value field'), parentLayerParameterName=self.SAMPLES,
+            type=QgsProcessingParameterField.Numeric),
+            'Numeric field with the measured content (e.g. RE2O3 %), copied to "measured".')
+        self.add(QgsProcessingParameterRasterLayer(self.KRIGED, self.tr('Kriged prediction')),
+                 'Kriged content on the image grid (band 1), e.g. the prediction of rsgeochem:kriging.')
+        self.add(QgsProcessingParameterRasterLayer(
+            self.VARIANCE, self.tr('Kriging variance'), optional=True),
+            'Kriging variance on the image grid (band 1, units² of the content). Needed for '
+            'densification.')
+        self.add(QgsProcessingParameterRasterLayer(self.MASK, self.tr('Mask'), optional=True),
+                 'Optional raster on the image grid: 1 keeps a pixel, 0 (or nodata) excludes it, '
+                 'e.g. rsgeochem:surfacemask to drop vegetation, water and buildings.')
+        self.add(QgsProcessingParameterEnum(
+            self.WINDOW, self.tr('Window for band values'), [f'{n}x{n} pixels' for n in WINDOW_SIZES],
+            defaultValue=0),
+            'Band values are the mean over this window centred on the pixel (1x1: the pixel itself).')
+        self.add(QgsProcessingParameterNumber(
+            self.RADIUS, self.tr('Densification radius (map units, 0 = none)'),
+            QgsProcessingParameterNumber.Double, 0.0, False, 0.0, 1e9),
+            'Also add every pixel whose centre lies within this distance (map units of the image '
+            'CRS) of a sample and whose kriging variance is below MAX_VARIANCE. 0 adds none.',
+            advanced=True)
+        self.add(QgsProcessingParameterNumber(
+            self.MAX_VARIANCE, self.tr('Largest kriging variance of a densified pixel'),
+            QgsProcessingParameterNumber.Double, 0.0, False, 0.0, 1e30),
+            'Densified pixels need a kriging variance strictly below this (units² of the content). '
+            'Required (> 0) when RADIUS > 0.', advanced=True)
+        self.add_block_memory()
+        self.add(QgsProcessingParameterFeatureSink(
+            self.OUTPUT, self.tr('Surface-to-surface samples'), QgsProcessing.TypeVectorPoint),
+            'Point layer with measured, kriged, kriging_var, densified, window_px and one field per band.')
+
+    def execute(self, parameters, context, feedback):
+        image = raster_path(self, parameters, self.INPUT, context)
+        kriged = raster_path(self, parameters, self.KRIGED, context)
+        variance, mask = (raster_path(self, parameters, key, context)
+                          if self.parameterAsRasterLayer(parameters, key, context) else None
+                          for key in (self.VARIANCE, self.MASK))
+        image_crs = self.parameterAsRasterLayer(parameters, self.INPUT, context).crs()
+        source = self.parameterAsSource(parameters, self.SAMPLES, context)
+        field = self.parameterAsFields(parameters, self.FIELD, context)
+        if source is None or not field:
+            raise QgsProcessingException(f'{self.SAMPLES if source is None else self.FIELD}: choose the '
+                                         'point layer of samples and its numeric field of measured values.')
+        field = numeric_field_names(source, field[:1], self.FIELD)[0]
+        if not image_crs.isValid() and source.sourceCrs().isValid():
+            feedback.pushWarning(f'{self.INPUT} has no CRS: sample coordinates are used as they are.')
+        points = read_points(source, [field], self.SAMPLES, context, feedback,
+                             image_crs if image_crs.isValid() else None)
+        if points.skipped_text():
+            feedback.pushWarning(f'{self.SAMPLES}: left out {points.skipped_text()}.')
+        if len(points) == 0:
+            raise QgsProcessingException(f'{self.SAMPLES}: no sample with a point and a value in '
+                                         f'field "{field}" ({points.skipped_text()}).')
+        progress, cancel = progress_callbacks(feedback)
+        result = surface_samples(
+            image, kriged, points.x, points.y, variance, mask,
+            window=WINDOW_SIZES[self.parameterAsEnum(parameters, self.WINDOW, context)],
+            radius=self.parameterAsDouble(parameters, self.RADIUS, context),
+            max_variance=self.parameterAsDouble(parameters, self.MAX_VARIANCE, context),
+            memory_mb=self.block_memory(parameters, context), progress=progress, cancel=cancel)
+        if result.skipped_text():
+            feedback.pushWarning(f'{self.SAMPLES}: left out {result.skipped_text()}.')
+        densified = int(result.densified.sum())
+        feedback.pushInfo(f'{len(result.source) - densified} samples and {densified} densified pixels.')
+
+        return {self.OUTPUT: self.write_output(parameters, context, result, points.feature_ids,
+                                               points.values[field], image_crs)}
+
+    def write_output(self, parameters, context, result, feature_ids, measured, crs):
+        fields = QgsFields()
+        for name, kind in FIXED_FIELDS:
+            fields.append(QgsField(name, kind))
+        reserved = ['fid', *(name for name, _ in FIXED_FIELDS)]
+        for name in band_field_names(result.descriptions, reserved):
+            fields.append(QgsField(name, QVariant.Double))
+        sink, sink_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields,
+                                             QgsWkbTypes.Point, crs)
+        if sink is None:
+            raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
+        for i, source_index in enumerate(result.source):
+            sample = int(source_index) >= 0
+            feature = QgsFeature(fields)
+            feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(result.x[i], result.y[i])))
+            feature.setAttributes([
+                int(feature_ids[source_index]) if sample else None,
+                float(measured[source_index]) if sample else None,
+                float(result.kriged[i]), optional_float(result.variance[i]), int(not sample),
+                int(result.window_pixels[i]), *(optional_float(v) for v in result.bands[i])])
+            sink.addFeature(feature, QgsFeatureSink.FastInsert)
+        return sink_id
+
+
+def optional_float(value):
+    """NULL for NaN (a band whose whole window is nodata, or no VARIANCE raster)."""
+    value = float(value)
+    return None if math.isnan(value) else value

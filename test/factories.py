@@ -1,0 +1,80 @@
+"""Small synthetic inputs for tests: rasters (through core.blockio.write_raster) and point layers
+(GeoPackage through QgsVectorFileWriter), always written under a caller's tmp folder.
+
+Raster helpers work without QGIS; `write_points` needs the session QgsApplication (`qgis_app`).
+"""
+import numpy as np
+from osgeo import osr
+
+from rsgeochem.core.blockio import Grid, write_raster
+
+UTM32_EPSG = 32632
+
+
+def crs_wkt(epsg=UTM32_EPSG):
+    reference = osr.SpatialReference()
+    reference.ImportFromEPSG(epsg)
+    return reference.ExportToWkt()
+
+
+def make_grid(width, height, origin=(500000.0, 5600000.0), pixel=30.0, epsg=UTM32_EPSG):
+    """North-up grid whose top-left corner is `origin` (map units of EPSG:`epsg`)."""
+    return Grid(width, height, (origin[0], pixel, 0.0, origin[1], 0.0, -pixel), crs_wkt(epsg))
+
+
+def pixel_centre(grid, row, col):
+    """Map (x, y) of the centre of pixel (row, col)."""
+    x0, dx, _, y0, _, dy = grid.geotransform
+    return x0 + dx * (col + 0.5), y0 + dy * (row + 0.5)
+
+
+def write_test_raster(path, array, grid=None, nodata=-9999.0, descriptions=None):
+    """Float32 GeoTIFF of `array` (bands, rows, cols) or (rows, cols); returns the path as str."""
+    array = np.ma.asarray(array)
+    grid = grid or make_grid(array.shape[-1], array.shape[-2])
+    return write_raster(path, grid, array, nodata=nodata, descriptions=descriptions)
+
+
+def write_points(path, xy, fields=None, epsg=UTM32_EPSG, layer_name='samples'):
+    """GeoPackage point layer at `path` with one feature per (x, y); `fields` maps a name to a
+    list of values (float, int, str or None for NULL; the type comes from the first non-None
+    value). Needs the session QgsApplication. Returns the path as str."""
+    from qgis.core import (
+        QgsCoordinateReferenceSystem,
+        QgsCoordinateTransformContext,
+        QgsFeature,
+        QgsField,
+        QgsFields,
+        QgsGeometry,
+        QgsPointXY,
+        QgsVectorFileWriter,
+        QgsWkbTypes,
+    )
+    from qgis.PyQt.QtCore import QVariant
+
+    fields = fields or {}
+    kinds = {float: QVariant.Double, int: QVariant.LongLong, str: QVariant.String}
+    qgs_fields = QgsFields()
+    for name, values in fields.items():
+        first = next((v for v in values if v is not None), 0.0)
+        qgs_fields.append(QgsField(name, kinds[type(first)] if type(first) in kinds else QVariant.Double))
+    options = QgsVectorFileWriter.SaveVectorOptions()
+    options.driverName = 'GPKG'
+    options.layerName = layer_name
+    writer = QgsVectorFileWriter.create(str(path), qgs_fields, QgsWkbTypes.Point,
+                                        QgsCoordinateReferenceSystem(f'EPSG:{epsg}'),
+                                        QgsCoordinateTransformContext(), options)
+    if writer.hasError() != QgsVectorFileWriter.NoError:
+        raise RuntimeError(f'cannot write {path}: {writer.errorMessage()}')
+    for i, (x, y) in enumerate(xy):
+        feature = QgsFeature(qgs_fields)
+        feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(float(x), float(y))))
+        feature.setAttributes([_plain(values[i]) for values in fields.values()])
+        writer.addFeature(feature)
+    del writer  # closes the file
+    return str(path)
+
+
+def _plain(value):
+    """numpy scalars -> Python scalars (QVariant does not take numpy types)."""
+    return value.item() if isinstance(value, np.generic) else value
