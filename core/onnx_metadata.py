@@ -4,6 +4,7 @@ Dictionaries here use the short key names ('features', 'input_layout', ...); in 
 stored as 'rsgeochem.<name>' with a string value (JSON for lists and dicts).
 """
 import json
+import math
 from datetime import UTC, datetime
 
 from .dependencies import require
@@ -34,6 +35,17 @@ def _short(key):
     return key[len(PREFIX):] if key.startswith(PREFIX) else key
 
 
+def _finite(value):
+    """Non-finite floats (an RPD of infinity, an R² of NaN) become null: strict JSON has neither."""
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def encode(metadata):
     """{short or full key: value} -> {'rsgeochem.<key>': string}; adds training_date (UTC, ISO 8601)
     and plugin_version when missing. Unknown keys are refused (typos would be silent otherwise)."""
@@ -47,7 +59,7 @@ def encode(metadata):
     for key, value in values.items():
         if value is None:
             continue
-        text = json.dumps(value) if KEYS[key] == 'json' else str(value)
+        text = json.dumps(_finite(value), allow_nan=False) if KEYS[key] == 'json' else str(value)
         encoded[PREFIX + key] = text
     return encoded
 

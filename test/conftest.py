@@ -18,6 +18,8 @@ QGIS_PYTHON_PLUGINS = '/usr/share/qgis/python/plugins'
 if QGIS_PYTHON_PLUGINS not in sys.path:
     sys.path.append(QGIS_PYTHON_PLUGINS)
 os.environ.setdefault('QT_QPA_PLATFORM', 'offscreen')
+# no .aux.xml statistics files next to test data: tests never write into the checkout
+os.environ['GDAL_PAM_ENABLED'] = 'NO'
 
 @pytest.fixture(scope='session')
 def test_data():

@@ -1,0 +1,199 @@
+"""Processing glue: DOS1 / COST dark-object subtraction of a TOA reflectance raster."""
+import numpy as np
+from qgis.core import (
+    QgsFeature,
+    QgsFeatureSink,
+    QgsField,
+    QgsFields,
+    QgsProcessing,
+    QgsProcessingOutputString,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsWkbTypes,
+)
+from qgis.PyQt.QtCore import QVariant
+
+from ..core import report
+from ..core.blockio import DEFAULT_NODATA, RasterWriter, raster_info, read_blocks
+from ..core.darkobject import (
+    COST,
+    DOS1,
+    DarkObjectHistogram,
+    dark_objects,
+    path_reflectance,
+    subtract,
+    transmittance,
+)
+from ..core.sensor_metadata import read_metadata
+from .base import RsGeochemAlgorithm, progress_callbacks, raster_path
+
+METHODS = ((DOS1, 'DOS1 (Chavez 1996: Tz = Tv = 1)'), (COST, 'COST (Chavez 1996: Tz = cos(theta_z))'))
+TABLE_FIELDS = (('band', QVariant.Int), ('name', QVariant.String), ('valid_pixels', QVariant.LongLong),
+                ('dark_rank', QVariant.LongLong), ('dark_value', QVariant.Double),
+                ('path_reflectance', QVariant.Double), ('transmittance', QVariant.Double))
+
+
+class DarkObjectSubtractionAlgorithm(RsGeochemAlgorithm):
+    ALGORITHM_ID = 'darkobjectsubtraction'
+    DISPLAY_NAME = 'Dark object subtraction (DOS1 / COST)'
+    GROUP_ID = 'imagecorrection'
+    TAGS = ('atmospheric correction', 'dos', 'dos1', 'cost', 'dark object', 'haze', 'path radiance',
+            'surface reflectance', 'chavez')
+    HELP = (
+        'Image-based atmospheric correction of a TOA reflectance raster (e.g. the output of '
+        'rsgeochem:radiometriccalibration) with the dark-object method of Chavez (1996, Photogramm. '
+        'Eng. Remote Sens. 62, 1025-1036): the darkest pixels of each band are assumed 1 % '
+        'reflective, so what they show above 1 % is path reflectance (haze).\n'
+        'Per band: path reflectance rho_p = rho_dark - 0.01 * Tz; surface reflectance '
+        'rho = (rho_toa - rho_p) / Tz, negative results set to 0. DOS1: Tz = 1. COST: Tz = '
+        'cos(sun zenith), which needs the sun elevation (SUN_ELEVATION or METADATA).\n'
+        'Dark value: the reflectance of the k-th darkest valid pixel of the band, k = the smaller '
+        'of PIXEL_COUNT (Chavez\'s 1000 pixels for a full scene) and PERCENTILE % of the valid '
+        'pixels, so small subsets are not corrected with a mid-histogram value; set PERCENTILE to '
+        '100 for the pure count rule or PIXEL_COUNT very large for the pure percentile rule. The '
+        'histogram (1e-5 reflectance bins) is accumulated block by block, then the image is '
+        'corrected block by block. Unlike a "lowest DN with at least N pixels" rule this does not '
+        'depend on bit depth (GRASS i.landsat.toar falls back to DN 1 on 16-bit subsets).\n'
+        'Outputs: the corrected float32 raster (nodata -9999, bands described), a table (no '
+        'geometry) and output strings with each band\'s dark value and path reflectance, and an '
+        'optional HTML report with the dark end of each histogram.')
+
+    INPUT = 'INPUT'
+    METHOD = 'METHOD'
+    SUN_ELEVATION = 'SUN_ELEVATION'
+    METADATA = 'METADATA'
+    PIXEL_COUNT = 'PIXEL_COUNT'
+    PERCENTILE = 'PERCENTILE'
+    OUTPUT = 'OUTPUT'
+    OUTPUT_TABLE = 'OUTPUT_TABLE'
+    OUTPUT_HTML = 'OUTPUT_HTML'
+    DARK_VALUES = 'DARK_VALUES'
+    PATH_REFLECTANCE = 'PATH_REFLECTANCE'
+
+    def initAlgorithm(self, config=None):
+        self.add(QgsProcessingParameterRasterLayer(self.INPUT, self.tr('TOA reflectance image')),
+                 'Multiband top-of-atmosphere reflectance (unitless, about 0-1), e.g. from '
+                 'rsgeochem:radiometriccalibration. Nodata pixels are skipped and stay nodata.')
+        self.add(QgsProcessingParameterEnum(self.METHOD, self.tr('Method'),
+                                            [label for _, label in METHODS], defaultValue=0),
+                 'DOS1: subtract the path reflectance only. COST: also divide by the downward '
+                 'transmittance cos(sun zenith), for low sun or hazy scenes (Chavez 1996).')
+        self.add(QgsProcessingParameterNumber(
+            self.SUN_ELEVATION, self.tr('Sun elevation (degrees, 0 = from metadata)'),
+            QgsProcessingParameterNumber.Double, 0.0, True, 0.0, 90.0),
+            'COST only: sun elevation in degrees (90 - sun zenith); 0 reads it from METADATA. '
+            'rsgeochem:radiometriccalibration reports it as USED_SUN_ELEVATION.')
+        self.add(QgsProcessingParameterFile(self.METADATA, self.tr('Product metadata file'),
+                                            QgsProcessingParameterFile.File, optional=True),
+                 'COST only, when SUN_ELEVATION is 0: Landsat *_MTL.txt, Sentinel-2 MTD_MSIL1C.xml '
+                 'or GF-2 scene .xml holding the sun angle.')
+        self.add(QgsProcessingParameterNumber(
+            self.PIXEL_COUNT, self.tr('Dark object: pixel count N'), QgsProcessingParameterNumber.Integer,
+            1000, False, 1, 10 ** 9),
+            'The dark value is that of the N-th darkest pixel (at most PERCENTILE % of the valid '
+            'pixels). 1000 follows Chavez (1996) for full scenes.', advanced=True)
+        self.add(QgsProcessingParameterNumber(
+            self.PERCENTILE, self.tr('Dark object: at most this percentile (%)'),
+            QgsProcessingParameterNumber.Double, 0.01, False, 0.0, 100.0),
+            'Upper limit of the dark pixel\'s rank as a percentage of the valid pixels (0.01 % = 1 '
+            'pixel in 10,000); keeps small subsets from using a mid-histogram value.', advanced=True)
+        self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr('Surface reflectance')),
+                 'Float32 GeoTIFF of dark-object corrected reflectance (>= 0), nodata -9999.')
+        self.add(QgsProcessingParameterFeatureSink(
+            self.OUTPUT_TABLE, self.tr('Dark objects'), QgsProcessing.TypeVector, optional=True),
+            'Table (no geometry), one row per band: band, name, valid_pixels, dark_rank (k), '
+            'dark_value (TOA reflectance), path_reflectance, transmittance (Tz).')
+        self.add(QgsProcessingParameterFileDestination(
+            self.OUTPUT_HTML, self.tr('Dark object report'), 'HTML files (*.html)', optional=True,
+            createByDefault=False),
+            'Optional HTML report: the table and the dark end of each band\'s histogram.')
+        self.add_block_memory()
+        self.addOutput(QgsProcessingOutputString(self.DARK_VALUES, self.tr('Dark values (per band)')))
+        self.addOutput(QgsProcessingOutputString(self.PATH_REFLECTANCE,
+                                                 self.tr('Path reflectance (per band)')))
+
+    def execute(self, parameters, context, feedback):
+        path = raster_path(self, parameters, self.INPUT, context)
+        info = raster_info(path, self.INPUT)
+        method = METHODS[self.parameterAsEnum(parameters, self.METHOD, context)][0]
+        sun_elevation = self.parameterAsDouble(parameters, self.SUN_ELEVATION, context) or None
+        metadata_path = self.parameterAsFile(parameters, self.METADATA, context)
+        if method == COST and sun_elevation is None and metadata_path:
+            sun_elevation = read_metadata(metadata_path, None, self.METADATA).sun_elevation
+        tz = transmittance(method, sun_elevation)
+        names = [d or f'band {i + 1}' for i, d in enumerate(info.descriptions)]
+        memory = self.block_memory(parameters, context)
+        extra = 24 * info.band_count
+
+        progress, cancel = progress_callbacks(feedback, 0.0, 40.0)
+        histogram = DarkObjectHistogram(info.band_count)
+        for _, block in read_blocks(path, memory_mb=memory, extra_bytes_per_pixel=extra, cancel=cancel,
+                                    progress=progress, parameter=self.INPUT):
+            histogram.add(block)
+        objects = dark_objects(histogram, self.parameterAsInt(parameters, self.PIXEL_COUNT, context),
+                               self.parameterAsDouble(parameters, self.PERCENTILE, context), names,
+                               self.INPUT)
+        paths = [path_reflectance(obj.value, tz) for obj in objects]
+        for name, obj, value in zip(names, objects, paths):
+            feedback.pushInfo(f'{name}: dark value {obj.value:.5f} (pixel {obj.count} of {obj.valid}), '
+                              f'path reflectance {value:.5f}')
+
+        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        descriptions = [f'{name} {method} surface reflectance' for name in names]
+        progress, cancel = progress_callbacks(feedback, 40.0, 100.0)
+        with RasterWriter(output, info.grid, info.band_count, DEFAULT_NODATA, descriptions) as writer:
+            for window, block in read_blocks(path, memory_mb=memory, extra_bytes_per_pixel=extra,
+                                             cancel=cancel, progress=progress, parameter=self.INPUT):
+                writer.write(window.row, subtract(block, paths, tz))
+
+        results = {self.OUTPUT: output,
+                   self.DARK_VALUES: ','.join(f'{obj.value:.6g}' for obj in objects),
+                   self.PATH_REFLECTANCE: ','.join(f'{value:.6g}' for value in paths)}
+        rows = [(i + 1, name, obj.valid, obj.count, obj.value, value, tz)
+                for i, (name, obj, value) in enumerate(zip(names, objects, paths))]
+        results.update(self.write_table(parameters, context, rows))
+        html_path = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
+        if html_path:
+            write_dark_object_report(html_path, method, rows, histogram, objects)
+            results[self.OUTPUT_HTML] = html_path
+        return results
+
+    def write_table(self, parameters, context, rows):
+        fields = QgsFields()
+        for name, kind in TABLE_FIELDS:
+            fields.append(QgsField(name, kind))
+        sink, sink_id = self.parameterAsSink(parameters, self.OUTPUT_TABLE, context, fields,
+                                             QgsWkbTypes.NoGeometry)
+        if sink is None:
+            return {}
+        for row in rows:
+            feature = QgsFeature(fields)
+            feature.setAttributes(list(row))
+            sink.addFeature(feature, QgsFeatureSink.FastInsert)
+        return {self.OUTPUT_TABLE: sink_id}
+
+
+def write_dark_object_report(path, method, rows, histogram, objects):
+    figure, axes = report.new_figure(7.0, 4.0)
+    for (_, name, *_), counts, obj in zip(rows, histogram.counts, objects):
+        first = int(np.argmax(counts > 0))
+        last = min(len(counts) - 1, first + int(round(0.1 / histogram.bin_width)))
+        values = histogram.value(np.arange(first, last + 1))
+        line, = axes.plot(values, np.cumsum(counts[first:last + 1]), label=name)
+        axes.axvline(obj.value, color=line.get_color(), linestyle=':')
+    axes.set_xlabel('TOA reflectance')
+    axes.set_ylabel('pixels at or below (cumulative)')
+    axes.set_yscale('log')
+    axes.legend(fontsize='small')
+    headers = ['band', 'name', 'valid pixels', 'dark rank k', 'dark value', 'path reflectance', 'Tz']
+    report.write_report(path, f'Dark object subtraction ({method})', [
+        ('Dark objects', report.table_html(headers, rows, digits=5)),
+        ('Dark end of the histograms (dotted: dark value)', report.figure_html(figure, 'histograms')),
+        ('Method', report.paragraph(
+            'Chavez (1996): path reflectance = dark value - 0.01 Tz; surface reflectance = '
+            '(TOA - path) / Tz, clipped at 0; Tz = 1 (DOS1) or cos(sun zenith) (COST).'))])

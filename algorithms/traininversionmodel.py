@@ -1,0 +1,255 @@
+"""Processing glue: train the paper's CNN or a baseline on a sample layer, write ONNX + report."""
+import numpy as np
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterField,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
+)
+
+from ..core import inversion, splits
+from ..core.cnn import CnnConfig
+from ..core.inversion_report import write_training_report
+from ..core.tiling import CELLS
+from .base import RsGeochemAlgorithm, progress_callbacks
+from .vectors import numeric_field_names, read_points
+
+MODEL_CHOICES = (
+    (('cnn',), 'CNN (Cheng et al. 2023)'),
+    (('mlr',), 'Multiple linear regression'),
+    (('plsr',), 'PLS regression'),
+    (('rf',), 'Random forest'),
+    (inversion.MODEL_TYPES, 'Compare all (write the best by test RMSE)'),
+)
+SPLIT_CHOICES = ('Random', 'Spatial blocks')
+METRIC_OUTPUTS = (('R2', 'r2', 'R²'), ('RMSE', 'rmse', 'RMSE'), ('RPD', 'rpd', 'RPD'),
+                  ('RPIQ', 'rpiq', 'RPIQ'), ('BIAS', 'bias', 'bias'))
+
+
+class TrainInversionModelAlgorithm(RsGeochemAlgorithm):
+    ALGORITHM_ID = 'traininversionmodel'
+    DISPLAY_NAME = 'Train inversion model (CNN, MLR, PLSR, random forest)'
+    GROUP_ID = 'inversion'
+    REQUIRES = ('onnx', 'sklearn', 'skl2onnx')
+    TAGS = ('cnn', 'convolutional neural network', 'regression', 'onnx', 'pls', 'random forest',
+            'rare earth', 'inversion', 'gf-2', 'rpd')
+    HELP = (
+        'Trains a model that predicts element content (TARGET, e.g. kriged RE2O3 %) from feature '
+        'values (FEATURES, e.g. band reflectances) on a point layer such as the output of '
+        'rsgeochem:surfacesamples, and writes it as an ONNX file for rsgeochem:applyinversionmodel.\n'
+        'CNN (default) after Cheng et al. (2023, ion-adsorption rare-earth ore, GF-2): the feature '
+        'values, standardised with the training mean and SD, are tiled into a 4x4 matrix (4 bands '
+        'copied 4 times, each row b1..b4; other counts fill the 16 cells cyclically, at most 16 '
+        'features), then two 2x2 convolutions with ReLU each followed by 2x2 max pooling '
+        '(4x4 -> 2x2 -> 1x1; 16 and 32 filters), a fully connected layer of 64 units with ReLU, '
+        'dropout with keep probability 0.7, and one output. Adam, learning rate 0.001, 5000 '
+        'mini-batch iterations. The loss is the '
+        'mean squared error: the paper names softmax cross-entropy, which has no meaning for one '
+        'continuous output. Trained in numpy (no deep-learning framework needed).\n'
+        'Baselines the paper lacked: multiple linear regression, PLS regression (components by '
+        '5-fold cross-validation unless given) and random forest (scikit-learn, exported with '
+        'skl2onnx). "Compare all" trains every model on the same split, tabulates them and writes '
+        'the one with the lowest test RMSE (the others are only reported; train one alone to '
+        'keep it).\n'
+        'Split: random (TEST_FRACTION, the paper\'s 2:1 is 1/3) or spatial blocks: squares of '
+        'BLOCK_SIZE map units go wholly to train or test, so neighbouring near-duplicate '
+        'surface-to-surface samples do not leak into the test. The written model is the one '
+        'fitted on the training samples, so its metrics describe it.\n'
+        'Metrics on train and test: R², RMSE (target units), RPD = SD/RMSE, RPIQ = IQR/RMSE and '
+        'bias = mean(predicted - measured); the paper reports train R² 0.95 / RPD 4.65 and test '
+        'R² 0.91 / RPD 3.33. Outputs: the .onnx model (raw feature values in, target units out; '
+        'standardisation inside the graph; metadata: feature order, layout, normalisation, target, '
+        'metrics, split, architecture), an HTML report (comparison table, predicted-vs-measured '
+        'scatter plots, CNN loss, split map) and the metrics as numbers (TRAIN_R2, TEST_RMSE, ...).\n'
+        'Samples with NULL values in the target or a feature are skipped (and counted in the log). '
+        'At least (number of features + 2) samples are needed; a constant target or feature is an '
+        'error.')
+
+    INPUT = 'INPUT'
+    TARGET = 'TARGET'
+    FEATURES = 'FEATURES'
+    TARGET_UNITS = 'TARGET_UNITS'
+    MODEL = 'MODEL'
+    SPLIT = 'SPLIT'
+    TEST_FRACTION = 'TEST_FRACTION'
+    BLOCK_SIZE = 'BLOCK_SIZE'
+    SEED = 'SEED'
+    ITERATIONS = 'ITERATIONS'
+    LEARNING_RATE = 'LEARNING_RATE'
+    KEEP_PROBABILITY = 'KEEP_PROBABILITY'
+    BATCH_SIZE = 'BATCH_SIZE'
+    PLS_COMPONENTS = 'PLS_COMPONENTS'
+    RF_TREES = 'RF_TREES'
+    OUTPUT_MODEL = 'OUTPUT_MODEL'
+    OUTPUT_HTML = 'OUTPUT_HTML'
+    MODEL_TYPE = 'MODEL_TYPE'
+    N_TRAIN = 'N_TRAIN'
+    N_TEST = 'N_TEST'
+
+    def initAlgorithm(self, config=None):
+        number = QgsProcessingParameterNumber
+        self.add(QgsProcessingParameterFeatureSource(
+            self.INPUT, self.tr('Samples'), [QgsProcessing.TypeVectorPoint]),
+            'Point layer with the target and feature fields, e.g. rsgeochem:surfacesamples output.')
+        self.add(QgsProcessingParameterField(
+            self.TARGET, self.tr('Target field'), parentLayerParameterName=self.INPUT,
+            type=QgsProcessingParameterField.Numeric),
+            'Numeric field to predict, e.g. the kriged RE2O3 content.')
+        self.add(QgsProcessingParameterField(
+            self.FEATURES, self.tr('Feature fields (in the order of the raster bands)'),
+            parentLayerParameterName=self.INPUT, type=QgsProcessingParameterField.Numeric,
+            allowMultiple=True),
+            'Numeric fields the model learns from, in the order given: this becomes the model\'s '
+            'input order, so applying the model needs the raster bands in the same order. '
+            'The CNN takes 1 to 16 features.')
+        self.add(QgsProcessingParameterString(
+            self.TARGET_UNITS, self.tr('Target units'), '', optional=True),
+            'Units of the target, e.g. "% RE2O3" or "mg/kg"; stored in the model and the report.')
+        self.add(QgsProcessingParameterEnum(
+            self.MODEL, self.tr('Model type'), [label for _, label in MODEL_CHOICES], defaultValue=0),
+            'The paper\'s CNN, a baseline, or all of them on the same split (the best by test RMSE '
+            'is written).')
+        self.add(QgsProcessingParameterEnum(
+            self.SPLIT, self.tr('Train/test split'), list(SPLIT_CHOICES), defaultValue=0),
+            'Random, or spatial blocks (whole squares of BLOCK_SIZE map units go to train or test).')
+        self.add(number(self.TEST_FRACTION, self.tr('Test fraction'), number.Double, 1 / 3, False,
+                        0.05, 0.9),
+                 'Share of the samples held out for testing; 1/3 is the paper\'s 2:1 split. With '
+                 'spatial blocks, blocks are added until at least this share is reached.')
+        self.add(number(self.BLOCK_SIZE, self.tr('Block size (map units)'), number.Double, 0.0,
+                        False, 0.0),
+                 'Side of the square blocks of the spatial split, in the layer\'s map units (metres '
+                 'for a projected CRS); choose at least the range of spatial correlation (see '
+                 'rsgeochem:variogram). 0: one fifth of the longer side of the samples\' extent.')
+        self.add(number(self.SEED, self.tr('Random seed'), number.Integer, 1, False, 0, 2 ** 31 - 1),
+                 'Seed of the split, the CNN\'s weights, dropout and batches, PLS folds and the '
+                 'forest: the same seed gives the same model.')
+        self.add(number(self.ITERATIONS, self.tr('CNN iterations'), number.Integer, 5000, False,
+                        1, 1000000),
+                 'Mini-batch updates of the CNN (paper: 5000).', advanced=True)
+        self.add(number(self.LEARNING_RATE, self.tr('CNN learning rate'), number.Double, 0.001,
+                        False, 1e-6, 1.0),
+                 'Adam step size (paper: 0.001).', advanced=True)
+        self.add(number(self.KEEP_PROBABILITY, self.tr('CNN dropout keep probability'),
+                        number.Double, 0.7, False, 0.05, 1.0),
+                 'Probability that a unit of the fully connected layer is kept while training '
+                 '(paper: 0.7); 1 switches dropout off.', advanced=True)
+        self.add(number(self.BATCH_SIZE, self.tr('CNN batch size'), number.Integer, 64, False,
+                        1, 100000),
+                 'Samples per mini-batch (all samples when larger than the training set).',
+                 advanced=True)
+        self.add(number(self.PLS_COMPONENTS, self.tr('PLS components'), number.Integer, 0, False,
+                        0, 100),
+                 'Number of PLS components; 0 chooses 1..10 by 5-fold cross-validation on the '
+                 'training samples.', advanced=True)
+        self.add(number(self.RF_TREES, self.tr('Random forest trees'), number.Integer, 100, False,
+                        1, 5000),
+                 'Number of trees of the random forest.', advanced=True)
+        self.add(QgsProcessingParameterFileDestination(
+            self.OUTPUT_MODEL, self.tr('Trained model (ONNX)'), 'ONNX models (*.onnx)'),
+            'The trained model as ONNX with rsgeochem metadata, for rsgeochem:applyinversionmodel.')
+        self.add(QgsProcessingParameterFileDestination(
+            self.OUTPUT_HTML, self.tr('Training report'), 'HTML files (*.html)'),
+            'HTML report: accuracy table, predicted-vs-measured plots, CNN loss, split map.')
+        for side in ('TRAIN', 'TEST'):
+            for suffix, _, label in METRIC_OUTPUTS:
+                self.addOutput(QgsProcessingOutputNumber(f'{side}_{suffix}',
+                                                         self.tr(f'{side.lower()} {label}')))
+        self.addOutput(QgsProcessingOutputNumber(self.N_TRAIN, self.tr('Training samples')))
+        self.addOutput(QgsProcessingOutputNumber(self.N_TEST, self.tr('Test samples')))
+        self.addOutput(QgsProcessingOutputString(self.MODEL_TYPE, self.tr('Written model type')))
+
+    def read_samples(self, parameters, context, feedback):
+        source = self.parameterAsSource(parameters, self.INPUT, context)
+        if source is None:
+            raise QgsProcessingException(f'{self.INPUT}: choose a point layer.')
+        target = self.parameterAsFields(parameters, self.TARGET, context)
+        if not target:
+            raise QgsProcessingException(f'{self.TARGET}: choose the numeric field to predict.')
+        target = numeric_field_names(source, target[:1], self.TARGET)[0]
+        features = self.parameterAsFields(parameters, self.FEATURES, context)
+        if not features:
+            raise QgsProcessingException(f'{self.FEATURES}: choose at least one feature field.')
+        numeric_field_names(source, features, self.FEATURES)
+        samples = read_points(source, list(dict.fromkeys([target, *features])), self.INPUT, context,
+                              feedback)
+        if samples.skipped_text():
+            feedback.pushWarning(f'Skipped samples: {samples.skipped_text()}.')
+        return samples, target, features, source.sourceCrs()
+
+    def model_types(self, parameters, context):
+        return MODEL_CHOICES[self.parameterAsEnum(parameters, self.MODEL, context)][0]
+
+    def make_split(self, parameters, context, samples, n_features, feedback):
+        fraction = self.parameterAsDouble(parameters, self.TEST_FRACTION, context)
+        seed = self.parameterAsInt(parameters, self.SEED, context)
+        if self.parameterAsEnum(parameters, self.SPLIT, context) == 0:
+            split = splits.random_split(len(samples), fraction, seed)
+            key = self.TEST_FRACTION
+        else:
+            size = self.parameterAsDouble(parameters, self.BLOCK_SIZE, context)
+            size = size or splits.default_block_size(samples.x, samples.y)
+            feedback.pushInfo(f'Spatial blocks of {size:g} map units.')
+            split = splits.spatial_block_split(samples.x, samples.y, size, fraction, seed,
+                                               self.BLOCK_SIZE)
+            key = self.BLOCK_SIZE
+        return split.check(n_features + 2, key)
+
+    def options(self, parameters, context):
+        value = self.parameterAsInt
+        return inversion.TrainingOptions(
+            cnn=CnnConfig(iterations=value(parameters, self.ITERATIONS, context),
+                          learning_rate=self.parameterAsDouble(parameters, self.LEARNING_RATE, context),
+                          keep_prob=self.parameterAsDouble(parameters, self.KEEP_PROBABILITY, context),
+                          batch_size=value(parameters, self.BATCH_SIZE, context)),
+            pls_components=value(parameters, self.PLS_COMPONENTS, context),
+            rf_trees=value(parameters, self.RF_TREES, context),
+            seed=value(parameters, self.SEED, context))
+
+    def execute(self, parameters, context, feedback):
+        samples, target_name, feature_names, crs = self.read_samples(parameters, context, feedback)
+        target = samples.values[target_name]
+        features = np.column_stack([samples.values[name] for name in feature_names])
+        inversion.check_samples(features, target, feature_names, target_name)
+        model_types = self.model_types(parameters, context)
+        if len(model_types) > 1 and len(feature_names) > CELLS:
+            feedback.pushWarning(f'The CNN takes at most {CELLS} features: compared without it.')
+            model_types = tuple(name for name in model_types if name != 'cnn')
+        inversion.check_model_choice(model_types, len(feature_names))
+        split = self.make_split(parameters, context, samples, len(feature_names), feedback)
+        if crs.isGeographic() and split.description['method'] == 'spatial_blocks':
+            feedback.pushWarning('The layer\'s CRS is geographic: the block size is in degrees.')
+        feedback.pushInfo(f'{split.train.size} training and {split.test.size} test samples.')
+
+        progress, cancel = progress_callbacks(feedback, 0, 90)
+        results = inversion.train_models(features, target, split, model_types,
+                                         self.options(parameters, context), progress, cancel)
+        written = inversion.best_by_test_rmse(results)
+        for result in results:
+            feedback.pushInfo(f'{result.model_type}: train R² {result.train.r2:.3f} RMSE '
+                              f'{result.train.rmse:.4g}; test R² {result.test.r2:.3f} RMSE '
+                              f'{result.test.rmse:.4g} RPD {result.test.rpd:.2f}')
+        units = self.parameterAsString(parameters, self.TARGET_UNITS, context)
+        model_path = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
+        inversion.save_onnx(inversion.model_proto(written, feature_names, target_name, units, split),
+                            model_path)
+        html_path = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
+        data = {'x': samples.x, 'y': samples.y, 'target': target, 'feature_names': feature_names,
+                'target_field': target_name, 'target_units': units}
+        notes = [f'Skipped samples: {samples.skipped_text()}.'] if samples.skipped_text() else []
+        write_training_report(html_path, f'Inversion model for {target_name}', data, results,
+                              written, split, notes)
+        feedback.setProgress(100)
+        outputs = {self.OUTPUT_MODEL: model_path, self.OUTPUT_HTML: html_path,
+                   self.MODEL_TYPE: written.model_type,
+                   self.N_TRAIN: int(split.train.size), self.N_TEST: int(split.test.size)}
+        for side, metrics in (('TRAIN', written.train), ('TEST', written.test)):
+            for suffix, attribute, _ in METRIC_OUTPUTS:
+                outputs[f'{side}_{suffix}'] = getattr(metrics, attribute)
+        return outputs
