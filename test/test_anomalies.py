@@ -1,0 +1,240 @@
+"""anomalies: block-wise statistics and thresholds against numpy, C-A breakpoints of synthetic
+fractal distributions with known breaks, ranked polygons of a hand-built raster, mask, bad inputs,
+the Processing algorithm and qgis_process."""
+import json
+
+import numpy as np
+import pytest
+from osgeo import ogr, osr
+
+from rsgeochem.core.anomalies import (
+    ValueSource,
+    anomaly_polygons,
+    mean_sd_threshold,
+    median_mad_threshold,
+    percentile_threshold,
+    raster_statistics,
+    roman,
+)
+from rsgeochem.core.blockio import Grid, write_raster
+from rsgeochem.core.errors import InputError
+from rsgeochem.core.fractal import concentration_area
+
+PIXEL = 10.0
+
+
+def utm_grid(width, height):
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32721)
+    return Grid(width, height, (500000.0, PIXEL, 0.0, 9800000.0, 0.0, -PIXEL), srs.ExportToWkt())
+
+
+def raster(tmp_path, name, array, nodata=-9999.0):
+    array = np.asarray(array, dtype=np.float64)
+    return write_raster(tmp_path / name, utm_grid(array.shape[1], array.shape[0]), array, nodata)
+
+
+def piecewise_power_law(count, breaks, exponents, start=1.0):
+    """Values whose area-concentration relation is exactly A(>= v) = count * (v / start)^-a1 up to
+    the first break, then continuing with exponent a2, ... (quantile function of the
+    piecewise Pareto law, evaluated at mid-ranks)."""
+    fraction = (np.arange(count) + 0.5) / count        # A(>= v) / count of the i-th largest value
+    values = np.empty(count)
+    knots = [start, *breaks]
+    knot_fractions = [1.0]
+    for low, high, exponent in zip(knots[:-1], knots[1:], exponents):
+        knot_fractions.append(knot_fractions[-1] * (high / low) ** -exponent)
+    for i, exponent in enumerate(exponents):
+        upper = knot_fractions[i]
+        lower = knot_fractions[i + 1] if i + 1 < len(knot_fractions) else 0.0
+        chosen = (fraction <= upper) & (fraction > lower)
+        values[chosen] = knots[i] * (fraction[chosen] / upper) ** (-1.0 / exponent)
+    return values
+
+
+def shuffled_raster(tmp_path, values, width=250):
+    rng = np.random.default_rng(7)
+    return raster(tmp_path, 'fractal.tif', rng.permutation(values).reshape(-1, width))
+
+
+@pytest.mark.parametrize('breaks, exponents', [((10.0,), (0.5, 2.0)),
+                                               ((5.0, 40.0), (0.3, 1.2, 3.0))])
+def test_concentration_area_recovers_known_breaks(tmp_path, breaks, exponents):
+    path = shuffled_raster(tmp_path, piecewise_power_law(62500, breaks, exponents))
+    statistics = raster_statistics(ValueSource(path, 1, memory_mb=1), bins=20000)
+    result = concentration_area(statistics.log_edges, statistics.log_counts, statistics.pixel_area,
+                                len(exponents))
+    # tolerance: 4 % in concentration (about one C-A curve step of 0.02 log10 units)
+    np.testing.assert_allclose(result.breakpoints, breaks, rtol=0.04)
+    np.testing.assert_allclose([-s.slope for s in result.segments], exponents, rtol=0.05)
+    assert result.threshold == result.breakpoints[-1]
+
+
+@pytest.fixture(scope='module')
+def known_array():
+    rng = np.random.default_rng(11)
+    values = rng.gamma(2.0, 1.5, (120, 150))
+    values[rng.random(values.shape) < 0.05] = -9999.0   # nodata pixels
+    return values
+
+
+def test_statistics_and_thresholds_match_numpy(tmp_path, known_array):
+    path = raster(tmp_path, 'gamma.tif', known_array)
+    statistics = raster_statistics(ValueSource(path, 1, memory_mb=1), bins=10000)
+    valid = known_array[known_array != -9999.0].astype(np.float32).astype(np.float64)
+    median = np.median(valid)
+    mad = 1.4826 * np.median(np.abs(valid - median))
+    width = (valid.max() - valid.min()) / 10000
+    assert statistics.count == valid.size
+    np.testing.assert_allclose(mean_sd_threshold(statistics, 2.0), valid.mean() + 2 * valid.std(ddof=1),
+                               rtol=1e-10)
+    # histogram resolution: median within one bin width w, MAD within 1.4826 x 2 w
+    assert abs(median_mad_threshold(statistics, 2.5) - (median + 2.5 * mad)) <= width * (1 + 2.5 * 1.4826 * 2)
+    assert abs(statistics.median() - median) <= width
+    assert abs(percentile_threshold(statistics, 97.5) - np.percentile(valid, 97.5)) <= width
+
+
+def test_block_size_does_not_change_statistics(tmp_path, known_array):
+    path = raster(tmp_path, 'gamma.tif', known_array)
+    small = raster_statistics(ValueSource(path, 1, memory_mb=1))
+    large = raster_statistics(ValueSource(path, 1, memory_mb=512))
+    np.testing.assert_allclose([small.mean, small.sd], [large.mean, large.sd], rtol=1e-12)
+    np.testing.assert_array_equal(small.counts, large.counts)
+
+
+def hand_built(width=20000):
+    """Background 1 with: A = 3x3 block of 10 (score 9 px x 10), B = 2x10 block of 6 (20 x 6),
+    C = one pixel of 50, D = two pixels of 8 touching only at a corner (two 4-connected areas),
+    E = 5x5 ring of 7 around a background hole (16 px). Wide, so 1 MB blocks hold one row."""
+    values = np.ones((40, width))
+    values[2:5, 2:5] = 10.0            # A
+    values[10:12, 3:13] = 6.0          # B
+    values[20, 20] = 50.0              # C
+    values[30, 30] = values[31, 31] = 8.0   # D
+    values[25:30, 40:45] = 7.0         # E with hole
+    values[27, 42] = 1.0
+    return values
+
+
+def test_ranks_areas_and_means_of_hand_built_raster(tmp_path):
+    path = raster(tmp_path, 'blobs.tif', hand_built())
+    found = anomaly_polygons(ValueSource(path, 1, memory_mb=1), threshold=5.0)
+    pixel_area = PIXEL * PIXEL
+    # (pixels, mean, max) in rank order of mean x pixels: E 168, B 120, A 90, C 50, D 8, D 8
+    expected = [
+        (24, 7.0, 7.0), (20, 6.0, 6.0), (9, 10.0, 10.0), (1, 50.0, 50.0), (1, 8.0, 8.0), (1, 8.0, 8.0)]
+    assert [a.label for a in found] == ['I', 'II', 'III', 'IV', 'V', 'VI']
+    assert [(a.pixels, a.mean, a.maximum) for a in found] == expected
+    for anomaly, (pixels, mean, _) in zip(found, expected):
+        assert anomaly.area == pixels * pixel_area
+        assert anomaly.score == pytest.approx(mean * pixels * pixel_area)
+        assert ogr.CreateGeometryFromWkb(anomaly.wkb).GetArea() == pytest.approx(pixels * pixel_area)
+    ring = ogr.CreateGeometryFromWkb(found[0].wkb)
+    assert ring.GetGeometryCount() == 2    # exterior + the background hole
+    assert found[0].centroid == pytest.approx((500000 + 42.5 * PIXEL, 9800000 - 27.5 * PIXEL))
+
+
+def test_minimum_area_and_mask_exclusion(tmp_path):
+    values = hand_built(width=200)
+    path = raster(tmp_path, 'blobs.tif', values)
+    kept = anomaly_polygons(ValueSource(path, 1), threshold=5.0, min_area=150.0)
+    assert [a.pixels for a in kept] == [24, 20, 9]
+    mask = np.ones(values.shape)
+    mask[0:8, 0:8] = 0.0          # excludes block A (a village, say)
+    mask[20, 20] = -9999.0        # nodata in the mask excludes too
+    mask_path = raster(tmp_path, 'mask.tif', mask)
+    source = ValueSource(path, 1, mask_path)
+    assert [a.pixels for a in anomaly_polygons(source, 5.0)] == [24, 20, 1, 1]
+    assert raster_statistics(source).count == values.size - 64 - 1
+
+
+@pytest.mark.parametrize('array, message', [
+    (np.full((5, 6), -9999.0), 'no valid pixels'),
+    (np.full((5, 6), 3.0), 'constant'),
+])
+def test_unusable_rasters_name_input(tmp_path, array, message):
+    path = raster(tmp_path, 'bad.tif', array)
+    with pytest.raises(InputError, match=message) as error:
+        raster_statistics(ValueSource(path, 1, keys=('INPUT', 'BAND', 'MASK')))
+    assert error.value.parameter == 'INPUT'
+
+
+def test_bad_parameters_name_their_key(tmp_path, known_array):
+    path = raster(tmp_path, 'gamma.tif', known_array)
+    statistics = raster_statistics(ValueSource(path, 1))
+    for k in (-0.5, 11.0, float('nan')):
+        with pytest.raises(InputError) as error:
+            mean_sd_threshold(statistics, k, 'K')
+        assert error.value.parameter == 'K'
+    with pytest.raises(InputError) as error:
+        percentile_threshold(statistics, 100.0, 'PERCENTILE')
+    assert error.value.parameter == 'PERCENTILE'
+    with pytest.raises(InputError) as error:
+        ValueSource(path, 2)
+    assert error.value.parameter == 'BAND'
+    other = raster(tmp_path, 'other.tif', np.ones((10, 10)))
+    with pytest.raises(InputError, match='same size') as error:
+        ValueSource(path, 1, other)
+    assert error.value.parameter == 'MASK'
+    with pytest.raises(InputError) as error:
+        concentration_area(statistics.log_edges, statistics.log_counts, 1.0, 4, 'CA_SEGMENTS')
+    assert error.value.parameter == 'CA_SEGMENTS'
+
+
+def test_roman_numerals():
+    assert [roman(n) for n in (1, 4, 9, 14, 40, 90, 400, 1994, 3999, 4000)] == [
+        'I', 'IV', 'IX', 'XIV', 'XL', 'XC', 'CD', 'MCMXCIV', 'MMMCMXCIX', '4000']
+
+
+def test_algorithm_percentile_with_mask(run_alg, tmp_path):
+    values = hand_built(width=60)
+    path = raster(tmp_path, 'blobs.tif', values)
+    mask = np.ones(values.shape)
+    mask[0:8, 0:8] = 0.0
+    mask_path = raster(tmp_path, 'mask.tif', mask)
+    output = str(tmp_path / 'anomalies.gpkg')
+    result = run_alg('anomalies', {'INPUT': path, 'BAND': 1, 'METHOD': 2, 'PERCENTILE': 97.0,
+                                   'MASK': mask_path, 'MIN_AREA': 150.0, 'OUTPUT': output,
+                                   'OUTPUT_HTML': str(tmp_path / 'report.html')})
+    valid = values[mask == 1]
+    assert result['THRESHOLD'] == pytest.approx(np.percentile(valid, 97.0),
+                                                abs=(valid.max() - valid.min()) / 10000)
+    assert result['ANOMALY_COUNT'] == 2 and result['BREAKPOINTS'] == ''
+    dataset = ogr.Open(output)
+    layer = dataset.GetLayer(0)
+    rows = [(f['rank'], f['rank_label'], f['pixels'], f['area'], f['mean'], f['max']) for f in layer]
+    assert rows == [(1, 'I', 24, 2400.0, 7.0, 7.0), (2, 'II', 20, 2000.0, 6.0, 6.0)]
+    assert layer.GetSpatialRef().GetAuthorityCode(None) == '32721'
+    html = (tmp_path / 'report.html').read_text()
+    assert 'Concentration-area plot' in html and html.count('<img') == 3
+
+
+def test_algorithm_rejects_bad_inputs(run_alg, tmp_path):
+    from qgis.core import QgsProcessingException
+    constant = raster(tmp_path, 'constant.tif', np.full((5, 6), 3.0))
+    common = {'OUTPUT': 'TEMPORARY_OUTPUT', 'OUTPUT_HTML': str(tmp_path / 'r.html')}
+    with pytest.raises(QgsProcessingException, match='INPUT'):
+        run_alg('anomalies', {'INPUT': constant, 'METHOD': 0, **common})
+    varied = raster(tmp_path, 'varied.tif', np.arange(30.0).reshape(5, 6))
+    with pytest.raises(QgsProcessingException, match='K'):
+        run_alg('anomalies', {'INPUT': varied, 'METHOD': 0, 'K': 25.0, **common})
+    negative = raster(tmp_path, 'negative.tif', -np.arange(1.0, 31.0).reshape(5, 6))
+    with pytest.raises(QgsProcessingException, match='INPUT.*positive'):
+        run_alg('anomalies', {'INPUT': negative, 'METHOD': 3, **common})
+
+
+def test_qgis_process_concentration_area(qgis_process, tmp_path):
+    path = shuffled_raster(tmp_path, piecewise_power_law(62500, (10.0,), (0.5, 2.0)))
+    output = tmp_path / 'ca.gpkg'
+    result = qgis_process('run', 'rsgeochem:anomalies', '--json', '--', f'INPUT={path}', 'METHOD=3',
+                          'CA_SEGMENTS=2', 'HISTOGRAM_BINS=20000', f'OUTPUT={output}',
+                          f'OUTPUT_HTML={tmp_path / "ca.html"}')
+    outputs = json.loads(result.stdout)['results']
+    assert float(outputs['THRESHOLD']) == pytest.approx(10.0, rel=0.04)
+    assert float(outputs['BREAKPOINTS']) == pytest.approx(float(outputs['THRESHOLD']))
+    dataset = ogr.Open(str(output))
+    layer = dataset.GetLayer(0)
+    # pixels >= the threshold: 10^-0.5 of the raster by construction (within the threshold error)
+    pixels = sum(f['pixels'] for f in layer)
+    expected = 62500 * (float(outputs['THRESHOLD'])) ** -0.5
+    assert pixels == pytest.approx(expected, rel=0.03)
