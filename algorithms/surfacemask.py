@@ -1,0 +1,147 @@
+"""Keep/mask raster of vegetation, open water and excluded polygons."""
+import numpy as np
+from osgeo import gdal
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterBand,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+)
+
+from ..core.blockio import RasterWriter, raster_info, read_blocks
+from ..core.errors import InputError
+from ..core.mask import MASK_NODATA, MaskCounts, PolygonBurner, surface_mask
+from .base import RsGeochemAlgorithm, progress_callbacks, raster_path
+from .mask_input import polygon_wkts
+
+FRACTIONS = ('MASKED_FRACTION', 'VEGETATION_FRACTION', 'WATER_FRACTION', 'POLYGON_FRACTION')
+
+
+class SurfaceMaskAlgorithm(RsGeochemAlgorithm):
+    INPUT = 'INPUT'
+    RED_BAND = 'RED_BAND'
+    NIR_BAND = 'NIR_BAND'
+    GREEN_BAND = 'GREEN_BAND'
+    MASK_VEGETATION = 'MASK_VEGETATION'
+    NDVI_THRESHOLD = 'NDVI_THRESHOLD'
+    MASK_WATER = 'MASK_WATER'
+    NDWI_THRESHOLD = 'NDWI_THRESHOLD'
+    EXCLUDE_POLYGONS = 'EXCLUDE_POLYGONS'
+    ALL_TOUCHED = 'ALL_TOUCHED'
+    OUTPUT = 'OUTPUT'
+
+    ALGORITHM_ID = 'surfacemask'
+    DISPLAY_NAME = 'Surface mask (vegetation, water, buildings)'
+    GROUP_ID = 'imagecorrection'
+    TAGS = ('mask', 'NDVI', 'NDWI', 'vegetation', 'water', 'buildings', 'villages', 'false anomalies')
+    HELP = (
+        'Makes a keep/mask raster on the input grid: 1 = keep (bare rock and soil), 0 = masked, '
+        '255 = nodata where the input bands have no data. Vegetation is masked where NDVI = '
+        '(NIR - red)/(NIR + red) exceeds a threshold (Rouse et al. 1974), open water where NDWI = '
+        '(green - NIR)/(green + NIR) exceeds a threshold (McFeeters 1996), and every pixel touched by '
+        '(or, unticking ALL_TOUCHED, centred in) a polygon of an optional layer of villages, buildings, '
+        'mine ponds or other surfaces that give false anomalies. Cheng et al. (2023) name vegetation and '
+        'buildings as the limitations of their rare-earth inversion; "Principal components" and later '
+        'steps take this raster as their optional MASK.\n\n'
+        'Band numbers default to GF-2 PMS order (green 2, red 3, NIR 4); Sentinel-2 12-band L2A: 3, 4, 8; '
+        'Landsat 8/9 (bands 1-7): 3, 4, 5; ASTER: 1, 2, 3. Thresholds are unitless and scene dependent: '
+        'check the log\'s fractions and adjust. Use reflectance for thresholds that carry between scenes.'
+        '\n\nPolygons in another CRS are reprojected to the raster CRS (the log says so). The masked '
+        'fractions of the valid pixels are logged and returned as outputs.')
+
+    def initAlgorithm(self, config=None):
+        self.add(QgsProcessingParameterRasterLayer(self.INPUT, self.tr('Multispectral raster')),
+                 'Multiband raster (reflectance preferred); its grid is the mask grid.')
+        for key, label, default in ((self.GREEN_BAND, 'Green band', 2), (self.RED_BAND, 'Red band', 3),
+                                    (self.NIR_BAND, 'Near-infrared band', 4)):
+            self.add(QgsProcessingParameterBand(key, self.tr(label), default, self.INPUT, optional=True),
+                     f'{label} of the input (default: GF-2 PMS band {default}). Needed for NDVI (red, NIR) '
+                     'and NDWI (green, NIR).')
+        self.add(QgsProcessingParameterBoolean(self.MASK_VEGETATION, self.tr('Mask vegetation'), True),
+                 'Mask pixels whose NDVI exceeds NDVI_THRESHOLD.')
+        self.add(QgsProcessingParameterNumber(self.NDVI_THRESHOLD, self.tr('NDVI threshold'),
+                                              QgsProcessingParameterNumber.Double, 0.3, False, -1.0, 1.0),
+                 'Pixels with NDVI above this value (unitless, -1..1) are vegetation. 0.2-0.3 separates '
+                 'green vegetation from bare soil in most reflectance images.')
+        self.add(QgsProcessingParameterBoolean(self.MASK_WATER, self.tr('Mask open water'), True),
+                 'Mask pixels whose NDWI exceeds NDWI_THRESHOLD.')
+        self.add(QgsProcessingParameterNumber(self.NDWI_THRESHOLD, self.tr('NDWI threshold'),
+                                              QgsProcessingParameterNumber.Double, 0.0, False, -1.0, 1.0),
+                 'Pixels with McFeeters NDWI above this value (unitless, -1..1) are open water; 0 is the '
+                 'published threshold.')
+        self.add(QgsProcessingParameterFeatureSource(
+            self.EXCLUDE_POLYGONS, self.tr('Polygons to exclude (villages, buildings, ponds)'),
+            [QgsProcessing.TypeVectorPolygon], optional=True),
+            'Optional polygon layer of surfaces that give false anomalies; every pixel under a polygon is '
+            'masked. Any CRS: polygons are reprojected to the raster CRS.')
+        self.add(QgsProcessingParameterBoolean(
+            self.ALL_TOUCHED, self.tr('Mask every pixel a polygon touches'), True),
+                 'On: every pixel a polygon touches is masked (conservative, suits small buildings). Off: '
+                 'only pixels whose centre lies inside a polygon.', advanced=True)
+        self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr('Surface mask')),
+                 'Byte GeoTIFF: 1 keep, 0 masked, 255 nodata.')
+        self.add_block_memory()
+        for key in FRACTIONS:
+            self.addOutput(QgsProcessingOutputNumber(key, self.tr(key.replace('_', ' ').capitalize())))
+
+    def band(self, parameters, key, context, info, needed):
+        number = self.parameterAsInt(parameters, key, context)
+        if needed and not 1 <= number <= info.band_count:
+            raise InputError(f'choose a band of the input (1-{info.band_count}); it is needed for the '
+                             'vegetation/water mask.', key)
+        return number
+
+    def execute(self, parameters, context, feedback):
+        path = raster_path(self, parameters, self.INPUT, context)
+        info = raster_info(path, self.INPUT)
+        vegetation = self.parameterAsBool(parameters, self.MASK_VEGETATION, context)
+        water = self.parameterAsBool(parameters, self.MASK_WATER, context)
+        bands = {key: self.band(parameters, key, context, info, needed) for key, needed in (
+            (self.RED_BAND, vegetation), (self.NIR_BAND, vegetation or water), (self.GREEN_BAND, water))}
+        burner = self.polygons(parameters, context, info, feedback)
+        if not (vegetation or water or burner):
+            raise InputError('nothing to mask: tick MASK_VEGETATION or MASK_WATER, or give polygons.',
+                             self.EXCLUDE_POLYGONS)
+        used = sorted({number for number in bands.values() if number}) or [1]
+        ndvi = self.parameterAsDouble(parameters, self.NDVI_THRESHOLD, context)
+        ndwi = self.parameterAsDouble(parameters, self.NDWI_THRESHOLD, context)
+        thresholds = {'ndvi_threshold': ndvi if vegetation else None,
+                      'ndwi_threshold': ndwi if water else None}
+        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        progress, cancel = progress_callbacks(feedback)
+        total = MaskCounts()
+        with RasterWriter(output, info.grid, 1, nodata=MASK_NODATA, data_type=gdal.GDT_Byte,
+                          descriptions=['keep (1) / masked (0)']) as writer:
+            for window, block in read_blocks(path, used, self.block_memory(parameters, context),
+                                             extra_bytes_per_pixel=64, cancel=cancel, progress=progress,
+                                             parameter=self.INPUT):
+                by_band = dict(zip(used, block))
+                arrays = {name: by_band.get(bands[key]) for name, key in (
+                    ('red', self.RED_BAND), ('nir', self.NIR_BAND), ('green', self.GREEN_BAND))}
+                inside = burner.burn(info.grid, window) if burner else None
+                mask, counts = surface_mask(~np.ma.getmaskarray(block).any(axis=0), inside_polygons=inside,
+                                            **arrays, **thresholds)
+                total.add(counts)
+                writer.write(window.row, mask)
+            if not total.valid:
+                raise InputError('the input bands are nodata everywhere; check the nodata value and the '
+                                 'band numbers.', self.INPUT)
+        results = {self.OUTPUT: output}
+        for key, name in zip(FRACTIONS, ('masked', 'vegetation', 'water', 'polygons')):
+            results[key] = total.fraction(name)
+            feedback.pushInfo(f'{name}: {getattr(total, name)} of {total.valid} valid pixels '
+                              f'({100 * results[key]:.2f}%)')
+        return results
+
+    def polygons(self, parameters, context, info, feedback):
+        source = self.parameterAsSource(parameters, self.EXCLUDE_POLYGONS, context)
+        if source is None:
+            return None
+        wkts = polygon_wkts(source, info.grid.crs_wkt, context, feedback, self.EXCLUDE_POLYGONS)
+        feedback.pushInfo(f'{len(wkts)} polygons to exclude.')
+        return PolygonBurner(wkts, info.grid.crs_wkt,
+                             self.parameterAsBool(parameters, self.ALL_TOUCHED, context))
