@@ -1,0 +1,235 @@
+"""Processing glue of the Laplacian-pyramid regression fusion (core.fusion)."""
+import re
+
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsFeature,
+    QgsFeatureSink,
+    QgsField,
+    QgsFields,
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterBand,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsWkbTypes,
+)
+from qgis.PyQt.QtCore import QVariant
+
+from ..core.fusion import MODES, FusionSettings, fuse
+from ..core.fusion_report import regression_rows, write_fusion_report
+from .base import RsGeochemAlgorithm, progress_callbacks, raster_path
+
+
+class LaplacianFusionAlgorithm(RsGeochemAlgorithm):
+    ALGORITHM_ID = 'laplacianfusion'
+    DISPLAY_NAME = 'Laplacian pyramid fusion (grid + image)'
+    GROUP_ID = 'fusion'
+    TAGS = ('fusion', 'downscaling', 'Laplacian pyramid', 'regression', 'K-means', 'geochemistry',
+            'pansharpening', 'coherent')
+    REQUIRES = ()
+    HELP = (
+        'Sharpens a coarse geochemical grid (e.g. a 1:200,000 survey kriged at 500 m-1 km, from the '
+        '"kriging" algorithm) with a fine multiband image, after Remote Sens. 2023, 15, 1993 (Cu, '
+        '1:200,000 to 1:50,000).\n\n'
+        'Method: the grid is resampled to the image grid by cubic convolution (GDAL); the grid and each '
+        'image band are split into low (L) and high (H) frequencies by an undecimated Laplacian pyramid '
+        '(Burt-Adelson kernel, levels from the resolution ratio); Geo_L is regressed on the bands MS_L '
+        'by least squares, globally or per K-means cluster of the image (local mode, needs '
+        'scikit-learn). Paper mode: fused = (a0 + a*MS_L) + (Geo_H + a*MS_H). Coherent mode keeps the '
+        'measured low frequency: fused = Geo + a*MS_H. Optional residual correction (as in pyDMS) '
+        'averages the fused map back onto the coarse cells and adds the cubic-resampled residual, so '
+        'the result reproduces the input grid when averaged.\n\n'
+        'Inputs: the coarse grid and its band; the image (raw bands, principal components from '
+        '"principalcomponents" or mineral indices from "spectralindices") and the bands to use; an '
+        'optional mask on the image grid (1 keep, 0 masked); an optional reference layer (e.g. a finer '
+        'survey) to check the result.\n\n'
+        'Outputs: fused raster on the image grid, cluster raster, table of regression coefficients '
+        'and R² per cluster (cluster 0 = global), HTML report with coherence error, reference '
+        'correlation and maps of input, fused and difference. Works block by block: memory does not '
+        'grow with the raster size.')
+
+    INPUT_GEOCHEM = 'INPUT_GEOCHEM'
+    GEOCHEM_BAND = 'GEOCHEM_BAND'
+    INPUT_IMAGE = 'INPUT_IMAGE'
+    BANDS = 'BANDS'
+    MASK = 'MASK'
+    MODE = 'MODE'
+    CLUSTERS = 'CLUSTERS'
+    LEVELS = 'LEVELS'
+    RESIDUAL_ITERATIONS = 'RESIDUAL_ITERATIONS'
+    REFERENCE = 'REFERENCE'
+    REFERENCE_BAND = 'REFERENCE_BAND'
+    MIN_CLUSTER_PIXELS = 'MIN_CLUSTER_PIXELS'
+    SAMPLE_SIZE = 'SAMPLE_SIZE'
+    SEED = 'SEED'
+    OUTPUT = 'OUTPUT'
+    OUTPUT_CLUSTERS = 'OUTPUT_CLUSTERS'
+    OUTPUT_TABLE = 'OUTPUT_TABLE'
+    OUTPUT_HTML = 'OUTPUT_HTML'
+    COHERENCE_RMSE = 'COHERENCE_RMSE'
+    REFERENCE_R = 'REFERENCE_R'
+    REFERENCE_R_CUBIC = 'REFERENCE_R_CUBIC'
+
+    MODE_LABELS = ('Paper: fused = regressed low frequency + injected high frequency',
+                   'Coherent: fused = measured grid + injected image detail')
+
+    def initAlgorithm(self, config=None):  # noqa: N802 - QGIS API
+        integer = QgsProcessingParameterNumber.Integer
+        self.add(QgsProcessingParameterRasterLayer(self.INPUT_GEOCHEM, self.tr('Coarse geochemical grid')),
+                 'Coarse raster of element content (e.g. kriged 1:200,000 survey). Any CRS: it is '
+                 'reprojected to the image CRS when needed. Must be coarser than the image.')
+        self.add(QgsProcessingParameterBand(self.GEOCHEM_BAND, self.tr('Grid band'), 1, self.INPUT_GEOCHEM,
+                                            optional=True),
+                 'Band of the grid holding the element content (default 1).')
+        self.add(QgsProcessingParameterRasterLayer(self.INPUT_IMAGE, self.tr('Fine image')),
+                 'Multiband image defining the output grid: reflectance bands, principal components '
+                 'or mineral/alteration indices.')
+        self.add(QgsProcessingParameterBand(self.BANDS, self.tr('Image bands'), None, self.INPUT_IMAGE,
+                                            optional=True, allowMultiple=True),
+                 'Bands used as predictors (empty = all). Collinear bands make the regression singular '
+                 'and are refused.')
+        self.add(QgsProcessingParameterRasterLayer(self.MASK, self.tr('Mask (1 keep, 0 masked)'),
+                                                   optional=True),
+                 'Optional raster on the image grid; pixels with 0 or nodata are left out of the fit '
+                 'and written as nodata (e.g. from "surfacemask").')
+        self.add(QgsProcessingParameterEnum(self.MODE, self.tr('Mode'), self.MODE_LABELS, defaultValue=0),
+                 'Paper: the article\'s formula, low frequency replaced by the regression. Coherent: '
+                 'the measured grid is kept and only image detail is added.')
+        self.add(QgsProcessingParameterNumber(self.CLUSTERS, self.tr('K-means clusters (1 = global)'),
+                                              integer, 1, False, 1, 50),
+                 '1: one global regression. 2 or more: local mode, one regression per K-means cluster '
+                 'of the image bands (scikit-learn); a cluster with too few pixels or collinear bands '
+                 'uses the global regression (reported).')
+        self.add(QgsProcessingParameterNumber(
+            self.LEVELS, self.tr('Pyramid levels (0 = from resolution ratio)'), integer, 0, False, 0, 8),
+                 'Levels of the Laplacian pyramid; 0 picks round(log2(coarse/fine pixel size)). Each '
+                 'level doubles the smoothing scale.', advanced=True)
+        self.add(QgsProcessingParameterNumber(
+            self.RESIDUAL_ITERATIONS, self.tr('Residual correction iterations'), integer, 0, False, 0, 10),
+                 'Passes of residual correction (as in pyDMS): average the fused map onto the coarse '
+                 'cells, resample the residual by cubic convolution and add it. 2-3 make the result '
+                 'coherent with the input grid; each pass reads and writes the raster once more.')
+        self.add(QgsProcessingParameterRasterLayer(self.REFERENCE, self.tr('Reference layer (check only)'),
+                                                   optional=True),
+                 'Optional raster to compare with, e.g. a finer survey (1:50,000). The fused map and the '
+                 'cubic-resampled grid are averaged onto its grid and their correlation reported.')
+        self.add(QgsProcessingParameterBand(self.REFERENCE_BAND, self.tr('Reference band'), 1, self.REFERENCE,
+                                            optional=True),
+                 'Band of the reference layer (default 1).')
+        self.add(QgsProcessingParameterNumber(
+            self.MIN_CLUSTER_PIXELS, self.tr('Minimum sampled pixels per cluster'), integer, 100, False, 10,
+            1_000_000),
+                 'A cluster with fewer sampled pixels (or fewer than 10 per coefficient) uses the global '
+                 'regression.', advanced=True)
+        self.add(QgsProcessingParameterNumber(self.SAMPLE_SIZE, self.tr('Fit sample size (pixels)'),
+                                              integer, 200_000, False, 1000, 10_000_000),
+                 'Pixels sampled on evenly spaced row strips to fit K-means and the regressions.',
+                 advanced=True)
+        self.add(QgsProcessingParameterNumber(
+            self.SEED, self.tr('Random seed'), integer, 1, False, 0, 2 ** 31 - 1),
+                 'Seed of the pixel sample and of K-means, for repeatable results.', advanced=True)
+        self.add_block_memory()
+        self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr('Fused grid')),
+                 'Fused element content on the image grid (float32 GeoTIFF, grid units).')
+        self.add(QgsProcessingParameterRasterDestination(self.OUTPUT_CLUSTERS, self.tr('Clusters'),
+                                                         optional=True, createByDefault=False),
+                 'Cluster number (1..N) of each pixel; all 1 in global mode.')
+        self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_TABLE, self.tr('Regression coefficients'),
+                                                   QgsProcessing.TypeVector, optional=True),
+                 'Table without geometry: cluster (0 = global), pixels, R², intercept, one slope per '
+                 'band, status.')
+        self.add(QgsProcessingParameterFileDestination(
+            self.OUTPUT_HTML, self.tr('Report'), 'HTML files (*.html)', optional=True),
+                 'HTML report: settings, regressions, warnings, coherence, reference check, maps.')
+        self.addOutput(QgsProcessingOutputNumber(self.COHERENCE_RMSE, self.tr('Coherence RMSE')))
+        self.addOutput(QgsProcessingOutputNumber(self.REFERENCE_R, self.tr('Correlation with the reference')))
+        self.addOutput(QgsProcessingOutputNumber(self.REFERENCE_R_CUBIC,
+                                                 self.tr('Correlation of the cubic grid with the reference')))
+
+    def _settings(self, parameters, context):
+        return FusionSettings(
+            mode=MODES[self.parameterAsEnum(parameters, self.MODE, context)],
+            clusters=self.parameterAsInt(parameters, self.CLUSTERS, context),
+            levels=self.parameterAsInt(parameters, self.LEVELS, context),
+            residual_iterations=self.parameterAsInt(parameters, self.RESIDUAL_ITERATIONS, context),
+            sample_size=self.parameterAsInt(parameters, self.SAMPLE_SIZE, context),
+            min_cluster_pixels=self.parameterAsInt(parameters, self.MIN_CLUSTER_PIXELS, context),
+            seed=self.parameterAsInt(parameters, self.SEED, context),
+            memory_mb=self.block_memory(parameters, context))
+
+    def _optional_raster(self, parameters, key, context):
+        if self.parameterAsRasterLayer(parameters, key, context) is None:
+            return None
+        return raster_path(self, parameters, key, context)
+
+    def execute(self, parameters, context, feedback):
+        settings = self._settings(parameters, context)
+        geo_path = raster_path(self, parameters, self.INPUT_GEOCHEM, context)
+        image_path = raster_path(self, parameters, self.INPUT_IMAGE, context)
+        mask_path = self._optional_raster(parameters, self.MASK, context)
+        reference_path = self._optional_raster(parameters, self.REFERENCE, context)
+        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        clusters_output = self.parameterAsOutputLayer(parameters, self.OUTPUT_CLUSTERS, context) or None
+        log_lines = []
+
+        def log(message):
+            log_lines.append(message)
+            feedback.pushInfo(message)
+        progress, cancel = progress_callbacks(feedback, 0, 95)
+        result = fuse(geo_path, self.parameterAsInt(parameters, self.GEOCHEM_BAND, context) or 1, image_path,
+                      self.parameterAsInts(parameters, self.BANDS, context), output, clusters_output,
+                      mask_path, reference_path,
+                      self.parameterAsInt(parameters, self.REFERENCE_BAND, context) or 1, settings, log,
+                      progress, cancel)
+        for warning in result.warnings:
+            feedback.reportError(f'Warning: {warning}', fatalError=False)
+        outputs = {self.OUTPUT: output, self.COHERENCE_RMSE: result.coherence['rmse'],
+                   self.REFERENCE_R: result.reference['fused']['r'] if result.reference else None,
+                   self.REFERENCE_R_CUBIC: result.reference['cubic']['r'] if result.reference else None}
+        feedback.pushInfo(f'coherence RMSE {result.coherence["rmse"]:.4g} (cubic resampling '
+                          f'{result.cubic_coherence["rmse"]:.4g}) grid units')
+        if result.reference:
+            feedback.pushInfo(f'reference r: fused {result.reference["fused"]["r"]:.4f}, cubic '
+                              f'{result.reference["cubic"]["r"]:.4f}')
+        if clusters_output:
+            outputs[self.OUTPUT_CLUSTERS] = clusters_output
+        table = self._write_table(parameters, context, result.model)
+        if table:
+            outputs[self.OUTPUT_TABLE] = table
+        html = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
+        if html:
+            inputs = dict(grid=geo_path, image=image_path, mask=mask_path, reference=reference_path)
+            outputs[self.OUTPUT_HTML] = write_fusion_report(html, result, settings, inputs, log_lines)
+        feedback.setProgress(100)
+        return outputs
+
+    def _write_table(self, parameters, context, model):
+        fields = QgsFields()
+        fields.append(QgsField('cluster', QVariant.Int))
+        fields.append(QgsField('pixels', QVariant.Int))
+        fields.append(QgsField('r2', QVariant.Double))
+        fields.append(QgsField('intercept', QVariant.Double))
+        for index, name in enumerate(model.band_names):
+            field_name = 'a_' + re.sub(r'\W+', '_', name).strip('_')
+            if fields.indexOf(field_name) >= 0:
+                field_name = f'{field_name}_{index + 1}'
+            fields.append(QgsField(field_name, QVariant.Double))
+        fields.append(QgsField('status', QVariant.String))
+        sink, dest = self.parameterAsSink(parameters, self.OUTPUT_TABLE, context, fields,
+                                          QgsWkbTypes.NoGeometry, QgsCoordinateReferenceSystem())
+        if sink is None:
+            if parameters.get(self.OUTPUT_TABLE):
+                raise QgsProcessingException(f'{self.OUTPUT_TABLE}: cannot create the table; choose '
+                                             'another destination.')
+            return None
+        for row in regression_rows(model):
+            feature = QgsFeature(fields)
+            feature.setAttributes([int(row[0]), int(row[1]), *[float(v) for v in row[2:-1]], row[-1]])
+            sink.addFeature(feature, QgsFeatureSink.FastInsert)
+        return dest
