@@ -4,9 +4,12 @@ from qgis.core import (
     QgsFeatureSink,
     QgsField,
     QgsFields,
+    QgsFillSymbol,
     QgsGeometry,
+    QgsPalLayerSettings,
     QgsProcessing,
     QgsProcessingException,
+    QgsProcessingLayerPostProcessorInterface,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
     QgsProcessingParameterBand,
@@ -15,6 +18,10 @@ from qgis.core import (
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
+    QgsSingleSymbolRenderer,
+    QgsTextFormat,
+    QgsVectorLayer,
+    QgsVectorLayerSimpleLabeling,
     QgsWkbTypes,
 )
 from qgis.PyQt.QtCore import QVariant
@@ -113,7 +120,8 @@ class AnomaliesAlgorithm(RsGeochemAlgorithm):
         self.add_block_memory()
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT, self.tr('High-anomaly areas'),
                                                    QgsProcessing.TypeVectorPolygon),
-                 'Polygons ranked I, II, ... by mean content x area with area, mean, max, pixel count.')
+                 'Polygons ranked I, II, ... by mean content x area with area, mean, max, pixel count; '
+                 'loaded outlined in red and labelled with the rank.')
         self.add(QgsProcessingParameterFileDestination(self.OUTPUT_HTML, self.tr('Anomaly report'),
                                                        'HTML files (*.html)'),
                  'HTML report with statistics, histogram, C-A plot, map and ranked table.')
@@ -159,6 +167,10 @@ class AnomaliesAlgorithm(RsGeochemAlgorithm):
                                    anomaly.maximum, anomaly.pixels, anomaly.score])
             sink.addFeature(feature, QgsFeatureSink.FastInsert)
         del sink  # closes (commits) a file output now, not when the garbage collector runs
+        if context.willLoadLayerOnCompletion(sink_id):
+            details = context.layerToLoadOnCompletionDetails(sink_id)
+            details.name = f'High-anomaly areas ({method_text}, >= {threshold:.4g})'
+            details.setPostProcessor(AnomalyStyle.create())
 
         html_path = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
         core.write_anomaly_report(html_path, source, statistics, method_text, threshold, found, min_area,
@@ -206,3 +218,34 @@ def output_fields():
                        ('score', QVariant.Double)):
         fields.append(QgsField(name, kind))
     return fields
+
+
+class AnomalyStyle(QgsProcessingLayerPostProcessorInterface):
+    """Style of the loaded anomaly layer, as anomalies are drawn on a prospecting map: red outline
+    over a light red fill that leaves the content map visible, labelled with the rank I, II, ..."""
+
+    # Processing holds only a C++ pointer: each run's instance is kept here, or Python deletes it
+    # before the layer is loaded (a class attribute holding only the last one would fail two runs
+    # finishing together, e.g. in batch mode; the objects are tiny)
+    instances = []
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 - QGIS API
+        if not isinstance(layer, QgsVectorLayer):
+            return
+        layer.setRenderer(QgsSingleSymbolRenderer(QgsFillSymbol.createSimple(
+            {'color': '227,26,28,50', 'outline_color': '227,26,28,255', 'outline_width': '0.6'})))
+        labels = QgsPalLayerSettings()
+        labels.fieldName = 'rank_label'
+        labels.placement = QgsPalLayerSettings.OverPoint
+        text = QgsTextFormat()
+        text.setSize(10)
+        text.buffer().setEnabled(True)
+        labels.setFormat(text)
+        layer.setLabeling(QgsVectorLayerSimpleLabeling(labels))
+        layer.setLabelsEnabled(True)
+        layer.triggerRepaint()
+
+    @staticmethod
+    def create():
+        AnomalyStyle.instances.append(AnomalyStyle())
+        return AnomalyStyle.instances[-1]

@@ -22,8 +22,9 @@ from qgis.PyQt.QtCore import QVariant
 
 from ..core import report
 from ..core.correlation import METHODS, MISSING_MODES, correlate
+from ..core.errors import CancelledError
 from .base import RsGeochemAlgorithm
-from .vectors import numeric_field_names
+from .fields import target_and_features
 
 METHOD_CHOICES = ((('spearman',), 'Spearman rank correlation (rho)'),
                   (('pearson',), 'Pearson linear correlation (r)'),
@@ -98,18 +99,8 @@ class CorrelationAlgorithm(RsGeochemAlgorithm):
             'HTML report with the table and a bar chart of the coefficients.')
 
     def execute(self, parameters, context, feedback):
-        source = self.parameterAsSource(parameters, self.INPUT, context)
-        if source is None:
-            raise QgsProcessingException(f'{self.INPUT}: choose a layer or table.')
-        target = self.parameterAsFields(parameters, self.TARGET, context)
-        if not target:
-            raise QgsProcessingException(f'{self.TARGET}: choose the numeric field to explain.')
-        target = numeric_field_names(source, target[:1], self.TARGET)[0]
-        features = self.parameterAsFields(parameters, self.FEATURES, context)
-        if features:
-            numeric_field_names(source, features, self.FEATURES)
-        else:
-            features = [f.name() for f in source.fields() if f.isNumeric() and f.name().lower() != 'fid']
+        source, target, features = target_and_features(self, parameters, context, 'to explain',
+                                                       every_numeric_by_default=True)
         features = [name for name in dict.fromkeys(features) if name != target]
         methods = METHOD_CHOICES[self.parameterAsEnum(parameters, self.METHOD, context)][0]
         missing = MISSING_MODES[self.parameterAsEnum(parameters, self.MISSING, context)]
@@ -131,6 +122,9 @@ class CorrelationAlgorithm(RsGeochemAlgorithm):
             feature = QgsFeature(output_fields())
             feature.setAttributes(table_row(result))
             sink.addFeature(feature, QgsFeatureSink.FastInsert)
+        del sink  # closes (commits) a file output now, not when the garbage collector runs
+        if context.willLoadLayerOnCompletion(sink_id):
+            context.layerToLoadOnCompletionDetails(sink_id).name = f'Correlation with {target}'
 
         html_path = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
         write_correlation_report(html_path, target, results, alpha, missing, len(table[target]), nulls)
@@ -144,7 +138,7 @@ def read_columns(source, names, feedback):
     rows = []
     for feature in source.getFeatures(request):
         if feedback.isCanceled():
-            break
+            raise CancelledError('cancelled while reading the table')
         rows.append([to_float(feature.attribute(index)) for index in indices])
     array = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(names))
     return {name: array[:, i] for i, name in enumerate(names)}

@@ -20,6 +20,7 @@ from qgis.PyQt.QtCore import QVariant
 
 from ..core import report
 from ..core.blockio import DEFAULT_NODATA, RasterWriter, raster_info, read_blocks
+from ..core.calibration import sensor_band_name
 from ..core.darkobject import (
     COST,
     DOS1,
@@ -126,7 +127,8 @@ class DarkObjectSubtractionAlgorithm(RsGeochemAlgorithm):
         if method == COST and sun_elevation is None and metadata_path:
             sun_elevation = read_metadata(metadata_path, None, self.METADATA).sun_elevation
         tz = transmittance(method, sun_elevation)
-        names = [d or f'band {i + 1}' for i, d in enumerate(info.descriptions)]
+        # "B4", not "B4 TOA reflectance (unitless)", for an output of radiometriccalibration
+        names = [sensor_band_name(d) or f'band {i + 1}' for i, d in enumerate(info.descriptions)]
         memory = self.block_memory(parameters, context)
         extra = 24 * info.band_count
 
@@ -156,14 +158,18 @@ class DarkObjectSubtractionAlgorithm(RsGeochemAlgorithm):
                    self.PATH_REFLECTANCE: ','.join(f'{value:.6g}' for value in paths)}
         rows = [(i + 1, name, obj.valid, obj.count, obj.value, value, tz)
                 for i, (name, obj, value) in enumerate(zip(names, objects, paths))]
-        results.update(self.write_table(parameters, context, rows))
+        results.update(self.write_table(parameters, context, rows, method))
+        if context.willLoadLayerOnCompletion(output):
+            input_name = self.parameterAsRasterLayer(parameters, self.INPUT, context).name()
+            context.layerToLoadOnCompletionDetails(output).name = \
+                f'{input_name} {method} surface reflectance'
         html_path = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
         if html_path:
             write_dark_object_report(html_path, method, rows, histogram, objects)
             results[self.OUTPUT_HTML] = html_path
         return results
 
-    def write_table(self, parameters, context, rows):
+    def write_table(self, parameters, context, rows, method):
         fields = QgsFields()
         for name, kind in TABLE_FIELDS:
             fields.append(QgsField(name, kind))
@@ -175,6 +181,9 @@ class DarkObjectSubtractionAlgorithm(RsGeochemAlgorithm):
             feature = QgsFeature(fields)
             feature.setAttributes(list(row))
             sink.addFeature(feature, QgsFeatureSink.FastInsert)
+        del sink  # closes (commits) a file output now, not when the garbage collector runs
+        if context.willLoadLayerOnCompletion(sink_id):
+            context.layerToLoadOnCompletionDetails(sink_id).name = f'Dark objects ({method})'
         return {self.OUTPUT_TABLE: sink_id}
 
 

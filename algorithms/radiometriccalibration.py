@@ -13,10 +13,12 @@ from qgis.core import (
 
 from ..core.blockio import DEFAULT_NODATA, RasterWriter, raster_info, read_blocks
 from ..core.calibration import (
+    QUANTITY_LABELS,
     RADIANCE,
     REFLECTANCE,
     apply_linear,
     band_calibrations,
+    band_description,
     linear_coefficients,
     resolve_geometry,
 )
@@ -24,8 +26,7 @@ from ..core.sensor_metadata import parse_date, read_metadata
 from ..core.sensors import parse_list, resolve_band_names, sensor_by_index, sensor_names
 from .base import RsGeochemAlgorithm, progress_callbacks, raster_path
 
-QUANTITIES = ((REFLECTANCE, 'TOA reflectance (unitless)'),
-              (RADIANCE, 'At-sensor radiance (W m-2 sr-1 um-1)'))
+QUANTITIES = (REFLECTANCE, RADIANCE)   # enum order of QUANTITY: a public contract
 
 
 class RadiometricCalibrationAlgorithm(RsGeochemAlgorithm):
@@ -122,7 +123,7 @@ class RadiometricCalibrationAlgorithm(RsGeochemAlgorithm):
                  'Acquisition date for the Earth-Sun distance. Empty: from METADATA (Landsat MTL '
                  'EARTH_SUN_DISTANCE or DATE_ACQUIRED, Sentinel-2 U, GF-2 CenterTime).')
         self.add(QgsProcessingParameterEnum(self.QUANTITY, self.tr('Output quantity'),
-                                            [label for _, label in QUANTITIES], defaultValue=0),
+                                            [QUANTITY_LABELS[q] for q in QUANTITIES], defaultValue=0),
                  'TOA reflectance (default) or at-sensor radiance.')
         self.add(QgsProcessingParameterBoolean(self.ZERO_IS_NODATA, self.tr('DN 0 is nodata'), True),
                  'Treat DN 0 as nodata (the fill value of Landsat, Sentinel-2, GF-2 and ASTER '
@@ -158,7 +159,7 @@ class RadiometricCalibrationAlgorithm(RsGeochemAlgorithm):
         sun_elevation = self.parameterAsDouble(parameters, self.SUN_ELEVATION, context)
         geometry = resolve_geometry(metadata, sun_elevation or None,
                                     parse_date(date_text, self.DATE) if date_text else None)
-        quantity, quantity_label = QUANTITIES[self.parameterAsEnum(parameters, self.QUANTITY, context)]
+        quantity = QUANTITIES[self.parameterAsEnum(parameters, self.QUANTITY, context)]
         a, b = linear_coefficients(calibrations, quantity, geometry)
         for band, slope, intercept in zip(calibrations, a, b):
             feedback.pushInfo(f'{band.name}: {quantity} = {slope:.8g} * DN + {intercept:.8g} '
@@ -168,7 +169,7 @@ class RadiometricCalibrationAlgorithm(RsGeochemAlgorithm):
 
         zero_is_nodata = self.parameterAsBoolean(parameters, self.ZERO_IS_NODATA, context)
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        descriptions = [f'{band.name} {quantity_label}' for band in calibrations]
+        descriptions = [band_description(band.name, quantity) for band in calibrations]
         progress, cancel = progress_callbacks(feedback)
         with RasterWriter(output, info.grid, len(names), DEFAULT_NODATA, descriptions) as writer:
             for window, block in read_blocks(path, memory_mb=self.block_memory(parameters, context),
@@ -177,6 +178,10 @@ class RadiometricCalibrationAlgorithm(RsGeochemAlgorithm):
                 if zero_is_nodata:
                     block = np.ma.masked_where(block.data == 0, block)
                 writer.write(window.row, apply_linear(block, a, b))
+        if context.willLoadLayerOnCompletion(output):
+            input_name = self.parameterAsRasterLayer(parameters, self.INPUT, context).name()
+            context.layerToLoadOnCompletionDetails(output).name = \
+                f'{input_name} {"TOA reflectance" if quantity == REFLECTANCE else "radiance"}'
         return {self.OUTPUT: output,
                 self.USED_SUN_ELEVATION: geometry.sun_elevation,
                 self.USED_EARTH_SUN_DISTANCE: geometry.distance}

@@ -22,7 +22,8 @@ from qgis.PyQt.QtCore import QVariant
 
 from ..core.samples import WINDOW_SIZES, band_field_names, surface_samples
 from .base import RsGeochemAlgorithm, progress_callbacks, raster_path
-from .vectors import numeric_field_names, read_points
+from .fields import read_sample_points
+from .vectors import numeric_field_names
 
 FIXED_FIELDS = (('sample_fid', QVariant.LongLong), ('measured', QVariant.Double),
                 ('kriged', QVariant.Double), ('kriging_var', QVariant.Double),
@@ -122,13 +123,12 @@ class SurfaceSamplesAlgorithm(RsGeochemAlgorithm):
         field = numeric_field_names(source, field[:1], self.FIELD)[0]
         if not image_crs.isValid() and source.sourceCrs().isValid():
             feedback.pushWarning(f'{self.INPUT} has no CRS: sample coordinates are used as they are.')
-        points = read_points(source, [field], self.SAMPLES, context, feedback,
-                             image_crs if image_crs.isValid() else None)
-        if points.skipped_text():
-            feedback.pushWarning(f'{self.SAMPLES}: left out {points.skipped_text()}.')
+        points = read_sample_points(source, [field], self.SAMPLES, context, feedback,
+                                    image_crs if image_crs.isValid() else None)
         if len(points) == 0:
             raise QgsProcessingException(f'{self.SAMPLES}: no sample with a point and a value in '
-                                         f'field "{field}" ({points.skipped_text()}).')
+                                         f'field "{field}" ({points.skipped_text()}); choose the '
+                                         'layer and FIELD that hold the measured values.')
         progress, cancel = progress_callbacks(feedback)
         result = surface_samples(
             image, kriged, points.x, points.y, variance, mask,
@@ -141,8 +141,11 @@ class SurfaceSamplesAlgorithm(RsGeochemAlgorithm):
         densified = int(result.densified.sum())
         feedback.pushInfo(f'{len(result.source) - densified} samples and {densified} densified pixels.')
 
-        return {self.OUTPUT: self.write_output(parameters, context, result, points.feature_ids,
-                                               points.values[field], image_crs)}
+        output = self.write_output(parameters, context, result, points.feature_ids,
+                                   points.values[field], image_crs)
+        if context.willLoadLayerOnCompletion(output):
+            context.layerToLoadOnCompletionDetails(output).name = f'Surface-to-surface samples ({field})'
+        return {self.OUTPUT: output}
 
     def write_output(self, parameters, context, result, feature_ids, measured, crs):
         fields = QgsFields()
@@ -165,6 +168,7 @@ class SurfaceSamplesAlgorithm(RsGeochemAlgorithm):
                 float(result.kriged[i]), optional_float(result.variance[i]), int(not sample),
                 int(result.window_pixels[i]), *(optional_float(v) for v in result.bands[i])])
             sink.addFeature(feature, QgsFeatureSink.FastInsert)
+        del sink  # closes (commits) a file output now, not when the garbage collector runs
         return sink_id
 
 

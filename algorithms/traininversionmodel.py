@@ -2,7 +2,6 @@
 import numpy as np
 from qgis.core import (
     QgsProcessing,
-    QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
     QgsProcessingParameterEnum,
@@ -18,7 +17,7 @@ from ..core.cnn import CnnConfig
 from ..core.inversion_report import write_training_report
 from ..core.tiling import CELLS
 from .base import RsGeochemAlgorithm, progress_callbacks
-from .vectors import numeric_field_names, read_points
+from .fields import read_sample_points, target_and_features
 
 MODEL_CHOICES = (
     (('cnn',), 'CNN (Cheng et al. 2023)'),
@@ -166,21 +165,10 @@ class TrainInversionModelAlgorithm(RsGeochemAlgorithm):
         self.addOutput(QgsProcessingOutputString(self.MODEL_TYPE, self.tr('Written model type')))
 
     def read_samples(self, parameters, context, feedback):
-        source = self.parameterAsSource(parameters, self.INPUT, context)
-        if source is None:
-            raise QgsProcessingException(f'{self.INPUT}: choose a point layer.')
-        target = self.parameterAsFields(parameters, self.TARGET, context)
-        if not target:
-            raise QgsProcessingException(f'{self.TARGET}: choose the numeric field to predict.')
-        target = numeric_field_names(source, target[:1], self.TARGET)[0]
-        features = self.parameterAsFields(parameters, self.FEATURES, context)
-        if not features:
-            raise QgsProcessingException(f'{self.FEATURES}: choose at least one feature field.')
-        numeric_field_names(source, features, self.FEATURES)
-        samples = read_points(source, list(dict.fromkeys([target, *features])), self.INPUT, context,
-                              feedback)
-        if samples.skipped_text():
-            feedback.pushWarning(f'Skipped samples: {samples.skipped_text()}.')
+        source, target, features = target_and_features(self, parameters, context, 'to predict',
+                                                       every_numeric_by_default=False)
+        samples = read_sample_points(source, list(dict.fromkeys([target, *features])), self.INPUT,
+                                     context, feedback)
         return samples, target, features, source.sourceCrs()
 
     def model_types(self, parameters, context):
@@ -236,15 +224,16 @@ class TrainInversionModelAlgorithm(RsGeochemAlgorithm):
                               f'{result.train.rmse:.4g}; test R² {result.test.r2:.3f} RMSE '
                               f'{result.test.rmse:.4g} RPD {result.test.rpd:.2f}')
         units = self.parameterAsString(parameters, self.TARGET_UNITS, context)
-        model_path = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
-        inversion.save_onnx(inversion.model_proto(written, feature_names, target_name, units, split),
-                            model_path)
         html_path = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
         data = {'x': samples.x, 'y': samples.y, 'target': target, 'feature_names': feature_names,
                 'target_field': target_name, 'target_units': units}
         notes = [f'Skipped samples: {samples.skipped_text()}.'] if samples.skipped_text() else []
         write_training_report(html_path, f'Inversion model for {target_name}', data, results,
                               written, split, notes)
+        # the model last: it only appears when everything else has succeeded
+        model_path = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
+        inversion.save_onnx(inversion.model_proto(written, feature_names, target_name, units, split),
+                            model_path)
         feedback.setProgress(100)
         outputs = {self.OUTPUT_MODEL: model_path, self.OUTPUT_HTML: html_path,
                    self.MODEL_TYPE: written.model_type,

@@ -10,6 +10,8 @@ from qgis.core import (
     QgsWkbTypes,
 )
 
+from ..core.errors import CancelledError
+
 
 @dataclass
 class PointSamples:
@@ -47,7 +49,8 @@ def read_points(source, field_names, key, context, feedback=None, target_crs=Non
 
     Features with no geometry, NULL or non-finite values in any requested field are skipped and
     counted; coordinates are transformed to `target_crs` (a QgsCoordinateReferenceSystem or WKT)
-    when given. Raises QgsProcessingException naming `key` on a non-point layer.
+    when given. Raises QgsProcessingException naming `key` on a non-point layer, CancelledError
+    when the user cancels.
     """
     if source is None:
         raise QgsProcessingException(f'{key}: choose a point layer.')
@@ -67,7 +70,7 @@ def read_points(source, field_names, key, context, feedback=None, target_crs=Non
     skipped = {'without geometry': 0, 'with NULL or non-finite values': 0}
     for feature in source.getFeatures():
         if feedback is not None and feedback.isCanceled():
-            break
+            raise CancelledError('cancelled while reading the samples')
         geometry = feature.geometry()
         if geometry is None or geometry.isEmpty():
             skipped['without geometry'] += 1

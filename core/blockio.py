@@ -216,10 +216,11 @@ class RasterWriter:
     """
 
     def __init__(self, path, grid, band_count=1, nodata=DEFAULT_NODATA, descriptions=None,
-                 data_type=gdal.GDT_Float32, options=GTIFF_OPTIONS):
+                 data_type=gdal.GDT_Float32, options=GTIFF_OPTIONS, parameter=None):
         self.path = Path(path)
         if self.path.suffix.lower() not in ('.tif', '.tiff'):
-            raise InputError(f'output "{path}" must be a GeoTIFF (.tif).')
+            raise InputError(f'output "{path}" must be a GeoTIFF (.tif); choose a .tif file name.',
+                             parameter)
         self.grid = grid
         self.band_count = band_count
         self.nodata = nodata

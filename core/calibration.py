@@ -20,6 +20,9 @@ from .errors import InputError
 from .sensors import GENERIC
 
 RADIANCE, REFLECTANCE = 'radiance', 'reflectance'
+# output band descriptions are "<sensor band> <label>", e.g. "B4 TOA reflectance (unitless)"
+QUANTITY_LABELS = {REFLECTANCE: 'TOA reflectance (unitless)',
+                   RADIANCE: 'At-sensor radiance (W m-2 sr-1 um-1)'}
 GAINS, OFFSETS, ESUN, ASTER_GAIN = 'GAINS', 'OFFSETS', 'ESUN', 'ASTER_GAIN'
 SUN_ELEVATION, DATE, METADATA = 'SUN_ELEVATION', 'DATE', 'METADATA'
 ASTER_SETTINGS = ('HGH', 'NOR', 'LO1', 'LO2')
@@ -36,14 +39,6 @@ def earth_sun_distance(when):
 def reflectance_factor(esun, sun_elevation, distance):
     """pi d^2 / (ESUN cos theta_z): TOA reflectance per unit radiance (Chander et al. 2009, eq. 3)."""
     return math.pi * distance ** 2 / (esun * math.cos(math.radians(90.0 - sun_elevation)))
-
-
-def radiance_to_reflectance(radiance, esun, sun_elevation, distance):
-    return np.asarray(radiance) * reflectance_factor(esun, sun_elevation, distance)
-
-
-def reflectance_to_radiance(reflectance, esun, sun_elevation, distance):
-    return np.asarray(reflectance) / reflectance_factor(esun, sun_elevation, distance)
 
 
 @dataclass(frozen=True)
@@ -200,3 +195,16 @@ def linear_coefficients(calibrations, quantity, geometry):
 def apply_linear(dn, a, b):
     """a * DN + b per band of a (bands, rows, cols) masked block."""
     return dn * a[:, None, None] + b[:, None, None]
+
+
+def band_description(band_name, quantity):
+    return f'{band_name} {QUANTITY_LABELS[quantity]}'
+
+
+def sensor_band_name(description):
+    """The sensor band of a description written by band_description ("B4" of "B4 TOA reflectance
+    (unitless)"); other descriptions unchanged."""
+    for label in QUANTITY_LABELS.values():
+        if description.endswith(' ' + label):
+            return description[:-len(label) - 1]
+    return description

@@ -88,7 +88,8 @@ def correlate(target, features, methods=('spearman',), alpha=0.05, missing='pair
     present = target[np.isfinite(target)]
     if present.size < MIN_SAMPLES:
         raise InputError(f'only {present.size} samples have a target value (after {missing} removal '
-                         f'of NULLs); at least {MIN_SAMPLES} are needed.', target_name)
+                         f'of NULLs); at least {MIN_SAMPLES} are needed: add samples, fill the NULL '
+                         'values or choose another field.', target_name)
     if np.ptp(present) == 0:
         raise InputError(f'the target is constant ({present[0]:g}) over all samples, so no '
                          'correlation is defined; choose a field that varies.', target_name)

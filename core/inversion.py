@@ -12,7 +12,7 @@ import numpy as np
 from . import baselines
 from .cnn import CnnConfig, train_cnn
 from .dependencies import require
-from .errors import InputError
+from .errors import CancelledError, InputError
 from .metrics import regression_metrics
 from .onnx_metadata import write_metadata
 from .tiling import CELLS
@@ -102,6 +102,8 @@ def train_models(features, target, split, model_types, options, progress=None, c
         def part_progress(fraction, position=position):
             if progress is not None:
                 progress((position + fraction) / len(model_types))
+        if cancel is not None and cancel():
+            raise CancelledError('training cancelled')
         model = fit(model_type, train_x, train_y, options, part_progress, cancel)
         train_predicted = model.predict(train_x)
         test_predicted = model.predict(features[split.test])

@@ -78,3 +78,26 @@ def write_points(path, xy, fields=None, epsg=UTM32_EPSG, layer_name='samples'):
 def _plain(value):
     """numpy scalars -> Python scalars (QVariant does not take numpy types)."""
     return value.item() if isinstance(value, np.generic) else value
+
+
+def run_as_in_the_toolbox(algorithm_id, parameters, layer_outputs):
+    """processing.run with the `layer_outputs` keys to be loaded into a project on completion, as
+    the toolbox does. Returns (results, {output key: QgsProcessingContext.LayerDetails: the name the
+    loaded layer gets, its post-processor}). Needs the session QgsApplication (`qgis_app`)."""
+    import processing
+    from qgis.core import (
+        QgsProcessingContext,
+        QgsProcessingFeedback,
+        QgsProcessingOutputLayerDefinition,
+        QgsProject,
+    )
+    project = QgsProject()
+    context = QgsProcessingContext()
+    context.setProject(project)
+    parameters = dict(parameters)
+    for key in layer_outputs:
+        parameters[key] = QgsProcessingOutputLayerDefinition(str(parameters[key]), project)
+    results = processing.run(f'rsgeochem:{algorithm_id}', parameters, context=context,
+                             feedback=QgsProcessingFeedback())
+    to_load = context.layersToLoadOnCompletion()
+    return results, {key: to_load[results[key]] for key in layer_outputs}

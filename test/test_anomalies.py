@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from osgeo import ogr, osr
 
+from factories import run_as_in_the_toolbox
 from rsgeochem.core.anomalies import (
     ValueSource,
     anomaly_polygons,
@@ -186,19 +187,21 @@ def test_roman_numerals():
         'I', 'IV', 'IX', 'XIV', 'XL', 'XC', 'CD', 'MCMXCIV', 'MMMCMXCIX', '4000']
 
 
-def test_algorithm_percentile_with_mask(run_alg, tmp_path):
+def test_algorithm_percentile_with_mask(qgis_app, tmp_path):
     values = hand_built(width=60)
     path = raster(tmp_path, 'blobs.tif', values)
     mask = np.ones(values.shape)
     mask[0:8, 0:8] = 0.0
     mask_path = raster(tmp_path, 'mask.tif', mask)
     output = str(tmp_path / 'anomalies.gpkg')
-    result = run_alg('anomalies', {'INPUT': path, 'BAND': 1, 'METHOD': 2, 'PERCENTILE': 97.0,
-                                   'MASK': mask_path, 'MIN_AREA': 150.0, 'OUTPUT': output,
-                                   'OUTPUT_HTML': str(tmp_path / 'report.html')})
+    result, loaded = run_as_in_the_toolbox(
+        'anomalies', {'INPUT': path, 'BAND': 1, 'METHOD': 2, 'PERCENTILE': 97.0, 'MASK': mask_path,
+                      'MIN_AREA': 150.0, 'OUTPUT': output, 'OUTPUT_HTML': str(tmp_path / 'report.html')},
+        ['OUTPUT'])
     valid = values[mask == 1]
     assert result['THRESHOLD'] == pytest.approx(np.percentile(valid, 97.0),
                                                 abs=(valid.max() - valid.min()) / 10000)
+    assert loaded['OUTPUT'].name == f'High-anomaly areas (97th percentile, >= {result["THRESHOLD"]:.4g})'
     assert result['ANOMALY_COUNT'] == 2 and result['BREAKPOINTS'] == ''
     dataset = ogr.Open(output)
     layer = dataset.GetLayer(0)
@@ -207,19 +210,26 @@ def test_algorithm_percentile_with_mask(run_alg, tmp_path):
     assert layer.GetSpatialRef().GetAuthorityCode(None) == '32721'
     html = (tmp_path / 'report.html').read_text()
     assert 'Concentration-area plot' in html and html.count('<img') == 3
+    # the style the toolbox applies once the layer is loaded: outlined, labelled with the rank
+    from qgis.core import QgsProcessingContext, QgsProcessingFeedback, QgsVectorLayer
+    layer = QgsVectorLayer(output, 'anomalies', 'ogr')
+    loaded['OUTPUT'].postProcessor().postProcessLayer(layer, QgsProcessingContext(),
+                                                      QgsProcessingFeedback())
+    assert layer.labelsEnabled() and layer.labeling().settings().fieldName == 'rank_label'
+    assert layer.renderer().symbol().symbolLayer(0).strokeColor().name() == '#e31a1c'
 
 
 def test_algorithm_rejects_bad_inputs(run_alg, tmp_path):
     from qgis.core import QgsProcessingException
     constant = raster(tmp_path, 'constant.tif', np.full((5, 6), 3.0))
     common = {'OUTPUT': 'TEMPORARY_OUTPUT', 'OUTPUT_HTML': str(tmp_path / 'r.html')}
-    with pytest.raises(QgsProcessingException, match='INPUT'):
+    with pytest.raises(QgsProcessingException, match='^INPUT: .*constant'):
         run_alg('anomalies', {'INPUT': constant, 'METHOD': 0, **common})
     varied = raster(tmp_path, 'varied.tif', np.arange(30.0).reshape(5, 6))
-    with pytest.raises(QgsProcessingException, match='K'):
+    with pytest.raises(QgsProcessingException, match='parameter value for K$'):  # K > its maximum 10
         run_alg('anomalies', {'INPUT': varied, 'METHOD': 0, 'K': 25.0, **common})
     negative = raster(tmp_path, 'negative.tif', -np.arange(1.0, 31.0).reshape(5, 6))
-    with pytest.raises(QgsProcessingException, match='INPUT.*positive'):
+    with pytest.raises(QgsProcessingException, match='^INPUT: .*positive'):
         run_alg('anomalies', {'INPUT': negative, 'METHOD': 3, **common})
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from factories import make_grid
+from factories import make_grid, run_as_in_the_toolbox
 from rsgeochem.core import calibration, sensor_metadata, sensors
 from rsgeochem.core.blockio import write_raster
 from rsgeochem.core.errors import InputError
@@ -61,13 +61,11 @@ def test_earth_sun_distance_matches_usgs_mtl_value(mtl):
     assert calibration.earth_sun_distance(date(2021, 7, 5)) == pytest.approx(1.01671, abs=2e-4)
 
 
-def test_radiance_to_reflectance_analytic_and_round_trip():
+def test_reflectance_factor_analytic():
     # sun elevation 30 deg -> cos(theta_z) = 1/2; d = 1; ESUN = 200 pi -> rho = L / 100
-    assert calibration.radiance_to_reflectance(60.0, 200 * math.pi, 30.0, 1.0) == pytest.approx(0.6)
-    radiance = np.linspace(-5.0, 500.0, 7)
-    back = calibration.reflectance_to_radiance(
-        calibration.radiance_to_reflectance(radiance, 1536.0, 41.2, 1.0131), 1536.0, 41.2, 1.0131)
-    np.testing.assert_allclose(back, radiance, rtol=1e-12)
+    assert calibration.reflectance_factor(200 * math.pi, 30.0, 1.0) == pytest.approx(0.01)
+    # sun at the zenith, d = 2 AU, ESUN = 100 pi -> pi * 4 / (100 pi) = 0.04
+    assert calibration.reflectance_factor(100 * math.pi, 90.0, 2.0) == pytest.approx(0.04)
 
 
 def test_generic_linear_coefficients_analytic():
@@ -171,9 +169,11 @@ def test_sentinel2_and_gf2_readers(tmp_path):
 
 # --- algorithm ------------------------------------------------------------------------------------
 
-def test_landsat8_toa_reflectance_matches_grass(run_alg, l8_stack, mtl, test_data, tmp_path):
-    result = run_alg(ALG, {'INPUT': str(l8_stack), 'SENSOR': SENSOR['landsat8_oli'], 'METADATA': str(mtl),
-                           'BAND_LIST': ','.join(L8_BANDS), 'OUTPUT': str(tmp_path / 'toa.tif')})
+def test_landsat8_toa_reflectance_matches_grass(qgis_app, l8_stack, mtl, test_data, tmp_path):
+    result, loaded = run_as_in_the_toolbox(
+        ALG, {'INPUT': str(l8_stack), 'SENSOR': SENSOR['landsat8_oli'], 'METADATA': str(mtl),
+              'BAND_LIST': ','.join(L8_BANDS), 'OUTPUT': str(tmp_path / 'toa.tif')}, ['OUTPUT'])
+    assert loaded['OUTPUT'].name == 'l8_B234567 TOA reflectance'
     ours, bands = read(result['OUTPUT'])
     grass, _ = read(test_data / 'imagery' / 'l8_toa_reflectance_B234567.tif')
     assert np.abs(ours - grass).max() <= 1e-4
@@ -182,21 +182,23 @@ def test_landsat8_toa_reflectance_matches_grass(run_alg, l8_stack, mtl, test_dat
     assert result['USED_EARTH_SUN_DISTANCE'] == pytest.approx(1.0166988)
 
 
-def test_radiance_and_reflectance_outputs_round_trip(run_alg, l8_stack, mtl, tmp_path):
+def test_radiance_and_reflectance_follow_the_usgs_rescaling(run_alg, l8_stack, mtl, tmp_path):
     common = {'INPUT': str(l8_stack), 'SENSOR': SENSOR['landsat8_oli'], 'METADATA': str(mtl),
               'BAND_LIST': ','.join(L8_BANDS)}
     radiance_output = run_alg(ALG, {**common, 'QUANTITY': RADIANCE, 'OUTPUT': str(tmp_path / 'L.tif')})
-    radiance, _ = read(radiance_output['OUTPUT'])
+    radiance, bands = read(radiance_output['OUTPUT'])
     reflectance, _ = read(run_alg(ALG, {**common, 'OUTPUT': str(tmp_path / 'rho.tif')})['OUTPUT'])
     dn, _ = read(l8_stack)
-    # USGS: L = RADIANCE_MULT * DN + RADIANCE_ADD (band 4 of the MTL)
-    np.testing.assert_allclose(radiance[2], 9.6653e-03 * dn[2] - 48.32638, rtol=1e-6)
-    metadata = sensor_metadata.read_landsat_mtl(mtl)
-    for index, band in enumerate(L8_BANDS):
-        coefficients = metadata.bands[band]
-        esun = math.pi * 1.0166988 ** 2 * coefficients['radiance_mult'] / coefficients['reflectance_mult']
-        back = calibration.reflectance_to_radiance(reflectance[index], esun, 58.9967518, 1.0166988)
-        np.testing.assert_allclose(back, radiance[index], rtol=1e-5)
+    # USGS Landsat 8 handbook: L = RADIANCE_MULT * DN + RADIANCE_ADD and rho = (REFLECTANCE_MULT * DN
+    # + REFLECTANCE_ADD) / sin(sun elevation); the coefficients of bands B4 and B7 of the MTL file
+    sine = math.sin(math.radians(58.99675180))
+    for index, (radiance_mult, radiance_add, reflectance_mult) in (
+            (2, (9.6653e-03, -48.32638, 2.0e-05)), (5, (4.9578e-04, -2.47890, 2.0e-05))):
+        np.testing.assert_allclose(radiance[index], radiance_mult * dn[index] + radiance_add, rtol=1e-6)
+        # the implied OLI ESUN turns the radiance offset into REFLECTANCE_ADD (-0.1) within 3e-7
+        np.testing.assert_allclose(reflectance[index], (reflectance_mult * dn[index] - 0.1) / sine,
+                                   rtol=0, atol=1e-6)
+    assert bands[2] == ('B4 At-sensor radiance (W m-2 sr-1 um-1)', gdal.GDT_Float32, -9999.0)
 
 
 def test_gf2_with_user_gains_and_scene_xml(run_alg, tmp_path):
@@ -274,7 +276,7 @@ def test_bad_inputs_name_the_parameter(run_alg, l8_stack, mtl, test_data, tmp_pa
     values = {'INPUT': str(l8_stack), 'SENSOR': SENSOR['landsat8_oli'], 'METADATA': str(mtl),
               'BAND_LIST': ','.join(L8_BANDS), 'OUTPUT': str(tmp_path / 'out.tif'), **parameters}
     values['METADATA'] = files.get(values['METADATA'], values['METADATA'])
-    with pytest.raises(QgsProcessingException, match=key):
+    with pytest.raises(QgsProcessingException, match=f'^{key}: '):
         run_alg(ALG, {k: v for k, v in values.items() if v is not None})
     assert not (tmp_path / 'out.tif').exists()
 

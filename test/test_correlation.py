@@ -6,9 +6,10 @@ import math
 
 import numpy as np
 import pytest
+from osgeo import ogr
 from scipy import stats
 
-from factories import make_grid, pixel_centre, write_points
+from factories import make_grid, pixel_centre, run_as_in_the_toolbox, write_points
 from rsgeochem.core.correlation import benjamini_hochberg, correlate
 from rsgeochem.core.errors import InputError
 
@@ -31,6 +32,17 @@ def test_benjamini_hochberg_reproduces_the_1995_example():
     np.testing.assert_allclose(with_nan, [0.02, np.nan, 0.04])
 
 
+def adjusted_by_definition(p_values):
+    """BH adjusted p of the i-th smallest of m p-values: min over j >= i of p_(j)·m/j, capped at 1
+    (Benjamini & Hochberg 1995), written out as the definition reads."""
+    m = len(p_values)
+    ranked = sorted(range(m), key=lambda index: p_values[index])
+    adjusted = [0.0] * m
+    for i, index in enumerate(ranked, start=1):
+        adjusted[index] = min(1.0, min(p_values[ranked[j - 1]] * m / j for j in range(i, m + 1)))
+    return adjusted
+
+
 @pytest.mark.parametrize('seed', [1, 2])
 def test_coefficients_and_p_values_match_scipy(seed):
     rng = np.random.default_rng(seed)
@@ -48,7 +60,7 @@ def test_coefficients_and_p_values_match_scipy(seed):
         assert result.n == 40 and result.note == ''
     for method in ('spearman', 'pearson'):
         chosen = [r for r in results if r.method == method]
-        expected = benjamini_hochberg([r.p_value for r in chosen])
+        expected = np.array(adjusted_by_definition([r.p_value for r in chosen]))
         np.testing.assert_allclose([r.p_adjusted for r in chosen], expected)
         assert [r.significant for r in chosen] == list(expected <= 0.05)
     assert results[0].significant  # 'linked' is strongly related
@@ -108,12 +120,17 @@ def sample_layer(path, rng, n=25):
     return values
 
 
-def test_algorithm_table_and_report(run_alg, tmp_path):
+def test_algorithm_table_and_report(qgis_app, tmp_path):
     from qgis.core import NULL, QgsVectorLayer
     values = sample_layer(tmp_path / 's.gpkg', np.random.default_rng(5))
     html = tmp_path / 'report.html'
-    result = run_alg('correlation', {'INPUT': str(tmp_path / 's.gpkg'), 'TARGET': 'cu', 'METHOD': 2,
-                                     'OUTPUT': str(tmp_path / 'table.gpkg'), 'OUTPUT_HTML': str(html)})
+    result, loaded = run_as_in_the_toolbox(
+        'correlation', {'INPUT': str(tmp_path / 's.gpkg'), 'TARGET': 'cu', 'METHOD': 2,
+                        'OUTPUT': str(tmp_path / 'table.gpkg'), 'OUTPUT_HTML': str(html)}, ['OUTPUT'])
+    assert loaded['OUTPUT'].name == 'Correlation with cu'
+    written = ogr.Open(result['OUTPUT'])  # complete as soon as processing.run returns
+    assert written.GetLayer(0).GetFeatureCount() == 6  # 3 features x 2 methods
+    written = None
     table = QgsVectorLayer(result['OUTPUT'], 'table', 'ogr')
     assert table.isValid() and not table.isSpatial()
     rows = {(f['feature'], f['method']): f for f in table.getFeatures()}
@@ -145,6 +162,18 @@ def test_algorithm_bad_inputs_name_the_parameter(run_alg, tmp_path, change, key)
                   'OUTPUT_HTML': str(tmp_path / 'r.html'), **change}
     with pytest.raises(QgsProcessingException, match=f'^{key}: '):
         run_alg('correlation', parameters)
+
+
+def test_cancel_writes_nothing(run_alg, tmp_path):
+    from qgis.core import QgsProcessingException, QgsProcessingFeedback
+    sample_layer(tmp_path / 's.gpkg', np.random.default_rng(8))
+    feedback = QgsProcessingFeedback()
+    feedback.cancel()
+    with pytest.raises(QgsProcessingException, match='Cancelled'):
+        run_alg('correlation', {'INPUT': str(tmp_path / 's.gpkg'), 'TARGET': 'cu',
+                                'OUTPUT': str(tmp_path / 't.gpkg'), 'OUTPUT_HTML': str(tmp_path / 'r.html')},
+                feedback)
+    assert not (tmp_path / 't.gpkg').exists() and not (tmp_path / 'r.html').exists()
 
 
 def test_too_few_samples_in_a_table_without_geometry(run_alg, tmp_path):

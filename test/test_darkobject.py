@@ -6,9 +6,9 @@ import shutil
 
 import numpy as np
 import pytest
-from osgeo import gdal
+from osgeo import gdal, ogr
 
-from factories import make_grid
+from factories import make_grid, run_as_in_the_toolbox
 from rsgeochem.core import darkobject
 from rsgeochem.core.blockio import write_raster
 
@@ -145,6 +145,28 @@ def test_cost_reads_sun_elevation_from_metadata_and_keeps_nodata(run_alg, test_d
         np.testing.assert_allclose(a[band], expected, atol=2e-5 / tz)
 
 
+def test_output_of_radiometriccalibration_names_and_table(qgis_app, tmp_path):
+    """Band descriptions "B4 TOA reflectance (unitless)" become "B4 DOS1 surface reflectance"; the
+    GeoPackage table is complete as soon as processing.run returns (read with OGR)."""
+    toa = np.stack([np.linspace(0.03, 0.3, 400).reshape(20, 20), np.linspace(0.05, 0.5, 400).reshape(20, 20)])
+    source = write_raster(tmp_path / 'scene_toa.tif', make_grid(20, 20), toa, nodata=-9999.0,
+                          descriptions=['B4 TOA reflectance (unitless)', 'B5 TOA reflectance (unitless)'])
+    result, loaded = run_as_in_the_toolbox(
+        ALG, {'INPUT': source, 'PIXEL_COUNT': 1, 'OUTPUT': str(tmp_path / 'sr.tif'),
+              'OUTPUT_TABLE': str(tmp_path / 'dark.gpkg')}, ['OUTPUT', 'OUTPUT_TABLE'])
+    assert loaded['OUTPUT'].name == 'scene_toa DOS1 surface reflectance'
+    assert loaded['OUTPUT_TABLE'].name == 'Dark objects (DOS1)'
+    dataset = gdal.Open(result['OUTPUT'])
+    assert [dataset.GetRasterBand(i).GetDescription() for i in (1, 2)] == [
+        'B4 DOS1 surface reflectance', 'B5 DOS1 surface reflectance']
+    table = ogr.Open(str(tmp_path / 'dark.gpkg'))
+    layer = table.GetLayer(0)
+    assert layer.GetFeatureCount() == 2
+    # the darkest pixel of each band (k = 1), 1 % reflective after DOS1
+    assert [(f['name'], f['dark_rank']) for f in layer] == [('B4', 1), ('B5', 1)]
+    np.testing.assert_allclose([f['dark_value'] for f in layer], [0.03, 0.05], atol=darkobject.BIN_WIDTH)
+
+
 @pytest.mark.parametrize('kind, parameters, key', [
     ('nodata', {}, 'INPUT'),
     ('dn', {}, 'INPUT'),
@@ -155,6 +177,6 @@ def test_bad_inputs_name_the_parameter(run_alg, tmp_path, kind, parameters, key)
     values = {'nodata': np.full((1, 5, 5), -9999.0), 'dn': np.full((1, 5, 5), 8000.0),
               'toa': np.full((1, 5, 5), 0.1)}[kind]
     source = write_raster(tmp_path / 'in.tif', make_grid(5, 5), values, nodata=-9999.0)
-    with pytest.raises(QgsProcessingException, match=key):
+    with pytest.raises(QgsProcessingException, match=f'^{key}: '):
         run_alg(ALG, {'INPUT': str(source), 'OUTPUT': str(tmp_path / 'out.tif'), **parameters})
     assert not (tmp_path / 'out.tif').exists()

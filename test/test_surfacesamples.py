@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 from osgeo import gdal, ogr
 
-from factories import crs_wkt, make_grid, pixel_centre, write_points, write_test_raster
+from factories import (
+    crs_wkt,
+    make_grid,
+    pixel_centre,
+    run_as_in_the_toolbox,
+    write_points,
+    write_test_raster,
+)
 from rsgeochem.core import blockio
 from rsgeochem.core.errors import CancelledError, InputError
 from rsgeochem.core.samples import band_field_names, surface_samples
@@ -199,16 +206,18 @@ def read_gpkg(path):
     return names, [feature.items() for feature in layer], layer.GetSpatialRef().GetAuthorityCode(None)
 
 
-def test_algorithm_writes_sample_set_from_points_in_another_crs(run_alg, rasters, tmp_path):
+def test_algorithm_writes_sample_set_from_points_in_another_crs(qgis_app, rasters, tmp_path):
     pixels = [(5, 5), (8, 10), (12, 3), (6, 6)]
     points = write_points(tmp_path / 'samples.gpkg', wgs84_points(pixels),
                           {'re2o3': [0.5, 0.7, 0.9, None], 'name': ['a', 'b', 'c', 'd']}, epsg=4326)
     output = tmp_path / 'out.gpkg'
-    run_alg('surfacesamples', {'INPUT': rasters['image'], 'SAMPLES': points, 'FIELD': 're2o3',
-                               'KRIGED': rasters['kriged'], 'VARIANCE': rasters['variance'],
-                               'MASK': rasters['mask'], 'WINDOW': 0, 'RADIUS': 45.0,
-                               'MAX_VARIANCE': 6.0, 'OUTPUT': str(output)})
-    names, rows, epsg = read_gpkg(output)
+    _, loaded = run_as_in_the_toolbox(
+        'surfacesamples', {'INPUT': rasters['image'], 'SAMPLES': points, 'FIELD': 're2o3',
+                           'KRIGED': rasters['kriged'], 'VARIANCE': rasters['variance'],
+                           'MASK': rasters['mask'], 'WINDOW': 0, 'RADIUS': 45.0, 'MAX_VARIANCE': 6.0,
+                           'OUTPUT': str(output)}, ['OUTPUT'])
+    assert loaded['OUTPUT'].name == 'Surface-to-surface samples (re2o3)'
+    names, rows, epsg = read_gpkg(output)  # complete as soon as processing.run returns
     assert names == ['sample_fid', 'measured', 'kriged', 'kriging_var', 'densified', 'window_px',
                      'B1_blue', 'band_2', 'kriged_2']
     samples = [row for row in rows if row['densified'] == 0]

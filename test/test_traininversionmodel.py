@@ -124,7 +124,7 @@ def test_nulls_are_skipped(run_alg, layer, tmp_path):
 ])
 def test_bad_inputs_name_the_parameter(run_alg, layer, tmp_path, changes, key):
     from qgis.core import QgsProcessingException
-    with pytest.raises(QgsProcessingException, match=f'{key}'):
+    with pytest.raises(QgsProcessingException, match=f'^{key}: '):
         run_alg('traininversionmodel', params(layer, tmp_path, MODEL=1, **changes))
     assert not (tmp_path / 'model.onnx').exists()
 
@@ -132,7 +132,7 @@ def test_bad_inputs_name_the_parameter(run_alg, layer, tmp_path, changes, key):
 def test_fewer_samples_than_features_plus_two(run_alg, tmp_path):
     from qgis.core import QgsProcessingException
     small = write_layer(tmp_path / 'small.gpkg', rows=5)
-    with pytest.raises(QgsProcessingException, match='INPUT: .*at least 6'):
+    with pytest.raises(QgsProcessingException, match='^INPUT: .*at least 6'):
         run_alg('traininversionmodel', params(small, tmp_path, MODEL=1))
 
 
