@@ -29,7 +29,7 @@ from qgis.PyQt.QtCore import QVariant
 from ..core import anomalies as core
 from ..core.errors import InputError
 from ..core.fractal import concentration_area
-from .base import RsGeochemAlgorithm, progress_callbacks, raster_path
+from .base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
 
 METHODS = ('Mean + k × SD', 'Median + k × MAD', 'Percentile', 'Concentration-area (C-A) fractal')
 MEAN_SD, MEDIAN_MAD, PERCENTILE_METHOD, CONCENTRATION_AREA = range(4)
@@ -167,10 +167,8 @@ class AnomaliesAlgorithm(RsGeochemAlgorithm):
                                    anomaly.maximum, anomaly.pixels, anomaly.score])
             sink.addFeature(feature, QgsFeatureSink.FastInsert)
         del sink  # closes (commits) a file output now, not when the garbage collector runs
-        if context.willLoadLayerOnCompletion(sink_id):
-            details = context.layerToLoadOnCompletionDetails(sink_id)
-            details.name = f'High-anomaly areas ({method_text}, >= {threshold:.4g})'
-            details.setPostProcessor(AnomalyStyle.create())
+        name_output_layer(context, sink_id, f'High-anomaly areas ({method_text}, >= {threshold:.4g})',
+                          AnomalyStyle.create())
 
         html_path = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
         core.write_anomaly_report(html_path, source, statistics, method_text, threshold, found, min_area,

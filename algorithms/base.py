@@ -109,6 +109,15 @@ def progress_callbacks(feedback, start=0.0, end=100.0):
     return progress, feedback.isCanceled
 
 
+def name_output_layer(context, destination, name, post_processor=None):
+    """Name (and optionally style) an output that QGIS loads into the project when the run ends."""
+    if context.willLoadLayerOnCompletion(destination):
+        details = context.layerToLoadOnCompletionDetails(destination)
+        details.name = name
+        if post_processor is not None:
+            details.setPostProcessor(post_processor)
+
+
 def raster_path(algorithm, parameters, key, context):
     """File path of a raster parameter, or QgsProcessingException naming the parameter."""
     layer = algorithm.parameterAsRasterLayer(parameters, key, context)

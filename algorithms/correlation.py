@@ -23,7 +23,7 @@ from qgis.PyQt.QtCore import QVariant
 from ..core import report
 from ..core.correlation import METHODS, MISSING_MODES, correlate
 from ..core.errors import CancelledError
-from .base import RsGeochemAlgorithm
+from .base import RsGeochemAlgorithm, name_output_layer
 from .fields import target_and_features
 
 METHOD_CHOICES = ((('spearman',), 'Spearman rank correlation (rho)'),
@@ -123,8 +123,7 @@ class CorrelationAlgorithm(RsGeochemAlgorithm):
             feature.setAttributes(table_row(result))
             sink.addFeature(feature, QgsFeatureSink.FastInsert)
         del sink  # closes (commits) a file output now, not when the garbage collector runs
-        if context.willLoadLayerOnCompletion(sink_id):
-            context.layerToLoadOnCompletionDetails(sink_id).name = f'Correlation with {target}'
+        name_output_layer(context, sink_id, f'Correlation with {target}')
 
         html_path = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
         write_correlation_report(html_path, target, results, alpha, missing, len(table[target]), nulls)

@@ -31,7 +31,7 @@ from ..core.darkobject import (
     transmittance,
 )
 from ..core.sensor_metadata import read_metadata
-from .base import RsGeochemAlgorithm, progress_callbacks, raster_path
+from .base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
 
 METHODS = ((DOS1, 'DOS1 (Chavez 1996: Tz = Tv = 1)'), (COST, 'COST (Chavez 1996: Tz = cos(theta_z))'))
 TABLE_FIELDS = (('band', QVariant.Int), ('name', QVariant.String), ('valid_pixels', QVariant.LongLong),
@@ -159,10 +159,8 @@ class DarkObjectSubtractionAlgorithm(RsGeochemAlgorithm):
         rows = [(i + 1, name, obj.valid, obj.count, obj.value, value, tz)
                 for i, (name, obj, value) in enumerate(zip(names, objects, paths))]
         results.update(self.write_table(parameters, context, rows, method))
-        if context.willLoadLayerOnCompletion(output):
-            input_name = self.parameterAsRasterLayer(parameters, self.INPUT, context).name()
-            context.layerToLoadOnCompletionDetails(output).name = \
-                f'{input_name} {method} surface reflectance'
+        input_name = self.parameterAsRasterLayer(parameters, self.INPUT, context).name()
+        name_output_layer(context, output, f'{input_name} {method} surface reflectance')
         html_path = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
         if html_path:
             write_dark_object_report(html_path, method, rows, histogram, objects)
@@ -182,8 +180,7 @@ class DarkObjectSubtractionAlgorithm(RsGeochemAlgorithm):
             feature.setAttributes(list(row))
             sink.addFeature(feature, QgsFeatureSink.FastInsert)
         del sink  # closes (commits) a file output now, not when the garbage collector runs
-        if context.willLoadLayerOnCompletion(sink_id):
-            context.layerToLoadOnCompletionDetails(sink_id).name = f'Dark objects ({method})'
+        name_output_layer(context, sink_id, f'Dark objects ({method})')
         return {self.OUTPUT_TABLE: sink_id}
 
 

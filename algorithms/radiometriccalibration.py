@@ -24,7 +24,7 @@ from ..core.calibration import (
 )
 from ..core.sensor_metadata import parse_date, read_metadata
 from ..core.sensors import parse_list, resolve_band_names, sensor_by_index, sensor_names
-from .base import RsGeochemAlgorithm, progress_callbacks, raster_path
+from .base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
 
 QUANTITIES = (REFLECTANCE, RADIANCE)   # enum order of QUANTITY: a public contract
 
@@ -178,10 +178,9 @@ class RadiometricCalibrationAlgorithm(RsGeochemAlgorithm):
                 if zero_is_nodata:
                     block = np.ma.masked_where(block.data == 0, block)
                 writer.write(window.row, apply_linear(block, a, b))
-        if context.willLoadLayerOnCompletion(output):
-            input_name = self.parameterAsRasterLayer(parameters, self.INPUT, context).name()
-            context.layerToLoadOnCompletionDetails(output).name = \
-                f'{input_name} {"TOA reflectance" if quantity == REFLECTANCE else "radiance"}'
+        input_name = self.parameterAsRasterLayer(parameters, self.INPUT, context).name()
+        name_output_layer(context, output,
+                          f'{input_name} {"TOA reflectance" if quantity == REFLECTANCE else "radiance"}')
         return {self.OUTPUT: output,
                 self.USED_SUN_ELEVATION: geometry.sun_elevation,
                 self.USED_EARTH_SUN_DISTANCE: geometry.distance}

@@ -21,7 +21,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QVariant
 
 from ..core.samples import WINDOW_SIZES, band_field_names, surface_samples
-from .base import RsGeochemAlgorithm, progress_callbacks, raster_path
+from .base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
 from .fields import read_sample_points
 from .vectors import numeric_field_names
 
@@ -143,8 +143,7 @@ class SurfaceSamplesAlgorithm(RsGeochemAlgorithm):
 
         output = self.write_output(parameters, context, result, points.feature_ids,
                                    points.values[field], image_crs)
-        if context.willLoadLayerOnCompletion(output):
-            context.layerToLoadOnCompletionDetails(output).name = f'Surface-to-surface samples ({field})'
+        name_output_layer(context, output, f'Surface-to-surface samples ({field})')
         return {self.OUTPUT: output}
 
     def write_output(self, parameters, context, result, feature_ids, measured, crs):
