@@ -22,6 +22,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QVariant
 
 from ..core.fusion import MODES, FusionSettings, fuse
+from ..core.fusion_model import ESTIMATORS
 from ..core.fusion_report import regression_rows, write_fusion_report
 from .base import RsGeochemAlgorithm, progress_callbacks, raster_path
 
@@ -41,10 +42,19 @@ class LaplacianFusionAlgorithm(RsGeochemAlgorithm):
         'image band are split into low (L) and high (H) frequencies by an undecimated Laplacian pyramid '
         '(Burt-Adelson kernel, levels from the resolution ratio); Geo_L is regressed on the bands MS_L '
         'by least squares, globally or per K-means cluster of the image (local mode, needs '
-        'scikit-learn). Paper mode: fused = (a0 + a*MS_L) + (Geo_H + a*MS_H). Coherent mode keeps the '
-        'measured low frequency: fused = Geo + a*MS_H. Optional residual correction (as in pyDMS) '
-        'averages the fused map back onto the coarse cells and adds the cubic-resampled residual, so '
-        'the result reproduces the input grid when averaged.\n\n'
+        'scikit-learn). Paper mode: fused = (a0 + a*MS_L) + (Geo_H + a*MS_H). Coherent mode (default) '
+        'keeps the measured low frequency: fused = Geo + a*MS_H. The slopes a come from least squares '
+        '(the paper) or, by default, from a ridge regression whose penalty is the image noise (Bishop '
+        '1995: least squares on noisy inputs equals ridge; noise per band by Donoho\'s MAD of the '
+        'finest detail): with strongly correlated bands least squares gives large opposite-sign '
+        'slopes that amplify the noise of the injected detail. Optional residual correction (as in '
+        'pyDMS) averages the fused map back onto the coarse cells and adds the cubic-resampled '
+        'residual, so the result reproduces the input grid when averaged.\n\n'
+        'Accuracy (Wald protocol on Sentinel-2: B4 averaged 4x, fused back with B2, B3, B8; RMSE in '
+        'DN): cubic resampling 149; paper mode with least squares 113; coherent with noise ridge and '
+        'no residual pass 79; the defaults (coherent, noise ridge, 1 residual correction pass) 61, '
+        'with 4 clusters too 52; Orfeo ToolBox Pansharpening rcs 67. To reproduce the article choose '
+        'paper mode, least squares and 0 residual passes.\n\n'
         'Inputs: the coarse grid and its band; the image (raw bands, principal components from '
         '"principalcomponents" or mineral indices from "spectralindices") and the bands to use; an '
         'optional mask on the image grid (1 keep, 0 masked); an optional reference layer (e.g. a finer '
@@ -60,6 +70,7 @@ class LaplacianFusionAlgorithm(RsGeochemAlgorithm):
     BANDS = 'BANDS'
     MASK = 'MASK'
     MODE = 'MODE'
+    REGRESSION = 'REGRESSION'
     CLUSTERS = 'CLUSTERS'
     LEVELS = 'LEVELS'
     RESIDUAL_ITERATIONS = 'RESIDUAL_ITERATIONS'
@@ -78,6 +89,7 @@ class LaplacianFusionAlgorithm(RsGeochemAlgorithm):
 
     MODE_LABELS = ('Paper: fused = regressed low frequency + injected high frequency',
                    'Coherent: fused = measured grid + injected image detail')
+    REGRESSION_LABELS = ('Least squares (paper)', 'Ridge, penalty = image noise (noise-aware)')
 
     def initAlgorithm(self, config=None):  # noqa: N802 - QGIS API
         integer = QgsProcessingParameterNumber.Integer
@@ -98,9 +110,15 @@ class LaplacianFusionAlgorithm(RsGeochemAlgorithm):
                                                    optional=True),
                  'Optional raster on the image grid; pixels with 0 or nodata are left out of the fit '
                  'and written as nodata (e.g. from "surfacemask").')
-        self.add(QgsProcessingParameterEnum(self.MODE, self.tr('Mode'), self.MODE_LABELS, defaultValue=0),
-                 'Paper: the article\'s formula, low frequency replaced by the regression. Coherent: '
-                 'the measured grid is kept and only image detail is added.')
+        self.add(QgsProcessingParameterEnum(self.MODE, self.tr('Mode'), self.MODE_LABELS, defaultValue=1),
+                 'Paper: the article\'s formula, low frequency replaced by the regression. Coherent '
+                 '(default since it is more accurate at the same cost): the measured grid is kept and only '
+                 'image detail is added.')
+        self.add(QgsProcessingParameterEnum(self.REGRESSION, self.tr('Regression'), self.REGRESSION_LABELS,
+                                            defaultValue=1),
+                 'Least squares: the article\'s regression. Noise-aware ridge (default): slopes shrunk by '
+                 'each band\'s noise variance, estimated from the image itself; stable with correlated '
+                 'bands (e.g. blue and green) where least squares amplifies noise.')
         self.add(QgsProcessingParameterNumber(self.CLUSTERS, self.tr('K-means clusters (1 = global)'),
                                               integer, 1, False, 1, 50),
                  '1: one global regression. 2 or more: local mode, one regression per K-means cluster '
@@ -111,10 +129,11 @@ class LaplacianFusionAlgorithm(RsGeochemAlgorithm):
                  'Levels of the Laplacian pyramid; 0 picks round(log2(coarse/fine pixel size)). Each '
                  'level doubles the smoothing scale.', advanced=True)
         self.add(QgsProcessingParameterNumber(
-            self.RESIDUAL_ITERATIONS, self.tr('Residual correction iterations'), integer, 0, False, 0, 10),
+            self.RESIDUAL_ITERATIONS, self.tr('Residual correction iterations'), integer, 1, False, 0, 10),
                  'Passes of residual correction (as in pyDMS): average the fused map onto the coarse '
                  'cells, resample the residual by cubic convolution and add it. 2-3 make the result '
-                 'coherent with the input grid; each pass reads and writes the raster once more.')
+                 'coherent with the input grid and more accurate (see above); each pass reads and writes '
+                 'the raster once more (about a quarter more CPU time).')
         self.add(QgsProcessingParameterRasterLayer(self.REFERENCE, self.tr('Reference layer (check only)'),
                                                    optional=True),
                  'Optional raster to compare with, e.g. a finer survey (1:50,000). The fused map and the '
@@ -155,6 +174,7 @@ class LaplacianFusionAlgorithm(RsGeochemAlgorithm):
     def _settings(self, parameters, context):
         return FusionSettings(
             mode=MODES[self.parameterAsEnum(parameters, self.MODE, context)],
+            estimator=ESTIMATORS[self.parameterAsEnum(parameters, self.REGRESSION, context)],
             clusters=self.parameterAsInt(parameters, self.CLUSTERS, context),
             levels=self.parameterAsInt(parameters, self.LEVELS, context),
             residual_iterations=self.parameterAsInt(parameters, self.RESIDUAL_ITERATIONS, context),

@@ -4,7 +4,7 @@ import importlib
 import inspect
 import pkgutil
 
-from qgis.core import QgsProcessingModelAlgorithm, QgsProcessingProvider
+from qgis.core import QgsApplication, QgsProcessingModelAlgorithm, QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from ..core.version import plugin_version
@@ -50,7 +50,18 @@ class RsGeochemProvider(QgsProcessingProvider):
     def loadAlgorithms(self):  # noqa: N802 - QGIS API
         for cls in algorithm_classes():
             self.addAlgorithm(cls())
+        registry = QgsApplication.processingRegistry()
+        if registry.providerById(self.id()) is not self:
+            # addProvider() loads algorithms before it registers the provider, so the workflows'
+            # steps cannot be resolved yet (their outputs would be missing): load them once added
+            registry.providerAdded.connect(self._load_models_when_registered)
+            return
         for path in model_files():
             model = QgsProcessingModelAlgorithm()
             if model.fromFile(str(path)):
                 self.addAlgorithm(model)
+
+    def _load_models_when_registered(self, provider_id):
+        if provider_id == self.id():
+            QgsApplication.processingRegistry().providerAdded.disconnect(self._load_models_when_registered)
+            self.refreshAlgorithms()

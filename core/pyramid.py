@@ -32,6 +32,17 @@ def halo(levels):
     return 2 * (2 ** int(levels) - 1)
 
 
+def white_noise_gain(levels):
+    """RMS gain of the detail filter x − lowpass(x) on white noise: ‖δ − k‖₂ with k the 2-D
+    separable cascade kernel (sum of squared taps of a linear filter; 0.891 for one level)."""
+    size = halo(levels)
+    impulse = np.zeros((1, 2 * size + 1, 2 * size + 1), dtype=np.float64)
+    impulse[0, size, size] = 1.0
+    kernel = _smooth_valid(np.pad(impulse, ((0, 0), (size, size), (size, size))), levels)
+    kernel[0, size, size] -= 1.0
+    return float(np.sqrt(np.sum(kernel ** 2)))
+
+
 def _shifted(array, axis, start, length):
     index = [slice(None)] * array.ndim
     index[axis] = slice(start, start + length)
