@@ -1,0 +1,198 @@
+"""Processing glue: accuracy of a predicted raster against measured values at sample points."""
+import math
+
+import numpy as np
+from qgis.core import (
+    QgsFeature,
+    QgsFeatureRequest,
+    QgsFeatureSink,
+    QgsField,
+    QgsFields,
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterBand,
+    QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterField,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingUtils,
+)
+from qgis.PyQt.QtCore import QVariant
+from scipy import stats
+
+from ..core import report
+from ..core.blockio import raster_info
+from ..core.errors import InputError
+from ..core.metrics import regression_metrics
+from ..core.pointvalues import sample_points
+from .base import RsGeochemAlgorithm, raster_path
+from .vectors import read_points
+
+MIN_POINTS = 3
+METRIC_OUTPUTS = (  # output key, RegressionMetrics attribute, description
+    ('R2', 'r2', 'Coefficient of determination R² (1 - SSres/SStot)'),
+    ('RMSE', 'rmse', 'Root-mean-square error (target units)'),
+    ('RPD', 'rpd', 'Ratio of performance to deviation, SD(measured)/RMSE'),
+    ('RPIQ', 'rpiq', 'Ratio of performance to interquartile distance, IQR(measured)/RMSE'),
+    ('BIAS', 'bias', 'Bias, mean(predicted - measured) (target units)'),
+)
+
+
+class AccuracyAssessmentAlgorithm(RsGeochemAlgorithm):
+    ALGORITHM_ID = 'accuracyassessment'
+    DISPLAY_NAME = 'Accuracy assessment of a predicted map'
+    GROUP_ID = 'inversion'
+    TAGS = ('accuracy', 'validation', 'r2', 'rmse', 'rpd', 'rpiq', 'bias', 'spearman', 'residuals')
+    HELP = (
+        'Compares a predicted raster (e.g. from "Apply inversion model" or "Laplacian fusion") with '
+        'values measured at sample points, as Cheng et al. (2023, rare-earth inversion from GF-2) '
+        'assessed their CNN map with R², RMSE and RPD.\n'
+        'Each point takes the value of the raster pixel that holds it (no interpolation); points '
+        'outside the raster or on a nodata pixel, and points with a NULL measured value, are counted '
+        'in the log and report and left out. Points are reprojected to the raster CRS when needed.\n'
+        'Metrics (the same code as "Train inversion model"): R² = 1 - SSres/SStot; RMSE; RPD = '
+        'SD(measured)/RMSE (Williams 1987; > 2 good, 1.4-2 fair, < 1.4 poor, the scale used in '
+        'the paper); RPIQ = IQR(measured)/RMSE (Bellon-Maurel et al. 2010); bias = mean(predicted - '
+        'measured); Spearman\'s rank correlation rho with its p-value (scipy.stats.spearmanr).\n'
+        'Outputs: the metrics as numbers (for models), an HTML report with a measured-vs-predicted '
+        'scatter plot and the 1:1 line, and optionally the points with measured, predicted and '
+        'residual (predicted - measured) fields.')
+
+    INPUT = 'INPUT'
+    BAND = 'BAND'
+    POINTS = 'POINTS'
+    FIELD = 'FIELD'
+    OUTPUT = 'OUTPUT'
+    OUTPUT_HTML = 'OUTPUT_HTML'
+    SPEARMAN = 'SPEARMAN'
+    N = 'N'
+
+    def initAlgorithm(self, config=None):
+        self.add(QgsProcessingParameterRasterLayer(self.INPUT, self.tr('Predicted raster')),
+                 'Raster of predicted values, e.g. the output of "Apply inversion model".')
+        self.add(QgsProcessingParameterBand(self.BAND, self.tr('Band'), 1, self.INPUT, optional=True),
+                 'Band of the predicted raster to assess (default 1).')
+        self.add(QgsProcessingParameterFeatureSource(
+            self.POINTS, self.tr('Measured points'), [QgsProcessing.TypeVectorPoint]),
+            'Point layer of samples with measured values (e.g. chemical analyses not used for training).')
+        self.add(QgsProcessingParameterField(
+            self.FIELD, self.tr('Measured value field'), parentLayerParameterName=self.POINTS,
+            type=QgsProcessingParameterField.Numeric),
+            'Numeric field with the measured value, in the units of the predicted raster.')
+        self.add(QgsProcessingParameterFeatureSink(
+            self.OUTPUT, self.tr('Points with residuals'), QgsProcessing.TypeVectorPoint, optional=True,
+            createByDefault=False),
+            'Optional copy of the points with the fields measured, predicted and residual (predicted - '
+            'measured); predicted and residual are NULL where the point was left out.')
+        self.add(QgsProcessingParameterFileDestination(
+            self.OUTPUT_HTML, self.tr('Accuracy report'), 'HTML files (*.html)'),
+            'HTML report: metrics, counts of points left out, measured-vs-predicted scatter plot with '
+            'the 1:1 line.')
+        for key, _, description in METRIC_OUTPUTS:
+            self.addOutput(QgsProcessingOutputNumber(key, self.tr(description)))
+        self.addOutput(QgsProcessingOutputNumber(self.SPEARMAN, self.tr('Spearman rank correlation rho')))
+        self.addOutput(QgsProcessingOutputNumber(self.N, self.tr('Number of points assessed')))
+
+    def execute(self, parameters, context, feedback):
+        path = raster_path(self, parameters, self.INPUT, context)
+        band = self.parameterAsInt(parameters, self.BAND, context) or 1
+        info = raster_info(path, self.INPUT)
+        source = self.parameterAsSource(parameters, self.POINTS, context)
+        field = (self.parameterAsFields(parameters, self.FIELD, context) or [''])[0]
+        samples = read_points(source, [field], self.POINTS, context, feedback,
+                              target_crs=info.grid.crs_wkt or None)
+        sampled = sample_points(path, samples.x, samples.y, [band], self.BAND)
+        valid = sampled.valid
+        measured, predicted = samples.values[field][valid], sampled.values[valid, 0]
+        skipped = dict(samples.skipped, **{'outside the raster': sampled.outside_count,
+                                           'on nodata pixels': sampled.nodata_count})
+        skipped_text = ', '.join(f'{count} {reason}' for reason, count in skipped.items() if count)
+        if skipped_text:
+            feedback.pushWarning(f'Points left out: {skipped_text}.')
+        check_measured(measured, len(samples), skipped_text)
+        metrics = regression_metrics(measured, predicted)
+        rho, p_value = spearman(measured, predicted, feedback)
+        shared = len(valid.nonzero()[0]) - len(set(zip(sampled.rows[valid], sampled.cols[valid])))
+
+        results = {key: getattr(metrics, name) for key, name, _ in METRIC_OUTPUTS}
+        results.update({self.SPEARMAN: rho, self.N: metrics.n})
+        feedback.pushInfo(', '.join(f'{key} {value:.4g}' for key, value in results.items()))
+        if self.parameterAsOutputLayer(parameters, self.OUTPUT, context):
+            results[self.OUTPUT] = self.write_points(parameters, context, source, samples, sampled, field)
+        html_path = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
+        notes = f'Raster {path}, band {band}; measured field "{field}". Points left out: ' \
+                f'{skipped_text or "none"}.'
+        if shared:
+            notes += f' {shared} assessed points share a pixel with another assessed point.'
+        write_accuracy_report(html_path, field, metrics, rho, p_value, measured, predicted, notes)
+        results[self.OUTPUT_HTML] = html_path
+        return results
+
+    def write_points(self, parameters, context, source, samples, sampled, field):
+        """Copy of the usable points with measured, predicted and residual fields."""
+        added = QgsFields()
+        for name in ('measured', 'predicted', 'residual'):
+            added.append(QgsField(name, QVariant.Double))
+        fields = QgsProcessingUtils.combineFields(source.fields(), added)
+        sink, sink_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields, source.wkbType(),
+                                             source.sourceCrs())
+        if sink is None:
+            raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
+        by_id = {int(fid): index for index, fid in enumerate(samples.feature_ids)}
+        request = QgsFeatureRequest().setFilterFids(list(by_id))
+        for feature in source.getFeatures(request):
+            index = by_id[feature.id()]
+            measured = float(samples.values[field][index])
+            predicted = float(sampled.values[index, 0])
+            extra = [measured, None, None] if math.isnan(predicted) else \
+                [measured, predicted, predicted - measured]
+            out = QgsFeature(fields)
+            out.setGeometry(feature.geometry())
+            out.setAttributes(feature.attributes() + extra)
+            sink.addFeature(out, QgsFeatureSink.FastInsert)
+        return sink_id
+
+
+def check_measured(measured, total, skipped_text):
+    if measured.size < MIN_POINTS:
+        raise InputError(
+            f'only {measured.size} of {total} points have a measured value on a valid pixel '
+            f'({skipped_text or "none left out"}); at least {MIN_POINTS} are needed. Check that the '
+            'points overlap the raster and that their CRS is set correctly.', 'POINTS')
+    if np.ptp(measured) == 0:
+        raise InputError(
+            f'every assessed point has the same measured value ({measured[0]:g}), so R², RPD '
+            'and correlations are undefined; choose the field with the measured content.', 'FIELD')
+
+
+def spearman(measured, predicted, feedback):
+    """Spearman's rho and two-sided p-value (scipy); NaN with a warning for a constant prediction."""
+    if np.ptp(predicted) == 0:
+        feedback.pushWarning('The prediction is constant at every point: Spearman\'s rho is undefined.')
+        return math.nan, math.nan
+    result = stats.spearmanr(measured, predicted)
+    return float(result.correlation), float(result.pvalue)
+
+
+def write_accuracy_report(path, field, metrics, rho, p_value, measured, predicted, notes):
+    rows = [('n (points assessed)', metrics.n), ('R²', metrics.r2), ('RMSE', metrics.rmse),
+            ('RPD', metrics.rpd), ('RPIQ', metrics.rpiq), ('Bias (predicted - measured)', metrics.bias),
+            ('Spearman rho', rho), ('Spearman p-value', p_value)]
+    sections = [('Metrics', report.table_html(['metric', 'value'], rows) + report.paragraph(notes, 'note')),
+                ('Measured vs predicted', scatter_plot(measured, predicted, field))]
+    report.write_report(path, f'Accuracy assessment: {field}', sections)
+
+
+def scatter_plot(measured, predicted, field):
+    figure, axes = report.new_figure(5.5, 5.0)
+    axes.scatter(measured, predicted, s=14, alpha=0.7, edgecolors='none')
+    low = float(min(measured.min(), predicted.min()))
+    high = float(max(measured.max(), predicted.max()))
+    axes.plot([low, high], [low, high], color='k', linewidth=1, label='1:1')
+    axes.set_xlabel(f'measured {field}')
+    axes.set_ylabel(f'predicted {field}')
+    axes.set_aspect('equal', adjustable='datalim')
+    axes.legend(loc='upper left')
+    return report.figure_html(figure, 'measured vs predicted with the 1:1 line')

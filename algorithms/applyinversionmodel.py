@@ -1,0 +1,96 @@
+"""Processing glue: apply an ONNX inversion model to every pixel of a raster (core/inference.py)."""
+from qgis.core import (
+    QgsProcessingParameterBand,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+)
+
+from ..core.blockio import raster_info
+from ..core.errors import InputError
+from ..core.inference import apply_model
+from .base import RsGeochemAlgorithm, progress_callbacks, raster_path
+from .mask_input import add_mask_parameter, mask_reader
+
+
+class ApplyInversionModelAlgorithm(RsGeochemAlgorithm):
+    ALGORITHM_ID = 'applyinversionmodel'
+    DISPLAY_NAME = 'Apply inversion model to a raster'
+    GROUP_ID = 'inversion'
+    REQUIRES = ('onnxruntime', 'onnx')
+    TAGS = ('onnx', 'onnxruntime', 'cnn', 'inversion', 'prediction', 'map', 'regression')
+    HELP = (
+        'Maps element content over a whole image with a trained regression model: every pixel\'s '
+        'band values go through an ONNX model (e.g. written by "Train inversion model": the CNN of '
+        'Cheng et al. 2023, rare-earth inversion from GF-2, or the MLR / PLSR / random forest '
+        'baselines), and the prediction is written to a float32 GeoTIFF in the target\'s units.\n'
+        'Models: any ONNX model with one float32 input and one output per pixel (shape (N, 1) or '
+        '(N,)), raw band values in (any scaling is part of the model). Input layouts: per pixel '
+        '(N, bands); the paper\'s tiled 4x4 matrix (N, 1, 4, 4), band values repeated row-major; '
+        'patch (N, bands, k, k), the k x k neighbourhood of the pixel (k odd).\n'
+        'Band order: a model from "Train inversion model" names its features in its metadata; they '
+        'are found among the raster\'s band descriptions (case-insensitive, in any band order). A '
+        'raster without band descriptions is used in band order when it has as many bands as the '
+        'model has features. Otherwise, and for models without metadata, give the band numbers '
+        'feeding the model, in its input order, in Bands.\n'
+        'Nodata: a pixel where any used band is nodata or not finite, where the mask is 0 or nodata, '
+        'or (patch models) whose k x k neighbourhood holds such a pixel or crosses the raster edge '
+        'is written as nodata (-9999).\n'
+        'The raster is processed in blocks of rows sized from the block memory budget (a quarter '
+        'of it for the model\'s batches of pixels), so memory does not grow with the image size; '
+        'the next block is read while the model runs.')
+
+    INPUT = 'INPUT'
+    MODEL = 'MODEL'
+    BANDS = 'BANDS'
+    MASK = 'MASK'
+    THREADS = 'THREADS'
+    OUTPUT = 'OUTPUT'
+
+    def initAlgorithm(self, config=None):
+        self.add(QgsProcessingParameterRasterLayer(self.INPUT, self.tr('Image')),
+                 'Multiband image with the bands the model was trained on (same corrections, e.g. '
+                 'surface reflectance), read by GDAL.')
+        self.add(QgsProcessingParameterFile(
+            self.MODEL, self.tr('ONNX model'), QgsProcessingParameterFile.File, 'onnx'),
+            'Regression model in ONNX format (.onnx), e.g. the output of "Train inversion model".')
+        self.add(QgsProcessingParameterBand(
+            self.BANDS, self.tr('Bands feeding the model, in its input order'), None, self.INPUT,
+            optional=True, allowMultiple=True),
+            'Raster band numbers in the order of the model\'s inputs (qgis_process: BANDS=3;2;1). '
+            'Empty: taken from the model\'s metadata and the band descriptions. Needed for models '
+            'without metadata.')
+        add_mask_parameter(self, self.MASK)
+        self.add(QgsProcessingParameterNumber(
+            self.THREADS, self.tr('onnxruntime threads'), QgsProcessingParameterNumber.Integer, 2,
+            False, 1, 256),
+            'Threads onnxruntime uses to run the model (intra-op threads); at most the number of CPU '
+            'cores.', advanced=True)
+        self.add_block_memory()
+        self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr('Predicted content')),
+                 'Float32 GeoTIFF (.tif) of the predictions in the target\'s units, on the image grid, '
+                 'nodata -9999.')
+
+    def execute(self, parameters, context, feedback):
+        input_path = raster_path(self, parameters, self.INPUT, context)
+        mask = mask_reader(self, parameters, self.MASK, context, raster_info(input_path, self.INPUT).grid,
+                           feedback)
+        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        if not output.lower().endswith(('.tif', '.tiff')):
+            raise InputError(f'"{output}" is not a GeoTIFF; give the output a .tif name.', self.OUTPUT)
+        bands = self.parameterAsInts(parameters, self.BANDS, context)
+        if 0 in bands:  # what QGIS makes of a list it cannot parse, e.g. "3,2,1"
+            raise InputError('give band numbers from 1 up, separated by ";" (e.g. 3;2;1).', self.BANDS)
+        progress, cancel = progress_callbacks(feedback)
+        result = apply_model(
+            input_path, self.parameterAsFile(parameters, self.MODEL, context), output,
+            bands=bands, mask_path=mask and mask.info.path,
+            threads=self.parameterAsInt(parameters, self.THREADS, context),
+            memory_mb=self.block_memory(parameters, context), progress=progress, cancel=cancel)
+        for note in result.notes:
+            feedback.pushWarning(note)
+        feedback.pushInfo(f'Layout {result.layout}; bands {", ".join(map(str, result.bands))} feed the '
+                          f'model. {result.predicted} pixels predicted, {result.nodata} nodata; '
+                          f'{result.blocks} blocks, batches of up to {result.batch} pixels.')
+        return {self.OUTPUT: output}
