@@ -157,9 +157,21 @@ class RasterReader:
         self.parameter = parameter
         self.dataset = open_raster(path, parameter)
         self.info = raster_info(path, parameter)
+        self.block_height = self.dataset.GetRasterBand(1).GetBlockSize()[1]
+        self.cached_block_row = 0
+
+    def release_passed_blocks(self, window):
+        """Drop GDAL's cached blocks once reading moves on to a later row of blocks: GDAL's cache
+        (GDAL_CACHEMAX, 5 % of RAM by default) would otherwise fill with a big raster's blocks and
+        hold memory well beyond the block budget."""
+        block_row = window.read_row // self.block_height
+        if block_row > self.cached_block_row:
+            self.dataset.FlushCache()
+        self.cached_block_row = block_row
 
     def read(self, window, bands=None, dtype=np.float64):
         """Masked array (bands, window.read_rows, width); `bands` are 1-based, default all."""
+        self.release_passed_blocks(window)
         bands = bands or range(1, self.info.band_count + 1)
         data = np.empty((len(bands), window.read_rows, self.info.grid.width), dtype=dtype)
         mask = np.zeros(data.shape, dtype=bool)

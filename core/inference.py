@@ -289,15 +289,6 @@ def aligned_rows(rows, tile_rows):
     return rows
 
 
-def release_cache(reader, window, next_window):
-    """Drop GDAL's cached blocks of `reader` once the next window starts in a later row of blocks.
-    GDAL's block cache (GDAL_CACHEMAX, 5 % of RAM by default) would otherwise fill with a big
-    raster's blocks and hold memory well beyond the block budget."""
-    block_height = reader.dataset.GetRasterBand(1).GetBlockSize()[1]
-    if next_window is None or next_window.read_row // block_height > window.read_row // block_height:
-        reader.dataset.FlushCache()
-
-
 class BlockIO:
     """Reading (bands, validity, mask) and writing of the blocks, run on one background thread so
     that GDAL's decoding and compression overlap with onnxruntime (both release the GIL). Each GDAL
@@ -319,16 +310,7 @@ class BlockIO:
             valid = ~invalid
         if self.mask_reader is not None:
             valid &= self.mask_reader.read(Window(window.row, window.rows), [1])[0].filled(0) != 0
-        self.release(number)
         return block.data, valid
-
-    def release(self, number):
-        window = self.windows[number]
-        following = self.windows[number + 1] if number + 1 < len(self.windows) else None
-        release_cache(self.reader, window, following)
-        if self.mask_reader is not None:
-            release_cache(self.mask_reader, Window(window.row, window.rows),
-                          following and Window(following.row, following.rows))
 
     def write(self, number, output):
         window = self.windows[number]
