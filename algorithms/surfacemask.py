@@ -30,6 +30,7 @@ class SurfaceMaskAlgorithm(RsGeochemAlgorithm):
     NDVI_THRESHOLD = 'NDVI_THRESHOLD'
     MASK_WATER = 'MASK_WATER'
     NDWI_THRESHOLD = 'NDWI_THRESHOLD'
+    NIR_WATER_THRESHOLD = 'NIR_WATER_THRESHOLD'
     EXCLUDE_POLYGONS = 'EXCLUDE_POLYGONS'
     ALL_TOUCHED = 'ALL_TOUCHED'
     OUTPUT = 'OUTPUT'
@@ -37,13 +38,15 @@ class SurfaceMaskAlgorithm(RsGeochemAlgorithm):
     ALGORITHM_ID = 'surfacemask'
     DISPLAY_NAME = 'Surface mask (vegetation, water, buildings)'
     GROUP_ID = 'imagecorrection'
-    TAGS = ('mask', 'NDVI', 'NDWI', 'vegetation', 'water', 'buildings', 'villages', 'false anomalies')
+    TAGS = ('mask', 'NDVI', 'NDWI', 'NIR', 'vegetation', 'water', 'buildings', 'villages', 'false anomalies')
     HELP = (
         'Makes a keep/mask raster on the input grid: 1 = keep (bare rock and soil), 0 = masked, '
         '255 = nodata where the input bands have no data. Vegetation is masked where NDVI = '
         '(NIR - red)/(NIR + red) exceeds a threshold (Rouse et al. 1974), open water where NDWI = '
-        '(green - NIR)/(green + NIR) exceeds a threshold (McFeeters 1996), and every pixel touched by '
-        '(or, unticking ALL_TOUCHED, centred in) a polygon of an optional layer of villages, buildings, '
+        '(green - NIR)/(green + NIR) exceeds a threshold (McFeeters 1996) or, optionally, where the NIR '
+        'is darker than a threshold (water absorbs the near infrared; turbid, sediment-laden rivers can '
+        'have NDWI below 0), and every pixel touched by (or, unticking ALL_TOUCHED, centred in) a '
+        'polygon of an optional layer of villages, buildings, '
         'mine ponds or other surfaces that give false anomalies. Cheng et al. (2023) name vegetation and '
         'buildings as the limitations of their rare-earth inversion; "Principal components" and later '
         'steps take this raster as their optional MASK.\n\n'
@@ -68,11 +71,18 @@ class SurfaceMaskAlgorithm(RsGeochemAlgorithm):
                  'Pixels with NDVI above this value (unitless, -1..1) are vegetation. 0.2-0.3 separates '
                  'green vegetation from bare soil in most reflectance images.')
         self.add(QgsProcessingParameterBoolean(self.MASK_WATER, self.tr('Mask open water'), True),
-                 'Mask pixels whose NDWI exceeds NDWI_THRESHOLD.')
+                 'Mask pixels whose NDWI exceeds NDWI_THRESHOLD (or whose NIR is below '
+                 'NIR_WATER_THRESHOLD, when that is above 0).')
         self.add(QgsProcessingParameterNumber(self.NDWI_THRESHOLD, self.tr('NDWI threshold'),
                                               QgsProcessingParameterNumber.Double, 0.0, False, -1.0, 1.0),
                  'Pixels with McFeeters NDWI above this value (unitless, -1..1) are open water; 0 is the '
                  'published threshold.')
+        self.add(QgsProcessingParameterNumber(self.NIR_WATER_THRESHOLD, self.tr('Water: NIR below (0 = off)'),
+                                              QgsProcessingParameterNumber.Double, 0.0, False, 0.0),
+                 'Optional second water rule (with MASK_WATER): pixels whose NIR value is below this are '
+                 'water too, whatever their NDWI. Same unit as the NIR band, e.g. surface reflectance '
+                 '0.05-0.08 catches turbid rivers that NDWI > 0 misses (clear water reflects < 0.05 in the '
+                 'NIR, soil and vegetation well above 0.1). 0 (default) switches the rule off.')
         self.add(QgsProcessingParameterFeatureSource(
             self.EXCLUDE_POLYGONS, self.tr('Polygons to exclude (villages, buildings, ponds)'),
             [QgsProcessing.TypeVectorPolygon], optional=True),
@@ -109,8 +119,10 @@ class SurfaceMaskAlgorithm(RsGeochemAlgorithm):
         used = sorted({number for number in bands.values() if number}) or [1]
         ndvi = self.parameterAsDouble(parameters, self.NDVI_THRESHOLD, context)
         ndwi = self.parameterAsDouble(parameters, self.NDWI_THRESHOLD, context)
+        dark_nir = self.parameterAsDouble(parameters, self.NIR_WATER_THRESHOLD, context)
         thresholds = {'ndvi_threshold': ndvi if vegetation else None,
-                      'ndwi_threshold': ndwi if water else None}
+                      'ndwi_threshold': ndwi if water else None,
+                      'nir_water_threshold': dark_nir if water and dark_nir > 0 else None}
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         progress, cancel = progress_callbacks(feedback)
         total = MaskCounts()

@@ -34,25 +34,28 @@ class MaskCounts:
 
 
 def surface_mask(valid, red=None, nir=None, green=None, ndvi_threshold=None, ndwi_threshold=None,
-                 inside_polygons=None):
+                 inside_polygons=None, nir_water_threshold=None):
     """(uint8 mask, MaskCounts) of one block.
 
     `valid` is a bool array of pixels with data; red/nir/green masked reflectance arrays (any
     consistent unit). Vegetation where NDVI = (NIR-red)/(NIR+red) > ndvi_threshold (Rouse et al.
-    1974); water where NDWI = (green-NIR)/(green+NIR) > ndwi_threshold (McFeeters 1996); pixels
-    inside polygons are masked too. A threshold of None switches that class off; an undefined
+    1974); water where NDWI = (green-NIR)/(green+NIR) > ndwi_threshold (McFeeters 1996) or where
+    NIR < nir_water_threshold (same unit as `nir`, e.g. reflectance 0-1: water absorbs the near
+    infrared, so even turbid water whose green does not exceed its NIR stays dark there); pixels
+    inside polygons are masked too. A threshold of None switches that rule off; an undefined
     index (zero denominator) does not mask the pixel.
     """
     counts = MaskCounts(valid=int(valid.sum()))
-    masked = np.zeros(valid.shape, dtype=bool)
-    classes = (('vegetation', nir, red, ndvi_threshold), ('water', green, nir, ndwi_threshold))
-    for name, first, second, threshold in classes:
-        if threshold is None:
-            continue
-        index = normalized_difference(first, second)
-        hit = valid & np.ma.filled(index > threshold, False)
+    rules = (('vegetation', ndvi_threshold, lambda: normalized_difference(nir, red) > ndvi_threshold),
+             ('water', ndwi_threshold, lambda: normalized_difference(green, nir) > ndwi_threshold),
+             ('water', nir_water_threshold, lambda: nir < nir_water_threshold))
+    hits = {'vegetation': np.zeros(valid.shape, dtype=bool), 'water': np.zeros(valid.shape, dtype=bool)}
+    for name, threshold, test in rules:
+        if threshold is not None:
+            hits[name] |= valid & np.ma.filled(test(), False)
+    for name, hit in hits.items():
         setattr(counts, name, int(hit.sum()))
-        masked |= hit
+    masked = hits['vegetation'] | hits['water']
     if inside_polygons is not None:
         hit = valid & inside_polygons
         counts.polygons = int(hit.sum())

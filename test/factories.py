@@ -3,6 +3,8 @@
 
 Raster helpers work without QGIS; `write_points` needs the session QgsApplication (`qgis_app`).
 """
+from dataclasses import dataclass
+
 import numpy as np
 from osgeo import osr
 
@@ -80,24 +82,38 @@ def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
+@dataclass
+class LoadedOutput:
+    name: str     # the name the layer gets in the project
+    layer: object  # the layer as loaded, after the algorithm's post-processor (style) ran
+
+
 def run_as_in_the_toolbox(algorithm_id, parameters, layer_outputs):
-    """processing.run with the `layer_outputs` keys to be loaded into a project on completion, as
-    the toolbox does. Returns (results, {output key: QgsProcessingContext.LayerDetails: the name the
-    loaded layer gets, its post-processor}). Needs the session QgsApplication (`qgis_app`)."""
+    """processing.run with the `layer_outputs` keys loaded on completion, as the toolbox does:
+    returns (results, {output key: LoadedOutput}). The post-processors run here, while the context
+    that owns them is alive (it deletes them with itself). Needs the session QgsApplication."""
     import processing
     from qgis.core import (
         QgsProcessingContext,
         QgsProcessingFeedback,
         QgsProcessingOutputLayerDefinition,
+        QgsProcessingUtils,
         QgsProject,
     )
     project = QgsProject()
     context = QgsProcessingContext()
     context.setProject(project)
+    feedback = QgsProcessingFeedback()
     parameters = dict(parameters)
     for key in layer_outputs:
         parameters[key] = QgsProcessingOutputLayerDefinition(str(parameters[key]), project)
-    results = processing.run(f'rsgeochem:{algorithm_id}', parameters, context=context,
-                             feedback=QgsProcessingFeedback())
+    results = processing.run(f'rsgeochem:{algorithm_id}', parameters, context=context, feedback=feedback)
     to_load = context.layersToLoadOnCompletion()
-    return results, {key: to_load[results[key]] for key in layer_outputs}
+    loaded = {}
+    for key in layer_outputs:
+        details = to_load[results[key]]
+        layer = QgsProcessingUtils.mapLayerFromString(results[key], context)
+        if details.postProcessor() is not None:
+            details.postProcessor().postProcessLayer(layer, context, feedback)
+        loaded[key] = LoadedOutput(details.name, layer)
+    return results, loaded

@@ -211,10 +211,7 @@ def test_algorithm_percentile_with_mask(qgis_app, tmp_path):
     html = (tmp_path / 'report.html').read_text()
     assert 'Concentration-area plot' in html and html.count('<img') == 3
     # the style the toolbox applies once the layer is loaded: outlined, labelled with the rank
-    from qgis.core import QgsProcessingContext, QgsProcessingFeedback, QgsVectorLayer
-    layer = QgsVectorLayer(output, 'anomalies', 'ogr')
-    loaded['OUTPUT'].postProcessor().postProcessLayer(layer, QgsProcessingContext(),
-                                                      QgsProcessingFeedback())
+    layer = loaded['OUTPUT'].layer
     assert layer.labelsEnabled() and layer.labeling().settings().fieldName == 'rank_label'
     assert layer.renderer().symbol().symbolLayer(0).strokeColor().name() == '#e31a1c'
 

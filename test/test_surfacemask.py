@@ -70,6 +70,46 @@ def test_ndvi_ndwi_thresholds_on_analytic_values():
     assert mask.tolist() == [[255, 1, 0, 1]]
 
 
+def test_dark_nir_water_rule_on_analytic_values():
+    # turbid river: green 0.06, NIR 0.065 -> NDWI -0.04 (missed by NDWI > 0) but NIR < 0.07;
+    # clear water (NDWI 0.5); forest (NIR 0.30); dark NIR but nodata; NIR exactly at the threshold
+    # (NDWI -0.077: kept)
+    green = ma([[0.06, 0.06, 0.05, 0.08, 0.06]])
+    nir = ma([[0.065, 0.02, 0.30, 0.01, 0.07]])
+    red = ma([[0.07, 0.03, 0.03, 0.01, 0.07]])
+    valid = np.array([[True, True, True, False, True]])
+    mask, counts = surface_mask(valid, red, nir, green, ndwi_threshold=0.0, nir_water_threshold=0.07)
+    assert mask.tolist() == [[0, 0, 1, 255, 1]]
+    assert (counts.valid, counts.water, counts.masked) == (4, 2, 2)  # the clear water pixel counted once
+    mask, counts = surface_mask(valid, red, nir, green, ndwi_threshold=0.0)  # rule off: NDWI only
+    assert mask.tolist() == [[1, 0, 1, 255, 1]] and counts.water == 1
+    mask, counts = surface_mask(valid, red, nir, green, nir_water_threshold=0.07)  # NIR rule alone
+    assert mask.tolist() == [[0, 0, 1, 255, 1]] and counts.water == 2
+
+
+def test_nir_water_threshold_masks_turbid_water(run_alg, tmp_path):
+    """A 'river' column (green 0.09, NIR 0.05: NDWI 0.29) and a 'sediment-laden' one (green 0.06,
+    NIR 0.07: NDWI -0.077, missed by NDWI > 0) beside land (NIR 0.3)."""
+    bands = np.empty((4, 4, 6))
+    bands[:] = np.array([0.03, 0.05, 0.04, 0.30])[:, None, None]          # land
+    bands[:, :, 1] = np.array([0.06, 0.09, 0.07, 0.05])[:, None]           # NDWI 0.286
+    bands[:, :, 4] = np.array([0.06, 0.06, 0.07, 0.07])[:, None]           # NDWI -0.077
+    source = blockio.write_raster(tmp_path / 'img.tif', grid(6, 4), bands)
+    common = {'INPUT': source, 'MASK_VEGETATION': False, 'NDWI_THRESHOLD': 0.0}
+    ndwi_only = run_alg('surfacemask', {**common, 'OUTPUT': str(tmp_path / 'a.tif')})
+    expected = np.ones((4, 6))
+    expected[:, 1] = 0
+    np.testing.assert_array_equal(gdal.Open(ndwi_only['OUTPUT']).ReadAsArray(), expected)
+    both = run_alg('surfacemask', {**common, 'NIR_WATER_THRESHOLD': 0.08, 'OUTPUT': str(tmp_path / 'b.tif')})
+    expected[:, 4] = 0
+    np.testing.assert_array_equal(gdal.Open(both['OUTPUT']).ReadAsArray(), expected)
+    assert both['WATER_FRACTION'] == pytest.approx(8 / 24)
+    off = run_alg('surfacemask', {**common, 'MASK_WATER': False, 'MASK_VEGETATION': True,
+                                  'NDVI_THRESHOLD': 0.9, 'NIR_WATER_THRESHOLD': 0.08,
+                                  'OUTPUT': str(tmp_path / 'c.tif')})
+    assert off['WATER_FRACTION'] == 0.0  # the NIR rule belongs to MASK_WATER
+
+
 @pytest.mark.parametrize('all_touched, first_col', [(True, 3), (False, 4)])
 def test_polygon_burn_all_touched_or_centre(all_touched, first_col):
     # polygon over columns 3-6 / rows 2-4 but starting 3 m into column 3 (past its centre at 2 m)
