@@ -1,0 +1,337 @@
+"""Processing glue: ordinary / universal (external drift) Kriging of point samples onto a raster grid."""
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsFeature,
+    QgsFeatureSink,
+    QgsField,
+    QgsFields,
+    QgsGeometry,
+    QgsPointXY,
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsWkbTypes,
+)
+from qgis.PyQt.QtCore import QVariant
+
+from ..core import kriging_report, report
+from ..core.blockio import raster_info
+from ..core.kriging import VariogramFit, fit_for_samples, leave_one_out, variogram_values
+from ..core.kriging_grid import DriftRasters, count_inside, krige_grid, samples_grid
+from ..core.variogram import VariogramModel, experimental_variogram
+from .base import RsGeochemAlgorithm, progress_callbacks, raster_path
+from .variogram import (
+    INPUT,
+    VARIOGRAM_MODEL,
+    add_fit_parameters,
+    add_sample_parameters,
+    check_projected,
+    field_label,
+    fit_settings,
+    read_point_values,
+    to_samples,
+)
+
+AUTO_PIXELS = 250  # pixels along the longer side when neither PIXEL_SIZE nor a reference raster is given
+CV_FIELDS = (('x', QVariant.Double), ('y', QVariant.Double), ('observed', QVariant.Double),
+             ('predicted', QVariant.Double), ('variance', QVariant.Double), ('residual', QVariant.Double),
+             ('zscore', QVariant.Double))
+
+
+class KrigingAlgorithm(RsGeochemAlgorithm):
+    ALGORITHM_ID = 'kriging'
+    DISPLAY_NAME = 'Kriging (ordinary / external drift)'
+    GROUP_ID = 'sampling'
+    TAGS = ('kriging', 'interpolation', 'geostatistics', 'universal kriging', 'external drift', 'variogram',
+            'cross-validation', 'gstat')
+    HELP = (
+        'Interpolates a numeric field of point samples onto a raster grid by ordinary Kriging, or by '
+        'universal Kriging with external drifts (KED: the mean is a linear function of co-located '
+        'rasters such as the square root of the distance to a river, elevation or an image band) '
+        '(Matheron 1963; Webster & Oliver 2007; gstat\'s krige()). Writes the prediction and the '
+        'Kriging variance, leave-one-out cross-validation and an HTML report.\n'
+        'Grid: by default it snaps to REFERENCE_RASTER (same CRS, pixel size and alignment, e.g. the '
+        'satellite image) and covers the samples\' extent plus MARGIN; GRID_EXTENT can take the '
+        'reference raster\'s whole extent. Without a reference raster (and without drift rasters, the '
+        'first of which then serves as reference) the grid uses the layer\'s CRS and PIXEL_SIZE. '
+        'Points in another CRS are transformed to the grid CRS, which must be projected.\n'
+        'Drift rasters: every band of each raster is one drift variable; they must lie on the grid\'s '
+        'lattice (align them first). Pixels where a drift is nodata stay nodata; samples outside the '
+        'drift rasters are skipped. The variogram is then fitted to the residuals of the least-squares '
+        'drift fit, as gstat does.\n'
+        'Variogram: fitted here (as rsgeochem:variogram: weighted least squares, "auto" picks the '
+        'model with the smallest leave-one-out RMSE) unless SILL and RANGE are given (e.g. the '
+        'outputs of rsgeochem:variogram in a model).\n'
+        'Neighbourhood: the N_NEIGHBOURS nearest samples and/or those within SEARCH_RADIUS; 0 and 0 '
+        'use all samples (global Kriging, gstat\'s default; up to 5000 samples). On grids, square '
+        'blocks of pixels share the neighbourhood of their centre so that one factorisation serves '
+        'the block (NEIGHBOURHOOD_BLOCK; 1 gives every pixel its own neighbourhood); their results '
+        'differ from per-pixel neighbourhoods by about as much as per-pixel neighbourhoods differ from '
+        'global Kriging. Neighbourhood grids compute the per-pixel products in float32 (differences '
+        'from float64 of order 1e-6 of the values).\n'
+        'Input care: NULL / non-finite values are skipped and counted, samples at one location are '
+        'merged (mean); fewer than 5 usable samples, a constant field, or samples that miss the grid '
+        'are errors.\n'
+        'Outputs: prediction and variance rasters (float32, units of the field or of its natural '
+        'log, not back-transformed, and their square), the leave-one-out table (observed, predicted, '
+        'variance, residual = observed - predicted, z-score) and its statistics CV_ME, CV_RMSE, '
+        'CV_R2, CV_MSDR (mean squared deviation ratio, ideally 1), and the variogram used (NUGGET, '
+        'SILL, RANGE, MODEL).')
+
+    REFERENCE_RASTER = 'REFERENCE_RASTER'
+    GRID_EXTENT = 'GRID_EXTENT'
+    MARGIN = 'MARGIN'
+    PIXEL_SIZE = 'PIXEL_SIZE'
+    DRIFT_RASTERS = 'DRIFT_RASTERS'
+    NUGGET = 'NUGGET'
+    SILL = 'SILL'
+    RANGE = 'RANGE'
+    POWER_EXPONENT = 'POWER_EXPONENT'
+    N_NEIGHBOURS = 'N_NEIGHBOURS'
+    SEARCH_RADIUS = 'SEARCH_RADIUS'
+    NEIGHBOURHOOD_BLOCK = 'NEIGHBOURHOOD_BLOCK'
+    OUTPUT = 'OUTPUT'
+    OUTPUT_VARIANCE = 'OUTPUT_VARIANCE'
+    OUTPUT_CV = 'OUTPUT_CV'
+    OUTPUT_HTML = 'OUTPUT_HTML'
+    MODEL = 'MODEL'
+    CV_ME = 'CV_ME'
+    CV_RMSE = 'CV_RMSE'
+    CV_R2 = 'CV_R2'
+    CV_MSDR = 'CV_MSDR'
+    N_SAMPLES = 'N_SAMPLES'
+
+    def initAlgorithm(self, config=None):  # noqa: N802 - QGIS API
+        add_sample_parameters(self, 'with the value to interpolate')
+        self.add(QgsProcessingParameterRasterLayer(
+            self.REFERENCE_RASTER, self.tr('Reference raster (grid template)'), optional=True),
+            'The output grid takes this raster\'s CRS, pixel size and pixel alignment (e.g. the image the '
+            'kriged map will be combined with).')
+        self.add(QgsProcessingParameterEnum(
+            self.GRID_EXTENT, self.tr('Grid extent'),
+            ['Samples\' extent plus margin', 'Whole reference raster'], defaultValue=0),
+            'Samples\' extent enlarged by MARGIN (snapped outwards to the reference grid), or the full '
+            'extent of REFERENCE_RASTER.')
+        self.add(QgsProcessingParameterNumber(
+            self.MARGIN, self.tr('Margin around the samples (map units)'),
+            QgsProcessingParameterNumber.Double, 0.0, False, 0.0),
+            'Distance added on every side of the samples\' bounding box (grid CRS units).')
+        self.add(QgsProcessingParameterNumber(
+            self.PIXEL_SIZE, self.tr('Pixel size without reference raster (0 = auto)'),
+            QgsProcessingParameterNumber.Double, 0.0, False, 0.0),
+            f'Square pixel size in layer units when no reference raster is given; 0 gives {AUTO_PIXELS} '
+            'pixels along the longer side.')
+        self.add(QgsProcessingParameterMultipleLayers(
+            self.DRIFT_RASTERS, self.tr('External drift rasters (universal Kriging)'),
+            QgsProcessing.TypeRaster, optional=True),
+            'Rasters on the output grid\'s lattice whose bands are drift variables (e.g. sqrt of the '
+            'distance to the river, elevation, a band). Empty: ordinary Kriging.')
+        add_fit_parameters(self)
+        for key, label, text in (
+                (self.NUGGET, 'Given nugget', 'Nugget of a given variogram (with SILL and RANGE).'),
+                (self.SILL, 'Given partial sill (0 = fit)',
+                 'Partial sill of a given variogram; with RANGE > 0 the variogram is not fitted.'),
+                (self.RANGE, 'Given range (0 = fit)', 'Range (map units) of a given variogram.')):
+            self.add(QgsProcessingParameterNumber(key, self.tr(label), QgsProcessingParameterNumber.Double,
+                                                  0.0, False, 0.0), text)
+        self.add(QgsProcessingParameterNumber(
+            self.POWER_EXPONENT, self.tr('Given power exponent'), QgsProcessingParameterNumber.Double, 1.0,
+            False, 0.01, 1.99), 'Exponent of a given power-model variogram.', advanced=True)
+        self.add(QgsProcessingParameterNumber(
+            self.N_NEIGHBOURS, self.tr('Nearest samples used (0 = all)'),
+            QgsProcessingParameterNumber.Integer, 32, False, 0, 10000),
+            'Each prediction uses this many nearest samples (also in cross-validation); 0 uses every sample '
+            '(global Kriging, slow on large grids).')
+        self.add(QgsProcessingParameterNumber(
+            self.SEARCH_RADIUS, self.tr('Search radius (0 = unlimited)'),
+            QgsProcessingParameterNumber.Double, 0.0, False, 0.0),
+            'Only samples within this distance (map units) are used; pixels with too few samples stay '
+            'nodata.')
+        self.add(QgsProcessingParameterNumber(
+            self.NEIGHBOURHOOD_BLOCK, self.tr('Shared-neighbourhood block (pixels, 0 = auto)'),
+            QgsProcessingParameterNumber.Integer, 0, False, 0, 64),
+            'Side of square pixel blocks that share the neighbourhood of their centre (one factorisation per '
+            'block). 0: a third of the mean sample spacing; 1: every pixel its own neighbourhood (exact, '
+            'slower).', advanced=True)
+        self.add_block_memory()
+        self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr('Kriging prediction')),
+                 'Float32 GeoTIFF of the predicted values.')
+        self.add(QgsProcessingParameterRasterDestination(
+            self.OUTPUT_VARIANCE, self.tr('Kriging variance'), optional=True),
+            'Float32 GeoTIFF of the Kriging variance (squared units of the prediction).')
+        self.add(QgsProcessingParameterFeatureSink(
+            self.OUTPUT_CV, self.tr('Leave-one-out cross-validation'), QgsProcessing.TypeVectorPoint,
+            optional=True),
+            'One point per sample: x, y, observed, predicted, variance, residual (observed - predicted), '
+            'zscore.')
+        self.add(QgsProcessingParameterFileDestination(
+            self.OUTPUT_HTML, self.tr('Kriging report'), 'HTML files (*.html)', optional=True),
+            'HTML report: grid, variogram, cross-validation statistics and plot.')
+        for key, label in ((self.NUGGET, 'Nugget used'), (self.SILL, 'Partial sill used'),
+                           (self.RANGE, 'Range used'), (self.CV_ME, 'Leave-one-out mean error'),
+                           (self.CV_RMSE, 'Leave-one-out RMSE'), (self.CV_R2, 'Leave-one-out R²'),
+                           (self.CV_MSDR, 'Leave-one-out MSDR'), (self.N_SAMPLES, 'Samples used')):
+            self.addOutput(QgsProcessingOutputNumber(key, self.tr(label)))
+        self.addOutput(QgsProcessingOutputString(self.MODEL, self.tr('Variogram model used')))
+
+    def execute(self, parameters, context, feedback):
+        progress, cancel = progress_callbacks(feedback, 0, 20)
+        reference, reference_key, drift_paths = self.grid_sources(parameters, context)
+        target_crs = None
+        if reference is not None:
+            target_crs = QgsCoordinateReferenceSystem.fromWkt(reference.crs_wkt)
+            check_projected(target_crs, reference_key, 'the grid\'s reference raster')
+        points, field = read_point_values(self, parameters, context, feedback, target_crs)
+        grid = self.output_grid(parameters, context, points, reference)
+        if count_inside(grid, points.x, points.y) == 0:
+            raise QgsProcessingException(
+                f'{INPUT}: none of the {len(points)} samples lies inside the output grid {grid.extent}; '
+                f'choose the samples\' extent ({self.GRID_EXTENT}) or a {self.REFERENCE_RASTER} that '
+                'covers them.')
+        drift = DriftRasters(drift_paths, grid, self.DRIFT_RASTERS) if drift_paths else None
+        drift_values = drift.at_points(points.x, points.y) if drift is not None else None
+        samples, notes = to_samples(self, parameters, context, feedback, points, field, drift_values)
+        n_neighbours = self.parameterAsInt(parameters, self.N_NEIGHBOURS, context)
+        radius = self.parameterAsDouble(parameters, self.SEARCH_RADIUS, context)
+        settings = fit_settings(self, parameters, context)
+        fit = self.variogram(parameters, context, settings, samples, n_neighbours, radius, cancel)
+        model = fit.model
+        feedback.pushInfo(f'variogram {model.name}: nugget {model.nugget:.6g}, partial sill '
+                          f'{model.psill:.6g}, range {model.range:.6g}; {len(samples)} samples')
+        progress(1.0)
+        cv = leave_one_out(samples, model, n_neighbours, radius, cancel)
+        statistics = cv.statistics()
+        feedback.pushInfo('leave-one-out: ' + ', '.join(f'{k} {v:.4g}' for k, v in statistics.items()))
+        feedback.setProgress(25)
+        prediction_path = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        variance_path = self.parameterAsOutputLayer(parameters, self.OUTPUT_VARIANCE, context)
+        grid_progress, _ = progress_callbacks(feedback, 25, 100)
+        summary = krige_grid(samples, model, grid, prediction_path, variance_path or None, drift,
+                             n_neighbours, radius,
+                             self.parameterAsInt(parameters, self.NEIGHBOURHOOD_BLOCK, context),
+                             self.block_memory(parameters, context), grid_progress, cancel)
+        if summary.nodata_pixels:
+            feedback.pushWarning(f'{summary.nodata_pixels} of {summary.pixels} pixels have no prediction '
+                                 '(missing drift values or too few samples within SEARCH_RADIUS).')
+        results = {self.OUTPUT: prediction_path, self.NUGGET: model.nugget, self.SILL: model.psill,
+                   self.RANGE: model.range, self.MODEL: model.name, self.CV_ME: statistics['ME'],
+                   self.CV_RMSE: statistics['RMSE'], self.CV_R2: statistics['R2'],
+                   self.CV_MSDR: statistics['MSDR'], self.N_SAMPLES: len(samples)}
+        if variance_path:
+            results[self.OUTPUT_VARIANCE] = variance_path
+        sink_id = self.write_cv(parameters, context, cv, samples, grid)
+        if sink_id is not None:
+            results[self.OUTPUT_CV] = sink_id
+        html = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
+        if html:
+            label = field_label(self, parameters, context, field)
+            self.write_report(html, label, samples, notes, grid, summary, fit, cv, statistics,
+                              settings['weighting'])
+            results[self.OUTPUT_HTML] = html
+        return results
+
+    def grid_sources(self, parameters, context):
+        """(reference Grid or None, its parameter key, drift raster paths); the first drift raster is the
+        reference when REFERENCE_RASTER is empty."""
+        drift_paths = []
+        for layer in self.parameterAsLayerList(parameters, self.DRIFT_RASTERS, context):
+            if layer.providerType() != 'gdal':
+                raise QgsProcessingException(f'{self.DRIFT_RASTERS}: "{layer.name()}" is not a GDAL raster; '
+                                             'save it as a GeoTIFF first.')
+            drift_paths.append(layer.source().split('|')[0])
+        if self.parameterAsRasterLayer(parameters, self.REFERENCE_RASTER, context) is not None:
+            path = raster_path(self, parameters, self.REFERENCE_RASTER, context)
+            return raster_info(path, self.REFERENCE_RASTER).grid, self.REFERENCE_RASTER, drift_paths
+        if drift_paths:
+            return raster_info(drift_paths[0], self.DRIFT_RASTERS).grid, self.DRIFT_RASTERS, drift_paths
+        return None, None, drift_paths
+
+    def output_grid(self, parameters, context, points, reference):
+        if len(points) == 0:
+            raise QgsProcessingException(
+                f'{INPUT}: the layer has no usable samples ({points.skipped_text()}).')
+        if self.parameterAsEnum(parameters, self.GRID_EXTENT, context) == 1:
+            if reference is None:
+                raise QgsProcessingException(f'{self.GRID_EXTENT}: the whole-raster extent needs a '
+                                             f'{self.REFERENCE_RASTER}; choose one or the samples\' extent.')
+            return reference
+        margin = self.parameterAsDouble(parameters, self.MARGIN, context)
+        pixel_size = self.parameterAsDouble(parameters, self.PIXEL_SIZE, context)
+        crs_wkt = ''
+        if reference is None:
+            source = self.parameterAsSource(parameters, INPUT, context)
+            crs_wkt = source.sourceCrs().toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED_GDAL)
+            if not pixel_size > 0:
+                longer = max(points.x.ptp(), points.y.ptp()) + 2 * margin
+                pixel_size = longer / AUTO_PIXELS if longer > 0 else 1.0
+        return samples_grid(points.x, points.y, margin, reference, pixel_size, crs_wkt)
+
+    def variogram(self, parameters, context, settings, samples, n_neighbours, radius, cancel):
+        sill = self.parameterAsDouble(parameters, self.SILL, context)
+        range_ = self.parameterAsDouble(parameters, self.RANGE, context)
+        if (sill > 0) != (range_ > 0):
+            missing = self.SILL if sill <= 0 else self.RANGE
+            raise QgsProcessingException(f'{missing}: a given variogram needs both SILL and RANGE > 0 '
+                                         '(set both to 0 to fit the variogram).')
+        if sill <= 0:
+            return fit_for_samples(samples, n_neighbours=n_neighbours, radius=radius, cancel=cancel,
+                                   **settings)
+        if settings['model_name'] == 'auto':
+            raise QgsProcessingException(f'{VARIOGRAM_MODEL}: choose the model that the given SILL and RANGE '
+                                         'belong to (not "auto").')
+        nugget = self.parameterAsDouble(parameters, self.NUGGET, context)
+        exponent = self.parameterAsDouble(parameters, self.POWER_EXPONENT, context)
+        model = VariogramModel(settings['model_name'], nugget, sill, range_, exponent)
+        experimental = experimental_variogram(samples.x, samples.y, variogram_values(samples),
+                                              settings['n_lags'], settings['max_distance'], cancel)
+        return VariogramFit(experimental, model, None, bool(samples.drift.shape[1]), given=True)
+
+    def write_cv(self, parameters, context, cv, samples, grid):
+        fields = QgsFields()
+        for name, kind in CV_FIELDS:
+            fields.append(QgsField(name, kind))
+        crs = QgsCoordinateReferenceSystem.fromWkt(grid.crs_wkt)
+        sink, sink_id = self.parameterAsSink(parameters, self.OUTPUT_CV, context, fields, QgsWkbTypes.Point,
+                                             crs)
+        if sink is None:
+            return None
+        columns = (samples.x, samples.y, cv.observed, cv.predicted, cv.variance, cv.residual, cv.zscore)
+        for row in zip(*columns):
+            feature = QgsFeature(fields)
+            feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(row[0], row[1])))
+            feature.setAttributes([float(value) for value in row])
+            sink.addFeature(feature, QgsFeatureSink.FastInsert)
+        return sink_id
+
+    def write_report(self, path, label, samples, notes, grid, summary, fit, cv, statistics, weighting):
+        x0, dx, _, y0, _, dy = grid.geotransform
+        kind = 'universal Kriging with external drift' if fit.on_residuals else 'ordinary Kriging'
+        block = {0: 'all samples (global)', 1: 'per pixel'}.get(
+            summary.block_pixels, f'shared by {summary.block_pixels}² pixel blocks')
+        grid_rows = [('method', kind), ('samples used', len(samples)), ('skipped / merged', notes or 'none'),
+                     ('grid size (columns x rows)', f'{grid.width} x {grid.height}'),
+                     ('pixel size', f'{dx:g} x {abs(dy):g}'), ('upper-left corner', f'{x0:.6g}, {y0:.6g}'),
+                     ('neighbourhood', block), ('pixels without prediction', summary.nodata_pixels)]
+        curves = [(f'{fit.model.name} (used)', fit.model)]
+        sections = [
+            ('Summary', report.table_html(['item', 'value'], grid_rows)),
+            ('Variogram', kriging_report.variogram_figure(fit.experimental, curves)
+             + kriging_report.fit_note(fit.experimental, None if fit.given else weighting, fit.on_residuals)
+             + kriging_report.model_table(fit.model)),
+        ]
+        if fit.candidates:
+            sections.append(('Model choice', kriging_report.candidates_table(fit.candidates, fit.model)))
+        sections.append(('Leave-one-out cross-validation', kriging_report.statistics_table(statistics)
+                         + kriging_report.cross_validation_figure(cv)))
+        sections.append(('Units', report.paragraph(
+            f'Predictions are in units of {label}, variances in those units squared (not back-transformed).',
+            'note')))
+        report.write_report(path, f'Kriging of {label}', sections)

@@ -1,0 +1,498 @@
+"""Kriging: Meuse log(zinc) against gstat 2.1.0 (grid and leave-one-out), analytic cases, pykrige
+as a second reference for neighbourhoods and external drift, shared-block against per-pixel
+neighbourhoods, bad inputs, and one qgis_process run."""
+import csv
+
+import numpy as np
+import pytest
+from osgeo import gdal
+
+from rsgeochem.core import kriging, kriging_grid
+from rsgeochem.core.blockio import Grid, raster_info
+from rsgeochem.core.errors import InputError
+from rsgeochem.core.variogram import VariogramModel
+
+GSTAT_MODEL = VariogramModel('spherical', 0.0506624268192143, 0.590607802210119, 897.020909797001)
+GIVEN = {'VARIOGRAM_MODEL': 'spherical', 'NUGGET': GSTAT_MODEL.nugget, 'SILL': GSTAT_MODEL.psill,
+         'RANGE': GSTAT_MODEL.range}
+# float32 GeoTIFF outputs of values ~7 carry 2.4e-7 rounding: grid comparisons use 1e-6
+GRID_ATOL = 1e-6
+
+
+def read_csv(path):
+    with open(path, newline='') as handle:
+        rows = list(csv.DictReader(handle))
+    return {key: np.array([row[key] for row in rows]) for key in rows[0]}
+
+
+@pytest.fixture(scope='module')
+def meuse(test_data):
+    table = read_csv(test_data / 'meuse' / 'meuse.csv')
+    return kriging.prepare_samples(table['x'], table['y'], table['zinc'], log_transform=True)
+
+
+@pytest.fixture(scope='module')
+def gstat_grid(test_data):
+    table = read_csv(test_data / 'meuse' / 'gstat' / 'ok_logzinc_grid.csv')
+    return {key: values.astype(float) for key, values in table.items()}
+
+
+@pytest.fixture(scope='module')
+def gstat_cv(test_data):
+    table = read_csv(test_data / 'meuse' / 'gstat' / 'ok_logzinc_loocv.csv')
+    return {key: values.astype(float) for key, values in table.items()}
+
+
+@pytest.fixture(scope='module')
+def meuse_grid(test_data):
+    return raster_info(test_data / 'meuse' / 'meuse_grid_covariates.tif').grid
+
+
+def at_cells(path, grid, x, y, band=1):
+    """Raster values at the pixels holding map points."""
+    dataset = gdal.Open(str(path))  # kept alive while its band is read
+    array = dataset.GetRasterBand(band).ReadAsArray().astype(np.float64)
+    col, row = grid.to_pixel(x, y)
+    return array[np.floor(row).astype(int), np.floor(col).astype(int)]
+
+
+# --- Meuse against gstat -------------------------------------------------------------------------
+
+def test_points_match_gstat_grid(meuse, gstat_grid):
+    prediction, variance = kriging.krige_points(meuse, GSTAT_MODEL, gstat_grid['x'], gstat_grid['y'])
+    np.testing.assert_allclose(prediction, gstat_grid['pred'], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(variance, gstat_grid['var'], rtol=0, atol=1e-9)
+
+
+def test_leave_one_out_matches_gstat(meuse, gstat_cv):
+    cv = kriging.leave_one_out(meuse, GSTAT_MODEL)
+    # samples are in the file's order (no duplicates in Meuse): compare by location
+    order = np.lexsort((meuse.y, meuse.x))
+    reference = np.lexsort((gstat_cv['y'], gstat_cv['x']))
+    np.testing.assert_allclose(cv.predicted[order], gstat_cv['var1.pred'][reference], atol=1e-9)
+    np.testing.assert_allclose(cv.variance[order], gstat_cv['var1.var'][reference], atol=1e-9)
+    np.testing.assert_allclose(cv.zscore[order], gstat_cv['zscore'][reference], atol=1e-8)
+    statistics = cv.statistics()
+    assert statistics['RMSE'] == pytest.approx(np.sqrt(np.mean(gstat_cv['residual'] ** 2)), rel=1e-9)
+    assert statistics['MSDR'] == pytest.approx(np.mean(gstat_cv['zscore'] ** 2), rel=1e-8)
+
+
+def test_neighbourhood_leave_one_out_with_all_samples_is_global(meuse, gstat_cv):
+    cv = kriging.leave_one_out(meuse, GSTAT_MODEL, n_neighbours=len(meuse) - 1, radius=1e6)
+    np.testing.assert_allclose(np.sort(cv.predicted), np.sort(gstat_cv['var1.pred']), atol=1e-9)
+
+
+def test_grid_matches_gstat(meuse, meuse_grid, gstat_grid, tmp_path):
+    summary = kriging_grid.krige_grid(meuse, GSTAT_MODEL, meuse_grid, tmp_path / 'p.tif', tmp_path / 'v.tif')
+    assert summary.mode == 'global'
+    x, y = gstat_grid['x'], gstat_grid['y']
+    np.testing.assert_allclose(at_cells(tmp_path / 'p.tif', meuse_grid, x, y), gstat_grid['pred'],
+                               atol=GRID_ATOL)
+    np.testing.assert_allclose(at_cells(tmp_path / 'v.tif', meuse_grid, x, y), gstat_grid['var'],
+                               atol=GRID_ATOL)
+    info = raster_info(tmp_path / 'p.tif')
+    assert info.grid.same_as(meuse_grid) and info.descriptions == ('prediction',)
+
+
+def test_auto_fit_lands_near_gstat(meuse, gstat_grid):
+    fit = kriging.fit_for_samples(meuse, 'auto')
+    assert fit.model.name == 'spherical'
+    np.testing.assert_allclose([fit.model.nugget, fit.model.psill, fit.model.range],
+                               [GSTAT_MODEL.nugget, GSTAT_MODEL.psill, GSTAT_MODEL.range], rtol=1e-4)
+    prediction, variance = kriging.krige_points(meuse, fit.model, gstat_grid['x'], gstat_grid['y'])
+    # measured: max 2.5e-5 (prediction, log units) and 3.3e-6 (variance); pykrige 1.7.3's default fit
+    # (6 lags, unweighted) gives predictions up to 0.61 log units off gstat's
+    np.testing.assert_allclose(prediction, gstat_grid['pred'], atol=5e-5)
+    np.testing.assert_allclose(variance, gstat_grid['var'], atol=5e-5)
+
+
+# --- analytic cases ------------------------------------------------------------------------------
+
+def synthetic(n=60, seed=3):
+    rng = np.random.default_rng(seed)
+    x, y = rng.uniform(0, 1000, n), rng.uniform(0, 1000, n)
+    return x, y, np.sin(x / 150) + np.cos(y / 200) + rng.normal(0, 0.1, n)
+
+
+@pytest.mark.parametrize('model', [VariogramModel('spherical', 0.0, 1.0, 400.0),
+                                   VariogramModel('exponential', 0.2, 1.0, 400.0),
+                                   VariogramModel('linear', 0.0, 1.0, 1000.0),
+                                   VariogramModel('power', 0.1, 1.0, 1000.0, 1.5)])
+@pytest.mark.parametrize('neighbours', [0, 12])
+def test_kriging_reproduces_data_at_samples(model, neighbours):
+    x, y, z = synthetic()
+    samples = kriging.prepare_samples(x, y, z)
+    prediction, variance = kriging.krige_points(samples, model, samples.x, samples.y, n_neighbours=neighbours)
+    np.testing.assert_allclose(prediction, samples.z, atol=1e-9)
+    np.testing.assert_allclose(variance, 0.0, atol=1e-9)
+
+
+@pytest.mark.parametrize('nugget', [0.0, 0.2])
+def test_grid_reproduces_data_at_samples_on_pixel_centres(tmp_path, nugget):
+    """gstat's convention γ(0) = 0: Kriging is exact at a sample even with a nugget."""
+    grid = Grid(50, 40, (0.0, 10.0, 0.0, 400.0, 0.0, -10.0), '')
+    rng = np.random.default_rng(5)
+    col, row = rng.choice(50, 30), rng.choice(40, 30)
+    x, y = 5.0 + 10.0 * col, 395.0 - 10.0 * row
+    samples = kriging.prepare_samples(x, y, rng.normal(size=30))
+    model = VariogramModel('spherical', nugget, 1.0, 200.0)
+    for block in (1, 4):
+        kriging_grid.krige_grid(samples, model, grid, tmp_path / 'p.tif', tmp_path / 'v.tif', n_neighbours=8,
+                                block_pixels=block)
+        at = (np.floor(grid.to_pixel(samples.x, samples.y)[1]).astype(int),
+              np.floor(grid.to_pixel(samples.x, samples.y)[0]).astype(int))
+        prediction = gdal.Open(str(tmp_path / 'p.tif')).ReadAsArray()[at]
+        variance = gdal.Open(str(tmp_path / 'v.tif')).ReadAsArray()[at]
+        np.testing.assert_allclose(prediction, samples.z, atol=1e-5)
+        np.testing.assert_allclose(variance, 0.0, atol=1e-5)
+
+
+def test_external_drift_reproduces_a_drift_that_explains_the_data():
+    x, y, _ = synthetic()
+    drift = np.column_stack([x / 100.0, np.sqrt(y)])
+    z = 2.0 + 3.0 * drift[:, 0] - 0.5 * drift[:, 1]
+    samples = kriging.prepare_samples(x, y, z, drift)
+    tx, ty = np.array([10.0, 500.0, 990.0]), np.array([900.0, 500.0, 20.0])
+    target_drift = np.column_stack([tx / 100.0, np.sqrt(ty)])
+    for neighbours in (0, 10):
+        prediction, _ = kriging.krige_points(samples, VariogramModel('exponential', 0.1, 1.0, 300.0), tx, ty,
+                                             target_drift, n_neighbours=neighbours)
+        np.testing.assert_allclose(prediction, 2.0 + 3.0 * target_drift[:, 0] - 0.5 * target_drift[:, 1],
+                                   atol=1e-9)
+
+
+def test_external_drift_matches_pykrige_universal_kriging():
+    from pykrige.uk import UniversalKriging
+    x, y, z = synthetic(80, 7)
+    drift = np.sqrt(x + y)
+    model = VariogramModel('exponential', 0.05, 1.0, 500.0)
+    tx, ty = np.linspace(20, 980, 40), np.linspace(970, 30, 40)
+    theirs = UniversalKriging(x, y, z, variogram_model='exponential', drift_terms=['specified'],
+                              specified_drift=[drift],
+                              variogram_parameters={'psill': 1.0, 'range': 500.0, 'nugget': 0.05})
+    their_prediction, their_variance = theirs.execute('points', tx, ty,
+                                                      specified_drift_arrays=[np.sqrt(tx + ty)])
+    samples = kriging.prepare_samples(x, y, z, drift)
+    prediction, variance = kriging.krige_points(samples, model, tx, ty, np.sqrt(tx + ty))
+    np.testing.assert_allclose(prediction, their_prediction, atol=1e-9)
+    np.testing.assert_allclose(variance, their_variance, atol=1e-9)
+
+
+def test_per_pixel_neighbourhood_matches_pykrige_moving_window(tmp_path):
+    from pykrige.ok import OrdinaryKriging
+    x, y, z = synthetic(150, 11)
+    model = VariogramModel('spherical', 0.05, 1.0, 350.0)
+    grid = Grid(30, 25, (0.0, 33.0, 0.0, 1000.0, 0.0, -40.0), '')
+    kriging_grid.krige_grid(kriging.prepare_samples(x, y, z), model, grid, tmp_path / 'p.tif',
+                            tmp_path / 'v.tif', n_neighbours=16, block_pixels=1)
+    xs, ys = grid.pixel_centres(0, grid.height)
+    theirs = OrdinaryKriging(x, y, z, variogram_model='spherical',
+                             variogram_parameters={'psill': 1.0, 'range': 350.0, 'nugget': 0.05})
+    their_prediction, their_variance = theirs.execute('grid', xs, ys, backend='C', n_closest_points=16)
+    # float32 products and outputs
+    np.testing.assert_allclose(gdal.Open(str(tmp_path / 'p.tif')).ReadAsArray(), their_prediction, atol=2e-5)
+    np.testing.assert_allclose(gdal.Open(str(tmp_path / 'v.tif')).ReadAsArray(), their_variance, atol=2e-5)
+
+
+def test_search_radius(meuse, gstat_grid, meuse_grid, tmp_path):
+    x, y = gstat_grid['x'], gstat_grid['y']
+    everything, _ = kriging.krige_points(meuse, GSTAT_MODEL, x, y, radius=1e5)
+    np.testing.assert_allclose(everything, gstat_grid['pred'], atol=1e-9)
+    # 5 km west of the first sample no sample is within 300 m; at the first sample several are
+    tx, ty = np.array([meuse.x[0] - 5000.0, meuse.x[0]]), np.array([meuse.y[0], meuse.y[0]])
+    prediction, variance = kriging.krige_points(meuse, GSTAT_MODEL, tx, ty, radius=300.0)
+    assert np.isnan(prediction[0]) and np.isnan(variance[0]) and np.isfinite(prediction[1])
+    summary = kriging_grid.krige_grid(meuse, GSTAT_MODEL, meuse_grid, tmp_path / 'p.tif', None, radius=300.0,
+                                      block_pixels=1)
+    assert 0 < summary.nodata_pixels < summary.pixels
+
+
+# --- shared-block against per-pixel neighbourhoods ------------------------------------------------
+
+def test_blocks_equal_per_pixel_when_every_pixel_has_the_same_neighbours(tmp_path):
+    x, y, z = synthetic(20, 13)
+    far = np.column_stack([x + 1e6, y + 1e6])  # far samples are never among the 20 nearest
+    samples = kriging.prepare_samples(np.r_[x, far[:, 0]], np.r_[y, far[:, 1]], np.r_[z, z])
+    model = VariogramModel('gaussian', 0.1, 1.0, 600.0)
+    grid = Grid(37, 29, (0.0, 27.0, 0.0, 1000.0, 0.0, -34.0), '')
+    outputs = {}
+    for block in (1, 8):
+        kriging_grid.krige_grid(samples, model, grid, tmp_path / f'p{block}.tif', tmp_path / f'v{block}.tif',
+                                n_neighbours=20, block_pixels=block)
+        outputs[block] = [gdal.Open(str(tmp_path / f'{k}{block}.tif')).ReadAsArray() for k in 'pv']
+    xs, ys = grid.pixel_centres(0, grid.height)
+    px, py = np.meshgrid(xs, ys)
+    near = kriging.prepare_samples(x, y, z)
+    reference = kriging.krige_points(near, model, px.ravel(), py.ravel())
+    for block in (1, 8):
+        np.testing.assert_allclose(outputs[block][0].ravel(), reference[0], atol=1e-5)
+        np.testing.assert_allclose(outputs[block][1].ravel(), reference[1], atol=1e-5)
+
+
+def test_blocks_stay_as_close_to_global_kriging_as_per_pixel_neighbourhoods(meuse, meuse_grid, gstat_grid,
+                                                                            tmp_path):
+    results = {}
+    for name, neighbours, block in (('global', 0, 0), ('pixel', 20, 1), ('block', 20, 4)):
+        kriging_grid.krige_grid(meuse, GSTAT_MODEL, meuse_grid, tmp_path / f'{name}.tif', None,
+                                n_neighbours=neighbours, block_pixels=block)
+        results[name] = at_cells(tmp_path / f'{name}.tif', meuse_grid, gstat_grid['x'], gstat_grid['y'])
+    pixel_error = np.mean(np.abs(results['pixel'] - results['global']))
+    block_error = np.mean(np.abs(results['block'] - results['global']))
+    block_vs_pixel = np.abs(results['block'] - results['pixel'])
+    # measured on the 3103 meuse.grid cells (20 neighbours, 4x4 blocks of 40 m): mean |pixel - global|
+    # 0.042, mean |block - global| 0.042, mean |block - pixel| 0.0064 (max 0.11) log units; data SD 0.72
+    assert block_error < 1.25 * pixel_error
+    assert np.mean(block_vs_pixel) < 0.01 and np.max(block_vs_pixel) < 0.15
+
+
+# --- input care (core) ---------------------------------------------------------------------------
+
+def test_samples_are_cleaned_and_counted():
+    x = np.array([0.0, 0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0])
+    y = np.array([0.0, 0.0, 5.0, 10.0, 0.0, 5.0, 10.0, np.nan])
+    z = np.array([1.0, 3.0, np.nan, 2.0, 5.0, 4.0, 0.0, 1.0])
+    samples = kriging.prepare_samples(x, y, z, log_transform=True, min_samples=3)
+    assert len(samples) == 4 and samples.merged == 1
+    assert samples.skipped['with non-finite values'] == 2
+    assert samples.skipped['with values <= 0 (no logarithm)'] == 1
+    assert np.log(2.0) in samples.z or np.isclose(samples.z, np.log(2.0)).any()
+    assert np.isclose(samples.z, (np.log(1.0) + np.log(3.0)) / 2).any()  # duplicate location: mean
+
+
+def test_duplicate_locations_do_not_make_the_system_singular():
+    x, y, z = synthetic(30, 17)
+    samples = kriging.prepare_samples(np.r_[x, x[:5]], np.r_[y, y[:5]], np.r_[z, z[:5] + 1.0])
+    assert len(samples) == 30 and samples.merged == 5
+    prediction, variance = kriging.krige_points(samples, VariogramModel('spherical', 0.0, 1.0, 300.0),
+                                                [500.0], [500.0])
+    assert np.isfinite(prediction).all() and np.isfinite(variance).all()
+
+
+@pytest.mark.parametrize('x, z, parameter, message', [
+    (np.arange(4.0), np.arange(4.0), 'INPUT', 'only 4 usable samples'),
+    (np.arange(8.0), np.full(8, 2.5), 'FIELD', 'same value'),
+])
+def test_too_few_or_constant_samples_are_refused(x, z, parameter, message):
+    with pytest.raises(InputError, match=message) as error:
+        kriging.prepare_samples(x, x * 2, z)
+    assert error.value.parameter == parameter
+
+
+def test_collinear_drift_leaves_pixels_empty_instead_of_failing():
+    x, y, z = synthetic(30, 19)
+    drift = (x > 500).astype(float)  # constant within many small neighbourhoods
+    samples = kriging.prepare_samples(x, y, z, drift)
+    prediction, _ = kriging.krige_points(samples, VariogramModel('spherical', 0.1, 1.0, 300.0),
+                                         [100.0, 900.0], [100.0, 900.0], [0.0, 1.0], n_neighbours=3)
+    assert prediction.shape == (2,)
+
+
+# --- the Processing algorithm --------------------------------------------------------------------
+
+def meuse_parameters(test_data, tmp_path, **extra):
+    parameters = {'INPUT': str(test_data / 'meuse' / 'meuse.gpkg'), 'FIELD': 'zinc', 'LOG_TRANSFORM': True,
+                  'REFERENCE_RASTER': str(test_data / 'meuse' / 'meuse_grid_covariates.tif'),
+                  'N_NEIGHBOURS': 0, 'OUTPUT': str(tmp_path / 'pred.tif'),
+                  'OUTPUT_VARIANCE': str(tmp_path / 'var.tif'), 'OUTPUT_HTML': str(tmp_path / 'k.html')}
+    parameters.update(GIVEN)
+    parameters.update(extra)
+    return parameters
+
+
+def test_algorithm_matches_gstat(run_alg, test_data, tmp_path, meuse_grid, gstat_grid, gstat_cv):
+    result = run_alg('kriging', meuse_parameters(test_data, tmp_path, GRID_EXTENT=1,
+                                                 OUTPUT_CV=str(tmp_path / 'cv.gpkg')))
+    x, y = gstat_grid['x'], gstat_grid['y']
+    np.testing.assert_allclose(at_cells(result['OUTPUT'], meuse_grid, x, y), gstat_grid['pred'],
+                               atol=GRID_ATOL)
+    np.testing.assert_allclose(at_cells(result['OUTPUT_VARIANCE'], meuse_grid, x, y), gstat_grid['var'],
+                               atol=GRID_ATOL)
+    assert result['CV_RMSE'] == pytest.approx(np.sqrt(np.mean(gstat_cv['residual'] ** 2)), rel=1e-9)
+    assert result['CV_ME'] == pytest.approx(np.mean(gstat_cv['residual']), abs=1e-9)
+    assert result['CV_MSDR'] == pytest.approx(np.mean(gstat_cv['zscore'] ** 2), rel=1e-8)
+    assert result['N_SAMPLES'] == 155 and result['MODEL'] == 'spherical'
+    dataset = gdal.OpenEx(str(tmp_path / 'cv.gpkg'))  # kept alive while its layer is read
+    predicted = {(round(f['x']), round(f['y'])): f['predicted'] for f in dataset.GetLayer(0)}
+    expected = {(round(a), round(b)): p
+                for a, b, p in zip(gstat_cv['x'], gstat_cv['y'], gstat_cv['var1.pred'])}
+    assert predicted.keys() == expected.keys()
+    np.testing.assert_allclose([predicted[k] for k in expected], list(expected.values()), atol=1e-9)
+    assert 'data:image/png;base64' in (tmp_path / 'k.html').read_text()
+
+
+def test_algorithm_transforms_points_from_another_crs(run_alg, test_data, tmp_path, meuse_grid, gstat_grid):
+    path = str(tmp_path / 'meuse_wgs84.gpkg')
+    gdal.VectorTranslate(path, str(test_data / 'meuse' / 'meuse.gpkg'), dstSRS='EPSG:4326')
+    result = run_alg('kriging', meuse_parameters(test_data, tmp_path, INPUT=path, GRID_EXTENT=1))
+    x, y = gstat_grid['x'], gstat_grid['y']
+    # a round trip through WGS84 moves points by < 1 mm: predictions change by ~1e-6
+    np.testing.assert_allclose(at_cells(result['OUTPUT'], meuse_grid, x, y), gstat_grid['pred'], atol=1e-5)
+
+
+def test_algorithm_external_drift_matches_pykrige(run_alg, test_data, tmp_path, meuse_grid, gstat_grid):
+    from pykrige.uk import UniversalKriging
+    sqrt_dist = str(tmp_path / 'sqrtdist.tif')
+    gdal.Translate(sqrt_dist, str(test_data / 'meuse' / 'meuse_grid_covariates.tif'), bandList=[2])
+    model = {'VARIOGRAM_MODEL': 'exponential', 'NUGGET': 0.05, 'SILL': 0.2, 'RANGE': 900.0}
+    result = run_alg('kriging', meuse_parameters(test_data, tmp_path, REFERENCE_RASTER=None, GRID_EXTENT=1,
+                                                 DRIFT_RASTERS=[sqrt_dist], **model))
+    table = read_csv(test_data / 'meuse' / 'meuse.csv')
+    x, y = table['x'].astype(float), table['y'].astype(float)
+    drift_at_samples = at_cells(sqrt_dist, meuse_grid, x, y)
+    theirs = UniversalKriging(x, y, np.log(table['zinc'].astype(float)), variogram_model='exponential',
+                              variogram_parameters={'psill': 0.2, 'range': 900.0, 'nugget': 0.05},
+                              drift_terms=['specified'], specified_drift=[drift_at_samples])
+    gx, gy = gstat_grid['x'], gstat_grid['y']
+    prediction, variance = theirs.execute('points', gx, gy,
+                                          specified_drift_arrays=[at_cells(sqrt_dist, meuse_grid, gx, gy)])
+    np.testing.assert_allclose(at_cells(result['OUTPUT'], meuse_grid, gx, gy), prediction, atol=GRID_ATOL)
+    np.testing.assert_allclose(at_cells(result['OUTPUT_VARIANCE'], meuse_grid, gx, gy), variance,
+                               atol=GRID_ATOL)
+    # outside the meuse.grid cells the drift is nodata, so is the prediction
+    output = gdal.Open(result['OUTPUT'])
+    band = output.GetRasterBand(1)
+    assert (band.ReadAsArray() == band.GetNoDataValue()).sum() == 78 * 104 - 3103
+
+
+def test_algorithm_fits_skips_nulls_and_snaps_to_the_reference(run_alg, test_data, tmp_path, meuse_grid):
+    parameters = meuse_parameters(test_data, tmp_path, FIELD='om', LOG_TRANSFORM=False, SILL=0, RANGE=0,
+                                  VARIOGRAM_MODEL='spherical', N_NEIGHBOURS=24, MARGIN=100.0)
+    result = run_alg('kriging', parameters)
+    assert result['N_SAMPLES'] == 153  # two NULL om values skipped
+    grid = raster_info(result['OUTPUT']).grid
+    col, row = meuse_grid.to_pixel(grid.geotransform[0], grid.geotransform[3])
+    assert col == pytest.approx(round(col)) and row == pytest.approx(round(row))
+    assert grid.pixel_width == meuse_grid.pixel_width and result['RANGE'] > 0
+
+
+def point_layer(xs, ys, values, crs='EPSG:28992'):
+    from qgis.core import QgsFeature, QgsGeometry, QgsPointXY, QgsVectorLayer
+    layer = QgsVectorLayer(f'Point?crs={crs}&field=v:double', 'points', 'memory')
+    features = []
+    for x, y, value in zip(xs, ys, values):
+        feature = QgsFeature(layer.fields())
+        feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(float(x), float(y))))
+        feature.setAttributes([None if value is None else float(value)])
+        features.append(feature)
+    layer.dataProvider().addFeatures(features)
+    return layer
+
+
+def run_points(run_alg, tmp_path, xs, ys, values, crs='EPSG:28992', **extra):
+    parameters = {'INPUT': point_layer(xs, ys, values, crs), 'FIELD': 'v', 'OUTPUT': str(tmp_path / 'p.tif'),
+                  'OUTPUT_VARIANCE': str(tmp_path / 'v.tif'), 'PIXEL_SIZE': 25.0, 'N_NEIGHBOURS': 0}
+    parameters.update(extra)
+    return run_alg('kriging', parameters)
+
+
+def test_algorithm_merges_duplicates_and_skips_null_and_nan(run_alg, tmp_path):
+    x, y, z = synthetic(20, 23)
+    values = [*z, None, float('nan'), z[0] + 1.0]
+    result = run_points(run_alg, tmp_path, [*x, 1.0, 2.0, x[0]], [*y, 1.0, 2.0, y[0]], values)
+    assert result['N_SAMPLES'] == 20
+    assert np.isfinite(gdal.Open(result['OUTPUT']).ReadAsArray()).all()
+
+
+@pytest.mark.parametrize('case, key, message', [
+    ('few', 'INPUT', 'usable samples'),
+    ('constant', 'FIELD', 'same value'),
+    ('geographic', 'INPUT', 'projected'),
+    ('outside', 'INPUT', 'none of the'),
+    ('half_given', 'RANGE', 'both SILL and RANGE'),
+    ('auto_given', 'VARIOGRAM_MODEL', 'not "auto"'),
+])
+def test_algorithm_bad_inputs_name_the_parameter(run_alg, test_data, tmp_path, case, key, message):
+    from qgis.core import QgsProcessingException
+    x, y, z = synthetic(20, 29)
+    x, y = x + 179000.0, y + 330000.0
+    reference = str(test_data / 'meuse' / 'meuse_grid_covariates.tif')
+    arguments = {
+        'few': (x[:4], y[:4], z[:4], {}),
+        'constant': (x, y, np.ones(20), {}),
+        'geographic': (x / 1e5, y / 1e5 - 3.0, z, {'crs': 'EPSG:4326'}),
+        'outside': (x - 50000.0, y, z, {'REFERENCE_RASTER': reference, 'GRID_EXTENT': 1}),
+        'half_given': (x, y, z, {'SILL': 1.0}),
+        'auto_given': (x, y, z, {'SILL': 1.0, 'RANGE': 300.0, 'VARIOGRAM_MODEL': 'auto'}),
+    }[case]
+    with pytest.raises(QgsProcessingException, match=message) as error:
+        run_points(run_alg, tmp_path, *arguments[:3], **arguments[3])
+    assert str(error.value).startswith(f'{key}:') or f'{key}:' in str(error.value)
+    assert not (tmp_path / 'p.tif').exists()
+
+
+def test_algorithm_refuses_a_geographic_reference_raster(run_alg, test_data, tmp_path):
+    from qgis.core import QgsProcessingException
+    geographic = str(tmp_path / 'wgs84.tif')
+    gdal.Warp(geographic, str(test_data / 'meuse' / 'meuse_grid_covariates.tif'), dstSRS='EPSG:4326')
+    with pytest.raises(QgsProcessingException, match='REFERENCE_RASTER: .*geographic.*projected'):
+        run_alg('kriging', meuse_parameters(test_data, tmp_path, REFERENCE_RASTER=geographic))
+
+
+def test_cancel_leaves_no_output(meuse, meuse_grid, tmp_path):
+    from rsgeochem.core.errors import CancelledError
+    calls = []
+
+    def cancel():
+        calls.append(1)
+        return len(calls) > 3
+
+    with pytest.raises(CancelledError):
+        kriging_grid.krige_grid(meuse, GSTAT_MODEL, meuse_grid, tmp_path / 'p.tif', tmp_path / 'v.tif',
+                                n_neighbours=8, block_pixels=2, memory_mb=1, cancel=cancel)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_algorithm_refuses_a_drift_raster_off_the_grid(run_alg, test_data, tmp_path):
+    from qgis.core import QgsProcessingException
+    shifted = str(tmp_path / 'shifted.tif')
+    gdal.Translate(shifted, str(test_data / 'meuse' / 'meuse_grid_covariates.tif'), bandList=[2],
+                   outputBounds=[178440 + 13, 333760 + 13, 181560 + 13, 329600 + 13])
+    with pytest.raises(QgsProcessingException, match='DRIFT_RASTERS.*shifted'):
+        run_alg('kriging', meuse_parameters(test_data, tmp_path, DRIFT_RASTERS=[shifted]))
+
+
+def test_qgis_process_run(qgis_process, test_data, tmp_path, meuse_grid, gstat_grid):
+    output, variance = tmp_path / 'qp_pred.tif', tmp_path / 'qp_var.tif'
+    arguments = [f'{key}={value}' for key, value in meuse_parameters(
+        test_data, tmp_path, GRID_EXTENT=1, OUTPUT=str(output), OUTPUT_VARIANCE=str(variance)).items()]
+    result = qgis_process('run', 'rsgeochem:kriging', '--', *arguments)
+    assert 'CV_RMSE' in result.stdout
+    prediction = at_cells(output, meuse_grid, gstat_grid['x'], gstat_grid['y'])
+    np.testing.assert_allclose(prediction, gstat_grid['pred'], atol=GRID_ATOL)
+
+
+def test_a_model_passes_the_variogram_outputs_to_kriging(qgis_app, test_data, tmp_path, meuse_grid,
+                                                          gstat_grid):
+    """Graphical Modeler chain: variogram's NUGGET, SILL, RANGE and MODEL feed kriging's inputs."""
+    from qgis.core import (
+        QgsProcessingContext,
+        QgsProcessingFeedback,
+        QgsProcessingModelAlgorithm,
+        QgsProcessingModelChildAlgorithm,
+        QgsProcessingModelChildParameterSource,
+    )
+    model = QgsProcessingModelAlgorithm('chain', 'tests')
+    static = QgsProcessingModelChildParameterSource.fromStaticValue
+    variogram = QgsProcessingModelChildAlgorithm('rsgeochem:variogram')
+    variogram.setChildId('variogram')
+    points = str(test_data / 'meuse' / 'meuse.gpkg')
+    for key, value in (('INPUT', points), ('FIELD', 'zinc'), ('LOG_TRANSFORM', True),
+                       ('VARIOGRAM_MODEL', 'spherical'), ('OUTPUT_HTML', str(tmp_path / 'v.html'))):
+        variogram.addParameterSources(key, [static(value)])
+    model.addChildAlgorithm(variogram)
+    krige = QgsProcessingModelChildAlgorithm('rsgeochem:kriging')
+    krige.setChildId('kriging')
+    chained = {'NUGGET': 'NUGGET', 'SILL': 'SILL', 'RANGE': 'RANGE', 'VARIOGRAM_MODEL': 'MODEL'}
+    for key, value in meuse_parameters(test_data, tmp_path, GRID_EXTENT=1).items():
+        if key in chained:
+            value = QgsProcessingModelChildParameterSource.fromChildOutput('variogram', chained[key])
+        else:
+            value = static(value)
+        krige.addParameterSources(key, [value])
+    model.addChildAlgorithm(krige)
+    context = QgsProcessingContext()
+    _, ok = model.run({}, context, QgsProcessingFeedback())
+    assert ok
+    prediction = at_cells(tmp_path / 'pred.tif', meuse_grid, gstat_grid['x'], gstat_grid['y'])
+    # the model fitted by rsgeochem:variogram is within 1e-4 of gstat's: predictions within 5e-5
+    np.testing.assert_allclose(prediction, gstat_grid['pred'], atol=5e-5)
