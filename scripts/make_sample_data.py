@@ -11,7 +11,7 @@ resources/sample/PROVENANCE.md). Outputs (all in resources/sample/, EPSG:32721, 
 - gf2like_surface_reflectance.tif: the surface reflectance the DN were made from (reference).
 - simulated_re2o3_samples.gpkg / simulated_re2o3_truth.tif: 374 SIMULATED topsoil RE2O3 samples
   with the statistics of Cheng et al. (2023) and the true field they were drawn from.
-- simulated_cu_survey_500m.gpkg / simulated_cu_grid_500m.tif / simulated_cu_truth.tif /
+- simulated_cu_survey_250m.gpkg / simulated_cu_grid_250m.tif / simulated_cu_truth.tif /
   simulated_cu_validation.gpkg: a SIMULATED coarse Cu survey for the fusion workflow, the fine
   true field and finer validation samples.
 """
@@ -58,6 +58,12 @@ TRANSMITTANCE = (0.80, 0.85, 0.88, 0.92)
 
 # RE2O3 topsoil statistics of Cheng et al. (2023), 374 samples, %.
 RE_COUNT, RE_MIN, RE_MAX, RE_MEAN, RE_SD = 374, 0.16, 15.99, 3.47, 2.06
+# variance shares of the simulated sample latent: spectral term (pixel scale), non-spectral field,
+# nugget. The premise of the paper: the content is expressed in the surface spectra.
+RE_SHARES = (0.75, 0.15, 0.10)
+# Cu: survey cell (m) and the weights of the regional field and of PC2 in log(Cu)
+CU_CELL = 250.0
+CU_REGIONAL, CU_PC2 = 0.25, 0.30
 WATER_NIR = 0.08      # surface reflectance in NIR below which a pixel is water (no soil samples)
 
 
@@ -128,9 +134,12 @@ def normal_scores(values, mask):
 
 
 def spectral_component(reflectance, land):
-    """Combination s of the bands' normal scores whose correlation with (blue, green, red, NIR) over
-    land is proportional to (0, -1, -1, -1): solves C w = r with C the score correlation matrix.
-    Normal scores make the pattern hold for Spearman's rho, the statistic of the paper."""
+    """Pixel-level spectral term: combination s of the bands' normal scores whose correlation with
+    (blue, green, red, NIR) over land is proportional to (0, -1, -1, -1) (the pattern of Cheng et al.
+    2023); solves C w = r with C the score correlation matrix. Normal scores make the pattern hold
+    for Spearman's rho, the statistic of the paper, and make s a non-linear (per-band monotone)
+    function of the reflectance. As blue, green and red are strongly correlated, s is mostly blue
+    against red (a low red/blue, iron-oxide-like ratio) and dark green and NIR."""
     z = np.stack([normal_scores(band, land) for band in reflectance])
     correlation = np.corrcoef(z[:, land])
     weights = np.linalg.solve(correlation, np.array([0.0, -1.0, -1.0, -1.0]))
@@ -176,13 +185,17 @@ def jittered_points(rng, land, geotransform, count, spacing):
 
 
 def re2o3(rng, reflectance, land, geotransform):
-    """Simulated RE2O3 (%): latent = 0.9 spectral (smoothed over ~30 m, as soil content varies
-    more smoothly than pixels) + 0.45 spatial field (150 m smoothing), samples
-    = latent + nugget noise, both mapped monotonically onto values with the paper's statistics."""
-    spectral = standardise(ndimage.gaussian_filter(spectral_component(reflectance, land), 3.0), land)
-    latent = 0.9 * spectral + 0.45 * smooth_field(rng, land.shape, 15)
-    rows, cols, xs, ys = jittered_points(rng, land, geotransform, RE_COUNT, 110.0)
-    sample_latent = latent[rows, cols] + rng.normal(0.0, 0.3, RE_COUNT)
+    """Simulated RE2O3 (%). Sample latent = spectral term (RE_SHARES[0] of the variance, a function
+    of each pixel's own reflectance) + non-spectral field (150 m smoothing) + nugget (measurement and
+    sub-pixel variation); both mapped monotonically onto values with the paper's statistics. The
+    truth is the same monotone map of the noise-free latent."""
+    spectral_share, field_share, nugget_share = RE_SHARES
+    latent = (np.sqrt(spectral_share) * spectral_component(reflectance, land)
+              + np.sqrt(field_share) * smooth_field(rng, land.shape, 15))
+    # sites whose whole 3x3 window is land (no water or shore pixel in a window-mean sample)
+    sites = ndimage.binary_erosion(land, np.ones((3, 3)), border_value=0)
+    rows, cols, xs, ys = jittered_points(rng, sites, geotransform, RE_COUNT, 110.0)
+    sample_latent = latent[rows, cols] + rng.normal(0.0, np.sqrt(nugget_share), RE_COUNT)
     values = exact_statistics(rng)
     order = np.argsort(sample_latent)
     sample_values = np.empty(RE_COUNT)
@@ -282,13 +295,15 @@ def scene_xml(width, height, geotransform):
 
 
 def cu_fields(rng, reflectance, geotransform):
-    """Simulated Cu (ppm): 40 exp(0.35 regional + 0.25 PC2) with a 600 m-smoothed regional field;
-    coarse 500 m composite samples (cell mean + 5 % noise) and 150 fine validation samples."""
+    """Simulated Cu (ppm): 40 exp(CU_REGIONAL R + CU_PC2 PC2) with R a 600 m-smoothed regional field
+    and PC2 the image's second principal component (pixel scale); coarse survey = cell means over
+    CU_CELL m cells x 5 % lognormal noise; 150 fine validation samples (truth x 5 % noise)."""
     pc2, loadings, explained = principal_component(reflectance, 2)
     regional = smooth_field(rng, pc2.shape, 60)
-    truth = 40.0 * np.exp(0.35 * regional + 0.25 * pc2)
-    cell = 50  # pixels = 500 m
-    coarse = block_means(truth, cell) * rng.lognormal(0.0, 0.05, block_means(truth, cell).shape)
+    truth = 40.0 * np.exp(CU_REGIONAL * regional + CU_PC2 * pc2)
+    cell = int(round(CU_CELL / PIXEL))
+    means = block_means(truth, cell)
+    coarse = means * rng.lognormal(0.0, 0.05, means.shape)
     x0, dx, _, y0, _, dy = geotransform
     rows, cols = np.indices(coarse.shape)
     height, width = truth.shape
@@ -331,10 +346,11 @@ def main():
     write_tif(SAMPLE / 'simulated_cu_truth.tif', cu_truth.astype(np.float32), geotransform, wkt,
               gdal.GDT_Float32, ['simulated true Cu (ppm)'], nodata=-9999.0)
     x0, _, _, y0, _, _ = geotransform
-    write_tif(SAMPLE / 'simulated_cu_grid_500m.tif', coarse.astype(np.float32),
-              (x0, 500.0, 0.0, y0, 0.0, -500.0), wkt, gdal.GDT_Float32,
-              ['simulated Cu (ppm), 500 m survey grid'], nodata=-9999.0)
-    for name, (px, py, pv), prefix in (('simulated_cu_survey_500m', coarse_points, 'CU'),
+    cell = f'{CU_CELL:g}m'
+    write_tif(SAMPLE / f'simulated_cu_grid_{cell}.tif', coarse.astype(np.float32),
+              (x0, CU_CELL, 0.0, y0, 0.0, -CU_CELL), wkt, gdal.GDT_Float32,
+              [f'simulated Cu (ppm), {CU_CELL:g} m survey grid'], nodata=-9999.0)
+    for name, (px, py, pv), prefix in ((f'simulated_cu_survey_{cell}', coarse_points, 'CU'),
                                        ('simulated_cu_validation', validation, 'CV')):
         px, py, pv = (np.ravel(a) for a in (px, py, pv))
         write_points(SAMPLE / f'{name}.gpkg', name, srs, px, py, [

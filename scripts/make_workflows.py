@@ -1,0 +1,482 @@
+"""Build the shipped Processing workflows models/rareearthinversion.model3 and
+models/geochemfusion.model3 (loaded by algorithms/provider.py as rsgeochem:<name>).
+
+The .model3 files are generated, never edited by hand: change this script and rerun it from the
+checkout root
+
+    QT_QPA_PLATFORM=offscreen .venv/bin/python scripts/make_workflows.py [--output-dir DIR]
+
+Every child step is checked against the registered rsgeochem algorithm (each parameter key exists,
+the model validates), so a renamed key stops the build instead of shipping a broken workflow.
+Outputs are model outputs named `<childId>:<name>`, which is how `qgis_process run
+rsgeochem:<model>` accepts and returns them, e.g. `applyinversionmodel:predicted_map=map.tif`.
+"""
+import argparse
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from qgis.core import (
+    QgsExpression,
+    QgsProcessing,
+    QgsProcessingModelAlgorithm,
+    QgsProcessingModelChildAlgorithm,
+    QgsProcessingModelChildParameterSource,
+    QgsProcessingModelOutput,
+    QgsProcessingModelParameter,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterField,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterString,
+)
+from qgis.PyQt.QtCore import QPointF
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+MODELS_DIR = CHECKOUT / 'models'
+SAMPLE = CHECKOUT / 'resources' / 'sample'
+GROUP = 'Workflows'
+GROUP_ID = 'workflows'
+CREATOR = 'RS Geochem Inversion'
+
+# Layout of the Graphical Modeler canvas (scene units): inputs in a column on the left, the steps in
+# a column to their right, each step's outputs right of it.
+INPUT_X, STEP_X, OUTPUT_X = 150.0, 520.0, 860.0
+ROW = 80.0
+
+
+@dataclass(frozen=True)
+class FromParameter:
+    """A child parameter fed by a model input."""
+    name: str
+
+
+@dataclass(frozen=True)
+class FromChild:
+    """A child parameter fed by another step's output."""
+    child_id: str
+    output: str = 'OUTPUT'
+
+
+@dataclass(frozen=True)
+class Output:
+    """A step output exposed as model output `<childId>:<name>`."""
+    name: str
+    description: str
+    mandatory: bool = False
+
+
+def import_plugin():
+    """The checkout as package `rsgeochem` (the checkout folder has another name)."""
+    folder = Path(tempfile.mkdtemp(prefix='rsgeochem-script-'))
+    (folder / 'rsgeochem').symlink_to(CHECKOUT, target_is_directory=True)
+    sys.path.insert(0, str(folder))
+
+
+class ModelBuilder:
+    """Adds inputs and steps to a QgsProcessingModelAlgorithm, checking every key against the
+    registered algorithms."""
+
+    def __init__(self, name, description, help_text, registry):
+        self.model = QgsProcessingModelAlgorithm(name, GROUP, GROUP_ID)
+        self.help = {'ALG_DESC': help_text, 'SHORT_DESCRIPTION': description, 'ALG_CREATOR': CREATOR}
+        self.registry = registry
+        self.inputs = []
+        self.steps = 0
+
+    def add_input(self, definition, help_text, advanced=False):
+        definition.setHelp(help_text)
+        if advanced:
+            definition.setFlags(definition.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        component = QgsProcessingModelParameter(definition.name())
+        component.setPosition(QPointF(INPUT_X, ROW * (len(self.inputs) + 1)))
+        component.setDescription(definition.description())
+        self.model.addModelParameter(definition, component)
+        self.inputs.append(definition.name())
+        self.help[definition.name()] = help_text
+
+    def add_step(self, child_id, algorithm_id, description, sources, outputs=None):
+        """One child algorithm: `sources` maps its parameter keys to FromParameter, FromChild or a
+        static value; `outputs` maps its output keys to Output."""
+        algorithm = self.registry.algorithmById(algorithm_id)
+        if algorithm is None:
+            raise RuntimeError(f'{algorithm_id} is not registered: is the rsgeochem provider loaded?')
+        outputs = outputs or {}
+        for key in [*sources, *outputs]:
+            if algorithm.parameterDefinition(key) is None:
+                raise RuntimeError(f'{algorithm_id} has no parameter {key}')
+        child = QgsProcessingModelChildAlgorithm(algorithm_id)
+        child.setChildId(child_id)
+        child.setDescription(description)
+        y = ROW * (1 + 2 * self.steps)
+        child.setPosition(QPointF(STEP_X, y))
+        for key, source in sources.items():
+            if isinstance(source, FromParameter):
+                value = self.parameter_source(source.name, algorithm.parameterDefinition(key))
+            elif isinstance(source, FromChild):
+                value = QgsProcessingModelChildParameterSource.fromChildOutput(source.child_id, source.output)
+            else:
+                value = QgsProcessingModelChildParameterSource.fromStaticValue(source)
+            child.addParameterSources(key, [value])
+        for definition in algorithm.parameterDefinitions():
+            # the Graphical Modeler stores every other input's default, as a static value
+            if (definition.name() not in sources and not definition.isDestination()
+                    and definition.defaultValue() is not None):
+                child.addParameterSources(definition.name(), [
+                    QgsProcessingModelChildParameterSource.fromStaticValue(definition.defaultValue())])
+        model_outputs = {}
+        for index, (key, spec) in enumerate(outputs.items()):
+            output = QgsProcessingModelOutput(spec.name, spec.description)
+            output.setChildId(child_id)
+            output.setChildOutputName(key)
+            output.setMandatory(spec.mandatory)
+            # not given -> a temporary file (an empty value would skip the step's output and fail it)
+            output.setDefaultValue(QgsProcessing.TEMPORARY_OUTPUT)
+            output.setPosition(QPointF(OUTPUT_X, y + 40.0 * index))
+            model_outputs[spec.name] = output
+            self.help[f'{child_id}:{spec.name}'] = spec.description
+        child.setModelOutputs(model_outputs)
+        self.model.addChildAlgorithm(child)
+        self.steps += 1
+
+    def parameter_source(self, name, child_parameter):
+        """A link to model input `name`. QGIS 3.22 passes nothing for an input left out of a
+        qgis_process or processing.run call, so the step would fall back to its own default: where
+        that differs from the input's default, the link is the expression coalesce(@name, default)."""
+        default = self.model.parameterDefinition(name).defaultValue()
+        if default is None or default == child_parameter.defaultValue():
+            return QgsProcessingModelChildParameterSource.fromModelParameter(name)
+        literal = QgsExpression.quotedValue(default)
+        return QgsProcessingModelChildParameterSource.fromExpression(f'coalesce(@{name}, {literal})')
+
+    def finish(self):
+        self.model.updateDestinationParameters()
+        self.model.setParameterOrder(self.inputs)
+        self.model.setHelpContent(self.help)
+        valid, problems = self.model.validate()
+        if not valid:
+            raise RuntimeError(f'{self.model.name()} does not validate: {problems}')
+        return self.model
+
+
+def add_anomaly_inputs(builder):
+    """ANOMALY_METHOD and MIN_AREA, the inputs of the last step of both workflows."""
+    from rsgeochem.algorithms.anomalies import CONCENTRATION_AREA, METHODS
+    builder.add_input(QgsProcessingParameterEnum('ANOMALY_METHOD', 'Anomaly threshold', list(METHODS),
+                                                 defaultValue=CONCENTRATION_AREA),
+                      'Threshold of the high-anomaly areas: mean + 2 SD, median + 2 MAD, 95th percentile '
+                      'or the concentration-area fractal method (default).')
+    builder.add_input(QgsProcessingParameterNumber('MIN_AREA', 'Smallest anomaly area (m²)',
+                                                   QgsProcessingParameterNumber.Double, 0.0, False, 0.0),
+                      'Anomaly areas smaller than this (map units², m² in a metric CRS) are dropped.')
+
+
+def dos1_band_fields():
+    """Field names rsgeochem:surfacesamples gives the bands of step 2's output: the GF-2 sample scene
+    is calibrated and DOS1-corrected by the algorithms themselves and its band descriptions are made
+    field-safe the way surfacesamples does, so the workflow follows the algorithms' naming."""
+    import processing
+    from osgeo import gdal
+
+    from rsgeochem.algorithms.surfacesamples import FIXED_FIELDS
+    from rsgeochem.core.samples import band_field_names
+    with tempfile.TemporaryDirectory() as folder:
+        toa = processing.run('rsgeochem:radiometriccalibration', {
+            'INPUT': str(SAMPLE / 'gf2like_pms1_dn.tif'), 'SENSOR': 0, 'GAINS': '1,1,1,1',
+            'ESUN': '1000,1000,1000,1000', 'SUN_ELEVATION': 45.0, 'DATE': '2016-08-20',
+            'OUTPUT': f'{folder}/toa.tif'})['OUTPUT']
+        surface = processing.run('rsgeochem:darkobjectsubtraction', {
+            'INPUT': toa, 'METHOD': 0, 'OUTPUT': f'{folder}/surface.tif'})['OUTPUT']
+        dataset = gdal.Open(surface)
+        descriptions = [dataset.GetRasterBand(n + 1).GetDescription() for n in range(dataset.RasterCount)]
+        dataset = None
+    return band_field_names(descriptions, ['fid', *(name for name, _ in FIXED_FIELDS)])
+
+
+def rare_earth_inversion(registry):
+    """rareearthinversion: Cheng et al. (2023) from DN image and samples to anomaly areas."""
+    from rsgeochem.algorithms.traininversionmodel import MODEL_CHOICES, SPLIT_CHOICES
+    from rsgeochem.core.sensors import sensor_names
+
+    builder = ModelBuilder('rareearthinversion', 'Rare-earth inversion workflow (GF-2 image + samples -> '
+                           'content map and anomaly areas)', RARE_EARTH_HELP, registry)
+    add = builder.add_input
+    add(QgsProcessingParameterRasterLayer('IMAGE', 'GF-2 PMS multispectral image (DN, bands 1-4)'),
+        'The 4-band GF-2 PMS multispectral scene in digital numbers (blue, green, red, NIR), '
+        'e.g. the product\'s MSS GeoTIFF, in a projected CRS (metres).')
+    add(QgsProcessingParameterFile('METADATA', 'Scene metadata XML', QgsProcessingParameterFile.File, 'xml'),
+        'The scene\'s .xml (CRESDA ProductMetaData): acquisition date and sun angle for the TOA '
+        'reflectance.')
+    add(QgsProcessingParameterEnum('SENSOR', 'Sensor', sensor_names()[:2], defaultValue=0),
+        'GF-2 PMS1 or PMS2 camera.')
+    add(QgsProcessingParameterString('GAINS', 'Radiance gains (one per band, comma-separated)'),
+        'CRESDA absolute calibration gains of the acquisition year, W m-2 sr-1 um-1 per DN, bands '
+        '1-4, e.g. 0.1322,0.155,0.1477,0.1613 (PMS1, 2016). L = gain * DN + offset.')
+    add(QgsProcessingParameterString('OFFSETS', 'Radiance offsets (empty = 0)', optional=True),
+        'CRESDA calibration offsets, W m-2 sr-1 um-1, bands 1-4; empty means 0 for every band.')
+    add(QgsProcessingParameterString('ESUN', 'Solar irradiance ESUN (one per band)'),
+        'Exo-atmospheric solar irradiance of bands 1-4 (W m-2 um-1), e.g. '
+        '1944.98,1854.42,1542.87,1080.97 (values commonly cited for GF-2 PMS1).')
+    add(QgsProcessingParameterFeatureSource('SAMPLES', 'Topsoil samples (points)',
+                                            [QgsProcessing.TypeVectorPoint]),
+        'Point layer of the geochemical samples (any CRS; transformed to the image CRS).')
+    add(QgsProcessingParameterField('FIELD', 'Content field', parentLayerParameterName='SAMPLES',
+                                    type=QgsProcessingParameterField.Numeric),
+        'Numeric field with the measured content, e.g. RE2O3 in %.')
+    add(QgsProcessingParameterString('UNITS', 'Content units', '% RE2O3', optional=True),
+        'Units of the content field, written into the model and reports.')
+    add(QgsProcessingParameterBoolean('MASK_VEGETATION', 'Mask vegetation (NDVI > 0.3)', False),
+        'Leave vegetated pixels out of the training samples, the map and the anomalies (the paper '
+        'names vegetation as a limitation). Off by default: on a forested scene it removes most '
+        'samples. Water (NDWI above NDWI_THRESHOLD, or NIR below NIR_WATER_THRESHOLD) is always masked.')
+    add(QgsProcessingParameterNumber('NDWI_THRESHOLD', 'Water: NDWI threshold',
+                                     QgsProcessingParameterNumber.Double, 0.0, False, -1.0, 1.0),
+        'Pixels with McFeeters NDWI = (green - NIR) / (green + NIR) above this are water and masked. 0 '
+        'is the published threshold; turbid rivers and mixed shore pixels need a lower one (e.g. -0.2), '
+        'else their odd spectra give false anomalies.')
+    add(QgsProcessingParameterNumber('NIR_WATER_THRESHOLD', 'Water: NIR reflectance below (0 = off)',
+                                     QgsProcessingParameterNumber.Double, 0.0, False, 0.0, 1.0),
+        'Pixels whose step-2 surface reflectance in the NIR (band 4) is below this are water too, whatever '
+        'their NDWI: catches turbid, sediment-laden water that NDWI misses (e.g. 0.05-0.08). 0 = off.')
+    add(QgsProcessingParameterFeatureSource('EXCLUDE_POLYGONS', 'Villages / buildings to exclude',
+                                            [QgsProcessing.TypeVectorPolygon], optional=True),
+        'Optional polygons (villages, buildings, ponds) masked like water: the paper names buildings as '
+        'the source of false anomalies.')
+    add(QgsProcessingParameterEnum('MODEL', 'Inversion model', [label for _, label in MODEL_CHOICES],
+                                   defaultValue=0),
+        'The paper\'s CNN, a baseline (MLR, PLSR, random forest) or all of them compared on the same '
+        'split (the best by test RMSE maps the image).')
+    add(QgsProcessingParameterEnum('SPLIT', 'Train/test split', list(SPLIT_CHOICES), defaultValue=1),
+        'Spatial blocks (default) keep neighbouring, nearly identical samples out of the test set; '
+        'Random is the paper\'s 2:1 split.')
+    add(QgsProcessingParameterNumber('ITERATIONS', 'CNN iterations', QgsProcessingParameterNumber.Integer,
+                                     5000, False, 1, 1000000),
+        'Mini-batch updates of the CNN (paper: 5000).', advanced=True)
+    add(QgsProcessingParameterNumber('SEED', 'Random seed', QgsProcessingParameterNumber.Integer, 1,
+                                     False, 0, 2 ** 31 - 1),
+        'Seed of the split and the model: the same seed gives the same map.', advanced=True)
+    add_anomaly_inputs(builder)
+
+    band_fields = dos1_band_fields()
+    calibration, dos, mask, krige = ('radiometriccalibration', 'darkobjectsubtraction', 'surfacemask',
+                                     'kriging')
+    samples, correlation, train, apply = ('surfacesamples', 'correlation', 'traininversionmodel',
+                                          'applyinversionmodel')
+    step = builder.add_step
+    step(calibration, 'rsgeochem:radiometriccalibration', '1 DN to TOA reflectance', {
+        'INPUT': FromParameter('IMAGE'), 'SENSOR': FromParameter('SENSOR'),
+        'METADATA': FromParameter('METADATA'), 'GAINS': FromParameter('GAINS'),
+        'OFFSETS': FromParameter('OFFSETS'), 'ESUN': FromParameter('ESUN'), 'QUANTITY': 0})
+    step(dos, 'rsgeochem:darkobjectsubtraction', '2 Dark object subtraction (DOS1)', {
+        'INPUT': FromChild(calibration), 'METHOD': 0},
+        {'OUTPUT': Output('surface_reflectance', 'Surface reflectance (GeoTIFF)'),
+         'OUTPUT_HTML': Output('dos_report', 'Dark object report (HTML)')})
+    step(mask, 'rsgeochem:surfacemask', '3 Mask water, vegetation, buildings', {
+        'INPUT': FromChild(dos), 'MASK_VEGETATION': FromParameter('MASK_VEGETATION'),
+        'MASK_WATER': True, 'NDWI_THRESHOLD': FromParameter('NDWI_THRESHOLD'),
+        'NIR_WATER_THRESHOLD': FromParameter('NIR_WATER_THRESHOLD'),
+        'EXCLUDE_POLYGONS': FromParameter('EXCLUDE_POLYGONS')},
+        {'OUTPUT': Output('surface_mask', 'Surface mask, 1 keep / 0 masked (GeoTIFF)')})
+    step(krige, 'rsgeochem:kriging', '4 Ordinary Kriging onto the image grid', {
+        **KRIGING_SAMPLES, 'REFERENCE_RASTER': FromChild(dos), 'GRID_EXTENT': 1},
+        {'OUTPUT': Output('kriged', 'Kriged content (GeoTIFF)'),
+         'OUTPUT_VARIANCE': Output('kriging_variance', 'Kriging variance (GeoTIFF)'),
+         'OUTPUT_HTML': Output('kriging_report', 'Kriging report (HTML)')})
+    step(samples, 'rsgeochem:surfacesamples', '5 Surface-to-surface samples', {
+        'INPUT': FromChild(dos), 'SAMPLES': FromParameter('SAMPLES'), 'FIELD': FromParameter('FIELD'),
+        'KRIGED': FromChild(krige), 'VARIANCE': FromChild(krige, 'OUTPUT_VARIANCE'),
+        'MASK': FromChild(mask), 'WINDOW': 0},
+        {'OUTPUT': Output('surface_samples', 'Surface-to-surface samples (points)')})
+    step(correlation, 'rsgeochem:correlation', '6 Spearman correlation with the bands', {
+        'INPUT': FromChild(samples), 'TARGET': 'kriged', 'FEATURES': band_fields, 'METHOD': 0},
+        {'OUTPUT': Output('correlation_table', 'Correlation table'),
+         'OUTPUT_HTML': Output('correlation_report', 'Correlation report (HTML)')})
+    step(train, 'rsgeochem:traininversionmodel', '7 Train the inversion model', {
+        'INPUT': FromChild(samples), 'TARGET': 'kriged', 'FEATURES': band_fields,
+        'TARGET_UNITS': FromParameter('UNITS'), 'MODEL': FromParameter('MODEL'),
+        'SPLIT': FromParameter('SPLIT'), 'ITERATIONS': FromParameter('ITERATIONS'),
+        'SEED': FromParameter('SEED')},
+        {'OUTPUT_MODEL': Output('inversion_model', 'Trained model (ONNX)'),
+         'OUTPUT_HTML': Output('training_report', 'Training report (HTML)')})
+    step(apply, 'rsgeochem:applyinversionmodel', '8 Map the content over the image', {
+        'INPUT': FromChild(dos), 'MODEL': FromChild(train, 'OUTPUT_MODEL'), 'BANDS': [1, 2, 3, 4],
+        'MASK': FromChild(mask)},
+        {'OUTPUT': Output('predicted_map', 'Predicted content (GeoTIFF)', mandatory=True)})
+    step('anomalies', 'rsgeochem:anomalies', '9 High-anomaly areas', {
+        'INPUT': FromChild(apply), 'MASK': FromChild(mask), 'METHOD': FromParameter('ANOMALY_METHOD'),
+        'MIN_AREA': FromParameter('MIN_AREA')},
+        {'OUTPUT': Output('anomaly_areas', 'High-anomaly areas (polygons)'),
+         'OUTPUT_HTML': Output('anomaly_report', 'Anomaly report (HTML)')})
+    return builder.finish()
+
+
+def geochem_fusion(registry):
+    """geochemfusion: Remote Sens. 2023, 15, 1993 from coarse samples and an image to anomaly areas."""
+    from rsgeochem.algorithms.laplacianfusion import LaplacianFusionAlgorithm
+
+    builder = ModelBuilder('geochemfusion', 'Geochemical fusion workflow (coarse survey + image -> fine '
+                           'content map and anomaly areas)', FUSION_HELP, registry)
+    add = builder.add_input
+    number = QgsProcessingParameterNumber
+    add(QgsProcessingParameterRasterLayer('IMAGE', 'Fine multispectral image (reflectance)'),
+        'Surface (or TOA) reflectance of the fine image, e.g. the surface_reflectance output of '
+        'rsgeochem:rareearthinversion or of rsgeochem:darkobjectsubtraction; its grid is the output '
+        'grid.')
+    add(QgsProcessingParameterFeatureSource('SAMPLES', 'Coarse survey samples (points)',
+                                            [QgsProcessing.TypeVectorPoint]),
+        'Points of the regional (e.g. 1:200,000) survey, one per composite sample or grid cell; '
+        'transformed to the image CRS.')
+    add(QgsProcessingParameterField('FIELD', 'Content field', parentLayerParameterName='SAMPLES',
+                                    type=QgsProcessingParameterField.Numeric),
+        'Numeric field with the element content, e.g. Cu in ppm.')
+    add(number('CELL_SIZE', 'Coarse grid cell size (map units)', number.Double, 500.0, False, 1.0),
+        'Pixel size of the kriged coarse grid, about the survey\'s sample spacing (500 m for a '
+        '1:200,000 survey).')
+    add(QgsProcessingParameterBoolean('STANDARDIZE', 'Standardise bands before PCA', True),
+        'Correlation-matrix PCA (bands of different brightness weigh equally).')
+    add(number('COMPONENT', 'Principal component used as predictor', number.Integer, 2, False, 1, 50),
+        'Component of the image injected into the grid; the paper used PC2 (PC1 is mostly '
+        'brightness).')
+    add(QgsProcessingParameterEnum('MODE', 'Fusion mode', list(LaplacianFusionAlgorithm.MODE_LABELS),
+                                   defaultValue=1),
+        'Coherent (default): the kriged grid is kept and only image detail is added. Paper: the low '
+        'frequency is replaced by its regression on the image.')
+    add(number('CLUSTERS', 'K-means clusters (1 = global regression)', number.Integer, 1, False, 1, 50),
+        '1: one global regression (paper\'s global mode); 2 or more: one regression per cluster of '
+        'the image (local mode).')
+    add(number('LEVELS', 'Pyramid levels (0 = from resolution ratio)', number.Integer, 0, False, 0, 8),
+        'Levels of the Laplacian pyramid; 0 derives them from the grid/image resolution ratio.',
+        advanced=True)
+    add(QgsProcessingParameterRasterLayer('MASK', 'Mask (1 keep, 0 masked)', optional=True),
+        'Optional raster on the image grid (e.g. rsgeochem:surfacemask): masked pixels are left out '
+        'of the fit, the map and the anomalies.')
+    add(QgsProcessingParameterRasterLayer('REFERENCE', 'Reference layer (check only)', optional=True),
+        'Optional finer map to compare the fused map with (its correlation is in the fusion report).')
+    add_anomaly_inputs(builder)
+
+    step = builder.add_step
+    step('kriging', 'rsgeochem:kriging', '1 Ordinary Kriging onto a coarse grid', {
+        **KRIGING_SAMPLES, 'PIXEL_SIZE': FromParameter('CELL_SIZE'), 'MARGIN': FromParameter('CELL_SIZE')},
+        {'OUTPUT': Output('kriged_grid', 'Kriged coarse grid (GeoTIFF)'),
+         'OUTPUT_HTML': Output('kriging_report', 'Kriging report (HTML)')})
+    step('principalcomponents', 'rsgeochem:principalcomponents', '2 Principal components of the image', {
+        'INPUT': FromParameter('IMAGE'), 'MASK': FromParameter('MASK'),
+        'STANDARDIZE': FromParameter('STANDARDIZE')},
+        {'OUTPUT': Output('components', 'Principal components (GeoTIFF)'),
+         'OUTPUT_HTML': Output('pca_report', 'PCA report (HTML)')})
+    step('laplacianfusion', 'rsgeochem:laplacianfusion', '3 Laplacian pyramid fusion', {
+        'INPUT_GEOCHEM': FromChild('kriging'), 'INPUT_IMAGE': FromChild('principalcomponents'),
+        'BANDS': FromParameter('COMPONENT'), 'MASK': FromParameter('MASK'), 'MODE': FromParameter('MODE'),
+        'CLUSTERS': FromParameter('CLUSTERS'), 'LEVELS': FromParameter('LEVELS'),
+        'REFERENCE': FromParameter('REFERENCE')},
+        {'OUTPUT': Output('fused_map', 'Fused content map (GeoTIFF)', mandatory=True),
+         'OUTPUT_TABLE': Output('coefficients', 'Regression coefficients (table)'),
+         'OUTPUT_HTML': Output('fusion_report', 'Fusion report (HTML)')})
+    step('anomalies', 'rsgeochem:anomalies', '4 High-anomaly areas', {
+        'INPUT': FromChild('laplacianfusion'), 'MASK': FromParameter('MASK'),
+        'METHOD': FromParameter('ANOMALY_METHOD'), 'MIN_AREA': FromParameter('MIN_AREA')},
+        {'OUTPUT': Output('anomaly_areas', 'High-anomaly areas (polygons)'),
+         'OUTPUT_HTML': Output('anomaly_report', 'Anomaly report (HTML)')})
+    return builder.finish()
+
+
+# Kriging of the model inputs SAMPLES / FIELD (ordinary Kriging, variogram chosen automatically).
+KRIGING_SAMPLES = {'INPUT': FromParameter('SAMPLES'), 'FIELD': FromParameter('FIELD')}
+
+
+RARE_EARTH_HELP = (
+    'The rare-earth inversion of Cheng et al. (2023, ion-adsorption rare-earth ore from GF-2 '
+    'imagery) as one workflow, with the fixes the authors asked for (baselines, vegetation and '
+    'building masks, spatial test split):\n'
+    '1 radiometric calibration of the GF-2 DN to TOA reflectance (your gains, offsets and ESUN; date and '
+    'sun angle from the scene XML); 2 dark-object subtraction (DOS1) to surface reflectance; 3 a mask of '
+    'water (NDWI, optionally dark NIR), optionally vegetation (NDVI) and villages/buildings; 4 ordinary '
+    'Kriging of the samples onto the image grid; 5 the surface-to-surface sample set (kriged content <-> '
+    'band values at each sample, masked pixels left out); 6 Spearman correlation of the content with each '
+    'band; 7 training of the CNN (or a baseline) on a train/test split, R², RMSE, RPD; 8 the content map '
+    'over the image; 9 high-anomaly areas ranked by mean content x area.\n'
+    'Headless: qgis_process run rsgeochem:rareearthinversion -- IMAGE=scene.tif METADATA=scene.xml '
+    'GAINS=... ESUN=... SAMPLES=samples.gpkg FIELD=re2o3_pct '
+    'applyinversionmodel:predicted_map=map.tif ... Every output is named <step>:<output>; '
+    'qgis_process needs a file name (or TEMPORARY_OUTPUT) for each one that is not optional. '
+    'Open it in the Graphical Modeler to change a step (e.g. '
+    'another sensor: change step 1 and the band field names of steps 6-7).')
+
+FUSION_HELP = (
+    'Sharpens a coarse geochemical survey with a fine image after Remote Sens. 2023, 15, 1993 (Cu, '
+    '1:200,000 to 1:50,000):\n'
+    '1 ordinary Kriging of the survey samples onto a coarse grid (CELL_SIZE); 2 principal components '
+    'of the image (the paper injected PC2); 3 Laplacian-pyramid fusion of the grid with the chosen '
+    'component (global or K-means local regression; paper or coherent mode), with an optional '
+    'reference layer check; 4 high-anomaly areas of the fused map.\n'
+    'To inject mineral or alteration indices instead of a principal component, open the workflow in '
+    'the Graphical Modeler and replace step 2 by rsgeochem:spectralindices (and COMPONENT by the '
+    'index band).\n'
+    'Headless: qgis_process run rsgeochem:geochemfusion -- IMAGE=reflectance.tif SAMPLES=survey.gpkg '
+    'FIELD=cu_ppm laplacianfusion:fused_map=fused.tif ... Every output is named <step>:<output>; '
+    'qgis_process needs a file name (or TEMPORARY_OUTPUT) for each one that is not optional.')
+
+BUILDERS = (rare_earth_inversion, geochem_fusion)
+
+
+def build_models(registry):
+    """{name: QgsProcessingModelAlgorithm} of every shipped workflow."""
+    return {model.name(): model for model in (build(registry) for build in BUILDERS)}
+
+
+def write_models(registry, folder):
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, model in build_models(registry).items():
+        path = folder / f'{name}.model3'
+        if not model.toFile(str(path)):
+            raise RuntimeError(f'could not write {path}')
+        paths.append(path)
+    return paths
+
+
+def start_qgis():
+    """A QgsApplication with Processing and the rsgeochem algorithms (not the shipped models, which
+    are what this script writes). Returns (app, provider): keep both referenced."""
+    import_plugin()
+    sys.path.append('/usr/share/qgis/python/plugins')
+    from qgis.core import QgsApplication
+    app = QgsApplication([], False)
+    app.initQgis()
+    from processing.core.Processing import Processing
+    Processing.initialize()
+    from rsgeochem.algorithms.provider import RsGeochemProvider, algorithm_classes
+
+    class AlgorithmsOnly(RsGeochemProvider):
+        def loadAlgorithms(self):  # noqa: N802 - QGIS API
+            for cls in algorithm_classes():
+                self.addAlgorithm(cls())
+
+    provider = AlgorithmsOnly()
+    QgsApplication.processingRegistry().addProvider(provider)
+    return app, provider
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--output-dir', default=str(MODELS_DIR), help='folder for the .model3 files')
+    args = parser.parse_args(argv)
+    # Qt writes XML attributes in hash order: a fixed seed keeps the files' diffs small
+    os.environ.setdefault('QT_HASH_SEED', '0')
+    app, provider = start_qgis()
+    from qgis.core import QgsApplication
+    for path in write_models(QgsApplication.processingRegistry(), args.output_dir):
+        print(f'wrote {path}')
+    QgsApplication.processingRegistry().removeProvider(provider)
+    app.exitQgis()
+
+
+if __name__ == '__main__':
+    main()
