@@ -17,7 +17,7 @@ setup: $(VENV_STAMP)
 $(QGIS_PROCESS):
 	$(SUDO) apt-get update
 	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends \
-		qgis python3-qgis qgis-providers python3-venv git
+		qgis python3-qgis qgis-providers python3-venv git libopenblas0-pthread
 
 # The venv sees Debian's packages (qgis, osgeo, numpy, scipy); constraints keep their versions.
 $(VENV_STAMP): requirements.txt requirements-dev.txt constraints.txt | $(QGIS_PROCESS)

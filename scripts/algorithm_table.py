@@ -1,5 +1,6 @@
 """Print the README's algorithm table from the provider (test/test_readme.py keeps them equal)."""
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -7,9 +8,15 @@ from pathlib import Path
 CHECKOUT = Path(__file__).resolve().parent.parent
 
 
-def first_sentence(text):
-    text = ' '.join(text.split())
-    return text.split('. ')[0].rstrip('.') + '.' if text else ''
+def first_sentence(text, limit=180):
+    """First sentence of a help text (HTML tags dropped; "e.g." and "et al. 2023" do not end it),
+    cut at a word boundary after `limit` characters."""
+    text = ' '.join(re.sub(r'<[^>]+>', ' ', text).split())
+    match = re.match(r'(.*?[a-z0-9)]{2}\.)\s+[A-Z]', text)
+    sentence = match.group(1) if match else text
+    if len(sentence) > limit:
+        sentence = sentence[:limit].rsplit(' ', 1)[0] + ' ...'
+    return sentence.replace('|', '/')
 
 
 def markdown_table(algorithms):

@@ -113,6 +113,8 @@ def run_as_in_the_toolbox(algorithm_id, parameters, layer_outputs):
     for key in layer_outputs:
         details = to_load[results[key]]
         layer = QgsProcessingUtils.mapLayerFromString(results[key], context)
+        if layer is not None and context.temporaryLayerStore().mapLayer(layer.id()) is not None:
+            layer = context.temporaryLayerStore().takeMapLayer(layer)  # outlive the context
         if details.postProcessor() is not None:
             details.postProcessor().postProcessLayer(layer, context, feedback)
         loaded[key] = LoadedOutput(details.name, layer)

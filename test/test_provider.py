@@ -49,3 +49,13 @@ def test_algorithms_do_not_override_qgis_run(provider):
     for algorithm in provider.algorithms():
         if isinstance(algorithm, RsGeochemAlgorithm):
             assert 'run' not in type(algorithm).__dict__, f'{algorithm.id()}: implement execute(), not run()'
+
+
+def test_workflows_load_with_their_outputs(provider):
+    """The provider loads models/*.model3 once it is registered, so their steps resolve."""
+    from qgis.core import QgsProcessingModelAlgorithm
+    models = {a.id(): a for a in provider.algorithms() if isinstance(a, QgsProcessingModelAlgorithm)}
+    assert set(models) == {'rsgeochem:rareearthinversion', 'rsgeochem:geochemfusion'}
+    for model in models.values():
+        assert model.outputDefinitions(), model.id()
+        assert model.shortHelpString()
