@@ -27,7 +27,7 @@ from ..core.blockio import raster_info
 from ..core.errors import InputError
 from ..core.metrics import regression_metrics
 from ..core.pointvalues import sample_points
-from .base import RsGeochemAlgorithm, raster_path
+from .base import RsGeochemAlgorithm, name_output_layer, raster_path
 from .vectors import read_points
 
 MIN_POINTS = 3
@@ -114,13 +114,14 @@ class AccuracyAssessmentAlgorithm(RsGeochemAlgorithm):
         check_measured(measured, len(samples), skipped_text)
         metrics = regression_metrics(measured, predicted)
         rho, p_value = spearman(measured, predicted, feedback)
-        shared = len(valid.nonzero()[0]) - len(set(zip(sampled.rows[valid], sampled.cols[valid])))
+        shared = np.count_nonzero(valid) - len(set(zip(sampled.rows[valid], sampled.cols[valid])))
 
         results = {key: getattr(metrics, name) for key, name, _ in METRIC_OUTPUTS}
         results.update({self.SPEARMAN: rho, self.N: metrics.n})
         feedback.pushInfo(', '.join(f'{key} {value:.4g}' for key, value in results.items()))
         if self.parameterAsOutputLayer(parameters, self.OUTPUT, context):
             results[self.OUTPUT] = self.write_points(parameters, context, source, samples, sampled, field)
+            name_output_layer(context, results[self.OUTPUT], f'Residuals of predicted {field}')
         html_path = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
         notes = f'Raster {path}, band {band}; measured field "{field}". Points left out: ' \
                 f'{skipped_text or "none"}.'
@@ -152,6 +153,7 @@ class AccuracyAssessmentAlgorithm(RsGeochemAlgorithm):
             out.setGeometry(feature.geometry())
             out.setAttributes(feature.attributes() + extra)
             sink.addFeature(out, QgsFeatureSink.FastInsert)
+        del sink  # closes the layer before QGIS loads it
         return sink_id
 
 

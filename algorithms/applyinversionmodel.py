@@ -10,7 +10,7 @@ from qgis.core import (
 from ..core.blockio import raster_info
 from ..core.errors import InputError
 from ..core.inference import apply_model
-from .base import RsGeochemAlgorithm, progress_callbacks, raster_path
+from .base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
 from .mask_input import add_mask_parameter, mask_reader
 
 
@@ -93,4 +93,6 @@ class ApplyInversionModelAlgorithm(RsGeochemAlgorithm):
         feedback.pushInfo(f'Layout {result.layout}; bands {", ".join(map(str, result.bands))} feed the '
                           f'model. {result.predicted} pixels predicted, {result.nodata} nodata; '
                           f'{result.blocks} blocks, batches of up to {result.batch} pixels.')
+        name_output_layer(context, output, 'Predicted content' if result.target == 'prediction'
+                          else f'Predicted {result.target}')
         return {self.OUTPUT: output}

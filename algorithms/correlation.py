@@ -3,28 +3,23 @@ import math
 
 import numpy as np
 from qgis.core import (
-    QgsFeature,
     QgsFeatureRequest,
-    QgsFeatureSink,
-    QgsField,
-    QgsFields,
     QgsProcessing,
-    QgsProcessingException,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
-    QgsWkbTypes,
 )
 from qgis.PyQt.QtCore import QVariant
 
 from ..core import report
 from ..core.correlation import METHODS, MISSING_MODES, correlate
 from ..core.errors import CancelledError
-from .base import RsGeochemAlgorithm, name_output_layer
+from .base import RsGeochemAlgorithm
 from .fields import target_and_features
+from .tables import table_fields, write_table
 
 METHOD_CHOICES = ((('spearman',), 'Spearman rank correlation (rho)'),
                   (('pearson',), 'Pearson linear correlation (r)'),
@@ -114,20 +109,12 @@ class CorrelationAlgorithm(RsGeochemAlgorithm):
             if result.note:
                 feedback.pushWarning(f'{result.feature} ({result.method}): {result.note}')
 
-        sink, sink_id = self.parameterAsSink(parameters, self.OUTPUT, context, output_fields(),
-                                             QgsWkbTypes.NoGeometry)
-        if sink is None:
-            raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
-        for result in results:
-            feature = QgsFeature(output_fields())
-            feature.setAttributes(table_row(result))
-            sink.addFeature(feature, QgsFeatureSink.FastInsert)
-        del sink  # closes (commits) a file output now, not when the garbage collector runs
-        name_output_layer(context, sink_id, f'Correlation with {target}')
+        written = write_table(self, parameters, self.OUTPUT, context, table_fields(OUTPUT_COLUMNS),
+                              [table_row(result) for result in results], f'Correlation with {target}')
 
         html_path = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
         write_correlation_report(html_path, target, results, alpha, missing, len(table[target]), nulls)
-        return {self.OUTPUT: sink_id, self.OUTPUT_HTML: html_path}
+        return {**written, self.OUTPUT_HTML: html_path}
 
 
 def read_columns(source, names, feedback):
@@ -151,14 +138,9 @@ def to_float(value):
     return value if math.isfinite(value) else math.nan
 
 
-def output_fields():
-    fields = QgsFields()
-    for name, kind in (('feature', QVariant.String), ('method', QVariant.String), ('n', QVariant.Int),
-                       ('coefficient', QVariant.Double), ('p_value', QVariant.Double),
-                       ('p_adjusted', QVariant.Double), ('significant', QVariant.Int),
-                       ('note', QVariant.String)):
-        fields.append(QgsField(name, kind))
-    return fields
+OUTPUT_COLUMNS = (('feature', QVariant.String), ('method', QVariant.String), ('n', QVariant.Int),
+                  ('coefficient', QVariant.Double), ('p_value', QVariant.Double),
+                  ('p_adjusted', QVariant.Double), ('significant', QVariant.Int), ('note', QVariant.String))
 
 
 def table_row(result):

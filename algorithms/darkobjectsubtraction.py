@@ -1,10 +1,6 @@
 """Processing glue: DOS1 / COST dark-object subtraction of a TOA reflectance raster."""
 import numpy as np
 from qgis.core import (
-    QgsFeature,
-    QgsFeatureSink,
-    QgsField,
-    QgsFields,
     QgsProcessing,
     QgsProcessingOutputString,
     QgsProcessingParameterEnum,
@@ -14,7 +10,6 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
-    QgsWkbTypes,
 )
 from qgis.PyQt.QtCore import QVariant
 
@@ -32,6 +27,7 @@ from ..core.darkobject import (
 )
 from ..core.sensor_metadata import read_metadata
 from .base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
+from .tables import table_fields, write_table
 
 METHODS = ((DOS1, 'DOS1 (Chavez 1996: Tz = Tv = 1)'), (COST, 'COST (Chavez 1996: Tz = cos(theta_z))'))
 TABLE_FIELDS = (('band', QVariant.Int), ('name', QVariant.String), ('valid_pixels', QVariant.LongLong),
@@ -158,7 +154,8 @@ class DarkObjectSubtractionAlgorithm(RsGeochemAlgorithm):
                    self.PATH_REFLECTANCE: ','.join(f'{value:.6g}' for value in paths)}
         rows = [(i + 1, name, obj.valid, obj.count, obj.value, value, tz)
                 for i, (name, obj, value) in enumerate(zip(names, objects, paths))]
-        results.update(self.write_table(parameters, context, rows, method))
+        results.update(write_table(self, parameters, self.OUTPUT_TABLE, context, table_fields(TABLE_FIELDS),
+                                   rows, f'Dark objects ({method})'))
         input_name = self.parameterAsRasterLayer(parameters, self.INPUT, context).name()
         name_output_layer(context, output, f'{input_name} {method} surface reflectance')
         html_path = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
@@ -166,23 +163,6 @@ class DarkObjectSubtractionAlgorithm(RsGeochemAlgorithm):
             write_dark_object_report(html_path, method, rows, histogram, objects)
             results[self.OUTPUT_HTML] = html_path
         return results
-
-    def write_table(self, parameters, context, rows, method):
-        fields = QgsFields()
-        for name, kind in TABLE_FIELDS:
-            fields.append(QgsField(name, kind))
-        sink, sink_id = self.parameterAsSink(parameters, self.OUTPUT_TABLE, context, fields,
-                                             QgsWkbTypes.NoGeometry)
-        if sink is None:
-            return {}
-        for row in rows:
-            feature = QgsFeature(fields)
-            feature.setAttributes(list(row))
-            sink.addFeature(feature, QgsFeatureSink.FastInsert)
-        del sink  # closes (commits) a file output now, not when the garbage collector runs
-        name_output_layer(context, sink_id, f'Dark objects ({method})')
-        return {self.OUTPUT_TABLE: sink_id}
-
 
 def write_dark_object_report(path, method, rows, histogram, objects):
     figure, axes = report.new_figure(7.0, 4.0)

@@ -27,7 +27,7 @@ from ..core.blockio import raster_info
 from ..core.kriging import VariogramFit, fit_for_samples, leave_one_out, variogram_values
 from ..core.kriging_grid import DriftRasters, count_inside, krige_grid, samples_grid
 from ..core.variogram import VariogramModel, experimental_variogram
-from .base import RsGeochemAlgorithm, progress_callbacks, raster_path
+from .base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
 from .variogram import (
     INPUT,
     VARIOGRAM_MODEL,
@@ -221,18 +221,21 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
         if summary.nodata_pixels:
             feedback.pushWarning(f'{summary.nodata_pixels} of {summary.pixels} pixels have no prediction '
                                  '(missing drift values or too few samples within SEARCH_RADIUS).')
+        label = field_label(self, parameters, context, field)
+        name_output_layer(context, prediction_path, f'Kriging prediction of {label}')
         results = {self.OUTPUT: prediction_path, self.NUGGET: model.nugget, self.SILL: model.psill,
                    self.RANGE: model.range, self.MODEL: model.name, self.CV_ME: statistics['ME'],
                    self.CV_RMSE: statistics['RMSE'], self.CV_R2: statistics['R2'],
                    self.CV_MSDR: statistics['MSDR'], self.N_SAMPLES: len(samples)}
         if variance_path:
+            name_output_layer(context, variance_path, f'Kriging variance of {label}')
             results[self.OUTPUT_VARIANCE] = variance_path
         sink_id = self.write_cv(parameters, context, cv, samples, grid)
         if sink_id is not None:
+            name_output_layer(context, sink_id, f'Leave-one-out cross-validation of {label}')
             results[self.OUTPUT_CV] = sink_id
         html = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
         if html:
-            label = field_label(self, parameters, context, field)
             self.write_report(html, label, samples, notes, grid, summary, fit, cv, statistics,
                               settings['weighting'])
             results[self.OUTPUT_HTML] = html
@@ -309,6 +312,7 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
             feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(row[0], row[1])))
             feature.setAttributes([float(value) for value in row])
             sink.addFeature(feature, QgsFeatureSink.FastInsert)
+        del sink  # closes the layer before QGIS loads it
         return sink_id
 
     def write_report(self, path, label, samples, notes, grid, summary, fit, cv, statistics, weighting):

@@ -1,14 +1,6 @@
 """Processing glue of the Laplacian-pyramid regression fusion (core.fusion)."""
-import re
-
 from qgis.core import (
-    QgsCoordinateReferenceSystem,
-    QgsFeature,
-    QgsFeatureSink,
-    QgsField,
-    QgsFields,
     QgsProcessing,
-    QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBand,
     QgsProcessingParameterEnum,
@@ -17,14 +9,14 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
-    QgsWkbTypes,
 )
 from qgis.PyQt.QtCore import QVariant
 
 from ..core.fusion import MODES, FusionSettings, fuse
 from ..core.fusion_model import ESTIMATORS
 from ..core.fusion_report import regression_rows, write_fusion_report
-from .base import RsGeochemAlgorithm, progress_callbacks, raster_path
+from .base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
+from .tables import field_names, table_fields, write_table
 
 
 class LaplacianFusionAlgorithm(RsGeochemAlgorithm):
@@ -217,11 +209,12 @@ class LaplacianFusionAlgorithm(RsGeochemAlgorithm):
         if result.reference:
             feedback.pushInfo(f'reference r: fused {result.reference["fused"]["r"]:.4f}, cubic '
                               f'{result.reference["cubic"]["r"]:.4f}')
+        grid_name = self.parameterAsRasterLayer(parameters, self.INPUT_GEOCHEM, context).name()
+        name_output_layer(context, output, f'{grid_name} fused')
         if clusters_output:
             outputs[self.OUTPUT_CLUSTERS] = clusters_output
-        table = self._write_table(parameters, context, result.model)
-        if table:
-            outputs[self.OUTPUT_TABLE] = table
+            name_output_layer(context, clusters_output, f'{grid_name} fusion clusters')
+        outputs.update(self._write_table(parameters, context, result.model, grid_name))
         html = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
         if html:
             inputs = dict(grid=geo_path, image=image_path, mask=mask_path, reference=reference_path)
@@ -229,27 +222,13 @@ class LaplacianFusionAlgorithm(RsGeochemAlgorithm):
         feedback.setProgress(100)
         return outputs
 
-    def _write_table(self, parameters, context, model):
-        fields = QgsFields()
-        fields.append(QgsField('cluster', QVariant.Int))
-        fields.append(QgsField('pixels', QVariant.Int))
-        fields.append(QgsField('r2', QVariant.Double))
-        fields.append(QgsField('intercept', QVariant.Double))
-        for index, name in enumerate(model.band_names):
-            field_name = 'a_' + re.sub(r'\W+', '_', name).strip('_')
-            if fields.indexOf(field_name) >= 0:
-                field_name = f'{field_name}_{index + 1}'
-            fields.append(QgsField(field_name, QVariant.Double))
-        fields.append(QgsField('status', QVariant.String))
-        sink, dest = self.parameterAsSink(parameters, self.OUTPUT_TABLE, context, fields,
-                                          QgsWkbTypes.NoGeometry, QgsCoordinateReferenceSystem())
-        if sink is None:
-            if parameters.get(self.OUTPUT_TABLE):
-                raise QgsProcessingException(f'{self.OUTPUT_TABLE}: cannot create the table; choose '
-                                             'another destination.')
-            return None
-        for row in regression_rows(model):
-            feature = QgsFeature(fields)
-            feature.setAttributes([int(row[0]), int(row[1]), *[float(v) for v in row[2:-1]], row[-1]])
-            sink.addFeature(feature, QgsFeatureSink.FastInsert)
-        return dest
+    def _write_table(self, parameters, context, model, grid_name):
+        columns = [('cluster', QVariant.Int), ('pixels', QVariant.Int), ('r2', QVariant.Double),
+                   ('intercept', QVariant.Double)]
+        columns += [(name, QVariant.Double)
+                    for name in field_names(model.band_names, [name for name, _ in columns], prefix='a_')]
+        columns.append(('status', QVariant.String))
+        rows = ([int(row[0]), int(row[1]), *[float(value) for value in row[2:-1]], row[-1]]
+                for row in regression_rows(model))
+        return write_table(self, parameters, self.OUTPUT_TABLE, context, table_fields(columns), rows,
+                           f'{grid_name} fusion regression coefficients')

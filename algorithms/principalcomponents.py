@@ -1,13 +1,6 @@
 """Principal component analysis of image bands with loadings and explained variance."""
-import re
-
 import numpy as np
 from qgis.core import (
-    QgsCoordinateReferenceSystem,
-    QgsFeature,
-    QgsFeatureSink,
-    QgsField,
-    QgsFields,
     QgsProcessing,
     QgsProcessingParameterBand,
     QgsProcessingParameterBoolean,
@@ -16,7 +9,6 @@ from qgis.core import (
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
-    QgsWkbTypes,
 )
 from qgis.PyQt.QtCore import QVariant
 
@@ -25,8 +17,9 @@ from ..core.blockio import RasterWriter, raster_info, read_blocks
 from ..core.errors import InputError
 from ..core.mask import read_mask_block
 from ..core.report import write_report
-from .base import RsGeochemAlgorithm, progress_callbacks, raster_path
+from .base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
 from .mask_input import add_mask_parameter, mask_reader
+from .tables import field_names, table_fields, write_table
 
 
 class PrincipalComponentsAlgorithm(RsGeochemAlgorithm):
@@ -150,6 +143,8 @@ class PrincipalComponentsAlgorithm(RsGeochemAlgorithm):
                 scores = np.ma.masked_all((kept, window.rows, info.grid.width))
                 scores[:, valid] = model.transform(data[:, valid].T, kept).T
                 writer.write(window.row, scores)
+        input_name = self.parameterAsRasterLayer(parameters, self.INPUT, context).name()
+        name_output_layer(context, output, f'{input_name} principal components')
         results = {self.OUTPUT: output}
         results.update(self.write_table(parameters, context, model, names, kept))
         html = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
@@ -159,33 +154,9 @@ class PrincipalComponentsAlgorithm(RsGeochemAlgorithm):
         return results
 
     def write_table(self, parameters, context, model, names, kept):
-        fields = QgsFields()
-        for name, kind in (('component', QVariant.String), ('eigenvalue', QVariant.Double),
-                           ('variance_pct', QVariant.Double), ('cumulative_pct', QVariant.Double),
-                           ('in_output', QVariant.Bool)):
-            fields.append(QgsField(name, kind))
-        for name in field_names(names, fields.names()):
-            fields.append(QgsField(name, QVariant.Double))
-        sink, destination = self.parameterAsSink(parameters, self.OUTPUT_TABLE, context, fields,
-                                                 QgsWkbTypes.NoGeometry, QgsCoordinateReferenceSystem())
-        if sink is None:
-            return {}
-        for row in pca.table_rows(model, names, kept):
-            feature = QgsFeature(fields)
-            feature.setAttributes(row)
-            sink.addFeature(feature, QgsFeatureSink.FastInsert)
-        return {self.OUTPUT_TABLE: destination}
-
-
-def field_names(band_names, taken):
-    """Band names as unique field names of letters, digits and underscores."""
-    names, seen = [], {name.lower() for name in taken}
-    for band_name in band_names:
-        base = re.sub(r'\W+', '_', band_name).strip('_') or 'band'
-        name, suffix = base, 1
-        while name.lower() in seen:
-            suffix += 1
-            name = f'{base}_{suffix}'
-        seen.add(name.lower())
-        names.append(name)
-    return names
+        columns = [('component', QVariant.String), ('eigenvalue', QVariant.Double),
+                   ('variance_pct', QVariant.Double), ('cumulative_pct', QVariant.Double),
+                   ('in_output', QVariant.Bool)]
+        columns += [(name, QVariant.Double) for name in field_names(names, [name for name, _ in columns])]
+        return write_table(self, parameters, self.OUTPUT_TABLE, context, table_fields(columns),
+                           pca.table_rows(model, names, kept), 'PCA loadings and explained variance')

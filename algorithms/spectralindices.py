@@ -12,7 +12,7 @@ from qgis.core import (
 from ..core import indices as core
 from ..core.blockio import RasterWriter, raster_info, read_blocks
 from ..core.errors import InputError
-from .base import RsGeochemAlgorithm, progress_callbacks, raster_path
+from .base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
 
 SENSORS = (('aster', 'ASTER (14 bands: 1-3N, 4-9, 10-14)'),
            ('sentinel2', 'Sentinel-2 MSI (12-band L2A stack)'),
@@ -120,6 +120,8 @@ class SpectralIndicesAlgorithm(RsGeochemAlgorithm):
         pixels = info.grid.width * info.grid.height
         for index, count in zip(selected, valid):
             feedback.pushInfo(f'{index.name}: {count} valid pixels ({100 * count / pixels:.1f}%)')
+        input_name = self.parameterAsRasterLayer(parameters, self.INPUT, context).name()
+        name_output_layer(context, output, f'{input_name} spectral indices')
         return {self.OUTPUT: output}
 
     def names(self, parameters, key, context):

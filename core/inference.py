@@ -62,6 +62,7 @@ class ModelSpec:
 class ApplyResult:
     bands: list                 # 1-based raster bands fed to the model, in input order
     layout: str
+    target: str = ''            # output band description: target field (units) or 'prediction'
     batch: int = 0              # pixels per onnxruntime run at most
     blocks: int = 0             # blocks of rows
     predicted: int = 0          # pixels with a prediction
@@ -339,7 +340,8 @@ def apply_model(input_path, model_path, output_path, bands=None, mask_path=None,
     spec = model_spec(session, model_path)
     bands, notes = select_bands(spec, info, bands)
     mask_reader = check_mask(mask_path, info.grid) if mask_path else None
-    result = ApplyResult(bands, spec.layout, batch=batch_size(spec, len(bands), memory_mb), notes=notes)
+    result = ApplyResult(bands, spec.layout, spec.target, batch_size(spec, len(bands), memory_mb),
+                         notes=notes)
     width = info.grid.width
     with RasterWriter(output_path, info.grid, 1, DEFAULT_NODATA, [spec.target]) as writer, \
             ThreadPoolExecutor(1, thread_name_prefix='rsgeochem-apply-io') as worker:

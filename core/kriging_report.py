@@ -7,7 +7,6 @@ from .variogram import WEIGHTINGS
 
 def gstat_equivalent(model):
     """The model in gstat's vgm() terms (its exponential/gaussian range parameters differ)."""
-    short = {'spherical': 'Sph', 'exponential': 'Exp', 'gaussian': 'Gau', 'linear': 'Lin', 'power': 'Pow'}
     if model.name == 'exponential':
         return f'vgm({model.psill:.6g}, "Exp", {model.range / 3.0:.6g}, {model.nugget:.6g})'
     if model.name == 'gaussian':
@@ -17,7 +16,7 @@ def gstat_equivalent(model):
     if model.name == 'power':
         scale = model.psill / model.range ** model.exponent
         return f'vgm({scale:.6g}, "Pow", {model.exponent:.6g}, {model.nugget:.6g})'
-    return f'vgm({model.psill:.6g}, "{short[model.name]}", {model.range:.6g}, {model.nugget:.6g})'
+    return f'vgm({model.psill:.6g}, "Sph", {model.range:.6g}, {model.nugget:.6g})'
 
 
 def model_table(model):
@@ -29,7 +28,7 @@ def model_table(model):
     return report.table_html(['parameter', 'value'], rows, digits=6)
 
 
-def variogram_figure(experimental, models, units=''):
+def variogram_figure(experimental, models):
     """Experimental semivariances (marker area ∝ pair count, counts printed) and model curves."""
     figure, axes = report.new_figure(6.5, 4.2)
     sizes = 20 + 180 * experimental.pairs / experimental.pairs.max()
@@ -43,7 +42,7 @@ def variogram_figure(experimental, models, units=''):
         axes.plot(h, model(h), label=label)
     axes.set_xlim(0, experimental.cutoff * 1.02)
     axes.set_ylim(0, None)
-    axes.set_xlabel(f'distance ({units or "map units"})')
+    axes.set_xlabel('distance (map units)')
     axes.set_ylabel('semivariance')
     axes.legend(fontsize=8, loc='lower right')
     return report.figure_html(figure, 'experimental variogram and fitted model')

@@ -271,9 +271,3 @@ def _checked_model(name, nugget, psill, range_, exponent=1.0):
                          'lag distances used. Choose another FIELD or MAX_DISTANCE.', 'FIELD')
     return VariogramModel(name, nugget, psill, range_, exponent)
 
-
-def weighted_sse(experimental, model, weighting='npairs_distance'):
-    """The objective of `fit_variogram` for a given model (to compare fits)."""
-    fitted = model(experimental.distance)
-    weights = _weights(experimental, weighting, fitted)
-    return float(np.sum(weights * (experimental.gamma - fitted) ** 2))

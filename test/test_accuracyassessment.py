@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from osgeo import osr
 
-from factories import make_grid, pixel_centre, write_points, write_test_raster
+from factories import make_grid, pixel_centre, run_as_in_the_toolbox, write_points, write_test_raster
 from rsgeochem.core.errors import InputError
 from rsgeochem.core.pointvalues import sample_points
 
@@ -59,11 +59,12 @@ def test_sample_points_reads_pixels_and_flags_outside_and_nodata(tmp_path):
         sample_points(raster, x, y, bands=[2], parameter='BAND')
 
 
-def test_metrics_match_hand_computation(tmp_path, samples, run_alg):
+def test_metrics_match_hand_computation(tmp_path, samples):
     raster, points = samples
-    result = run_alg('accuracyassessment', {
+    result, loaded = run_as_in_the_toolbox('accuracyassessment', {
         'INPUT': raster, 'BAND': 1, 'POINTS': points, 'FIELD': 're2o3',
-        'OUTPUT': str(tmp_path / 'residuals.gpkg'), 'OUTPUT_HTML': str(tmp_path / 'report.html')})
+        'OUTPUT': str(tmp_path / 'residuals.gpkg'), 'OUTPUT_HTML': str(tmp_path / 'report.html')}, ['OUTPUT'])
+    assert loaded['OUTPUT'].name == 'Residuals of predicted re2o3'
     for key, value in EXPECTED.items():
         assert result[key] == pytest.approx(value, rel=1e-6), key
     html = (tmp_path / 'report.html').read_text()

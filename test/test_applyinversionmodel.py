@@ -6,7 +6,7 @@ import pytest
 from osgeo import gdal
 from scipy import ndimage
 
-from factories import make_grid, write_test_raster
+from factories import make_grid, run_as_in_the_toolbox, write_test_raster
 from rsgeochem.core.errors import CancelledError, InputError
 from rsgeochem.core.inference import apply_model
 from rsgeochem.core.onnx_metadata import write_metadata
@@ -223,14 +223,17 @@ def test_mask_on_another_grid_and_cancel(tmp_path, bands3):
     assert list(tmp_path.glob('*out*')) == []
 
 
-def test_algorithm_keeps_the_given_band_order_and_masks(tmp_path, bands3, run_alg):
+def test_algorithm_keeps_the_given_band_order_and_masks(tmp_path, bands3, qgis_app):
     path, data = bands3
     mask = np.ones((30, 41), np.float32)
     mask[:5] = 0
-    model = linear_pixel_model(tmp_path / 'lin.onnx', [1.0, 10.0, 100.0], 0.0)
-    result = run_alg('applyinversionmodel', {'INPUT': path, 'MODEL': model, 'BANDS': [3, 1, 2],
-                                             'MASK': write_raster(tmp_path / 'mask.tif', mask),
-                                             'THREADS': 1, 'OUTPUT': str(tmp_path / 'out.tif')})
+    metadata = {'features': ['green', 'nir', 'red'], 'target_field': 'Cu', 'target_units': 'ppm'}
+    model = linear_pixel_model(tmp_path / 'lin.onnx', [1.0, 10.0, 100.0], 0.0, metadata)
+    result, loaded = run_as_in_the_toolbox(
+        'applyinversionmodel', {'INPUT': path, 'MODEL': model, 'BANDS': [3, 1, 2],
+                                'MASK': write_raster(tmp_path / 'mask.tif', mask), 'THREADS': 1,
+                                'OUTPUT': str(tmp_path / 'out.tif')}, ['OUTPUT'])
+    assert loaded['OUTPUT'].name == 'Predicted Cu (ppm)'
     out, _, _ = read(result['OUTPUT'])
     expected = data[2] + 10.0 * data[0].astype(np.float64) + 100.0 * data[1]
     expected[:5] = NODATA

@@ -7,7 +7,7 @@ from osgeo import gdal, osr
 
 from rsgeochem.core import blockio, fusion, pyramid
 from rsgeochem.core.errors import CancelledError, InputError
-from rsgeochem.core.fusion_quality import PairStats, ergas
+from rsgeochem.core.fusion_quality import PairStats
 
 RATIO = 4
 ROWS, COLS = 236, 244          # the 247x237 subset cropped to a multiple of the ratio
@@ -48,11 +48,30 @@ def wald(test_data, tmp_path_factory):
 
 
 def scores(estimate, truth):
+    """Reference metrics with numpy, independent of core.fusion_quality: n, Pearson r, RMSE and
+    one-band ERGAS = 100 / ratio * RMSE / mean(truth) (Wald 2002, eq. 4.2)."""
+    estimate, truth = np.ravel(estimate), np.ravel(truth)
+    keep = np.isfinite(estimate) & np.isfinite(truth)
+    estimate, truth = estimate[keep], truth[keep]
+    rmse = float(np.sqrt(np.mean((estimate - truth) ** 2)))
+    return dict(n=int(keep.sum()), r=float(np.corrcoef(estimate, truth)[0, 1]), rmse=rmse,
+                ergas=100.0 / RATIO * rmse / float(truth.mean()))
+
+
+def test_streaming_pair_stats_match_numpy_over_blocks():
+    rng = np.random.default_rng(3)
+    truth = 1e6 + rng.normal(0, 5, size=(90, 40))      # large offset: precision of the sums
+    estimate = truth + rng.normal(0.5, 2, size=truth.shape)
+    estimate[3, 4] = np.nan                            # left out of every statistic
     stats = PairStats()
-    stats.add(estimate, truth)
-    result = stats.result()
-    result['ergas'] = ergas([result['rmse']], [result['reference_mean']], RATIO)
-    return result
+    for start in range(0, 90, 25):
+        stats.add(estimate[start:start + 25], truth[start:start + 25])
+    got, expected = stats.result(), scores(estimate, truth)
+    assert got['n'] == expected['n'] == truth.size - 1
+    assert got['r'] == pytest.approx(expected['r'], abs=1e-9)
+    assert got['rmse'] == pytest.approx(expected['rmse'], rel=1e-9)
+    keep = np.isfinite(estimate)
+    assert got['bias'] == pytest.approx(np.mean(estimate[keep] - truth[keep]), abs=1e-9)
 
 
 def run_fuse(wald, tmp_path, name='fused.tif', **options):
@@ -302,7 +321,10 @@ def test_algorithm_outputs_table_clusters_and_report(wald, tmp_path, run_alg):
     assert 'penalty = image noise variance' in html
     assert html.count('<img') >= 4
     assert result['COHERENCE_RMSE'] < 5.0                   # DN; coarse SD is about 790 DN
-    assert -1 <= result['REFERENCE_R'] <= 1
+    # the reference (guide band 2 = B3) is on the fused grid: r is the plain pixel correlation
+    reference = wald['bands'][1]
+    assert result['REFERENCE_R'] == pytest.approx(scores(fused, reference)['r'], abs=1e-6)
+    assert result['REFERENCE_R_CUBIC'] == pytest.approx(scores(wald['cubic'], reference)['r'], abs=1e-6)
 
 
 def test_algorithm_error_names_parameter(wald, tmp_path, run_alg):

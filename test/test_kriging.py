@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
+from factories import run_as_in_the_toolbox
 from rsgeochem.core import kriging, kriging_grid
 from rsgeochem.core.blockio import Grid, raster_info
 from rsgeochem.core.errors import InputError
@@ -281,10 +282,14 @@ def test_too_few_or_constant_samples_are_refused(x, z, parameter, message):
 def test_collinear_drift_leaves_pixels_empty_instead_of_failing():
     x, y, z = synthetic(30, 19)
     drift = (x > 500).astype(float)  # constant within many small neighbourhoods
+    targets = np.array([100.0, 900.0])
+    for target in targets:  # the 3 nearest samples share one drift value: it duplicates the mean
+        nearest = np.argsort(np.hypot(x - target, y - target))[:3]
+        assert np.ptp(drift[nearest]) == 0
     samples = kriging.prepare_samples(x, y, z, drift)
-    prediction, _ = kriging.krige_points(samples, VariogramModel('spherical', 0.1, 1.0, 300.0),
-                                         [100.0, 900.0], [100.0, 900.0], [0.0, 1.0], n_neighbours=3)
-    assert prediction.shape == (2,)
+    prediction, variance = kriging.krige_points(samples, VariogramModel('spherical', 0.1, 1.0, 300.0),
+                                                targets, targets, [0.0, 1.0], n_neighbours=3)
+    assert np.isnan(prediction).all() and np.isnan(variance).all()
 
 
 # --- the Processing algorithm --------------------------------------------------------------------
@@ -299,9 +304,13 @@ def meuse_parameters(test_data, tmp_path, **extra):
     return parameters
 
 
-def test_algorithm_matches_gstat(run_alg, test_data, tmp_path, meuse_grid, gstat_grid, gstat_cv):
-    result = run_alg('kriging', meuse_parameters(test_data, tmp_path, GRID_EXTENT=1,
-                                                 OUTPUT_CV=str(tmp_path / 'cv.gpkg')))
+def test_algorithm_matches_gstat(qgis_app, test_data, tmp_path, meuse_grid, gstat_grid, gstat_cv):
+    layers = ['OUTPUT', 'OUTPUT_VARIANCE', 'OUTPUT_CV']
+    result, loaded = run_as_in_the_toolbox('kriging', meuse_parameters(
+        test_data, tmp_path, GRID_EXTENT=1, OUTPUT_CV=str(tmp_path / 'cv.gpkg')), layers)
+    assert [loaded[key].name for key in layers] == [
+        'Kriging prediction of ln(zinc)', 'Kriging variance of ln(zinc)',
+        'Leave-one-out cross-validation of ln(zinc)']
     x, y = gstat_grid['x'], gstat_grid['y']
     np.testing.assert_allclose(at_cells(result['OUTPUT'], meuse_grid, x, y), gstat_grid['pred'],
                                atol=GRID_ATOL)

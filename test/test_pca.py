@@ -189,3 +189,21 @@ def test_bad_inputs_name_the_parameter(run_alg, test_data, tmp_path):
     with pytest.raises(QgsProcessingException, match='INPUT: only 0 valid pixels'):
         run_alg('principalcomponents', {'INPUT': empty, 'OUTPUT': str(tmp_path / 'o.tif')})
     assert not (tmp_path / 'o.tif').exists()
+
+
+def test_qgis_process_writes_scores_and_loadings_table(qgis_process, tmp_path):
+    sample, _ = known_sample(40 * 50, seed=5)
+    grid = blockio.Grid(50, 40, (0.0, 10.0, 0.0, 400.0, 0.0, -10.0), '')
+    source = blockio.write_raster(tmp_path / 'known.tif', grid, sample.T.reshape(4, 40, 50))
+    scores_path, table_path = tmp_path / 'pc.tif', tmp_path / 'loadings.csv'
+    qgis_process('run', 'rsgeochem:principalcomponents', '--', f'INPUT={source}', 'COMPONENTS=2',
+                 f'OUTPUT={scores_path}', f'OUTPUT_TABLE={table_path}')
+    lines = table_path.read_text().splitlines()
+    assert lines[0].split(',')[:5] == ['component', 'eigenvalue', 'variance_pct', 'cumulative_pct',
+                                       'in_output'] and len(lines) == 5
+    # independent reference: eigenvalues of the sample covariance by numpy's general eig
+    expected = np.sort(np.linalg.eigvals(np.cov(sample, rowvar=False)).real)[::-1]
+    np.testing.assert_allclose([float(line.split(',')[1]) for line in lines[1:]], expected, rtol=1e-6)
+    output, names = read(scores_path)
+    assert names == ['PC1', 'PC2']
+    np.testing.assert_allclose(output.reshape(2, -1).var(axis=1, ddof=1), expected[:2], rtol=1e-5)
