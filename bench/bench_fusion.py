@@ -134,8 +134,9 @@ def accuracy(work):
     return dict(protocol=f'Wald: {NAMES[TARGET]} block-averaged {RATIO}x, fused back with the other bands '
                          f'at 10 m; OTB pan = guide band {best} (most correlated at coarse scale)',
                 scores=results, ratio=ratios,
-                note='default = coherent mode, noise-aware ridge, global, no residual pass; paper = the '
-                     "article's formula with least squares (the previous default)")
+                note="ours_default = core.fusion defaults (coherent mode, noise-aware ridge, global, no "
+                     'residual pass); the laplacianfusion algorithm adds one residual pass by default '
+                     "(ours_default_residual1); paper = the article's formula with least squares")
 
 
 def _large_inputs(work, rows, cols):
