@@ -12,6 +12,7 @@ root: .venv/bin/python scripts/demo.py [--out DIR] [--images DIR] [--iterations 
 """
 import argparse
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -245,7 +246,7 @@ def main(argv=None):
     for number, (algorithm_id, parameters) in enumerate(runs, start=1):
         print(f'\n=== [{number}/{len(runs)}] {algorithm_id} ===', flush=True)
         arguments = command_line(algorithm_id, parameters)
-        commands.append(' '.join(str(a) for a in arguments).replace(str(CHECKOUT) + '/', ''))
+        commands.append(shlex.join(str(a) for a in arguments).replace(str(CHECKOUT) + '/', ''))
         run_streamed(arguments, env, folders['logs'] / f'{algorithm_id.split(":")[1]}.log')
 
     print('\n=== report ===', flush=True)

@@ -86,12 +86,18 @@ def raster_extent(path):
 def raster_agreement(label, predicted_path, truth_path, resample=False):
     """Agreement of a map with a truth raster over the pixels valid in both (the map is resampled
     by cubic convolution onto the truth grid with `resample`, e.g. a coarse kriged grid)."""
+    return Agreement.of(label, f'{Path(truth_path).name} (pixels)',
+                        *truth_pairs(predicted_path, truth_path, resample))
+
+
+def truth_pairs(predicted_path, truth_path, resample=False):
+    """(truth, predicted) at the pixels valid in both (see raster_agreement for `resample`)."""
     truth = read_band(truth_path)
     predicted = read_band(predicted_path, truth_path if resample else None)
     if predicted.shape != truth.shape:
         raise ValueError(f'{predicted_path} is not on the grid of {truth_path}')
     valid = np.isfinite(truth) & np.isfinite(predicted)
-    return Agreement.of(label, f'{Path(truth_path).name} (pixels)', truth[valid], predicted[valid])
+    return truth[valid], predicted[valid]
 
 
 def read_points(path, value_field):
@@ -130,13 +136,13 @@ def point_agreement(label, predicted_path, points_path, value_field):
 
 def baseline_notes(mapped, baseline):
     """A plain sentence when the map does not beat its baseline (as measured against the truth)."""
+    scores = (f'R² {mapped.r2:.3f} for the {mapped.label} against {baseline.r2:.3f} for the '
+              f'{baseline.label}')
     if mapped.r2 >= baseline.r2:
-        return [f'The {mapped.label} agrees better with the truth than the {baseline.label} '
-                f'(R² {mapped.r2:.3f} against {baseline.r2:.3f}).']
-    return [f'On this data set the {mapped.label} does NOT beat the {baseline.label} (R² {mapped.r2:.3f} '
-            f'against {baseline.r2:.3f}): interpolating the samples alone reproduces the true field '
-            'better than adding the image does. Read the map as a demonstration of the chain, not of a '
-            'gain in accuracy.']
+        return [f'{scores}: adding the image brings the map closer to the truth.']
+    return [f'{scores}: on this data set the map does NOT beat its baseline; interpolating the samples '
+            'alone reproduces the true field better than adding the image does. Read the map as a '
+            'demonstration of the chain, not of a gain in accuracy.']
 
 
 def model_metrics(onnx_path):
@@ -201,7 +207,8 @@ def anomaly_figure(map_path, polygons_path, path, title, units):
             ax.annotate(feature.GetField('rank_label'), (centre.GetX(), centre.GetY()), color='yellow',
                         fontsize=9, fontweight='bold', ha='center')
         count += 1
-    ax.set_title(f'{title}: {count} high-anomaly areas (I-V labelled)', fontsize=10)
+    labelled = ' (ranks I-V labelled)' if count > 5 else ''
+    ax.set_title(f'{title}: {count} high-anomaly area{"" if count == 1 else "s"}{labelled}', fontsize=10)
     ax.set_xticks([])
     ax.set_yticks([])
     return _save(figure, path)
@@ -224,13 +231,6 @@ def scatter_figure(pairs, path, units):
         ax.set_title(title, fontsize=10)
         ax.legend(loc='upper left', fontsize=8)
     return _save(figure, path)
-
-
-def truth_pairs(predicted_path, truth_path, resample=False):
-    truth = read_band(truth_path)
-    predicted = read_band(predicted_path, truth_path if resample else None)
-    valid = np.isfinite(truth) & np.isfinite(predicted)
-    return truth[valid], predicted[valid]
 
 
 def correlation_figure(table_path, path, target):
@@ -295,7 +295,9 @@ def write_index(path, sections, commands, elapsed_seconds):
     parts = [('About the data', report.paragraph(SIMULATED_NOTE, 'warning'))]
     parts += [(section.title, section_html(section, index_dir)) for section in sections]
     parts.append(('How this was made', report.paragraph(
-        f'make demo ran these commands in {elapsed_seconds:.0f} s:') + '<pre>' + html.escape(
+        f'make demo ran these commands from the checkout root in {elapsed_seconds:.0f} s (environment: '
+        'QGIS_PLUGINPATH, QGIS_CUSTOM_CONFIG_PATH and PYTHONPATH as in the README\'s qgis_process '
+        'section):') + '<pre>' + html.escape(
         '\n'.join(commands)) + '</pre>'))
     return report.write_report(path, 'RS Geochem Inversion demo (simulated sample data)', parts)
 

@@ -18,7 +18,12 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from qgis.core import (
+if __name__ == '__main__':
+    # Qt writes XML attributes in hash order: a fixed seed, set before Qt loads, writes the same
+    # files on every run (set later, it has no effect)
+    os.environ.setdefault('QT_HASH_SEED', '0')
+
+from qgis.core import (  # noqa: E402 - after the hash seed
     QgsExpression,
     QgsProcessing,
     QgsProcessingModelAlgorithm,
@@ -36,7 +41,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
 )
-from qgis.PyQt.QtCore import QPointF
+from qgis.PyQt.QtCore import QPointF  # noqa: E402
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 MODELS_DIR = CHECKOUT / 'models'
@@ -136,7 +141,8 @@ class ModelBuilder:
             output.setChildId(child_id)
             output.setChildOutputName(key)
             output.setMandatory(spec.mandatory)
-            # not given -> a temporary file (an empty value would skip the step's output and fail it)
+            # not given in the dialog or processing.run -> a temporary file (an empty value would skip
+            # the step's output and fail it); qgis_process still asks for every non-optional output
             output.setDefaultValue(QgsProcessing.TEMPORARY_OUTPUT)
             output.setPosition(QPointF(OUTPUT_X, y + 40.0 * index))
             model_outputs[spec.name] = output
@@ -163,6 +169,10 @@ class ModelBuilder:
         if not valid:
             raise RuntimeError(f'{self.model.name()} does not validate: {problems}')
         return self.model
+
+
+# Kriging of the model inputs SAMPLES / FIELD (ordinary Kriging, variogram chosen automatically).
+KRIGING_SAMPLES = {'INPUT': FromParameter('SAMPLES'), 'FIELD': FromParameter('FIELD')}
 
 
 def add_anomaly_inputs(builder):
@@ -325,19 +335,21 @@ def geochem_fusion(registry):
     add = builder.add_input
     number = QgsProcessingParameterNumber
     add(QgsProcessingParameterRasterLayer('IMAGE', 'Fine multispectral image (reflectance)'),
-        'Surface (or TOA) reflectance of the fine image, e.g. the surface_reflectance output of '
-        'rsgeochem:rareearthinversion or of rsgeochem:darkobjectsubtraction; its grid is the output '
-        'grid.')
+        'Surface (or TOA) reflectance of the fine image, e.g. the darkobjectsubtraction:surface_reflectance '
+        'output of rsgeochem:rareearthinversion or the output of rsgeochem:darkobjectsubtraction; its grid '
+        'is the output grid.')
     add(QgsProcessingParameterFeatureSource('SAMPLES', 'Coarse survey samples (points)',
                                             [QgsProcessing.TypeVectorPoint]),
-        'Points of the regional (e.g. 1:200,000) survey, one per composite sample or grid cell; '
-        'transformed to the image CRS.')
+        'Points of the regional (e.g. 1:200,000) survey, one per composite sample or grid cell, in a '
+        'projected CRS (metres): step 1 krige them in their own CRS and step 3 reprojects the grid to '
+        'the image.')
     add(QgsProcessingParameterField('FIELD', 'Content field', parentLayerParameterName='SAMPLES',
                                     type=QgsProcessingParameterField.Numeric),
         'Numeric field with the element content, e.g. Cu in ppm.')
-    add(number('CELL_SIZE', 'Coarse grid cell size (map units)', number.Double, 500.0, False, 1.0),
+    add(number('CELL_SIZE', 'Coarse grid cell size (units of the samples\' CRS)', number.Double, 500.0,
+               False, 1.0),
         'Pixel size of the kriged coarse grid, about the survey\'s sample spacing (500 m for a '
-        '1:200,000 survey).')
+        '1:200,000 survey); the grid also extends this far beyond the outermost samples.')
     add(QgsProcessingParameterBoolean('STANDARDIZE', 'Standardise bands before PCA', True),
         'Correlation-matrix PCA (bands of different brightness weigh equally).')
     add(number('COMPONENT', 'Principal component used as predictor', number.Integer, 2, False, 1, 50),
@@ -386,10 +398,6 @@ def geochem_fusion(registry):
     return builder.finish()
 
 
-# Kriging of the model inputs SAMPLES / FIELD (ordinary Kriging, variogram chosen automatically).
-KRIGING_SAMPLES = {'INPUT': FromParameter('SAMPLES'), 'FIELD': FromParameter('FIELD')}
-
-
 RARE_EARTH_HELP = (
     'The rare-earth inversion of Cheng et al. (2023, ion-adsorption rare-earth ore from GF-2 '
     'imagery) as one workflow, with the fixes the authors asked for (baselines, vegetation and '
@@ -404,7 +412,8 @@ RARE_EARTH_HELP = (
     'Headless: qgis_process run rsgeochem:rareearthinversion -- IMAGE=scene.tif METADATA=scene.xml '
     'GAINS=... ESUN=... SAMPLES=samples.gpkg FIELD=re2o3_pct '
     'applyinversionmodel:predicted_map=map.tif ... Every output is named <step>:<output>; '
-    'qgis_process needs a file name (or TEMPORARY_OUTPUT) for each one that is not optional. '
+    'qgis_process needs a file name (or TEMPORARY_OUTPUT) for each one that is not optional '
+    '(qgis_process help rsgeochem:rareearthinversion lists them). '
     'Open it in the Graphical Modeler to change a step (e.g. '
     'another sensor: change step 1 and the band field names of steps 6-7).')
 
@@ -420,7 +429,8 @@ FUSION_HELP = (
     'index band).\n'
     'Headless: qgis_process run rsgeochem:geochemfusion -- IMAGE=reflectance.tif SAMPLES=survey.gpkg '
     'FIELD=cu_ppm laplacianfusion:fused_map=fused.tif ... Every output is named <step>:<output>; '
-    'qgis_process needs a file name (or TEMPORARY_OUTPUT) for each one that is not optional.')
+    'qgis_process needs a file name (or TEMPORARY_OUTPUT) for each one that is not optional '
+    '(qgis_process help rsgeochem:geochemfusion lists them).')
 
 BUILDERS = (rare_earth_inversion, geochem_fusion)
 
@@ -468,8 +478,6 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--output-dir', default=str(MODELS_DIR), help='folder for the .model3 files')
     args = parser.parse_args(argv)
-    # Qt writes XML attributes in hash order: a fixed seed keeps the files' diffs small
-    os.environ.setdefault('QT_HASH_SEED', '0')
     app, provider = start_qgis()
     from qgis.core import QgsApplication
     for path in write_models(QgsApplication.processingRegistry(), args.output_dir):

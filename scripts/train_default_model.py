@@ -53,7 +53,7 @@ def read_samples(path, field):
 
 
 def surface_to_surface(x, y, z, work_dir):
-    """Kriged content at each sample's pixel and the 3x3-window mean of the image's bands there
+    """Kriged content at each sample's pixel and the image's band values at that pixel (WINDOW)
     (rsgeochem:kriging then rsgeochem:surfacesamples, through their core functions)."""
     from rsgeochem.core import kriging, variogram
     from rsgeochem.core.blockio import raster_info

@@ -88,8 +88,8 @@ def canonical_xml(path):
 
 
 def outputs(model_id, folder):
-    """Every model output of a workflow, as a file in `folder` (qgis_process and processing.run
-    need one for each output that is not optional)."""
+    """Every model output of a workflow, as a file in `folder` (qgis_process needs one for each
+    output that is not optional; named files can be checked afterwards)."""
     suffixes = {'html': '.html', 'onnx': '.onnx'}
     values = {}
     model = workflow(model_id)  # keep it: it owns the definitions
@@ -186,6 +186,9 @@ def test_geochem_fusion_through_processing_run(qgis_app, run_alg, tmp_path):
     results = run_alg('geochemfusion', parameters)
     fused = read(results['laplacianfusion:fused_map'])
     assert np.isfinite(fused).mean() > 0.99
+    # paper mode with local regressions: the truth's fine detail is PC2 by construction, so the fused
+    # map follows the simulated true field too
+    assert correlation(fused, read(SAMPLE / 'simulated_cu_truth.tif')) > 0.8
     # local mode: one regression row per cluster plus the global one (cluster 0)
     table = (tmp_path / 'coefficients.csv').read_text().splitlines()
     assert len(table) == 1 + 4, table
@@ -213,7 +216,8 @@ def test_demo_agreement_against_a_known_case(tmp_path):
     assert agreement.n == valid.size == 18 * 30
     np.testing.assert_allclose([agreement.rmse, agreement.bias], [0.5, 0.5], rtol=1e-6)
     np.testing.assert_allclose(agreement.r2, 1 - 0.25 / valid.var(), rtol=1e-6)
-    # a coarse grid (2 x 2 pixels of 10x the size) is resampled onto the truth grid first
+    # a constant coarse grid (3 x 2 cells of 10x the pixel size, same extent) is resampled onto the
+    # truth grid first: the map is 7 everywhere
     coarse = write_test_raster(tmp_path / 'coarse.tif', np.full((2, 3), 7.0), make_grid(3, 2, pixel=300.0))
     flat = demo_report.raster_agreement('coarse', coarse, truth_path, resample=True)
     np.testing.assert_allclose(flat.bias, 7.0 - valid.mean(), rtol=1e-5)
