@@ -10,8 +10,10 @@ from qgis.core import (
 from ..core.blockio import raster_info
 from ..core.errors import InputError
 from ..core.inference import apply_model
-from .base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
+from .base import PLUGIN_DIR, RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
 from .mask_input import add_mask_parameter, mask_reader
+
+DEFAULT_MODEL = PLUGIN_DIR / 'models' / 're2o3_cnn_gf2.onnx'
 
 
 class ApplyInversionModelAlgorithm(RsGeochemAlgorithm):
@@ -53,8 +55,14 @@ class ApplyInversionModelAlgorithm(RsGeochemAlgorithm):
                  'Multiband image with the bands the model was trained on (same corrections, e.g. '
                  'surface reflectance), read by GDAL.')
         self.add(QgsProcessingParameterFile(
-            self.MODEL, self.tr('ONNX model'), QgsProcessingParameterFile.File, 'onnx'),
-            'Regression model in ONNX format (.onnx), e.g. the output of "Train inversion model".')
+            # optional so the default also applies from qgis_process 3.22, which refuses a missing
+            # required parameter even when it has a default
+            self.MODEL, self.tr('ONNX model'), QgsProcessingParameterFile.File, 'onnx',
+            str(DEFAULT_MODEL), optional=True),
+            'Regression model in ONNX format (.onnx), e.g. the output of "Train inversion model". '
+            'Default: the shipped paper-style CNN for RE2O3 % trained on the simulated GF-2-like sample '
+            'data (models/re2o3_cnn_gf2.onnx; features: blue, green, red, nir surface reflectance) - '
+            'a demonstration model: train your own on your samples.')
         self.add(QgsProcessingParameterBand(
             self.BANDS, self.tr('Bands feeding the model, in its input order'), None, self.INPUT,
             optional=True, allowMultiple=True),
@@ -84,7 +92,7 @@ class ApplyInversionModelAlgorithm(RsGeochemAlgorithm):
             raise InputError('give band numbers from 1 up, separated by ";" (e.g. 3;2;1).', self.BANDS)
         progress, cancel = progress_callbacks(feedback)
         result = apply_model(
-            input_path, self.parameterAsFile(parameters, self.MODEL, context), output,
+            input_path, self.parameterAsFile(parameters, self.MODEL, context) or str(DEFAULT_MODEL), output,
             bands=bands, mask_path=mask and mask.info.path,
             threads=self.parameterAsInt(parameters, self.THREADS, context),
             memory_mb=self.block_memory(parameters, context), progress=progress, cancel=cancel)

@@ -261,3 +261,19 @@ def test_qgis_process_applies_model_with_metadata(tmp_path, bands3, qgis_process
                  'BANDS=3;1', f'OUTPUT={tmp_path / "swapped.tif"}')
     out, _, _ = read(tmp_path / 'swapped.tif')
     np.testing.assert_allclose(out, data[2] - data[0].astype(np.float64) + 0.5, rtol=1e-5)
+
+
+def test_runs_out_of_the_box_with_the_shipped_model(run_alg, tmp_path):
+    """MODEL left out: the shipped CNN maps the sample image; checked against the simulated truth."""
+    from paths import CHECKOUT
+    sample = CHECKOUT / 'resources' / 'sample'
+    output = tmp_path / 're2o3.tif'
+    run_alg('applyinversionmodel', {'INPUT': str(sample / 'gf2like_surface_reflectance.tif'),
+                                    'OUTPUT': str(output)})
+    predicted, nodata, description = read(output)
+    truth_dataset = gdal.Open(str(sample / 'simulated_re2o3_truth.tif'))
+    truth_band = truth_dataset.GetRasterBand(1)
+    truth = truth_band.ReadAsArray().astype(np.float64)
+    both = (predicted != nodata) & (truth != truth_band.GetNoDataValue())
+    assert 're2o3' in description.lower()
+    assert np.corrcoef(predicted[both], truth[both])[0, 1] > 0.6
