@@ -18,7 +18,9 @@ penalty is the image noise (core.fusion_model), which keeps collinear bands from
 Optional residual correction (in the spirit of pyDMS, Gao et al. 2012, Remote Sens. 4(11)):
 the fused map is averaged onto the coarse grid, the residual coarse − average is resampled by
 cubic convolution and added back; each iteration is one more pass. It removes the part of the
-injected detail that the coarse grid already holds (on the Wald test: RMSE 79 → 61 DN).
+injected detail that the coarse grid already holds (on the Wald test: RMSE 79 → 61 DN). When the
+coarse cells are whole blocks of image pixels (core.fusion_grid.cell_factors) the averages are
+accumulated while the fused map is written (CellMeans) instead of re-read by a GDAL warp.
 
 Pass 1 reads evenly spaced row strips for the regression sample, pass 2 applies the model to every
 block (two worker threads), with halo rows = pyramid support so the result does not depend on
@@ -48,15 +50,21 @@ from .blockio import (
     rows_per_block,
 )
 from .errors import InputError
-from .fusion_grid import covered_rows_and_columns, prepare_grids, single_band_vrt, warp_to_grid
+from .fusion_grid import (
+    TEMPORARY_GTIFF,
+    CellMeans,
+    cell_factors,
+    covered_rows_and_columns,
+    prepare_grids,
+    single_band_vrt,
+    warp_to_grid,
+)
 from .fusion_model import ESTIMATORS, fit_model
 from .fusion_quality import PairStats
 
 MODES = ('paper', 'coherent')
 WORKERS = 2
 PREVIEW_SIZE = 400
-# intermediate rasters of the residual correction: uncompressed (written once, read twice, deleted)
-TEMPORARY_GTIFF = ('TILED=YES', 'BIGTIFF=IF_SAFER')
 # bytes per pixel and band of a block: float32 read + mask, padded copy, cascade temporaries, low
 BYTES_PER_BAND_PIXEL = 40
 
@@ -225,8 +233,9 @@ class _Preview:
 
 
 def apply_model(blocks, grid, levels, model, settings, fused_path, clusters_path, descriptions,
-                cancel=None, progress=None, preview=None, temporary=False):
-    """Pass 2: fused (and cluster) rasters written block by block (`temporary`: uncompressed)."""
+                cancel=None, progress=None, preview=None, temporary=False, means=None):
+    """Pass 2: fused (and cluster) rasters written block by block (`temporary`: uncompressed);
+    `means` (CellMeans of the fused and the cubic map, or None) are fed on the way."""
     halo = pyramid.halo(levels)
     windows = block_windows(grid.height, _block_rows(grid, len(model.band_names), settings, halo), halo)
     with ExitStack() as stack:
@@ -235,6 +244,8 @@ def apply_model(blocks, grid, levels, model, settings, fused_path, clusters_path
                                                         options=options))
         cluster_writer = stack.enter_context(
             RasterWriter(clusters_path, grid, 1, descriptions=[descriptions[1]])) if clusters_path else None
+        for mean in means or ():
+            stack.enter_context(mean)
         executor = stack.enter_context(ThreadPoolExecutor(WORKERS))
 
         def work(window):
@@ -245,6 +256,8 @@ def apply_model(blocks, grid, levels, model, settings, fused_path, clusters_path
                 cluster_writer.write(window.row, clusters)
             if preview:
                 preview.add(window.row, fused=fused, cubic=geo, clusters=clusters)
+            for mean, values in zip(means or (), (fused, geo)):
+                mean.add(window.row, values)
             if progress:
                 progress((index + 1) / len(windows))
 
@@ -264,39 +277,67 @@ def _stream(paths, grid, memory_mb, cancel=None):
         yield window, [reader.read(window, [1], np.float64).filled(np.nan)[0] for reader in readers]
 
 
-def coherence(fused_path, grids, work_dir, memory_mb, cancel=None):
+def coherence(fused_path, grids, work_dir, memory_mb, cancel=None, averages=None):
     """Fused and cubic maps averaged onto the coarse cells wholly inside the image, compared with
-    the coarse grid (target units)."""
+    the coarse grid (target units); `averages`: those two averages already on the coarse grid."""
     names = ('fused', 'cubic')
-    sources = [warp_to_grid(path, grids.coarse, Path(work_dir) / f'{name}_on_coarse.vrt', 'average')
-               for name, path in zip(names, (fused_path, grids.cubic_path))]
+    sources = averages or [
+        warp_to_grid(path, grids.coarse, Path(work_dir) / f'{name}_on_coarse.vrt', 'average')
+        for name, path in zip(names, (fused_path, grids.cubic_path))]
     rows, columns = covered_rows_and_columns(grids.coarse, grids.image)
     stats = {name: PairStats() for name in names}
     streams = _stream([grids.coarse_path, *sources], grids.coarse, memory_mb, cancel)
-    for window, (coarse, *averages) in streams:
+    for window, (coarse, *means) in streams:
         inside = rows[window.row:window.row + window.rows, None] & columns[None, :]
-        for name, average in zip(names, averages):
-            stats[name].add(average[inside], coarse[inside])
+        for name, mean in zip(names, means):
+            stats[name].add(mean[inside], coarse[inside])
     return {name: value.result() for name, value in stats.items()}
 
 
+def cell_means(grids, work_dir, names):
+    """CellMeans (one per name) when the coarse cells are whole blocks of image pixels, else an
+    empty list: the averages then come from GDAL 'average' warps."""
+    if cell_factors(grids.coarse, grids.image) is None:
+        return []
+    return [CellMeans(grids.coarse, grids.image, Path(work_dir) / f'{name}_mean.tif') for name in names]
+
+
 def residual_correction(source_path, target_path, grids, work_dir, iteration, settings, cancel=None,
-                        temporary=False):
-    """One pass of residual correction: target = source + cubic(coarse − average(source))."""
+                        temporary=False, average=None, means=()):
+    """One pass of residual correction: target = source + cubic(coarse − average(source));
+    `average`: the source already averaged onto the coarse grid; `means` are fed the target."""
     work_dir = Path(work_dir)
-    average = warp_to_grid(source_path, grids.coarse, work_dir / f'average_{iteration}.vrt', 'average')
+    average = average or warp_to_grid(source_path, grids.coarse, work_dir / f'average_{iteration}.vrt',
+                                      'average')
     residual_path = work_dir / f'residual_{iteration}.tif'
-    with RasterWriter(residual_path, grids.coarse, 1, descriptions=['residual']) as writer:
+    with RasterWriter(residual_path, grids.coarse, 1, descriptions=['residual'],
+                      options=TEMPORARY_GTIFF) as writer:
         for window, (coarse, mean) in _stream([grids.coarse_path, average], grids.coarse,
                                               settings.memory_mb, cancel):
             writer.write(window.row, np.ma.masked_invalid(coarse - mean))
     fine = warp_to_grid(residual_path, grids.image, work_dir / f'residual_{iteration}_cubic.vrt', 'cubic')
     description = raster_info(source_path).descriptions[0]
     options = TEMPORARY_GTIFF if temporary else GTIFF_OPTIONS
-    with RasterWriter(target_path, grids.image, 1, descriptions=[description], options=options) as writer:
-        streams = _stream([source_path, fine], grids.image, settings.memory_mb, cancel)
-        for window, (fused, residual) in streams:
-            writer.write(window.row, np.ma.masked_invalid(fused + np.nan_to_num(residual)))
+    readers = threading.local()
+
+    def correct(window):
+        if not hasattr(readers, 'pair'):        # GDAL datasets are not thread-safe: one pair per thread
+            readers.pair = (RasterReader(source_path), RasterReader(fine))
+        fused, residual = (reader.read(window, [1], np.float32).filled(np.nan)[0] for reader in readers.pair)
+        return window, fused + np.nan_to_num(residual)
+    # per pixel of a block in flight: two float32 reads with masks, their filled copies, the sum
+    windows = block_windows(grids.image.height, rows_per_block(grids.image.width, 32 * 2 * WORKERS,
+                                                               settings.memory_mb))
+    with ExitStack() as stack:
+        writer = stack.enter_context(RasterWriter(target_path, grids.image, 1, descriptions=[description],
+                                                  options=options))
+        for mean in means:
+            stack.enter_context(mean)
+        executor = stack.enter_context(ThreadPoolExecutor(WORKERS))
+        for window, corrected in _ordered(executor, correct, windows, cancel):
+            writer.write(window.row, corrected)
+            for mean in means:
+                mean.add(window.row, corrected)
 
 
 def reference_check(fused_path, cubic_path, reference_path, reference_band, image, work_dir, memory_mb,
@@ -378,15 +419,21 @@ def fuse(geo_path, geo_band, image_path, bands, fused_path, clusters_path=None, 
         iterations = settings.residual_iterations
         paths = [Path(work_dir) / f'fused_{i}.tif' for i in range(iterations)] + [Path(fused_path)]
         geo_name = raster_info(geo_path).descriptions[geo_band - 1] or 'geochemical grid'
+        means = cell_means(grids, work_dir, ('fused_0', 'cubic'))
         apply_model(blocks, grids.image, levels, model, settings, paths[0], clusters_path,
                     (f'{geo_name} fused ({settings.mode})', 'cluster'), cancel,
-                    _stage(progress, 0.15, 0.75), preview, temporary=iterations > 0)
+                    _stage(progress, 0.15, 0.75), preview, temporary=iterations > 0,
+                    means=means)
+        averages = [mean.path for mean in means]       # fused and cubic on the coarse grid, or none
         for iteration in range(iterations):
+            means = cell_means(grids, work_dir, (f'fused_{iteration + 1}',))
             residual_correction(paths[iteration], paths[iteration + 1], grids, work_dir, iteration,
-                                settings, cancel, temporary=iteration + 1 < iterations)
+                                settings, cancel, temporary=iteration + 1 < iterations,
+                                average=averages[0] if averages else None, means=means)
+            averages[:1] = [mean.path for mean in means]
             if progress:
                 progress(0.75 + 0.15 * (iteration + 1) / iterations)
-        scores = coherence(fused_path, grids, work_dir, settings.memory_mb, cancel)
+        scores = coherence(fused_path, grids, work_dir, settings.memory_mb, cancel, averages or None)
         reference = None
         if reference_path:
             reference = reference_check(fused_path, grids.cubic_path, reference_path, reference_band,

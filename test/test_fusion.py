@@ -203,6 +203,28 @@ def test_residual_correction_makes_fusion_coherent(wald, tmp_path):
     assert corrected.cubic_coherence['rmse'] == pytest.approx(plain.cubic_coherence['rmse'])
 
 
+def test_cell_means_equal_gdal_average_warp(wald, tmp_path):
+    """Coarse-cell means accumulated block by block (uneven blocks, NaN holes, image rows and
+    columns outside the coarse grid) against GDAL's own 'average' warp."""
+    from rsgeochem.core.fusion_grid import CellMeans, cell_factors, warp_to_grid
+    image = wald['grid']
+    values = wald['bands'][0].copy()
+    values[40:60, 100:130] = np.nan
+    values[:, 7] = np.nan
+    x0, dx, _, y0, _, dy = image.geotransform
+    coarse = blockio.Grid(59, 57, (x0 + 3 * dx, 4 * dx, 0.0, y0 + 2 * dy, 0.0, 4 * dy), image.crs_wkt)
+    assert cell_factors(coarse, image) == (4, 4, -2, -3)
+    for transform in ((x0, 6.5 * dx, 0.0, y0, 0.0, 6.5 * dy), (x0 - dx, 4 * dx, 0.0, y0, 0.0, 4 * dy)):
+        assert cell_factors(blockio.Grid(30, 30, transform, image.crs_wkt), image) is None
+    source = blockio.write_raster(tmp_path / 'source.tif', image, values)
+    with CellMeans(coarse, image, tmp_path / 'means.tif') as means:
+        for row, rows in ((0, 5), (5, 1), (6, 37), (43, 193)):
+            means.add(row, values[row:row + rows])
+    expected = read(warp_to_grid(source, coarse, tmp_path / 'average.vrt', 'average'))
+    assert np.isnan(expected).any()
+    np.testing.assert_allclose(read(tmp_path / 'means.tif'), expected, rtol=1e-6, equal_nan=True)
+
+
 def test_output_does_not_depend_on_block_size(wald, tmp_path):
     _, many, _ = run_fuse(wald, tmp_path, 'small.tif', clusters=3, memory_mb=1)
     _, one, _ = run_fuse(wald, tmp_path, 'large.tif', clusters=3, memory_mb=512)
