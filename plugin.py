@@ -1,7 +1,7 @@
 """Registers the Processing provider with QGIS."""
 from qgis.core import QgsApplication
 
-from .algorithms.provider import RsGeochemProvider
+from .algorithms.glue.provider import RsGeochemProvider
 
 
 class RsGeochemPlugin:

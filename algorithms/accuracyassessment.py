@@ -22,13 +22,13 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QVariant
 from scipy import stats
 
-from ..core import report
-from ..core.blockio import raster_info
 from ..core.errors import InputError
 from ..core.metrics import regression_metrics
-from ..core.pointvalues import sample_points
-from .base import RsGeochemAlgorithm, name_output_layer, raster_path
-from .vectors import read_points
+from ..core.raster.blockio import raster_info
+from ..core.raster.pointvalues import sample_points
+from ..core.report import page
+from .glue.base import RsGeochemAlgorithm, name_output_layer, raster_path
+from .glue.vectors import read_points
 
 MIN_POINTS = 3
 METRIC_OUTPUTS = (  # output key, RegressionMetrics attribute, description
@@ -182,13 +182,13 @@ def write_accuracy_report(path, field, metrics, rho, p_value, measured, predicte
     rows = [('n (points assessed)', metrics.n), ('R²', metrics.r2), ('RMSE', metrics.rmse),
             ('RPD', metrics.rpd), ('RPIQ', metrics.rpiq), ('Bias (predicted - measured)', metrics.bias),
             ('Spearman rho', rho), ('Spearman p-value', p_value)]
-    sections = [('Metrics', report.table_html(['metric', 'value'], rows) + report.paragraph(notes, 'note')),
+    sections = [('Metrics', page.table_html(['metric', 'value'], rows) + page.paragraph(notes, 'note')),
                 ('Measured vs predicted', scatter_plot(measured, predicted, field))]
-    report.write_report(path, f'Accuracy assessment: {field}', sections)
+    page.write_report(path, f'Accuracy assessment: {field}', sections)
 
 
 def scatter_plot(measured, predicted, field):
-    figure, axes = report.new_figure(5.5, 5.0)
+    figure, axes = page.new_figure(5.5, 5.0)
     axes.scatter(measured, predicted, s=14, alpha=0.7, edgecolors='none')
     low = float(min(measured.min(), predicted.min()))
     high = float(max(measured.max(), predicted.max()))
@@ -197,4 +197,4 @@ def scatter_plot(measured, predicted, field):
     axes.set_ylabel(f'predicted {field}')
     axes.set_aspect('equal', adjustable='datalim')
     axes.legend(loc='upper left')
-    return report.figure_html(figure, 'measured vs predicted with the 1:1 line')
+    return page.figure_html(figure, 'measured vs predicted with the 1:1 line')

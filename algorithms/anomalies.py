@@ -26,10 +26,10 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QVariant
 
-from ..core import anomalies as core
+from ..core.anomalies import areas as core
+from ..core.anomalies.fractal import concentration_area
 from ..core.errors import InputError
-from ..core.fractal import concentration_area
-from .base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
+from .glue.base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
 
 METHODS = ('Mean + k × SD', 'Median + k × MAD', 'Percentile', 'Concentration-area (C-A) fractal')
 MEAN_SD, MEDIAN_MAD, PERCENTILE_METHOD, CONCENTRATION_AREA = range(4)

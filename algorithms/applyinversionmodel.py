@@ -1,4 +1,4 @@
-"""Processing glue: apply an ONNX inversion model to every pixel of a raster (core/inference.py)."""
+"""Processing glue: apply an ONNX inversion model to every pixel of a raster (core/inversion/inference.py)."""
 from qgis.core import (
     QgsProcessingParameterBand,
     QgsProcessingParameterFile,
@@ -7,11 +7,11 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ..core.blockio import raster_info
 from ..core.errors import InputError
-from ..core.inference import apply_model
-from .base import PLUGIN_DIR, RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
-from .mask_input import add_mask_parameter, mask_reader
+from ..core.inversion.inference import apply_model
+from ..core.raster.blockio import raster_info
+from .glue.base import PLUGIN_DIR, RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
+from .glue.mask_input import add_mask_parameter, mask_reader
 
 DEFAULT_MODEL = PLUGIN_DIR / 'models' / 're2o3_cnn_gf2.onnx'
 

@@ -14,12 +14,12 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QVariant
 
-from ..core import report
-from ..core.correlation import METHODS, MISSING_MODES, correlate
 from ..core.errors import CancelledError
-from .base import RsGeochemAlgorithm
-from .fields import target_and_features
-from .tables import table_fields, write_table
+from ..core.inversion.correlation import METHODS, MISSING_MODES, correlate
+from ..core.report import page
+from .glue.base import RsGeochemAlgorithm
+from .glue.fields import target_and_features
+from .glue.tables import table_fields, write_table
 
 METHOD_CHOICES = ((('spearman',), 'Spearman rank correlation (rho)'),
                   (('pearson',), 'Pearson linear correlation (r)'),
@@ -157,15 +157,15 @@ def write_correlation_report(path, target, results, alpha, missing, total, nulls
              '' if r.significant is None else ('yes' if r.significant else 'no'), r.note) for r in results]
     null_text = ', '.join(f'{name}: {count}' for name, count in nulls.items() if count) or 'none'
     sections = [
-        ('Summary', report.paragraph(
+        ('Summary', page.paragraph(
             f'Target "{target}", {total} records; NULL values ({null_text}) handled {missing}. '
             f'p-values are two-sided; adjusted by Benjamini-Hochberg (1995) within each method; '
             f'significant when adjusted p <= {alpha:g}.')),
         ('Coefficients', coefficient_chart(results, target, symbol)),
-        ('Table', report.table_html(['feature', 'method', 'n', 'coefficient', 'p', 'BH-adjusted p',
-                                     'significant', 'note'], rows)),
+        ('Table', page.table_html(['feature', 'method', 'n', 'coefficient', 'p', 'BH-adjusted p',
+                                   'significant', 'note'], rows)),
     ]
-    report.write_report(path, f'Correlation with {target}', sections)
+    page.write_report(path, f'Correlation with {target}', sections)
 
 
 def coefficient_chart(results, target, symbol):
@@ -173,7 +173,7 @@ def coefficient_chart(results, target, symbol):
     features = list(dict.fromkeys(r.feature for r in results))
     methods = list(dict.fromkeys(r.method for r in results))
     height = 0.8 / len(methods)
-    figure, axes = report.new_figure(7.0, 1.5 + 0.35 * len(features) * len(methods))
+    figure, axes = page.new_figure(7.0, 1.5 + 0.35 * len(features) * len(methods))
     for m, method in enumerate(methods):
         chosen = [r for r in results if r.method == method]
         positions = np.arange(len(features)) + m * height
@@ -191,4 +191,4 @@ def coefficient_chart(results, target, symbol):
     axes.set_xlim(-1.1, 1.1)
     axes.set_xlabel(f'correlation with {target} (* significant after BH adjustment)')
     axes.legend(loc='best')
-    return report.figure_html(figure, 'correlation coefficients')
+    return page.figure_html(figure, 'correlation coefficients')

@@ -13,10 +13,8 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QVariant
 
-from ..core import report
-from ..core.blockio import DEFAULT_NODATA, RasterWriter, raster_info, read_blocks
-from ..core.calibration import sensor_band_name
-from ..core.darkobject import (
+from ..core.imagery.calibration import sensor_band_name
+from ..core.imagery.darkobject import (
     COST,
     DOS1,
     DarkObjectHistogram,
@@ -25,9 +23,11 @@ from ..core.darkobject import (
     subtract,
     transmittance,
 )
-from ..core.sensor_metadata import read_metadata
-from .base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
-from .tables import table_fields, write_table
+from ..core.imagery.sensor_metadata import read_metadata
+from ..core.raster.blockio import DEFAULT_NODATA, RasterWriter, raster_info, read_blocks
+from ..core.report import page
+from .glue.base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
+from .glue.tables import table_fields, write_table
 
 METHODS = ((DOS1, 'DOS1 (Chavez 1996: Tz = Tv = 1)'), (COST, 'COST (Chavez 1996: Tz = cos(theta_z))'))
 TABLE_FIELDS = (('band', QVariant.Int), ('name', QVariant.String), ('valid_pixels', QVariant.LongLong),
@@ -165,7 +165,7 @@ class DarkObjectSubtractionAlgorithm(RsGeochemAlgorithm):
         return results
 
 def write_dark_object_report(path, method, rows, histogram, objects):
-    figure, axes = report.new_figure(7.0, 4.0)
+    figure, axes = page.new_figure(7.0, 4.0)
     for (_, name, *_), counts, obj in zip(rows, histogram.counts, objects):
         first = int(np.argmax(counts > 0))
         last = min(len(counts) - 1, first + int(round(0.1 / histogram.bin_width)))
@@ -177,9 +177,9 @@ def write_dark_object_report(path, method, rows, histogram, objects):
     axes.set_yscale('log')
     axes.legend(fontsize='small')
     headers = ['band', 'name', 'valid pixels', 'dark rank k', 'dark value', 'path reflectance', 'Tz']
-    report.write_report(path, f'Dark object subtraction ({method})', [
-        ('Dark objects', report.table_html(headers, rows, digits=5)),
-        ('Dark end of the histograms (dotted: dark value)', report.figure_html(figure, 'histograms')),
-        ('Method', report.paragraph(
+    page.write_report(path, f'Dark object subtraction ({method})', [
+        ('Dark objects', page.table_html(headers, rows, digits=5)),
+        ('Dark end of the histograms (dotted: dark value)', page.figure_html(figure, 'histograms')),
+        ('Method', page.paragraph(
             'Chavez (1996): path reflectance = dark value - 0.01 Tz; surface reflectance = '
             '(TOA - path) / Tz, clipped at 0; Tz = 1 (DOS1) or cos(sun zenith) (COST).'))])

@@ -22,12 +22,13 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QVariant
 
-from ..core import kriging_report, report
-from ..core.blockio import raster_info
-from ..core.kriging import VariogramFit, fit_for_samples, leave_one_out, variogram_values
-from ..core.kriging_grid import DriftRasters, count_inside, krige_grid, samples_grid
-from ..core.variogram import VariogramModel, experimental_variogram
-from .base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
+from ..core.geostat import kriging_report
+from ..core.geostat.kriging import VariogramFit, fit_for_samples, leave_one_out, variogram_values
+from ..core.geostat.kriging_grid import DriftRasters, count_inside, krige_grid, samples_grid
+from ..core.geostat.variogram import VariogramModel, experimental_variogram
+from ..core.raster.blockio import raster_info
+from ..core.report import page
+from .glue.base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
 from .variogram import (
     INPUT,
     VARIOGRAM_MODEL,
@@ -326,7 +327,7 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
                      ('neighbourhood', block), ('pixels without prediction', summary.nodata_pixels)]
         curves = [(f'{fit.model.name} (used)', fit.model)]
         sections = [
-            ('Summary', report.table_html(['item', 'value'], grid_rows)),
+            ('Summary', page.table_html(['item', 'value'], grid_rows)),
             ('Variogram', kriging_report.variogram_figure(fit.experimental, curves)
              + kriging_report.fit_note(fit.experimental, None if fit.given else weighting, fit.on_residuals)
              + kriging_report.model_table(fit.model)),
@@ -335,7 +336,7 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
             sections.append(('Model choice', kriging_report.candidates_table(fit.candidates, fit.model)))
         sections.append(('Leave-one-out cross-validation', kriging_report.statistics_table(statistics)
                          + kriging_report.cross_validation_figure(cv)))
-        sections.append(('Units', report.paragraph(
+        sections.append(('Units', page.paragraph(
             f'Predictions are in units of {label}, variances in those units squared (not back-transformed).',
             'note')))
-        report.write_report(path, f'Kriging of {label}', sections)
+        page.write_report(path, f'Kriging of {label}', sections)

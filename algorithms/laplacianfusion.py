@@ -12,11 +12,11 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QVariant
 
-from ..core.fusion import MODES, FusionSettings, fuse
-from ..core.fusion_model import ESTIMATORS
-from ..core.fusion_report import regression_rows, write_fusion_report
-from .base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
-from .tables import field_names, table_fields, write_table
+from ..core.fusion.model import ESTIMATORS
+from ..core.fusion.pipeline import MODES, FusionSettings, fuse
+from ..core.fusion.report import regression_rows, write_fusion_report
+from .glue.base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
+from .glue.tables import field_names, table_fields, write_table
 
 
 class LaplacianFusionAlgorithm(RsGeochemAlgorithm):

@@ -12,14 +12,14 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QVariant
 
-from ..core import pca
-from ..core.blockio import RasterWriter, raster_info, read_blocks
 from ..core.errors import InputError
-from ..core.mask import read_mask_block
-from ..core.report import write_report
-from .base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
-from .mask_input import add_mask_parameter, mask_reader
-from .tables import field_names, table_fields, write_table
+from ..core.imagery import pca
+from ..core.imagery.mask import read_mask_block
+from ..core.raster.blockio import RasterWriter, raster_info, read_blocks
+from ..core.report.page import write_report
+from .glue.base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
+from .glue.mask_input import add_mask_parameter, mask_reader
+from .glue.tables import field_names, table_fields, write_table
 
 
 class PrincipalComponentsAlgorithm(RsGeochemAlgorithm):

@@ -11,8 +11,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..core.blockio import DEFAULT_NODATA, RasterWriter, raster_info, read_blocks
-from ..core.calibration import (
+from ..core.imagery.calibration import (
     QUANTITY_LABELS,
     RADIANCE,
     REFLECTANCE,
@@ -22,9 +21,10 @@ from ..core.calibration import (
     linear_coefficients,
     resolve_geometry,
 )
-from ..core.sensor_metadata import parse_date, read_metadata
-from ..core.sensors import parse_list, resolve_band_names, sensor_by_index, sensor_names
-from .base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
+from ..core.imagery.sensor_metadata import parse_date, read_metadata
+from ..core.imagery.sensors import parse_list, resolve_band_names, sensor_by_index, sensor_names
+from ..core.raster.blockio import DEFAULT_NODATA, RasterWriter, raster_info, read_blocks
+from .glue.base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
 
 QUANTITIES = (REFLECTANCE, RADIANCE)   # enum order of QUANTITY: a public contract
 

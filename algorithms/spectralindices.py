@@ -9,10 +9,10 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..core import indices as core
-from ..core.blockio import RasterWriter, raster_info, read_blocks
 from ..core.errors import InputError
-from .base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
+from ..core.imagery import indices as core
+from ..core.raster.blockio import RasterWriter, raster_info, read_blocks
+from .glue.base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
 
 SENSORS = (('aster', 'ASTER (14 bands: 1-3N, 4-9, 10-14)'),
            ('sentinel2', 'Sentinel-2 MSI (12-band L2A stack)'),

@@ -12,11 +12,11 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ..core.blockio import RasterWriter, raster_info, read_blocks
 from ..core.errors import InputError
-from ..core.mask import MASK_NODATA, MaskCounts, PolygonBurner, surface_mask
-from .base import RsGeochemAlgorithm, progress_callbacks, raster_path
-from .mask_input import polygon_wkts
+from ..core.imagery.mask import MASK_NODATA, MaskCounts, PolygonBurner, surface_mask
+from ..core.raster.blockio import RasterWriter, raster_info, read_blocks
+from .glue.base import RsGeochemAlgorithm, progress_callbacks, raster_path
+from .glue.mask_input import polygon_wkts
 
 FRACTIONS = ('MASKED_FRACTION', 'VEGETATION_FRACTION', 'WATER_FRACTION', 'POLYGON_FRACTION')
 

@@ -20,10 +20,10 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QVariant
 
-from ..core.samples import WINDOW_SIZES, band_field_names, surface_samples
-from .base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
-from .fields import read_sample_points
-from .vectors import numeric_field_names
+from ..core.geostat.surface_samples import WINDOW_SIZES, band_field_names, surface_samples
+from .glue.base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
+from .glue.fields import read_sample_points
+from .glue.vectors import numeric_field_names
 
 FIXED_FIELDS = (('sample_fid', QVariant.LongLong), ('measured', QVariant.Double),
                 ('kriged', QVariant.Double), ('kriging_var', QVariant.Double),

@@ -12,19 +12,19 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..core import inversion, splits
-from ..core.cnn import CnnConfig
-from ..core.inversion_report import write_training_report
-from ..core.tiling import CELLS
-from .base import RsGeochemAlgorithm, progress_callbacks
-from .fields import read_sample_points, target_and_features
+from ..core.inversion import splits, training
+from ..core.inversion.cnn import CnnConfig
+from ..core.inversion.tiling import CELLS
+from ..core.inversion.training_report import write_training_report
+from .glue.base import RsGeochemAlgorithm, progress_callbacks
+from .glue.fields import read_sample_points, target_and_features
 
 MODEL_CHOICES = (
     (('cnn',), 'CNN (Cheng et al. 2023)'),
     (('mlr',), 'Multiple linear regression'),
     (('plsr',), 'PLS regression'),
     (('rf',), 'Random forest'),
-    (inversion.MODEL_TYPES, 'Compare all (write the best by test RMSE)'),
+    (training.MODEL_TYPES, 'Compare all (write the best by test RMSE)'),
 )
 SPLIT_CHOICES = ('Random', 'Spatial blocks')
 METRIC_OUTPUTS = (('R2', 'r2', 'R²'), ('RMSE', 'rmse', 'RMSE'), ('RPD', 'rpd', 'RPD'),
@@ -191,7 +191,7 @@ class TrainInversionModelAlgorithm(RsGeochemAlgorithm):
 
     def options(self, parameters, context):
         value = self.parameterAsInt
-        return inversion.TrainingOptions(
+        return training.TrainingOptions(
             cnn=CnnConfig(iterations=value(parameters, self.ITERATIONS, context),
                           learning_rate=self.parameterAsDouble(parameters, self.LEARNING_RATE, context),
                           keep_prob=self.parameterAsDouble(parameters, self.KEEP_PROBABILITY, context),
@@ -204,21 +204,21 @@ class TrainInversionModelAlgorithm(RsGeochemAlgorithm):
         samples, target_name, feature_names, crs = self.read_samples(parameters, context, feedback)
         target = samples.values[target_name]
         features = np.column_stack([samples.values[name] for name in feature_names])
-        inversion.check_samples(features, target, feature_names, target_name)
+        training.check_samples(features, target, feature_names, target_name)
         model_types = self.model_types(parameters, context)
         if len(model_types) > 1 and len(feature_names) > CELLS:
             feedback.pushWarning(f'The CNN takes at most {CELLS} features: compared without it.')
             model_types = tuple(name for name in model_types if name != 'cnn')
-        inversion.check_model_choice(model_types, len(feature_names))
+        training.check_model_choice(model_types, len(feature_names))
         split = self.make_split(parameters, context, samples, len(feature_names), feedback)
         if crs.isGeographic() and split.description['method'] == 'spatial_blocks':
             feedback.pushWarning('The layer\'s CRS is geographic: the block size is in degrees.')
         feedback.pushInfo(f'{split.train.size} training and {split.test.size} test samples.')
 
         progress, cancel = progress_callbacks(feedback, 0, 90)
-        results = inversion.train_models(features, target, split, model_types,
-                                         self.options(parameters, context), progress, cancel)
-        written = inversion.best_by_test_rmse(results)
+        results = training.train_models(features, target, split, model_types,
+                                        self.options(parameters, context), progress, cancel)
+        written = training.best_by_test_rmse(results)
         for result in results:
             feedback.pushInfo(f'{result.model_type}: train R² {result.train.r2:.3f} RMSE '
                               f'{result.train.rmse:.4g}; test R² {result.test.r2:.3f} RMSE '
@@ -232,8 +232,8 @@ class TrainInversionModelAlgorithm(RsGeochemAlgorithm):
                               written, split, notes)
         # the model last: it only appears when everything else has succeeded
         model_path = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
-        inversion.save_onnx(inversion.model_proto(written, feature_names, target_name, units, split),
-                            model_path)
+        training.save_onnx(training.model_proto(written, feature_names, target_name, units, split),
+                           model_path)
         feedback.setProgress(100)
         outputs = {self.OUTPUT_MODEL: model_path, self.OUTPUT_HTML: html_path,
                    self.MODEL_TYPE: written.model_type,

@@ -14,11 +14,12 @@ from qgis.core import (
     QgsProcessingParameterNumber,
 )
 
-from ..core import kriging_report, report
-from ..core.kriging import fit_for_samples, prepare_samples
-from ..core.variogram import DEFAULT_LAGS, MODELS, WEIGHTINGS
-from .base import RsGeochemAlgorithm
-from .vectors import read_points
+from ..core.geostat import kriging_report
+from ..core.geostat.kriging import fit_for_samples, prepare_samples
+from ..core.geostat.variogram import DEFAULT_LAGS, MODELS, WEIGHTINGS
+from ..core.report import page
+from .glue.base import RsGeochemAlgorithm
+from .glue.vectors import read_points
 
 MODEL_OPTIONS = ('auto', *MODELS)
 WEIGHTING_KEYS = tuple(WEIGHTINGS)
@@ -83,7 +84,7 @@ def add_fit_parameters(algorithm, default_model=0):
 
 
 def fit_settings(algorithm, parameters, context):
-    """Keyword arguments of core.kriging.fit_for_samples from the fit parameters."""
+    """Keyword arguments of core.geostat.kriging.fit_for_samples from the fit parameters."""
     return {'model_name': algorithm.parameterAsEnumString(parameters, VARIOGRAM_MODEL, context) or 'auto',
             'n_lags': algorithm.parameterAsInt(parameters, N_LAGS, context),
             'max_distance': algorithm.parameterAsDouble(parameters, MAX_DISTANCE, context),
@@ -114,7 +115,7 @@ def read_point_values(algorithm, parameters, context, feedback, target_crs=None)
 
 
 def to_samples(algorithm, parameters, context, feedback, points, field, drift_values=None):
-    """core.kriging.Samples from read_point_values' points, and the notes on skipped samples."""
+    """core.geostat.kriging.Samples from read_point_values' points, and the notes on skipped samples."""
     samples = prepare_samples(points.x, points.y, points.values[field], drift_values,
                               algorithm.parameterAsBool(parameters, LOG_TRANSFORM, context))
     notes = '; '.join(text for text in (points.skipped_text(), samples.notes()) if text)
@@ -185,8 +186,8 @@ class VariogramAlgorithm(RsGeochemAlgorithm):
         if fit.candidates:
             curves += [(model.name, model) for model, _ in fit.candidates if model is not fit.model]
         sections = [
-            ('Samples', report.paragraph(f'Field {field}: {len(samples)} samples used'
-                                         + (f'; {notes}.' if notes else '.'))),
+            ('Samples', page.paragraph(f'Field {field}: {len(samples)} samples used'
+                                       + (f'; {notes}.' if notes else '.'))),
             ('Variogram', kriging_report.variogram_figure(fit.experimental, curves)
              + kriging_report.fit_note(fit.experimental, settings['weighting'])),
             ('Fitted model', kriging_report.model_table(fit.model)),
@@ -195,4 +196,4 @@ class VariogramAlgorithm(RsGeochemAlgorithm):
             sections.append(('Model choice (leave-one-out cross-validation)',
                              kriging_report.candidates_table(fit.candidates, fit.model)))
         sections.append(('Lags', kriging_report.experimental_table(fit.experimental)))
-        report.write_report(path, f'Variogram of {field}', sections)
+        page.write_report(path, f'Variogram of {field}', sections)

@@ -1,7 +1,7 @@
 """applyinversionmodel: end-to-end throughput against bare onnxruntime, and peak memory on a
 20000 x 20000 4-band raster.
 
-Model: the paper-shaped CNN of core/cnn.py (tiled 4x4 input, random He weights), exported to ONNX.
+Model: the paper-shaped CNN of core/inversion/cnn.py (tiled 4x4 input, random He weights), exported to ONNX.
 Throughput: apply_model (read, nodata checks, tiling, inference, GeoTIFF writing) on an 8 Mpix
 4-band deflate GeoTIFF against `session.run` alone on in-memory tiles in batches of the size
 apply_model uses, same threads, in interleaved rounds; `ratio` is the median over rounds of
@@ -20,11 +20,11 @@ from pathlib import Path
 import numpy as np
 from osgeo import gdal
 
-from rsgeochem.core import blockio
-from rsgeochem.core.cnn import CnnConfig, CnnModel, init_params
-from rsgeochem.core.inference import apply_model, open_session
-from rsgeochem.core.onnx_metadata import write_metadata
-from rsgeochem.core.tiling import tile_features
+from rsgeochem.core.inversion.cnn import CnnConfig, CnnModel, init_params
+from rsgeochem.core.inversion.inference import apply_model, open_session
+from rsgeochem.core.inversion.onnx_metadata import write_metadata
+from rsgeochem.core.inversion.tiling import tile_features
+from rsgeochem.core.raster import blockio
 
 THREADS = 2
 MEMORY_MB = 256
@@ -40,7 +40,7 @@ MEMORY_LIMIT_MB = 1024
 CHILD = '''
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
-from rsgeochem.core.inference import apply_model
+from rsgeochem.core.inversion.inference import apply_model
 
 def rss_mb():
     status = dict(line.split(':', 1) for line in open('/proc/self/status'))
@@ -152,7 +152,7 @@ def peak_memory(work_dir, model_path):
 def run(work_dir):
     work_dir = Path(work_dir)
     model_path = paper_cnn(work_dir / 'cnn.onnx')
-    result = {'model': 'core/cnn.py paper CNN (tiled 4x4, 16/32 filters, FC 64)', 'threads': THREADS,
+    result = {'model': 'core/inversion/cnn.py paper CNN (tiled 4x4, 16/32 filters, FC 64)', 'threads': THREADS,
               'memory_mb': MEMORY_MB, 'throughput': throughput(work_dir, model_path)}
     result['memory'] = peak_memory(work_dir, model_path)
     result['ratio'] = result['throughput']['ratio']

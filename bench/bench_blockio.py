@@ -10,7 +10,7 @@ import tracemalloc
 import numpy as np
 from osgeo import gdal, osr
 
-from rsgeochem.core import blockio
+from rsgeochem.core.raster import blockio
 
 SIZE = int(os.environ.get('BENCH_BLOCKIO_SIZE', 4000))
 BANDS = 4

@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 from osgeo import gdal
 
-from rsgeochem.core import blockio, fusion
-from rsgeochem.core.fusion_quality import PairStats, ergas
+from rsgeochem.core.fusion import pipeline
+from rsgeochem.core.fusion.quality import PairStats, ergas
+from rsgeochem.core.raster import blockio
 
 DATA = Path(__file__).resolve().parent.parent / 'test' / 'data' / 'fusion' / 's2_para_B2348_dn.tif'
 RATIO = 4
@@ -106,8 +107,8 @@ def accuracy(work):
         options = dict(options)
         selected = options.pop('bands', [])
         out = work / f'{name}.tif'
-        fusion.fuse(coarse, 1, guides, selected, out, settings=fusion.FusionSettings(**options),
-                    log=lambda _: None)
+        pipeline.fuse(coarse, 1, guides, selected, out, settings=pipeline.FusionSettings(**options),
+                      log=lambda _: None)
         results[name] = _scores(out, truth)
     if shutil.which('otbcli_Pansharpening'):
         pan = work / 'pan.tif'
@@ -176,8 +177,9 @@ def speed(work):
                       'default_residual1': dict(residual_iterations=1)}
     for name, options in configurations.items():
         started, cpu = time.perf_counter(), time.process_time()
-        settings = fusion.FusionSettings(**options)
-        fusion.fuse(coarse, 1, guides, [], work / f'speed_{name}.tif', settings=settings, log=lambda _: None)
+        settings = pipeline.FusionSettings(**options)
+        pipeline.fuse(coarse, 1, guides, [], work / f'speed_{name}.tif', settings=settings,
+                      log=lambda _: None)
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         result[f'ours_{name}_seconds'] = round(seconds, 2)
         result[f'ours_{name}_mpix_per_s'] = round(pixels / seconds / 1e6, 2)
@@ -211,8 +213,8 @@ def memory(work):
     for rows in (4096, 16384):
         _, guides, coarse = _large_inputs(work, rows, 1024)
         tracemalloc.start()
-        fusion.fuse(coarse, 1, guides, [], work / f'memory_{rows}.tif',
-                    settings=fusion.FusionSettings(memory_mb=64), log=lambda _: None)
+        pipeline.fuse(coarse, 1, guides, [], work / f'memory_{rows}.tif',
+                      settings=pipeline.FusionSettings(memory_mb=64), log=lambda _: None)
         peaks[rows] = tracemalloc.get_traced_memory()[1] / 2 ** 20
         tracemalloc.stop()
     return {'block_memory_mb': 64, 'peak_mb_1024x4096': round(peaks[4096], 1),

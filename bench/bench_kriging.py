@@ -1,6 +1,6 @@
 """Kriging speed: 2,500 samples onto a 5000 x 5000 grid, prediction + variance, 32 nearest neighbours.
 
-Ours: core.kriging_grid.krige_grid (shared-neighbourhood pixel blocks, GeoTIFF outputs written),
+Ours: core.geostat.kriging_grid.krige_grid (shared-neighbourhood pixel blocks, GeoTIFF outputs written),
 run in a child process so its peak memory (ru_maxrss) is its own. Baseline: pykrige 1.7.3
 OrdinaryKriging.execute('grid', n_closest_points=...) with the C and loop backends (its fastest
 for neighbourhood Kriging) timed on two sub-grids in the same run (set-up and per-pixel cost, in
@@ -44,7 +44,7 @@ def samples():
 def grid(size):
     from osgeo import osr
 
-    from rsgeochem.core.blockio import Grid
+    from rsgeochem.core.raster.blockio import Grid
     crs = osr.SpatialReference()
     crs.ImportFromEPSG(32632)
     pixel = EXTENT / size
@@ -58,9 +58,9 @@ def window_grid(full, col, row, cols, rows):
 
 def krige(out_dir, grid_, n_neighbours, block_pixels=0):
     """Our grid Kriging; returns (seconds, summary)."""
-    from rsgeochem.core.kriging import prepare_samples
-    from rsgeochem.core.kriging_grid import krige_grid
-    from rsgeochem.core.variogram import VariogramModel
+    from rsgeochem.core.geostat.kriging import prepare_samples
+    from rsgeochem.core.geostat.kriging_grid import krige_grid
+    from rsgeochem.core.geostat.variogram import VariogramModel
     model = VariogramModel(**MODEL)
     started = time.perf_counter()
     summary = krige_grid(prepare_samples(*samples()), model, grid_, Path(out_dir) / 'prediction.tif',

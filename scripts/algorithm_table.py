@@ -36,7 +36,7 @@ def algorithm_table():
     from qgis.core import QgsApplication
     app = QgsApplication([], False)
     app.initQgis()
-    from rsgeochem.algorithms.provider import RsGeochemProvider
+    from rsgeochem.algorithms.glue.provider import RsGeochemProvider
     provider = RsGeochemProvider()
     QgsApplication.processingRegistry().addProvider(provider)
     return markdown_table(provider.algorithms())

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 from osgeo import gdal, ogr
 
-from rsgeochem.core import report
+from rsgeochem.core.inversion.onnx_metadata import read_metadata
 from rsgeochem.core.metrics import regression_metrics
-from rsgeochem.core.onnx_metadata import read_metadata
+from rsgeochem.core.report import page
 
-plt = report.plt  # pyplot with the Agg backend report.py selects
+plt = page.plt  # pyplot with the Agg backend page.py selects
 MAX_SCATTER_POINTS = 4000  # pixels drawn in a map-vs-truth scatter plot (all are used for metrics)
 SCATTER_SEED = 7
 SIMULATED_NOTE = (
@@ -165,7 +165,7 @@ def figure_row(count, width=4.2, height=4.0):
 
 def _save(figure, path):
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return report.save_figure_png(figure, path)
+    return page.save_figure_png(figure, path)
 
 
 def maps_figure(panels, path, units):
@@ -188,7 +188,7 @@ def maps_figure(panels, path, units):
 
 def anomaly_figure(map_path, polygons_path, path, title, units):
     """The content map with the ranked high-anomaly polygons outlined and labelled."""
-    figure, ax = report.new_figure(5.5, 4.6)
+    figure, ax = page.new_figure(5.5, 4.6)
     image = ax.imshow(np.ma.masked_invalid(read_band(map_path)), extent=raster_extent(map_path),
                       cmap='Greys_r')
     figure.colorbar(image, ax=ax, shrink=0.8, label=units)
@@ -235,7 +235,7 @@ def scatter_figure(pairs, path, units):
 
 def correlation_figure(table_path, path, target):
     rows = [row for row in read_correlation_table(table_path) if row.get('coefficient')]
-    figure, ax = report.new_figure(6.0, 3.5)
+    figure, ax = page.new_figure(6.0, 3.5)
     names = [short_band_name(row['feature']) for row in rows]
     values = [float(row['coefficient']) for row in rows]
     colours = ['tab:red' if row.get('significant') == '1' else 'tab:gray' for row in rows]
@@ -270,9 +270,9 @@ def embed_png(path, alt):
 
 
 def section_html(section, index_dir):
-    parts = [report.table_html(['map / model', 'compared with', 'n', 'R²', 'RMSE', 'bias'],
-                               metric_rows(section))]
-    parts += [report.paragraph(note, 'note') for note in section.notes]
+    parts = [page.table_html(['map / model', 'compared with', 'n', 'R²', 'RMSE', 'bias'],
+                             metric_rows(section))]
+    parts += [page.paragraph(note, 'note') for note in section.notes]
     for caption, png in section.figures:
         parts.append(f'<figure>{embed_png(png, caption)}<figcaption>{html.escape(caption)}</figcaption>'
                      '</figure>')
@@ -292,14 +292,14 @@ def link_path(path, index_dir):
 
 def write_index(path, sections, commands, elapsed_seconds):
     index_dir = Path(path).parent
-    parts = [('About the data', report.paragraph(SIMULATED_NOTE, 'warning'))]
+    parts = [('About the data', page.paragraph(SIMULATED_NOTE, 'warning'))]
     parts += [(section.title, section_html(section, index_dir)) for section in sections]
-    parts.append(('How this was made', report.paragraph(
+    parts.append(('How this was made', page.paragraph(
         f'make demo ran these commands from the checkout root in {elapsed_seconds:.0f} s (environment: '
         'QGIS_PLUGINPATH, QGIS_CUSTOM_CONFIG_PATH and PYTHONPATH as in the README\'s qgis_process '
         'section):') + '<pre>' + html.escape(
         '\n'.join(commands)) + '</pre>'))
-    return report.write_report(path, 'RS Geochem Inversion demo (simulated sample data)', parts)
+    return page.write_report(path, 'RS Geochem Inversion demo (simulated sample data)', parts)
 
 
 def format_number(value):

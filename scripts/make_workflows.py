@@ -1,5 +1,5 @@
 """Build the shipped Processing workflows models/rareearthinversion.model3 and
-models/geochemfusion.model3 (loaded by algorithms/provider.py as rsgeochem:<name>).
+models/geochemfusion.model3 (loaded by algorithms/glue/provider.py as rsgeochem:<name>).
 
 The .model3 files are generated, never edited by hand: change this script and rerun it from the
 checkout root
@@ -195,7 +195,7 @@ def dos1_band_fields():
     from osgeo import gdal
 
     from rsgeochem.algorithms.surfacesamples import FIXED_FIELDS
-    from rsgeochem.core.samples import band_field_names
+    from rsgeochem.core.geostat.surface_samples import band_field_names
     with tempfile.TemporaryDirectory() as folder:
         toa = processing.run('rsgeochem:radiometriccalibration', {
             'INPUT': str(SAMPLE / 'gf2like_pms1_dn.tif'), 'SENSOR': 0, 'GAINS': '1,1,1,1',
@@ -212,7 +212,7 @@ def dos1_band_fields():
 def rare_earth_inversion(registry):
     """rareearthinversion: Cheng et al. (2023) from DN image and samples to anomaly areas."""
     from rsgeochem.algorithms.traininversionmodel import MODEL_CHOICES, SPLIT_CHOICES
-    from rsgeochem.core.sensors import sensor_names
+    from rsgeochem.core.imagery.sensors import sensor_names
 
     builder = ModelBuilder('rareearthinversion', 'Rare-earth inversion workflow (GF-2 image + samples -> '
                            'content map and anomaly areas)', RARE_EARTH_HELP, registry)
@@ -462,7 +462,7 @@ def start_qgis():
     app.initQgis()
     from processing.core.Processing import Processing
     Processing.initialize()
-    from rsgeochem.algorithms.provider import RsGeochemProvider, algorithm_classes
+    from rsgeochem.algorithms.glue.provider import RsGeochemProvider, algorithm_classes
 
     class AlgorithmsOnly(RsGeochemProvider):
         def loadAlgorithms(self):  # noqa: N802 - QGIS API

@@ -55,10 +55,10 @@ def read_samples(path, field):
 def surface_to_surface(x, y, z, work_dir):
     """Kriged content at each sample's pixel and the image's band values at that pixel (WINDOW)
     (rsgeochem:kriging then rsgeochem:surfacesamples, through their core functions)."""
-    from rsgeochem.core import kriging, variogram
-    from rsgeochem.core.blockio import raster_info
-    from rsgeochem.core.kriging_grid import krige_grid
-    from rsgeochem.core.samples import band_field_names, surface_samples
+    from rsgeochem.core.geostat import kriging, variogram
+    from rsgeochem.core.geostat.kriging_grid import krige_grid
+    from rsgeochem.core.geostat.surface_samples import band_field_names, surface_samples
+    from rsgeochem.core.raster.blockio import raster_info
     samples = kriging.prepare_samples(x, y, z)
     model, _ = kriging.choose_model(samples, variogram.experimental_variogram(samples.x, samples.y,
                                                                               samples.z))
@@ -77,23 +77,23 @@ def main():
     parser.add_argument('--report', help='also write the HTML training report here')
     arguments = parser.parse_args()
     import_plugin()
-    from rsgeochem.core import inversion, splits
-    from rsgeochem.core.inversion_report import write_training_report
+    from rsgeochem.core.inversion import splits, training
+    from rsgeochem.core.inversion.training_report import write_training_report
 
     with tempfile.TemporaryDirectory() as work_dir:
         x, y, features, target, names = surface_to_surface(*read_samples(SAMPLES, TARGET_FIELD),
                                                            work_dir)
-    inversion.check_samples(features, target, names, TARGET_FIELD)
+    training.check_samples(features, target, names, TARGET_FIELD)
     split = splits.spatial_block_split(x, y, BLOCK_SIZE, 1 / 3, SEED).check(len(names) + 2, 'SPLIT')
-    options = inversion.TrainingOptions(seed=SEED)
-    results = inversion.train_models(features, target, split, inversion.MODEL_TYPES, options)
+    options = training.TrainingOptions(seed=SEED)
+    results = training.train_models(features, target, split, training.MODEL_TYPES, options)
     print(f'{split.train.size} train / {split.test.size} test samples, {BLOCK_SIZE:g} m blocks')
     for result in results:
         print(f'{result.model_type:5s} train R2 {result.train.r2:.3f} RPD {result.train.rpd:.2f} | '
               f'test R2 {result.test.r2:.3f} RMSE {result.test.rmse:.3f} RPD {result.test.rpd:.2f}')
     cnn_result = next(result for result in results if result.model_type == 'cnn')
-    proto = inversion.model_proto(cnn_result, names, TARGET_FIELD, TARGET_UNITS, split)
-    print('wrote', inversion.save_onnx(proto, arguments.output))
+    proto = training.model_proto(cnn_result, names, TARGET_FIELD, TARGET_UNITS, split)
+    print('wrote', training.save_onnx(proto, arguments.output))
     if arguments.report:
         data = {'x': x, 'y': y, 'target': target, 'feature_names': names,
                 'target_field': TARGET_FIELD, 'target_units': TARGET_UNITS}

@@ -34,7 +34,7 @@ def qgis_app():
     app.initQgis()
     from processing.core.Processing import Processing
     Processing.initialize()
-    from rsgeochem.algorithms.provider import RsGeochemProvider
+    from rsgeochem.algorithms.glue.provider import RsGeochemProvider
     provider = RsGeochemProvider()
     QgsApplication.processingRegistry().addProvider(provider)
     yield app

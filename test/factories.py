@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from osgeo import osr
 
-from rsgeochem.core.blockio import Grid, write_raster
+from rsgeochem.core.raster.blockio import Grid, write_raster
 
 UTM32_EPSG = 32632
 

@@ -7,7 +7,7 @@ from osgeo import osr
 
 from factories import make_grid, pixel_centre, run_as_in_the_toolbox, write_points, write_test_raster
 from rsgeochem.core.errors import InputError
-from rsgeochem.core.pointvalues import sample_points
+from rsgeochem.core.raster.pointvalues import sample_points
 
 NODATA = -9999.0
 # predicted raster, 3 rows x 4 columns of 30 m; pixel (1, 3) is nodata

@@ -8,7 +8,7 @@ import pytest
 from osgeo import ogr, osr
 
 from factories import run_as_in_the_toolbox
-from rsgeochem.core.anomalies import (
+from rsgeochem.core.anomalies.areas import (
     ValueSource,
     anomaly_polygons,
     mean_sd_threshold,
@@ -17,9 +17,9 @@ from rsgeochem.core.anomalies import (
     raster_statistics,
     roman,
 )
-from rsgeochem.core.blockio import Grid, write_raster
+from rsgeochem.core.anomalies.fractal import concentration_area
 from rsgeochem.core.errors import InputError
-from rsgeochem.core.fractal import concentration_area
+from rsgeochem.core.raster.blockio import Grid, write_raster
 
 PIXEL = 10.0
 

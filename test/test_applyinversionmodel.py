@@ -8,8 +8,8 @@ from scipy import ndimage
 
 from factories import make_grid, run_as_in_the_toolbox, write_test_raster
 from rsgeochem.core.errors import CancelledError, InputError
-from rsgeochem.core.inference import apply_model
-from rsgeochem.core.onnx_metadata import write_metadata
+from rsgeochem.core.inversion.inference import apply_model
+from rsgeochem.core.inversion.onnx_metadata import write_metadata
 
 onnx = pytest.importorskip('onnx')
 pytest.importorskip('onnxruntime')

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from rsgeochem.core import blockio
 from rsgeochem.core.errors import CancelledError, InputError
+from rsgeochem.core.raster import blockio
 
 UTM32 = gdal.osr.SpatialReference()
 UTM32.ImportFromEPSG(32632)

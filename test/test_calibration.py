@@ -9,9 +9,9 @@ import pytest
 from osgeo import gdal
 
 from factories import make_grid, run_as_in_the_toolbox
-from rsgeochem.core import calibration, sensor_metadata, sensors
-from rsgeochem.core.blockio import write_raster
 from rsgeochem.core.errors import InputError
+from rsgeochem.core.imagery import calibration, sensor_metadata, sensors
+from rsgeochem.core.raster.blockio import write_raster
 
 ALG = 'radiometriccalibration'
 SCENE = 'LC08_L1TP_195025_20130707_20170503_01_T1'

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from rsgeochem.core import baselines, cnn, inversion, splits
 from rsgeochem.core.errors import CancelledError, InputError
-from rsgeochem.core.onnx_metadata import KEYS, read_metadata, write_metadata
-from rsgeochem.core.tiling import tile_features
+from rsgeochem.core.inversion import baselines, cnn, splits, training
+from rsgeochem.core.inversion.onnx_metadata import KEYS, read_metadata, write_metadata
+from rsgeochem.core.inversion.tiling import tile_features
 
-FAST = inversion.TrainingOptions(cnn=cnn.CnnConfig(iterations=1000))
+FAST = training.TrainingOptions(cnn=cnn.CnnConfig(iterations=1000))
 
 
 def linear_truth(n=240, noise=0.05, seed=5):
@@ -72,7 +72,7 @@ def test_gradients_match_central_differences(tiled):
 
 
 def fit_and_score(model_type, features, target, split, options=FAST):
-    return inversion.train_models(features, target, split, (model_type,), options)[0]
+    return training.train_models(features, target, split, (model_type,), options)[0]
 
 
 def test_cnn_on_linear_truth_beats_constant_and_nears_mlr():
@@ -123,12 +123,12 @@ def onnx_predict(proto, inputs):
     return session.run(None, {session.get_inputs()[0].name: inputs})[0]
 
 
-@pytest.mark.parametrize('model_type', inversion.MODEL_TYPES)
+@pytest.mark.parametrize('model_type', training.MODEL_TYPES)
 def test_onnx_round_trip_matches_numpy_forward(model_type):
     features, target = nonlinear_truth(n=90)
     features = features * [1000, 1000, 1000, 1000]  # DN-like raw values: scaling is in the graph
     split = splits.random_split(target.size, 1 / 3, 0)
-    options = inversion.TrainingOptions(cnn=cnn.CnnConfig(iterations=200), rf_trees=20)
+    options = training.TrainingOptions(cnn=cnn.CnnConfig(iterations=200), rf_trees=20)
     result = fit_and_score(model_type, features, target, split, options)
     proto = result.model.to_onnx()
     raw = features.astype(np.float32)
@@ -144,10 +144,10 @@ def test_metadata_carries_the_contract_keys(tmp_path):
     features, target = linear_truth(n=60)
     split = splits.random_split(target.size, 1 / 3, 4)
     result = fit_and_score('cnn', features, target, split,
-                           inversion.TrainingOptions(cnn=cnn.CnnConfig(iterations=50)))
+                           training.TrainingOptions(cnn=cnn.CnnConfig(iterations=50)))
     names = ['b1', 'b2', 'b3', 'b4']
-    path = inversion.save_onnx(inversion.model_proto(result, names, 're2o3_pct', '%', split),
-                               tmp_path / 'model.onnx')
+    path = training.save_onnx(training.model_proto(result, names, 're2o3_pct', '%', split),
+                              tmp_path / 'model.onnx')
     metadata = read_metadata(path)
     assert set(metadata) == set(KEYS)
     assert metadata['features'] == names
@@ -223,15 +223,15 @@ def test_spatial_split_needs_two_blocks():
 def test_check_samples_refuses_unlearnable_input(change, key, message):
     features, target = change(*linear_truth(n=40))
     with pytest.raises(InputError, match=f'^{key}: .*{message}'):
-        inversion.check_samples(features, target, ['b1', 'b2', 'b3', 'b4'], 're')
+        training.check_samples(features, target, ['b1', 'b2', 'b3', 'b4'], 're')
 
 
 def test_check_samples_refuses_target_among_features_and_too_many_cnn_features():
     features, target = linear_truth(n=40)
     with pytest.raises(InputError, match='^FEATURES: .*also a feature'):
-        inversion.check_samples(features, target, ['b1', 'b2', 'b3', 're'], 're')
+        training.check_samples(features, target, ['b1', 'b2', 'b3', 're'], 're')
     with pytest.raises(InputError, match='^FEATURES: .*at most 16'):
-        inversion.check_model_choice(('cnn',), 17)
+        training.check_model_choice(('cnn',), 17)
 
 
 def test_split_that_leaves_too_few_training_samples_is_refused():
@@ -245,15 +245,15 @@ def test_cnn_training_stops_when_cancelled():
         cnn.train_cnn(features, target, cnn.CnnConfig(iterations=1000), cancel=lambda: True)
     split = splits.random_split(target.size, 1 / 3, 0)
     with pytest.raises(CancelledError):  # the baselines have no inner loop: checked before each
-        inversion.train_models(features, target, split, ('mlr',), FAST, cancel=lambda: True)
+        training.train_models(features, target, split, ('mlr',), FAST, cancel=lambda: True)
 
 
 def test_best_model_is_the_one_with_lowest_test_rmse():
     features, target = linear_truth(n=90)
     split = splits.random_split(target.size, 1 / 3, 0)
-    options = inversion.TrainingOptions(cnn=cnn.CnnConfig(iterations=100), rf_trees=10)
-    results = inversion.train_models(features, target, split, inversion.MODEL_TYPES, options)
-    best = inversion.best_by_test_rmse(results)
+    options = training.TrainingOptions(cnn=cnn.CnnConfig(iterations=100), rf_trees=10)
+    results = training.train_models(features, target, split, training.MODEL_TYPES, options)
+    best = training.best_by_test_rmse(results)
     rmse = {r.model_type: np.sqrt(np.mean((r.test_predicted - target[split.test]) ** 2)) for r in results}
     assert best.model_type == min(rmse, key=rmse.get)
     assert best.model_type in ('mlr', 'plsr')  # the truth is linear

@@ -10,8 +10,8 @@ from osgeo import ogr
 from scipy import stats
 
 from factories import make_grid, pixel_centre, run_as_in_the_toolbox, write_points
-from rsgeochem.core.correlation import benjamini_hochberg, correlate
 from rsgeochem.core.errors import InputError
+from rsgeochem.core.inversion.correlation import benjamini_hochberg, correlate
 
 # Benjamini & Hochberg (1995, J. R. Statist. Soc. B 57(1), p. 295): 15 p-values of a
 # myocardial-infarction study; at q = 0.05 the procedure rejects the 4 smallest.

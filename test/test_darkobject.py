@@ -9,8 +9,8 @@ import pytest
 from osgeo import gdal, ogr
 
 from factories import make_grid, run_as_in_the_toolbox
-from rsgeochem.core import darkobject
-from rsgeochem.core.blockio import write_raster
+from rsgeochem.core.imagery import darkobject
+from rsgeochem.core.raster.blockio import write_raster
 
 ALG = 'darkobjectsubtraction'
 SUN_ELEVATION = 58.99675180      # MTL of the Landsat 8 scene

@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 from osgeo import gdal, osr
 
-from rsgeochem.core import blockio, fusion, pyramid
 from rsgeochem.core.errors import CancelledError, InputError
-from rsgeochem.core.fusion_quality import PairStats
+from rsgeochem.core.fusion import pipeline, pyramid
+from rsgeochem.core.fusion.quality import PairStats
+from rsgeochem.core.raster import blockio
 
 RATIO = 4
 ROWS, COLS = 236, 244          # the 247x237 subset cropped to a multiple of the ratio
@@ -48,7 +49,7 @@ def wald(test_data, tmp_path_factory):
 
 
 def scores(estimate, truth):
-    """Reference metrics with numpy, independent of core.fusion_quality: n, Pearson r, RMSE and
+    """Reference metrics with numpy, independent of core.fusion.quality: n, Pearson r, RMSE and
     one-band ERGAS = 100 / ratio * RMSE / mean(truth) (Wald 2002, eq. 4.2)."""
     estimate, truth = np.ravel(estimate), np.ravel(truth)
     keep = np.isfinite(estimate) & np.isfinite(truth)
@@ -78,8 +79,8 @@ def run_fuse(wald, tmp_path, name='fused.tif', **options):
     logs = []
     keys = ('bands', 'mask_path', 'reference_path', 'clusters_path')
     extra = {key: options.pop(key) for key in keys if key in options}
-    result = fusion.fuse(wald['coarse'], 1, wald['guides'], extra.pop('bands', []), tmp_path / name,
-                         settings=fusion.FusionSettings(**options), log=logs.append, **extra)
+    result = pipeline.fuse(wald['coarse'], 1, wald['guides'], extra.pop('bands', []), tmp_path / name,
+                           settings=pipeline.FusionSettings(**options), log=logs.append, **extra)
     return result, read(tmp_path / name), logs
 
 
@@ -166,7 +167,7 @@ def test_noise_ridge_equals_scikit_learn_ridge_on_noise_scaled_bands():
     # bands divided by σ_j, alpha = n
     from sklearn.linear_model import Ridge
 
-    from rsgeochem.core.fusion_model import fit_regression
+    from rsgeochem.core.fusion.model import fit_regression
     rng = np.random.default_rng(3)
     common = rng.normal(size=500)
     low = np.column_stack([common + 0.1 * rng.normal(size=500), 2 * common + 0.1 * rng.normal(size=500),
@@ -183,7 +184,7 @@ def test_noise_ridge_equals_scikit_learn_ridge_on_noise_scaled_bands():
 
 def test_detail_noise_recovers_white_noise_sd():
     # analytic: the finest pyramid detail of white noise of SD σ has SD σ·white_noise_gain(1)
-    from rsgeochem.core.fusion_model import detail_noise
+    from rsgeochem.core.fusion.model import detail_noise
     rng = np.random.default_rng(5)
     noise = rng.normal(size=(2, 300, 300)) * np.array([3.0, 40.0])[:, None, None]
     low, _ = pyramid.lowpass(noise.astype(np.float32), np.ones((300, 300), bool), 1, 0, 0)
@@ -206,7 +207,7 @@ def test_residual_correction_makes_fusion_coherent(wald, tmp_path):
 def test_cell_means_equal_gdal_average_warp(wald, tmp_path):
     """Coarse-cell means accumulated block by block (uneven blocks, NaN holes, image rows and
     columns outside the coarse grid) against GDAL's own 'average' warp."""
-    from rsgeochem.core.fusion_grid import CellMeans, cell_factors, warp_to_grid
+    from rsgeochem.core.fusion.grid import CellMeans, cell_factors, warp_to_grid
     image = wald['grid']
     values = wald['bands'][0].copy()
     values[40:60, 100:130] = np.nan
@@ -248,7 +249,7 @@ def test_other_crs_is_reprojected_and_logged(wald, tmp_path):
     coarse = str(tmp_path / 'coarse_utm.tif')
     gdal.Warp(coarse, wald['coarse'], dstSRS=utm.ExportToWkt(), xRes=40.0, yRes=40.0, resampleAlg='bilinear')
     logs = []
-    fusion.fuse(coarse, 1, wald['guides'], [], tmp_path / 'f.tif', log=logs.append)
+    pipeline.fuse(coarse, 1, wald['guides'], [], tmp_path / 'f.tif', log=logs.append)
     assert any('INPUT_GEOCHEM' in line and 'reprojected' in line for line in logs)
     fused = read(tmp_path / 'f.tif')
     assert np.isfinite(fused).mean() > 0.9
@@ -262,7 +263,7 @@ def test_nodata_holes_and_mask_stay_nodata(wald, tmp_path):
     keep = np.ones((ROWS, COLS), np.float32)
     keep[100:120, 10:40] = 0
     mask = blockio.write_raster(tmp_path / 'mask.tif', wald['grid'], keep)
-    fusion.fuse(wald['coarse'], 1, image, [], tmp_path / 'f.tif', mask_path=mask, log=lambda _: None)
+    pipeline.fuse(wald['coarse'], 1, image, [], tmp_path / 'f.tif', mask_path=mask, log=lambda _: None)
     fused = read(tmp_path / 'f.tif')
     assert np.isnan(fused[50:60, 70:90]).all() and np.isnan(fused[100:120, 10:40]).all()
     assert np.isfinite(fused).sum() == ROWS * COLS - 200 - 600
@@ -273,14 +274,14 @@ def test_non_overlapping_grid_is_refused(wald, tmp_path):
     shifted = blockio.Grid(10, 10, (10.0, 0.01, 0.0, 10.0, 0.0, -0.01), wald['grid'].crs_wkt)
     far = blockio.write_raster(tmp_path / 'far.tif', shifted, np.ones((10, 10)))
     with pytest.raises(InputError, match='INPUT_GEOCHEM.*does not overlap'):
-        fusion.fuse(far, 1, wald['guides'], [], tmp_path / 'f.tif', log=lambda _: None)
+        pipeline.fuse(far, 1, wald['guides'], [], tmp_path / 'f.tif', log=lambda _: None)
     assert not (tmp_path / 'f.tif').exists()
 
 
 def test_grid_finer_than_image_is_refused(wald, tmp_path):
     fine = finer_grid(wald, tmp_path)
     with pytest.raises(InputError, match='INPUT_GEOCHEM.*finer than the image'):
-        fusion.fuse(fine, 1, wald['guides'], [], tmp_path / 'f.tif', log=lambda _: None)
+        pipeline.fuse(fine, 1, wald['guides'], [], tmp_path / 'f.tif', log=lambda _: None)
 
 
 def test_collinear_bands_are_refused(wald, tmp_path):
@@ -289,7 +290,7 @@ def test_collinear_bands_are_refused(wald, tmp_path):
     image = blockio.write_raster(tmp_path / 'collinear.tif', wald['grid'], stack,
                                  descriptions=['B2', 'B3', 'mix'])
     with pytest.raises(InputError, match='BANDS.*collinear'):
-        fusion.fuse(wald['coarse'], 1, image, [], tmp_path / 'f.tif', log=lambda _: None)
+        pipeline.fuse(wald['coarse'], 1, image, [], tmp_path / 'f.tif', log=lambda _: None)
 
 
 def test_small_cluster_falls_back_to_global_regression(wald, tmp_path):
@@ -305,8 +306,8 @@ def test_too_few_valid_pixels_is_refused(wald, tmp_path):
     keep[:3, :3] = 1
     mask = blockio.write_raster(tmp_path / 'mask.tif', wald['grid'], keep)
     with pytest.raises(InputError, match='INPUT_GEOCHEM.*sampled pixels'):
-        fusion.fuse(wald['coarse'], 1, wald['guides'], [], tmp_path / 'f.tif', mask_path=mask,
-                    log=lambda _: None)
+        pipeline.fuse(wald['coarse'], 1, wald['guides'], [], tmp_path / 'f.tif', mask_path=mask,
+                      log=lambda _: None)
 
 
 def test_cancel_stops_and_leaves_no_output(wald, tmp_path):
@@ -317,8 +318,8 @@ def test_cancel_stops_and_leaves_no_output(wald, tmp_path):
         return len(calls) > 3                      # cancel after three blocks
 
     with pytest.raises(CancelledError):
-        fusion.fuse(wald['coarse'], 1, wald['guides'], [], tmp_path / 'f.tif',
-                    settings=fusion.FusionSettings(memory_mb=1), log=lambda _: None, cancel=cancel)
+        pipeline.fuse(wald['coarse'], 1, wald['guides'], [], tmp_path / 'f.tif',
+                      settings=pipeline.FusionSettings(memory_mb=1), log=lambda _: None, cancel=cancel)
     assert list(tmp_path.iterdir()) == []
 
 

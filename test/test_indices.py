@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from osgeo import gdal, osr
 
-from rsgeochem.core import blockio
-from rsgeochem.core import indices as core
 from rsgeochem.core.errors import InputError
+from rsgeochem.core.imagery import indices as core
+from rsgeochem.core.raster import blockio
 
 S2 = 'sentinel2/s2_para_subset_80x64.tif'
 SENSOR = {'aster': 0, 'sentinel2': 1, 'landsat8': 2, 'gf2': 3, None: 4}

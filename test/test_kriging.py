@@ -8,10 +8,10 @@ import pytest
 from osgeo import gdal
 
 from factories import run_as_in_the_toolbox
-from rsgeochem.core import kriging, kriging_grid
-from rsgeochem.core.blockio import Grid, raster_info
 from rsgeochem.core.errors import InputError
-from rsgeochem.core.variogram import VariogramModel
+from rsgeochem.core.geostat import kriging, kriging_grid
+from rsgeochem.core.geostat.variogram import VariogramModel
+from rsgeochem.core.raster.blockio import Grid, raster_info
 
 GSTAT_MODEL = VariogramModel('spherical', 0.0506624268192143, 0.590607802210119, 897.020909797001)
 GIVEN = {'VARIOGRAM_MODEL': 'spherical', 'NUGGET': GSTAT_MODEL.nugget, 'SILL': GSTAT_MODEL.psill,

@@ -19,8 +19,8 @@ def package(tmp_path_factory):
 def test_zip_holds_plugin_without_dev_files(package):
     names = zipfile.ZipFile(package).namelist()
     assert all(name.startswith('rsgeochem/') for name in names)
-    for required in ('metadata.txt', '__init__.py', 'plugin.py', 'LICENSE', 'algorithms/provider.py',
-                     'core/blockio.py', 'resources/icon.svg'):
+    for required in ('metadata.txt', '__init__.py', 'plugin.py', 'LICENSE', 'algorithms/glue/provider.py',
+                     'core/raster/blockio.py', 'resources/icon.svg'):
         assert f'rsgeochem/{required}' in names, required
     for dev in ('test/', 'bench/', 'scripts/', '.ci/', 'Makefile', 'requirements-dev.txt'):
         assert not any(name.startswith(f'rsgeochem/{dev}') for name in names), dev

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from osgeo import gdal, osr
 
-from rsgeochem.core import blockio, pca
 from rsgeochem.core.errors import InputError
+from rsgeochem.core.imagery import pca
+from rsgeochem.core.raster import blockio
 
 S2 = 'sentinel2/s2_para_subset_80x64.tif'
 # known construction: covariance Q diag(LAMBDA) Q^T with Q a rotation

@@ -45,7 +45,7 @@ def test_metadata_fields_a_plugin_repository_expects():
 
 
 def test_algorithms_do_not_override_qgis_run(provider):
-    from rsgeochem.algorithms.base import RsGeochemAlgorithm
+    from rsgeochem.algorithms.glue.base import RsGeochemAlgorithm
     for algorithm in provider.algorithms():
         if isinstance(algorithm, RsGeochemAlgorithm):
             assert 'run' not in type(algorithm).__dict__, f'{algorithm.id()}: implement execute(), not run()'

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from osgeo import gdal, osr
 
-from rsgeochem.core import blockio
-from rsgeochem.core.mask import PolygonBurner, read_mask_block, surface_mask
+from rsgeochem.core.imagery.mask import PolygonBurner, read_mask_block, surface_mask
+from rsgeochem.core.raster import blockio
 
 S2 = 'sentinel2/s2_para_subset_80x64.tif'
 X0, Y0, PIXEL = 400000.0, 2800000.0, 4.0

@@ -15,9 +15,9 @@ from factories import (
     write_points,
     write_test_raster,
 )
-from rsgeochem.core import blockio
 from rsgeochem.core.errors import CancelledError, InputError
-from rsgeochem.core.samples import band_field_names, surface_samples
+from rsgeochem.core.geostat.surface_samples import band_field_names, surface_samples
+from rsgeochem.core.raster import blockio
 
 HEIGHT, WIDTH = 15, 20
 GRID = make_grid(WIDTH, HEIGHT)

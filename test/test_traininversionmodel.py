@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from osgeo import ogr, osr
 
-from rsgeochem.core.onnx_metadata import read_metadata
-from rsgeochem.core.tiling import tile_features
+from rsgeochem.core.inversion.onnx_metadata import read_metadata
+from rsgeochem.core.inversion.tiling import tile_features
 
 N = 150
 
@@ -155,7 +155,7 @@ def test_shipped_default_model_maps_the_simulated_truth():
     import onnxruntime
     from osgeo import gdal
 
-    from rsgeochem.core.onnx_metadata import KEYS
+    from rsgeochem.core.inversion.onnx_metadata import KEYS
     checkout = Path(__file__).resolve().parent.parent
     model = checkout / 'models' / 're2o3_cnn_gf2.onnx'
     metadata = read_metadata(model)

@@ -3,8 +3,8 @@ model functions against pykrige's, exact recovery of known models, and the Proce
 import numpy as np
 import pytest
 
-from rsgeochem.core import variogram
 from rsgeochem.core.errors import InputError
+from rsgeochem.core.geostat import variogram
 
 # gstat fit.variogram(variogram(log(zinc)~1, meuse), vgm(1, "Sph", 900, 1)) (test/data/meuse/gstat)
 GSTAT_NUGGET, GSTAT_PSILL, GSTAT_RANGE = 0.0506624268192143, 0.590607802210119, 897.020909797001

@@ -16,7 +16,7 @@ from osgeo import gdal
 from scipy import ndimage
 
 from paths import CHECKOUT
-from rsgeochem.core.onnx_metadata import read_metadata
+from rsgeochem.core.inversion.onnx_metadata import read_metadata
 
 SCRIPTS = CHECKOUT / 'scripts'
 if str(SCRIPTS) not in sys.path:

@@ -1,0 +1,129 @@
+"""Shared glue for every rsgeochem algorithm: naming, help, dependency checks, error mapping,
+progress/cancel callables for core code."""
+from pathlib import Path
+
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterNumber,
+)
+from qgis.PyQt.QtCore import QCoreApplication
+from qgis.PyQt.QtGui import QIcon
+
+from ...core.dependencies import require
+from ...core.errors import CancelledError, InputError, MissingDependencyError
+from ...core.raster.blockio import DEFAULT_MEMORY_MB
+
+PLUGIN_DIR = Path(__file__).resolve().parents[2]
+ICON_PATH = PLUGIN_DIR / 'resources' / 'icon.svg'
+
+GROUPS = {
+    'imagecorrection': 'Image correction',
+    'sampling': 'Geochemical sampling',
+    'inversion': 'Inversion',
+    'fusion': 'Fusion',
+    'anomalies': 'Anomalies',
+}
+
+BLOCK_MEMORY_MB = 'BLOCK_MEMORY_MB'
+
+
+class RsGeochemAlgorithm(QgsProcessingAlgorithm):
+    """Base class: subclasses set the class attributes and implement initAlgorithm() and execute()
+    (never run(): that is QgsProcessingAlgorithm.run, which processing.run calls)."""
+
+    ALGORITHM_ID = ''
+    DISPLAY_NAME = ''
+    GROUP_ID = ''
+    HELP = ''
+    TAGS = ()
+    # import names of optional packages run() needs (checked before run, see core.dependencies)
+    REQUIRES = ()
+
+    def name(self):
+        return self.ALGORITHM_ID
+
+    def displayName(self):  # noqa: N802 - QGIS API
+        return self.tr(self.DISPLAY_NAME)
+
+    def group(self):
+        return self.tr(GROUPS[self.GROUP_ID])
+
+    def groupId(self):  # noqa: N802 - QGIS API
+        return self.GROUP_ID
+
+    def tags(self):
+        return [self.tr(tag) for tag in self.TAGS]
+
+    def shortHelpString(self):  # noqa: N802 - QGIS API
+        return self.tr(self.HELP)
+
+    def icon(self):
+        return QIcon(str(ICON_PATH))
+
+    def createInstance(self):  # noqa: N802 - QGIS API
+        return type(self)()
+
+    def tr(self, text):
+        return QCoreApplication.translate(type(self).__name__, text)
+
+    def add(self, parameter, help_text, advanced=False):
+        """Add a parameter with its help text (shown by `qgis_process help`) and return it."""
+        parameter.setHelp(self.tr(help_text))
+        if advanced:
+            parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(parameter)
+        return parameter
+
+    def add_block_memory(self):
+        self.add(QgsProcessingParameterNumber(
+            BLOCK_MEMORY_MB, self.tr('Block memory budget (MB)'),
+            QgsProcessingParameterNumber.Integer, DEFAULT_MEMORY_MB, False, 16, 65536),
+            'Memory for one block of raster rows (read, work arrays and output). Larger blocks are '
+            'slightly faster; memory use does not grow with the raster size.', advanced=True)
+
+    def block_memory(self, parameters, context):
+        return self.parameterAsInt(parameters, BLOCK_MEMORY_MB, context)
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API
+        try:
+            for module_name in self.REQUIRES:
+                require(module_name)
+            return self.execute(parameters, context, feedback)
+        except (InputError, MissingDependencyError) as error:
+            raise QgsProcessingException(str(error)) from error
+        except CancelledError as error:
+            raise QgsProcessingException(self.tr('Cancelled: no output was written.')) from error
+
+    def execute(self, parameters, context, feedback):
+        raise NotImplementedError
+
+
+def progress_callbacks(feedback, start=0.0, end=100.0):
+    """(progress, cancel) callables for core code: progress(fraction 0..1) maps onto
+    start..end percent of the feedback bar; cancel() is True once the user cancels."""
+    def progress(fraction):
+        feedback.setProgress(start + (end - start) * min(max(fraction, 0.0), 1.0))
+
+    return progress, feedback.isCanceled
+
+
+def name_output_layer(context, destination, name, post_processor=None):
+    """Name (and optionally style) an output that QGIS loads into the project when the run ends."""
+    if context.willLoadLayerOnCompletion(destination):
+        details = context.layerToLoadOnCompletionDetails(destination)
+        details.name = name
+        if post_processor is not None:
+            details.setPostProcessor(post_processor)
+
+
+def raster_path(algorithm, parameters, key, context):
+    """File path of a raster parameter, or QgsProcessingException naming the parameter."""
+    layer = algorithm.parameterAsRasterLayer(parameters, key, context)
+    if layer is None:
+        raise QgsProcessingException(f'{key}: choose a raster layer.')
+    if layer.providerType() != 'gdal':
+        raise QgsProcessingException(
+            f'{key}: "{layer.name()}" is a {layer.providerType()} layer; save it as a GeoTIFF first.')
+    return layer.source().split('|')[0]

@@ -1,0 +1,199 @@
+"""Regression model of a Laplacian-pyramid fusion: optional K-means clusters of the image and a
+multiple linear regression Geo_L ~ MS_L, globally or per cluster (Remote Sens. 2023, 15, 1993,
+§2.3: "global" and "local" regression). Fitted on a pixel sample, applied per block.
+
+Two estimators:
+
+* 'ols': ordinary least squares, the paper's.
+* 'noise': ridge regression whose penalty is the image noise, b = (XcᵀXc + n·diag(σ²))⁻¹·Xcᵀyc
+  (Xc, yc centred). The slopes fitted on the smooth low frequencies multiply the image detail
+  MS_H, which carries each band's own noise; least squares on inputs with additive noise of
+  variance σ² is, in expectation, exactly this Tikhonov/ridge problem (Bishop 1995, Neural
+  Comput. 7(1), "Training with noise is equivalent to Tikhonov regularization"). With collinear
+  bands (e.g. Sentinel-2 B2/B3, r = 0.96) least squares gives large opposite-sign slopes that
+  amplify the noise of the injected detail; the noise penalty shrinks them towards their common
+  direction. σ per band is Donoho's robust estimate, MAD/0.6745 of the finest pyramid detail
+  (Donoho & Johnstone 1994, Biometrika 81(3)), rescaled to white-noise units (core.fusion.pyramid).
+  Cross-validation on the low frequencies cannot choose this penalty (it selects ≈ 0: the smooth
+  relation is well determined); the harm appears only where the slopes meet the noisy detail."""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..dependencies import require
+from ..errors import InputError
+from . import pyramid
+
+# a regression whose R² on the low frequencies stays below this explains (almost) nothing
+LOW_R2 = 0.05
+# smallest/largest singular value of the standardised design below which bands are collinear
+COLLINEAR = 1e-6
+KMEANS_FIT_PIXELS = 50_000
+ESTIMATORS = ('ols', 'noise')
+
+
+@dataclass(frozen=True)
+class Fit:
+    """One regression Geo_L = intercept + Σ coefficients·MS_L (units: geochemical units and
+    geochemical units per image unit). cluster 0 is the global regression."""
+    cluster: int
+    n: int
+    r2: float
+    intercept: float
+    coefficients: tuple
+    status: str = 'fitted'
+
+    @property
+    def explains_nothing(self):
+        return not self.r2 >= LOW_R2
+
+
+@dataclass
+class FusionModel:
+    band_names: tuple
+    global_fit: Fit
+    fits: list                      # one Fit per cluster (cluster 1..N), or [global_fit]
+    kmeans: object = None           # sklearn KMeans on standardised bands, None in global mode
+    mean: np.ndarray = None         # standardisation of the bands for K-means
+    scale: np.ndarray = None
+    warnings: list = field(default_factory=list)
+    noise: tuple = None             # noise SD per band (image units) of the 'noise' estimator
+
+    @property
+    def intercepts(self):
+        return np.array([fit.intercept for fit in self.fits], dtype=np.float32)
+
+    @property
+    def slopes(self):
+        return np.array([fit.coefficients for fit in self.fits], dtype=np.float32)
+
+    def labels(self, bands):
+        """Cluster index 0..N-1 of each pixel of `bands` (bands, ...) float32; 0 in global mode.
+
+        Nearest K-means centre in standardised units, as KMeans.predict, written as one matrix
+        product (argmin |c|² − 2·x·c) because predict on every block pays input validation and
+        nests its own thread pool inside our block workers."""
+        shape = bands.shape[1:]
+        if self.kmeans is None:
+            return np.zeros(shape, dtype=np.intp)
+        centres = self.kmeans.cluster_centers_.astype(np.float32)
+        pixels = bands.reshape(len(bands), -1).T
+        scaled = (pixels - self.mean.astype(np.float32)) / self.scale.astype(np.float32)
+        distance = scaled @ (-2.0 * centres.T)
+        distance += np.sum(centres ** 2, axis=1)
+        return np.argmin(distance, axis=1).reshape(shape)
+
+
+def _design_rank_problem(low, band_names):
+    """None when the standardised bands are linearly independent, else a description."""
+    spread = low.std(axis=0)
+    constant = [name for name, s in zip(band_names, spread) if not s > 0]
+    if constant:
+        return f'band(s) {", ".join(constant)} are constant'
+    z = (low - low.mean(axis=0)) / spread
+    _, singular, vectors = np.linalg.svd(z, full_matrices=False)
+    if singular[-1] < COLLINEAR * singular[0] * np.sqrt(len(low)) or singular[-1] == 0:
+        involved = [band_names[i] for i in np.flatnonzero(np.abs(vectors[-1]) > 0.1)]
+        return f'bands {", ".join(involved)} are collinear (one is a linear combination of the others)'
+    return None
+
+
+def fit_regression(low, target, cluster=0, noise=None):
+    """Fit target ~ 1 + low with R² on the fit sample; `low` (n, bands), `target` (n,).
+
+    noise None: least squares (Remote Sens. 2023, 15, 1993, eq. 5). noise (bands,): ridge with
+    penalty n·diag(noise²) on the slopes, intercept unpenalised (module docstring; image units)."""
+    low = np.asarray(low, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    if noise is None:
+        design = np.column_stack([np.ones(len(low)), low])
+        solution, *_ = np.linalg.lstsq(design, target, rcond=None)
+        intercept, slopes = solution[0], solution[1:]
+    else:
+        mean, target_mean = low.mean(axis=0), target.mean()
+        centred = low - mean
+        gram = centred.T @ centred + len(low) * np.diag(np.square(noise))
+        slopes = np.linalg.solve(gram, centred.T @ (target - target_mean))
+        intercept = target_mean - mean @ slopes
+    residual = target - intercept - low @ slopes
+    total = float(np.sum((target - target.mean()) ** 2))
+    r2 = 1.0 - float(np.sum(residual ** 2)) / total if total > 0 else float('nan')
+    return Fit(cluster, len(target), r2, float(intercept), tuple(float(c) for c in slopes))
+
+
+def detail_noise(fine_detail):
+    """Noise SD per band (image units) from the finest pyramid detail x − lowpass₁(x), (n, bands):
+    Donoho's MAD/0.6745, divided by the detail filter's white-noise gain."""
+    detail = np.asarray(fine_detail, dtype=np.float64)
+    mad = np.median(np.abs(detail - np.median(detail, axis=0)), axis=0)
+    return mad / 0.6745 / pyramid.white_noise_gain(1)
+
+
+def fit_clusters(pixels, clusters, seed):
+    """K-means (scikit-learn, k-means++) on standardised band values; returns (kmeans, mean, scale)."""
+    cluster_module = require('sklearn.cluster')
+    mean = pixels.mean(axis=0)
+    scale = pixels.std(axis=0)
+    scale[scale == 0] = 1.0
+    rng = np.random.default_rng(seed)
+    chosen = pixels if len(pixels) <= KMEANS_FIT_PIXELS else \
+        pixels[rng.choice(len(pixels), KMEANS_FIT_PIXELS, replace=False)]
+    kmeans = cluster_module.KMeans(n_clusters=clusters, n_init=3, random_state=seed)
+    kmeans.fit(((chosen - mean) / scale).astype(np.float32))
+    return kmeans, mean, scale
+
+
+def fit_model(sample, band_names, clusters=1, min_pixels=100, seed=1, bands_key='BANDS',
+              clusters_key='CLUSTERS', data_key=None, estimator='ols'):
+    """Fit the fusion regression on a sample dict with 'pixels', 'low', 'fine_detail' (n, bands)
+    and 'target_low'; `estimator` one of ESTIMATORS (module docstring).
+
+    Global regression always; with clusters >= 2 one regression per K-means cluster, falling back
+    to the global one (with a warning) where a cluster has fewer than `min_pixels` pixels or
+    collinear bands. Raises InputError where the global regression cannot be fitted.
+    """
+    pixels, low, target = sample['pixels'], sample['low'], sample['target_low']
+    bands = len(band_names)
+    needed = max(int(min_pixels), 10 * (bands + 1))
+    if len(target) < needed:
+        raise InputError(f'only {len(target)} sampled pixels have data in the image bands, the '
+                         f'geochemical grid and the mask together; at least {needed} are needed: check '
+                         'the layers overlap, their nodata and the mask.', data_key)
+    problem = _design_rank_problem(low, band_names)
+    if problem:
+        raise InputError(f'{problem}, so the regression is singular; remove the redundant band(s) '
+                         'from the selection.', bands_key)
+    noise = detail_noise(sample['fine_detail']) if estimator == 'noise' else None
+    global_fit = fit_regression(low, target, 0, noise)
+    warnings = []
+    if global_fit.explains_nothing:
+        warnings.append(f'the global regression explains nothing (R² = {global_fit.r2:.3f} < {LOW_R2}): '
+                        'the image bands do not predict the smoothed geochemical grid, so the '
+                        'injected detail is not meaningful.')
+    if clusters < 2:
+        return FusionModel(tuple(band_names), global_fit, [global_fit], warnings=warnings, noise=noise)
+    if len(np.unique(pixels, axis=0)) < clusters:
+        raise InputError(f'the image has fewer distinct pixel values than {clusters} clusters; choose '
+                         'fewer clusters.', clusters_key)
+    kmeans, mean, scale = fit_clusters(pixels, clusters, seed)
+    labels = kmeans.predict(((pixels - mean) / scale).astype(np.float32))
+    fits = []
+    for cluster in range(clusters):
+        inside = labels == cluster
+        count = int(inside.sum())
+        reason = None
+        if count < needed:
+            reason = f'too few pixels ({count} < {needed})'
+        else:
+            reason = _design_rank_problem(low[inside], band_names)
+        if reason:
+            fit = Fit(cluster + 1, count, global_fit.r2, global_fit.intercept, global_fit.coefficients,
+                      f'global fit used: {reason}')
+            warnings.append(f'cluster {cluster + 1}: {reason}; it uses the global regression.')
+        else:
+            fit = fit_regression(low[inside], target[inside], cluster + 1, noise)
+            if fit.explains_nothing:
+                warnings.append(f'cluster {cluster + 1}: the regression explains nothing '
+                                f'(R² = {fit.r2:.3f} < {LOW_R2}); its injected detail is not meaningful.')
+        fits.append(fit)
+    return FusionModel(tuple(band_names), global_fit, fits, kmeans, mean, scale, warnings, noise)

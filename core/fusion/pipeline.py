@@ -1,0 +1,444 @@
+"""Laplacian-pyramid regression fusion of a coarse geochemical grid with a fine image
+(Remote Sens. 2023, 15, 1993), block-wise.
+
+Geo = coarse grid on the image grid by cubic convolution; for Geo and each image band MS the
+pyramid gives low = lowpass(x) and high = x − low (core.fusion.pyramid). A regression Geo_L ~ MS_L
+(global, or per K-means cluster of the image) gives intercept a0 and slopes a, then
+
+* paper mode (the article's formula): Geo_Lre = a0 + a·MS_L, Geo_Hre = Geo_H + a·MS_H,
+  fused = Geo_Lre + Geo_Hre;
+* coherent mode (ours, the default): fused = Geo + a·MS_H — the measured low frequency is kept
+  and only regression-scaled image detail is injected, so averaging the fused map back to the
+  coarse cells nearly reproduces the input grid (the coherence property of ATPRK, Wang et al.
+  2015, IEEE TGRS 53(9)).
+
+The slopes a come from least squares (the paper) or, by default, from a ridge regression whose
+penalty is the image noise (core.fusion.model), which keeps collinear bands from amplifying noise.
+
+Optional residual correction (in the spirit of pyDMS, Gao et al. 2012, Remote Sens. 4(11)):
+the fused map is averaged onto the coarse grid, the residual coarse − average is resampled by
+cubic convolution and added back; each iteration is one more pass. It removes the part of the
+injected detail that the coarse grid already holds (on the Wald test: RMSE 79 → 61 DN). When the
+coarse cells are whole blocks of image pixels (core.fusion.grid.cell_factors) the averages are
+accumulated while the fused map is written (CellMeans) instead of re-read by a GDAL warp.
+
+Pass 1 reads evenly spaced row strips for the regression sample, pass 2 applies the model to every
+block (two worker threads), with halo rows = pyramid support so the result does not depend on
+the block size. Memory is bounded by the block budget.
+"""
+import math
+import tempfile
+import threading
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..raster.blockio import (
+    DEFAULT_MEMORY_MB,
+    GTIFF_OPTIONS,
+    RasterReader,
+    RasterWriter,
+    Window,
+    block_windows,
+    check_cancel,
+    raster_info,
+    rows_per_block,
+)
+from . import pyramid
+from .grid import (
+    TEMPORARY_GTIFF,
+    CellMeans,
+    cell_factors,
+    covered_rows_and_columns,
+    prepare_grids,
+    single_band_vrt,
+    warp_to_grid,
+)
+from .model import ESTIMATORS, fit_model
+from .quality import PairStats
+
+MODES = ('paper', 'coherent')
+WORKERS = 2
+PREVIEW_SIZE = 400
+# bytes per pixel and band of a block: float32 read + mask, padded copy, cascade temporaries, low
+BYTES_PER_BAND_PIXEL = 40
+
+KEYS = dict(geo='INPUT_GEOCHEM', image='INPUT_IMAGE', bands='BANDS', mask='MASK',
+            clusters='CLUSTERS', reference='REFERENCE')
+
+
+@dataclass(frozen=True)
+class FusionSettings:
+    mode: str = 'coherent'
+    clusters: int = 1             # 1: global regression; >= 2: K-means clusters (local mode)
+    estimator: str = 'noise'      # core.fusion.model.ESTIMATORS: 'ols' (paper) or 'noise' (ridge)
+    levels: int = 0               # pyramid levels, 0: from the resolution ratio
+    residual_iterations: int = 0
+    sample_size: int = 200_000
+    min_cluster_pixels: int = 100
+    seed: int = 1
+    memory_mb: int = DEFAULT_MEMORY_MB
+
+
+@dataclass
+class FusionResult:
+    grids: object
+    levels: int
+    model: object
+    coherence: dict               # fused averaged onto the coarse cells vs the coarse grid
+    cubic_coherence: dict         # same for the cubic-resampled grid
+    reference: dict = None        # {'fused': stats, 'cubic': stats} against the reference layer
+    preview: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
+
+
+class _Blocks:
+    """Reads image bands, the cubic-resampled grid and the mask for a window, one set of GDAL
+    handles per thread (GDAL datasets are not thread-safe)."""
+
+    def __init__(self, image_path, bands, cubic_path, mask_path):
+        self.paths = (image_path, bands, cubic_path, mask_path)
+        self.local = threading.local()
+
+    def _readers(self):
+        if not hasattr(self.local, 'readers'):
+            image_path, _, cubic_path, mask_path = self.paths
+            self.local.readers = (RasterReader(image_path, KEYS['image']), RasterReader(cubic_path),
+                                  RasterReader(mask_path, KEYS['mask']) if mask_path else None)
+        return self.local.readers
+
+    def read(self, window):
+        """(stack (bands + 1, read rows, cols) float32 with the grid last, valid (read rows, cols))."""
+        image, cubic, mask = self._readers()
+        bands = self.paths[1]
+        ms = image.read(window, bands, np.float32)
+        geo = cubic.read(window, [1], np.float32)
+        valid = ~(ms.mask.any(axis=0) | geo.mask[0])
+        if mask is not None:
+            keep = mask.read(window, [1], np.float32)
+            valid &= ~keep.mask[0] & (keep.data[0] != 0)
+        stack = np.concatenate([ms.data, geo.data])
+        return stack, valid
+
+
+def _decompose(blocks, window, levels, fine_detail=False):
+    """Core-row values, low frequencies and validity of a window; with `fine_detail` also the image
+    bands' finest detail x − lowpass₁(x) at the core rows, for the noise estimate."""
+    stack, read_valid = blocks.read(window)
+    low, _ = pyramid.lowpass(stack, read_valid, levels, window.top, window.bottom)
+    values = window.core(stack)
+    valid = window.core(read_valid) & np.isfinite(low[-1])
+    if not fine_detail:
+        return values, low, valid
+    top, bottom = min(window.top, pyramid.halo(1)), min(window.bottom, pyramid.halo(1))
+    rows = slice(window.top - top, window.top + window.rows + bottom)
+    low_1, _ = pyramid.lowpass(stack[:-1, rows], read_valid[rows], 1, top, bottom)
+    return values, low, valid, values[:-1] - low_1
+
+
+def _strip_windows(height, strip_rows, strips, halo):
+    if strips * strip_rows >= height:
+        starts = range(0, height, strip_rows)
+    else:
+        starts = np.unique(np.linspace(0, height - strip_rows, strips).round().astype(int))
+    windows = []
+    for start in map(int, starts):
+        rows = min(strip_rows, height - start)
+        windows.append(Window(start, rows, min(halo, start), min(halo, height - start - rows)))
+    return windows
+
+
+def collect_sample(blocks, grid, levels, settings, cancel=None, progress=None):
+    """Pass 1: pixel values, their low frequencies and finest detail, and the grid's low frequency,
+    on evenly spaced row strips (as many halo rows as own rows at most, whatever the block budget,
+    so that the sample does not depend on it), randomly thinned to `settings.sample_size` pixels."""
+    halo = pyramid.halo(levels)
+    strip_rows = max(8, halo)
+    strips = math.ceil(math.ceil(settings.sample_size / grid.width) / strip_rows)
+    windows = _strip_windows(grid.height, strip_rows, strips, halo)
+    parts = []
+    for index, window in enumerate(windows):
+        check_cancel(cancel)
+        values, low, valid, detail = _decompose(blocks, window, levels, fine_detail=True)
+        parts.append((values[:-1, valid].T, low[:-1, valid].T, low[-1, valid], detail[:, valid].T))
+        if progress:
+            progress((index + 1) / len(windows))
+    columns = [np.concatenate(column) for column in zip(*parts)]
+    count = len(columns[2])
+    if count > settings.sample_size:
+        keep = np.random.default_rng(settings.seed).choice(count, settings.sample_size, replace=False)
+        columns = [column[keep] for column in columns]
+    names = ('pixels', 'low', 'target_low', 'fine_detail')
+    return {name: column.astype(np.float64) for name, column in zip(names, columns)}
+
+
+def fuse_pixels(values, low, labels, model, mode):
+    """Fused values: values/low (bands + 1, ...) with the grid last, labels (...) cluster indices."""
+    def per_pixel(coefficients):
+        return coefficients[0] if len(coefficients) == 1 else coefficients[labels]
+    slopes, intercepts = model.slopes, model.intercepts
+    detail = np.zeros(values.shape[1:], dtype=np.float32)           # a·MS_H
+    regressed_low = per_pixel(intercepts) + detail                   # Geo_Lre = a0 + a·MS_L
+    for band in range(len(values) - 1):
+        slope = per_pixel(slopes[:, band])
+        detail += slope * (values[band] - low[band])
+        if mode == 'paper':
+            regressed_low += slope * low[band]
+    if mode == 'coherent':
+        return values[-1] + detail                                   # Geo + a·MS_H
+    return regressed_low + (values[-1] - low[-1]) + detail           # Geo_Lre + Geo_H + a·MS_H
+
+
+def _apply_block(blocks, window, levels, model, mode):
+    values, low, valid = _decompose(blocks, window, levels)
+    labels = model.labels(values[:-1])
+    fused = fuse_pixels(values, low, labels, model, mode)
+    fused[~valid] = np.nan
+    clusters = (labels + 1).astype(np.float32)
+    clusters[~valid] = np.nan
+    return window, fused, clusters, values[-1]
+
+
+def _ordered(executor, function, items, cancel):
+    """Results of function(item) in order with at most 2·WORKERS calls in flight (bounded memory)."""
+    pending = deque()
+    for item in items:
+        check_cancel(cancel)
+        pending.append(executor.submit(function, item))
+        if len(pending) >= 2 * WORKERS:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+class _Preview:
+    """Every step-th row and column of some layers, for the report's maps (bounded size)."""
+
+    def __init__(self, grid, names):
+        self.step = max(1, math.ceil(max(grid.width, grid.height) / PREVIEW_SIZE))
+        shape = (math.ceil(grid.height / self.step), math.ceil(grid.width / self.step))
+        self.layers = {name: np.full(shape, np.nan, dtype=np.float32) for name in names}
+
+    def add(self, row, **arrays):
+        first = (-row) % self.step
+        for name, array in arrays.items():
+            rows = array[first::self.step, ::self.step]
+            start = (row + first) // self.step
+            self.layers[name][start:start + len(rows)] = rows
+
+
+def apply_model(blocks, grid, levels, model, settings, fused_path, clusters_path, descriptions,
+                cancel=None, progress=None, preview=None, temporary=False, means=None):
+    """Pass 2: fused (and cluster) rasters written block by block (`temporary`: uncompressed);
+    `means` (CellMeans of the fused and the cubic map, or None) are fed on the way."""
+    halo = pyramid.halo(levels)
+    windows = block_windows(grid.height, _block_rows(grid, len(model.band_names), settings, halo), halo)
+    with ExitStack() as stack:
+        options = TEMPORARY_GTIFF if temporary else GTIFF_OPTIONS
+        fused_writer = stack.enter_context(RasterWriter(fused_path, grid, 1, descriptions=[descriptions[0]],
+                                                        options=options))
+        cluster_writer = stack.enter_context(
+            RasterWriter(clusters_path, grid, 1, descriptions=[descriptions[1]])) if clusters_path else None
+        for mean in means or ():
+            stack.enter_context(mean)
+        executor = stack.enter_context(ThreadPoolExecutor(WORKERS))
+
+        def work(window):
+            return _apply_block(blocks, window, levels, model, settings.mode)
+        for index, (window, fused, clusters, geo) in enumerate(_ordered(executor, work, windows, cancel)):
+            fused_writer.write(window.row, fused)
+            if cluster_writer:
+                cluster_writer.write(window.row, clusters)
+            if preview:
+                preview.add(window.row, fused=fused, cubic=geo, clusters=clusters)
+            for mean, values in zip(means or (), (fused, geo)):
+                mean.add(window.row, values)
+            if progress:
+                progress((index + 1) / len(windows))
+
+
+def _block_rows(grid, bands, settings, halo):
+    """Rows of a block so that WORKERS blocks in work and as many waiting fit the budget."""
+    return rows_per_block(grid.width, (bands + 2) * BYTES_PER_BAND_PIXEL * WORKERS * 2,
+                          settings.memory_mb, halo)
+
+
+def _stream(paths, grid, memory_mb, cancel=None):
+    """Yield (window, [arrays]) reading band 1 of rasters that share `grid`, NaN for nodata."""
+    readers = [RasterReader(path) for path in paths]
+    # per raster: float64 read + mask, the filled copy and PairStats' float64 temporaries
+    for window in block_windows(grid.height, rows_per_block(grid.width, 64 * len(paths), memory_mb)):
+        check_cancel(cancel)
+        yield window, [reader.read(window, [1], np.float64).filled(np.nan)[0] for reader in readers]
+
+
+def coherence(fused_path, grids, work_dir, memory_mb, cancel=None, averages=None):
+    """Fused and cubic maps averaged onto the coarse cells wholly inside the image, compared with
+    the coarse grid (target units); `averages`: those two averages already on the coarse grid."""
+    names = ('fused', 'cubic')
+    sources = averages or [
+        warp_to_grid(path, grids.coarse, Path(work_dir) / f'{name}_on_coarse.vrt', 'average')
+        for name, path in zip(names, (fused_path, grids.cubic_path))]
+    rows, columns = covered_rows_and_columns(grids.coarse, grids.image)
+    stats = {name: PairStats() for name in names}
+    streams = _stream([grids.coarse_path, *sources], grids.coarse, memory_mb, cancel)
+    for window, (coarse, *means) in streams:
+        inside = rows[window.row:window.row + window.rows, None] & columns[None, :]
+        for name, mean in zip(names, means):
+            stats[name].add(mean[inside], coarse[inside])
+    return {name: value.result() for name, value in stats.items()}
+
+
+def cell_means(grids, work_dir, names):
+    """CellMeans (one per name) when the coarse cells are whole blocks of image pixels, else an
+    empty list: the averages then come from GDAL 'average' warps."""
+    if cell_factors(grids.coarse, grids.image) is None:
+        return []
+    return [CellMeans(grids.coarse, grids.image, Path(work_dir) / f'{name}_mean.tif') for name in names]
+
+
+def residual_correction(source_path, target_path, grids, work_dir, iteration, settings, cancel=None,
+                        temporary=False, average=None, means=()):
+    """One pass of residual correction: target = source + cubic(coarse − average(source));
+    `average`: the source already averaged onto the coarse grid; `means` are fed the target."""
+    work_dir = Path(work_dir)
+    average = average or warp_to_grid(source_path, grids.coarse, work_dir / f'average_{iteration}.vrt',
+                                      'average')
+    residual_path = work_dir / f'residual_{iteration}.tif'
+    with RasterWriter(residual_path, grids.coarse, 1, descriptions=['residual'],
+                      options=TEMPORARY_GTIFF) as writer:
+        for window, (coarse, mean) in _stream([grids.coarse_path, average], grids.coarse,
+                                              settings.memory_mb, cancel):
+            writer.write(window.row, np.ma.masked_invalid(coarse - mean))
+    fine = warp_to_grid(residual_path, grids.image, work_dir / f'residual_{iteration}_cubic.vrt', 'cubic')
+    description = raster_info(source_path).descriptions[0]
+    options = TEMPORARY_GTIFF if temporary else GTIFF_OPTIONS
+    readers = threading.local()
+
+    def correct(window):
+        if not hasattr(readers, 'pair'):        # GDAL datasets are not thread-safe: one pair per thread
+            readers.pair = (RasterReader(source_path), RasterReader(fine))
+        fused, residual = (reader.read(window, [1], np.float32).filled(np.nan)[0] for reader in readers.pair)
+        return window, fused + np.nan_to_num(residual)
+    # per pixel of a block in flight: two float32 reads with masks, their filled copies, the sum
+    windows = block_windows(grids.image.height, rows_per_block(grids.image.width, 32 * 2 * WORKERS,
+                                                               settings.memory_mb))
+    with ExitStack() as stack:
+        writer = stack.enter_context(RasterWriter(target_path, grids.image, 1, descriptions=[description],
+                                                  options=options))
+        for mean in means:
+            stack.enter_context(mean)
+        executor = stack.enter_context(ThreadPoolExecutor(WORKERS))
+        for window, corrected in _ordered(executor, correct, windows, cancel):
+            writer.write(window.row, corrected)
+            for mean in means:
+                mean.add(window.row, corrected)
+
+
+def reference_check(fused_path, cubic_path, reference_path, reference_band, image, work_dir, memory_mb,
+                    cancel=None):
+    """Fused and cubic maps against a reference raster (e.g. a finer survey) on the reference's grid:
+    averaged onto it where it is coarser than the image, bilinear otherwise."""
+    work_dir = Path(work_dir)
+    reference_vrt, info = single_band_vrt(reference_path, reference_band, work_dir / 'reference.vrt',
+                                          KEYS['reference'])
+    grid = info.grid
+    coarser = grid.pixel_width * grid.pixel_height > image.pixel_width * image.pixel_height * 1.0001
+    resample = 'average' if coarser else 'bilinear'
+    names = ('fused', 'cubic')
+    sources = [warp_to_grid(path, grid, work_dir / f'{name}_on_reference.vrt', resample)
+               for name, path in zip(names, (fused_path, cubic_path))]
+    stats = {name: PairStats() for name in names}
+    for _, (reference, *estimates) in _stream([reference_vrt, *sources], grid, memory_mb, cancel):
+        both = np.isfinite(estimates[0]) & np.isfinite(estimates[1])
+        for name, estimate in zip(names, estimates):
+            stats[name].add(estimate[both], reference[both])
+    result = {name: value.result() for name, value in stats.items()}
+    if result['fused']['n'] < 3:
+        raise InputError('the reference layer overlaps fewer than 3 fused pixels; choose a reference '
+                         'covering the image.', KEYS['reference'])
+    result['resampling'] = resample
+    return result
+
+
+def _stage(progress, start, end):
+    if progress is None:
+        return None
+    return lambda fraction: progress(start + (end - start) * fraction)
+
+
+def _check_inputs(image_path, bands, mask_path, settings):
+    info = raster_info(image_path, KEYS['image'])
+    if not bands:
+        bands = list(range(1, info.band_count + 1))
+    wrong = [band for band in bands if not 1 <= band <= info.band_count]
+    if wrong:
+        raise InputError(f'band(s) {wrong} do not exist in the image ({info.band_count} bands); '
+                         'choose existing bands.', KEYS['bands'])
+    if len(set(bands)) != len(bands):
+        raise InputError('a band is selected twice; select each band once.', KEYS['bands'])
+    if mask_path and not raster_info(mask_path, KEYS['mask']).grid.same_as(info.grid):
+        raise InputError('the mask must be on the image grid (same size, extent and CRS); warp it '
+                         'onto the image (GDAL Warp with the image as target extent and resolution).',
+                         KEYS['mask'])
+    if settings.mode not in MODES:
+        raise InputError(f'mode must be one of {MODES}.', 'MODE')
+    if settings.estimator not in ESTIMATORS:
+        raise InputError(f'the regression estimator must be one of {ESTIMATORS}.', 'REGRESSION')
+    names = [info.descriptions[band - 1] or f'band {band}' for band in bands]
+    return bands, names
+
+
+def fuse(geo_path, geo_band, image_path, bands, fused_path, clusters_path=None, mask_path=None,
+         reference_path=None, reference_band=1, settings=None, log=print, progress=None,
+         cancel=None):
+    """Fuse band `geo_band` of the coarse grid `geo_path` with image bands `bands` (1-based, empty =
+    all) into `fused_path` (and the cluster map into `clusters_path`); returns a FusionResult."""
+    settings = settings or FusionSettings()
+    bands, names = _check_inputs(image_path, bands, mask_path, settings)
+    with tempfile.TemporaryDirectory(prefix='rsgeochem-fusion-') as work_dir:
+        grids = prepare_grids(geo_path, geo_band, image_path, work_dir, KEYS['geo'], KEYS['image'], log)
+        warnings = []
+        if grids.ratio < 2:
+            warnings.append(f'the grid is only {grids.ratio:.2f} times coarser than the image: there is '
+                            'little detail to add.')
+        levels = settings.levels or pyramid.levels_for_ratio(grids.ratio)
+        log(f'resolution ratio {grids.ratio:.2f}, {levels} pyramid level(s), halo {pyramid.halo(levels)} px')
+        blocks = _Blocks(image_path, bands, grids.cubic_path, mask_path)
+        sample = collect_sample(blocks, grids.image, levels, settings, cancel,
+                                _stage(progress, 0.0, 0.15))
+        model = fit_model(sample, names, settings.clusters, settings.min_cluster_pixels, settings.seed,
+                          KEYS['bands'], KEYS['clusters'], KEYS['geo'], settings.estimator)
+        warnings += model.warnings
+        preview = _Preview(grids.image, ('fused', 'cubic', 'clusters'))
+        iterations = settings.residual_iterations
+        paths = [Path(work_dir) / f'fused_{i}.tif' for i in range(iterations)] + [Path(fused_path)]
+        geo_name = raster_info(geo_path).descriptions[geo_band - 1] or 'geochemical grid'
+        means = cell_means(grids, work_dir, ('fused_0', 'cubic'))
+        apply_model(blocks, grids.image, levels, model, settings, paths[0], clusters_path,
+                    (f'{geo_name} fused ({settings.mode})', 'cluster'), cancel,
+                    _stage(progress, 0.15, 0.75), preview, temporary=iterations > 0,
+                    means=means)
+        averages = [mean.path for mean in means]       # fused and cubic on the coarse grid, or none
+        for iteration in range(iterations):
+            means = cell_means(grids, work_dir, (f'fused_{iteration + 1}',))
+            residual_correction(paths[iteration], paths[iteration + 1], grids, work_dir, iteration,
+                                settings, cancel, temporary=iteration + 1 < iterations,
+                                average=averages[0] if averages else None, means=means)
+            averages[:1] = [mean.path for mean in means]
+            if progress:
+                progress(0.75 + 0.15 * (iteration + 1) / iterations)
+        scores = coherence(fused_path, grids, work_dir, settings.memory_mb, cancel, averages or None)
+        reference = None
+        if reference_path:
+            reference = reference_check(fused_path, grids.cubic_path, reference_path, reference_band,
+                                        grids.image, work_dir, settings.memory_mb, cancel)
+        if progress:
+            progress(1.0)
+    return FusionResult(grids, levels, model, scores['fused'], scores['cubic'], reference,
+                        preview.layers, warnings)

@@ -1,0 +1,332 @@
+"""Kriging onto a raster grid, block by block, and the grid / external-drift helpers it needs.
+
+Three neighbourhood modes, chosen by `krige_grid`:
+- global (no neighbour limit, no radius): one factorisation of all samples serves every pixel;
+- shared blocks (block_pixels >= 2): square blocks of pixels take the neighbour set of their
+  centre, so one factorisation serves a whole block (the approximation: a pixel near a block
+  corner may have a slightly different own neighbour set; bench/bench_kriging.py reports the
+  difference from per-pixel and from global Kriging);
+- per pixel (block_pixels == 1): every pixel its own neighbour set (pixels with identical sets
+  share a factorisation), like gstat and pykrige's moving window.
+Worker threads krige blocks of rows (numpy and LAPACK release the GIL) while the calling thread
+reads drift rasters and writes finished rows (core.raster.blockio.RasterWriter): memory does not grow
+with the grid.
+"""
+import math
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+import numpy as np
+from osgeo import gdal
+
+from ..errors import InputError
+from ..raster.blockio import DEFAULT_MEMORY_MB, Grid, RasterWriter, check_cancel, raster_info, same_crs
+from .kriging import NeighbourSearch, group_targets, is_global, krige_global, solve_groups
+from .kriging_system import KrigingFrame, KrigingSystems, check_global_size, single_threaded_blas
+
+# With neighbourhoods, γ to target pixels, its matrix product and the sums over that product's rows
+# run in float32 (about twice the speed; deviations ~1e-6 of the values on Meuse and on the bench
+# data, see test_kriging.py); factorisations and the variance's final difference stay float64.
+# Global Kriging, whose dual weights amplify rounding, runs fully in float64.
+GRID_DTYPE = np.float32
+BYTES_PER_SYSTEM_ENTRY = 8 * 6  # bytes of arrays per (sample × target) entry alive at once
+MAX_BLOCK_PIXELS = 64
+MAX_THREADS = 4
+
+
+def snapped_grid(reference, xmin, ymin, xmax, ymax):
+    """The part of a north-up reference grid's pixel lattice that covers an extent (map units)."""
+    x0, dx, _, y0, _, dy = reference.geotransform
+    col0, col1 = math.floor((xmin - x0) / dx), math.ceil((xmax - x0) / dx)
+    row0, row1 = math.floor((ymax - y0) / dy), math.ceil((ymin - y0) / dy)
+    width, height = max(col1 - col0, 1), max(row1 - row0, 1)
+    return Grid(width, height, (x0 + col0 * dx, dx, 0.0, y0 + row0 * dy, 0.0, dy), reference.crs_wkt)
+
+
+def samples_grid(x, y, margin=0.0, reference=None, pixel_size=0.0, crs_wkt=''):
+    """Grid over the samples' extent plus `margin` (map units): on the reference grid's lattice when
+    one is given, else with square `pixel_size` pixels aligned to multiples of the pixel size."""
+    xmin, xmax = float(np.min(x)) - margin, float(np.max(x)) + margin
+    ymin, ymax = float(np.min(y)) - margin, float(np.max(y)) + margin
+    if reference is None:
+        if not pixel_size > 0:
+            raise InputError('set PIXEL_SIZE (map units) or choose a REFERENCE_RASTER.', 'PIXEL_SIZE')
+        reference = Grid(1, 1, (0.0, float(pixel_size), 0.0, 0.0, 0.0, -float(pixel_size)), crs_wkt)
+    return snapped_grid(reference, xmin, ymin, xmax, ymax)
+
+
+def count_inside(grid, x, y):
+    xmin, ymin, xmax, ymax = grid.extent
+    return int(np.count_nonzero((x >= xmin) & (x <= xmax) & (y >= ymin) & (y <= ymax)))
+
+
+def auto_block_pixels(x, y, pixel_size):
+    """Side of shared-neighbourhood blocks: a third of the mean sample spacing, 1 (per pixel) when
+    that is under two pixels, at most MAX_BLOCK_PIXELS. Blocks of this size change the result less
+    than the neighbourhood itself does (bench/bench_kriging.py)."""
+    area = np.ptp(x) * np.ptp(y)
+    if not area > 0:  # samples on a line: spacing along it
+        area = (np.ptp(x) + np.ptp(y)) ** 2 / len(x)
+    spacing = math.sqrt(max(area, 1e-12) / len(x))
+    side = int(spacing / (3.0 * pixel_size))
+    return 1 if side < 2 else min(side, MAX_BLOCK_PIXELS)
+
+
+class DriftRasters:
+    """External drift rasters on the output grid's lattice: every band of each raster is one drift
+    variable. Values outside a raster or equal to its nodata are NaN."""
+
+    def __init__(self, paths, grid, parameter='DRIFT_RASTERS'):
+        self.grid = grid
+        self.datasets, self.offsets, self.nodata = [], [], []
+        for path in paths:
+            info = raster_info(path, parameter)
+            self._check_lattice(info, path, parameter)
+            self.datasets.append(gdal.Open(str(path)))
+            col, row = (round(v) for v in info.grid.to_pixel(grid.geotransform[0], grid.geotransform[3]))
+            self.offsets.append((int(col), int(row)))
+            self.nodata.append(info.nodata)
+        self.count = sum(len(n) for n in self.nodata)
+
+    def _check_lattice(self, info, path, parameter):
+        own, grid = info.grid, self.grid
+        fix = ('put it on the grid of REFERENCE_RASTER first (Raster > Align Rasters, or GDAL Warp with '
+               'the reference\'s CRS, pixel size and extent), or choose it as REFERENCE_RASTER.')
+        if not same_crs(own.crs_wkt, grid.crs_wkt):
+            raise InputError(f'drift raster "{path}" has another CRS than the output grid; {fix}', parameter)
+        if not (np.isclose(own.geotransform[1], grid.geotransform[1], rtol=1e-6)
+                and np.isclose(own.geotransform[5], grid.geotransform[5], rtol=1e-6)
+                and own.geotransform[2] == 0 and own.geotransform[4] == 0):
+            raise InputError(f'drift raster "{path}" has pixels of another size than the output grid; {fix}',
+                             parameter)
+        col, row = own.to_pixel(grid.geotransform[0], grid.geotransform[3])
+        if abs(col - round(col)) > 1e-3 or abs(row - round(row)) > 1e-3:
+            raise InputError(f'drift raster "{path}" is shifted against the output grid by a fraction of a '
+                             f'pixel; {fix}', parameter)
+
+    def read(self, row, rows, col=0, cols=None):
+        """Drift values (count, rows, cols) of grid rows row..row+rows and columns col..col+cols (default
+        to the grid's right edge), NaN where missing."""
+        cols = self.grid.width - col if cols is None else cols
+        out = np.full((self.count, rows, cols), np.nan)
+        band_index = 0
+        for dataset, (col0, row0), nodata in zip(self.datasets, self.offsets, self.nodata):
+            # the window in this raster's pixels, clipped to the raster
+            r0, r1 = max(row0 + row, 0), min(row0 + row + rows, dataset.RasterYSize)
+            c0, c1 = max(col0 + col, 0), min(col0 + col + cols, dataset.RasterXSize)
+            for band_number in range(1, dataset.RasterCount + 1):
+                if r1 > r0 and c1 > c0:
+                    values = dataset.GetRasterBand(band_number).ReadAsArray(c0, r0, c1 - c0, r1 - r0)
+                    values = values.astype(np.float64)
+                    if nodata[band_number - 1] is not None:
+                        values[values == nodata[band_number - 1]] = np.nan
+                    out[band_index, r0 - row0 - row:r1 - row0 - row, c0 - col0 - col:c1 - col0 - col] = values
+                band_index += 1
+        return out
+
+    def at_points(self, x, y):
+        """Drift values (n, count) at the pixels holding map points (x, y), NaN outside/nodata."""
+        col, row = self.grid.to_pixel(x, y)
+        col, row = np.floor(col).astype(np.int64), np.floor(row).astype(np.int64)
+        values = np.full((len(col), self.count), np.nan)
+        for index, (c, r) in enumerate(zip(col, row)):
+            if 0 <= r < self.grid.height and 0 <= c < self.grid.width:
+                values[index] = self.read(int(r), 1, int(c), 1)[:, 0, 0]
+        return values
+
+
+@dataclass(frozen=True)
+class GridSummary:
+    mode: str            # 'global', 'shared blocks' or 'per pixel'
+    block_pixels: int    # side of shared-neighbourhood blocks (1 = per pixel, 0 = global)
+    pixels: int
+    nodata_pixels: int   # pixels left without a prediction (missing drift, too few neighbours)
+
+
+def krige_grid(samples, model, grid, prediction_path, variance_path=None, drift=None, n_neighbours=0,
+               radius=0.0, block_pixels=0, memory_mb=DEFAULT_MEMORY_MB, progress=None, cancel=None,
+               threads=0):
+    """Krige `samples` (core.geostat.kriging.Samples, coordinates in the grid CRS) onto `grid` (Grid) and write
+    float32 GeoTIFFs of prediction and (optionally) variance.
+
+    `drift` is a DriftRasters (or None for ordinary Kriging) with the drifts of `samples.drift`;
+    `block_pixels` 0 chooses the shared-neighbourhood block size (see auto_block_pixels), 1 is
+    per-pixel neighbourhoods; `threads` 0 uses up to MAX_THREADS processor cores, each with its
+    share of `memory_mb`. Returns a GridSummary.
+    """
+    frame = KrigingFrame(model, samples.x, samples.y, samples.z, samples.drift)
+    n_drift = samples.drift.shape[1]
+    if n_drift != (drift.count if drift is not None else 0):
+        raise InputError('the samples carry another number of drift values than DRIFT_RASTERS has bands.',
+                         'DRIFT_RASTERS')
+    threads = int(threads) or min(os.cpu_count() or 1, MAX_THREADS)
+    memory_mb = memory_mb / threads
+    if is_global(len(samples), n_neighbours, radius):
+        check_global_size(len(samples))
+        walker = _GlobalWalker(frame, grid, memory_mb)
+    else:
+        block_pixels = int(block_pixels) or auto_block_pixels(samples.x, samples.y, grid.pixel_width)
+        search = NeighbourSearch(frame, n_neighbours, radius)
+        walker = (_PixelWalker(frame, grid, search, memory_mb) if block_pixels == 1 else
+                  _BlockWalker(frame, grid, search, block_pixels, memory_mb))
+    nodata_pixels = 0
+    with ExitStack() as stack:
+        stack.enter_context(single_threaded_blas())
+        prediction_writer = stack.enter_context(RasterWriter(prediction_path, grid, 1,
+                                                             descriptions=['prediction']))
+        variance_writer = stack.enter_context(RasterWriter(variance_path, grid, 1, descriptions=[
+            'kriging variance'])) if variance_path else None
+        for row, rows, prediction, variance in _kriged_rows(walker, frame, drift, grid, threads, cancel):
+            np.maximum(variance, 0.0, out=variance)  # rounding can leave -1e-16 at samples
+            nodata_pixels += int(np.count_nonzero(~np.isfinite(prediction)))
+            prediction_writer.write(row, prediction)
+            if variance_writer is not None:
+                variance_writer.write(row, variance)
+            if progress is not None:
+                progress((row + rows) / grid.height)
+    return GridSummary(walker.mode, walker.block_pixels, grid.width * grid.height, nodata_pixels)
+
+
+def _kriged_rows(walker, frame, drift, grid, threads, cancel):
+    """(row, rows, prediction, variance) of each row block in order. Worker threads krige the blocks
+    (numpy and LAPACK release the GIL) while the caller writes finished ones; GDAL reads and
+    writes stay in the calling thread."""
+    pool = ThreadPoolExecutor(max_workers=threads)
+    pending = deque()
+    try:
+        for row, rows in walker.row_blocks():
+            check_cancel(cancel)
+            f0 = _drift_rows(frame, drift, row, rows, grid.width)
+            pending.append((row, rows, pool.submit(walker.krige, row, rows, f0, cancel)))
+            if len(pending) > threads:
+                row_, rows_, future = pending.popleft()
+                yield (row_, rows_, *future.result())
+        while pending:
+            row_, rows_, future = pending.popleft()
+            yield (row_, rows_, *future.result())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _drift_rows(frame, drift, row, rows, width):
+    """Drift rows f0 (rows, width, p) of grid rows row..row+rows in the frame's standardisation."""
+    if drift is None:
+        return np.ones((rows, width, 1))
+    return frame.drift_matrix(np.moveaxis(drift.read(row, rows), 0, -1))
+
+
+def row_blocks(height, rows):
+    """(first row, row count) of blocks of `rows` rows covering `height` rows."""
+    return [(row, min(rows, height - row)) for row in range(0, height, rows)]
+
+
+def _pixel_coordinates(frame, grid, row, rows):
+    """Scaled coordinates of every pixel centre in rows row..row+rows, flattened row-major."""
+    xs, ys = grid.pixel_centres(row, rows)
+    tx, ty = frame.scale_xy(xs, ys)
+    return np.tile(tx, rows), np.repeat(ty, grid.width)
+
+
+class _GlobalWalker:
+    mode, block_pixels = 'global', 0
+
+    def __init__(self, frame, grid, memory_mb):
+        self.frame, self.grid = frame, grid
+        self.systems = KrigingSystems(frame, np.arange(len(frame.z))[None])
+        per_row = grid.width * len(frame.z) * BYTES_PER_SYSTEM_ENTRY
+        self.rows = max(1, int(memory_mb * 2 ** 20 // per_row))
+
+    def row_blocks(self):
+        return row_blocks(self.grid.height, self.rows)
+
+    def krige(self, row, rows, f0, cancel):
+        tx, ty = _pixel_coordinates(self.frame, self.grid, row, rows)
+        prediction, variance = krige_global(self.systems, tx, ty, f0.reshape(len(tx), -1), cancel=cancel)
+        return prediction.reshape(rows, -1), variance.reshape(rows, -1)
+
+
+class _PixelWalker:
+    """Per-pixel neighbour sets; pixels of a row block with the same set share one system."""
+    mode, block_pixels = 'per pixel', 1
+
+    def __init__(self, frame, grid, search, memory_mb):
+        self.frame, self.grid, self.search = frame, grid, search
+        per_row = grid.width * search.k * BYTES_PER_SYSTEM_ENTRY * 4
+        self.rows = max(1, int(memory_mb * 2 ** 20 // per_row))
+
+    def row_blocks(self):
+        return row_blocks(self.grid.height, self.rows)
+
+    def krige(self, row, rows, f0, cancel):
+        tx, ty = _pixel_coordinates(self.frame, self.grid, row, rows)
+        prediction, variance = np.full(len(tx), np.nan), np.full(len(tx), np.nan)
+        sets, targets = group_targets(self.search.sets(tx, ty))
+        solve_groups(self.frame, sets, targets, tx, ty, f0.reshape(len(tx), -1), prediction, variance, cancel,
+                     GRID_DTYPE)
+        return prediction.reshape(rows, -1), variance.reshape(rows, -1)
+
+
+class _BlockWalker:
+    """Square blocks of `side` pixels share the neighbour set of their centre; a row of blocks is
+    processed in batches of blocks that fit the memory budget."""
+    mode = 'shared blocks'
+
+    def __init__(self, frame, grid, search, side, memory_mb):
+        self.frame, self.grid, self.search = frame, grid, search
+        self.block_pixels = self.side = side
+        k = search.k
+        per_block = (k * k + k * side * side) * BYTES_PER_SYSTEM_ENTRY
+        self.batch = max(1, int(memory_mb * 2 ** 20 // per_block))
+
+    def row_blocks(self):
+        return row_blocks(self.grid.height, self.side)
+
+    def krige(self, row, rows, f0, cancel):
+        side, width = self.side, self.grid.width
+        blocks = -(-width // side)
+        x0, dx, _, y0, _, dy = self.grid.geotransform
+        # pixel-centre coordinates of each block's columns and rows, beyond the grid edge too
+        columns = np.arange(blocks * side).reshape(blocks, side)
+        bx, by = self.frame.scale_xy(x0 + dx * (columns + 0.5), y0 + dy * (row + np.arange(side) + 0.5))
+        cx, cy = self.frame.scale_xy(x0 + dx * (columns[:, 0] + side / 2.0),
+                                     np.full(blocks, y0 + dy * (row + side / 2.0)))
+        f0 = np.pad(f0, ((0, side - rows), (0, blocks * side - width), (0, 0)), constant_values=np.nan)
+        f0 = f0.reshape(side, blocks, side, -1).transpose(1, 0, 2, 3).reshape(blocks, side * side, -1)
+        prediction = np.empty((blocks, side, side))
+        variance = np.empty((blocks, side, side))
+        sets = self.search.sets(cx, cy)
+        for start in range(0, blocks, self.batch):
+            check_cancel(cancel)
+            part = slice(start, start + self.batch)
+            systems = KrigingSystems(self.frame, sets[part])
+            p, v = systems.predict(self._block_matrix(systems, bx[part], by, f0[part]), f0[part],
+                                   self.frame.model.nugget)
+            prediction[part] = p.reshape(-1, side, side)
+            variance[part] = v.reshape(-1, side, side)
+        prediction = prediction.transpose(1, 0, 2).reshape(side, -1)[:rows, :width]
+        variance = variance.transpose(1, 0, 2).reshape(side, -1)[:rows, :width]
+        return prediction, variance
+
+    def _block_matrix(self, systems, bx, by, f0):
+        """Target matrix [γ₀ - nugget; f₀ᵀ] (T, N + p, side²) of blocks, γ₀ from separable squared
+        distances dx² + dy² of block columns and rows, computed in place."""
+        (blocks, n), p = systems.sx.shape, f0.shape[-1]
+        x = np.empty((blocks, n + p, self.side * self.side), dtype=GRID_DTYPE)
+        dx2 = (systems.sx[:, :, None] - bx[:, None, :]).astype(GRID_DTYPE)     # (T, N, side)
+        dy2 = (systems.sy[:, :, None] - by[None, None, :]).astype(GRID_DTYPE)  # (T, N, side)
+        dx2 *= dx2
+        dy2 *= dy2
+        gamma = x[:, :n]
+        np.add(dy2[:, :, :, None], dx2[:, :, None, :], out=gamma.reshape(blocks, n, self.side, self.side))
+        model = systems.frame.model
+        model.scaled_squared(gamma, overwrite=True, with_nugget=False)  # see KrigingSystems.predict
+        zero_x, zero_y = dx2 == 0, dy2 == 0
+        if model.nugget and zero_x.any() and zero_y.any():  # a pixel centre on a sample: γ(0) = 0
+            gamma[(zero_y[:, :, :, None] & zero_x[:, :, None, :]).reshape(gamma.shape)] = -model.nugget
+        if not systems.valid.all():
+            gamma[~systems.valid] = 0.0
+        x[:, n:] = f0.transpose(0, 2, 1)
+        return x

@@ -1,0 +1,215 @@
+"""Batched ordinary / universal Kriging systems: one factorisation per neighbour set, shared by
+every target that uses the set.
+
+Hand-written rather than pykrige because pykrige's grid execution holds an (n_targets ×
+n_samples) matrix and factorises per target in moving-window mode; here a stack of neighbour
+sets is factorised at once (numpy stacked QR/Cholesky) and each factorisation is applied to many
+targets with matrix products.
+
+Method: the unbiasedness constraints Fᵀλ = f₀ (F = drift functions at the samples, first column
+1) are solved in the null space of Fᵀ (Chilès & Delfiner 2012, §3.4; Cressie 1993, §3.4.5):
+λ = a₀ + Q₂v with a₀ = Q₁R⁻ᵀf₀ from F = [Q₁ Q₂][R; 0], and v minimises the variance with the
+generalised covariance K = -γ, whose restriction M = -Q₂ᵀΓQ₂ is positive definite for every
+valid variogram, bounded or not. With L Lᵀ = M, H = L⁻¹Q₂ᵀ and w = H(Γa₀ - γ₀):
+    prediction = zᵀa₀ + (Hz)·w,    variance = 2a₀ᵀγ₀ - a₀ᵀΓa₀ - |w|²
+(units of z and z²). Sets padded with index -1 get decoupled dummy samples (K = identity,
+F = 0, γ₀ = 0), which receive zero weight, so sets of unequal size stack.
+"""
+from contextlib import nullcontext
+
+import numpy as np
+from scipy.linalg import lapack
+
+from ..errors import InputError
+
+PAD = -1
+
+
+class KrigingFrame:
+    """Samples in a numerically convenient frame: coordinates centred and divided by the variogram
+    range (so distances are r = h / range), external drifts standardised (mean 0, SD 1)."""
+
+    def __init__(self, model, x, y, z, drift=None):
+        self.model = model
+        self.x0, self.y0 = float(np.mean(x)), float(np.mean(y))
+        self.x, self.y = self.scale_xy(x, y)
+        self.z = np.asarray(z, dtype=np.float64)
+        drift = np.zeros((len(self.z), 0)) if drift is None else np.asarray(drift, dtype=np.float64)
+        self.drift_mean = drift.mean(axis=0)
+        self.drift_scale = drift.std(axis=0)
+        if np.any(self.drift_scale <= 0):
+            column = int(np.argmin(self.drift_scale)) + 1
+            raise InputError(f'external drift {column} has the same value at every sample, so it cannot '
+                             'explain anything; remove it from DRIFT_RASTERS.', 'DRIFT_RASTERS')
+        self.F = self.drift_matrix(drift)
+
+    @property
+    def n_drift_terms(self):
+        return self.F.shape[1]
+
+    def scale_xy(self, x, y):
+        inverse = 1.0 / self.model.range
+        return ((np.asarray(x, dtype=np.float64) - self.x0) * inverse,
+                (np.asarray(y, dtype=np.float64) - self.y0) * inverse)
+
+    def drift_matrix(self, drift):
+        """[1, standardised drifts] for raw drift values of shape (..., q)."""
+        drift = np.asarray(drift, dtype=np.float64)
+        standardised = (drift - self.drift_mean) / self.drift_scale
+        return np.concatenate([np.ones(drift.shape[:-1] + (1,)), standardised], axis=-1)
+
+
+def single_threaded_blas():
+    """Context limiting BLAS to one thread: OpenBLAS's threads make the many small matrix products
+    here several times slower (measured: 7 ms instead of 1 ms per batch). No-op without
+    threadpoolctl (installed with scikit-learn)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return nullcontext()
+    return threadpool_limits(1, user_api='blas')
+
+
+def _triangular_inverses(lower):
+    """Inverses of a stack of lower-triangular matrices (LAPACK dtrtri per matrix: numpy has no
+    batched triangular solve, and its stacked inv/solve are very slow with threaded OpenBLAS)."""
+    inverses = np.empty_like(lower)
+    if lower.shape[-1] == 0:  # sets no larger than the drift: nothing to solve (marked unsolvable)
+        return inverses
+    for index, matrix in enumerate(lower):
+        inverses[index], info = lapack.dtrtri(matrix, lower=1)
+        if info != 0:
+            inverses[index] = np.nan
+    return inverses
+
+
+def _upper_inverse_transposed(upper):
+    """R⁻ᵀ for a stack of small (p × p) upper-triangular R, by forward substitution."""
+    p = upper.shape[-1]
+    result = np.zeros_like(upper)
+    identity = np.eye(p)
+    for row in range(p):  # solve Rᵀ X = I row by row (Rᵀ is lower triangular)
+        known = np.einsum('tk,tkc->tc', upper[:, :row, row], result[:, :row, :])
+        result[:, row, :] = (identity[row] - known) / upper[:, row, row, None]
+    return result
+
+
+def _cholesky(matrices):
+    """Stacked Cholesky; sets whose matrix is not positive definite get NaN factors."""
+    try:
+        return np.linalg.cholesky(matrices)
+    except np.linalg.LinAlgError:
+        factors = np.full_like(matrices, np.nan)
+        for index, matrix in enumerate(matrices):
+            try:
+                factors[index] = np.linalg.cholesky(matrix)
+            except np.linalg.LinAlgError:
+                pass
+        return factors
+
+
+def pairwise_squared_distances(ax, ay, bx, by, dtype=np.float64):
+    """Squared distances between points a (T, N) and points b (T, P) of each set: (T, N, P);
+    differences are taken in float64, the rest in `dtype`."""
+    dx = (ax[:, :, None] - bx[:, None, :]).astype(dtype, copy=False)
+    dy = (ay[:, :, None] - by[:, None, :]).astype(dtype, copy=False)
+    dx *= dx
+    dy *= dy
+    dx += dy
+    return dx
+
+
+class KrigingSystems:
+    """Factorised systems for a stack of T neighbour sets (indices into the frame's samples,
+    shape (T, N), padded with -1)."""
+
+    def __init__(self, frame, sets):
+        sets = np.atleast_2d(np.asarray(sets, dtype=np.int64))
+        self.frame = frame
+        self.valid = sets != PAD
+        safe = np.where(self.valid, sets, 0)
+        p = frame.n_drift_terms
+        self.sx, self.sy = frame.x[safe], frame.y[safe]
+        z = np.where(self.valid, frame.z[safe], 0.0)
+        F = np.where(self.valid[:, :, None], frame.F[safe], 0.0)
+        gamma = frame.model.scaled_squared(pairwise_squared_distances(self.sx, self.sy, self.sx, self.sy),
+                                           overwrite=True)
+        pad = ~self.valid
+        gamma[pad[:, :, None] | pad[:, None, :]] = 0.0
+        t_index, n_index = np.nonzero(pad)
+        gamma[t_index, n_index, n_index] = -1.0  # dummy samples: generalised covariance 1, uncoupled
+        q, r = np.linalg.qr(F, mode='complete')
+        r = r[:, :p, :]
+        diagonal = np.abs(np.diagonal(r, axis1=1, axis2=2))
+        # drift columns (standardised, norm ~ sqrt(N)) that are collinear within a set make R singular
+        self.solvable = (np.all(diagonal > 1e-7 * np.sqrt(self.valid.sum(axis=1, keepdims=True)), axis=1)
+                         & (self.valid.sum(axis=1) > p))
+        r[~self.solvable] = np.eye(p)
+        q1, q2 = q[:, :, :p], q[:, :, p:]
+        a = q1 @ _upper_inverse_transposed(r)                              # (T, N, p) = Q₁R⁻ᵀ
+        m = -(q2.transpose(0, 2, 1) @ gamma @ q2)
+        m[~self.solvable] = np.eye(m.shape[1])
+        factor = _cholesky(m)
+        self.solvable &= np.all(np.isfinite(factor), axis=(1, 2))
+        factor[~self.solvable] = np.eye(m.shape[1])
+        h = _triangular_inverses(factor) @ q2.transpose(0, 2, 1)          # (T, m, N) = L⁻¹Q₂ᵀ
+        gamma_a = gamma @ a                                               # (T, N, p)
+        b = h @ gamma_a                                               # (T, m, p)
+        self.e = a.transpose(0, 2, 1) @ gamma_a                             # (T, p, p)
+        hz = np.einsum('tmn,tn->tm', h, z)
+        atz = np.einsum('tnp,tn->tp', a, z)
+        # One operator for every target quantity, applied to X = [γ₀; f₀] (N + p rows) in one
+        # matrix product: rows 0..m-1 give -w, row m the prediction zᵀλ, the last p rows Aᵀγ₀.
+        n, m = h.shape[2], h.shape[1]
+        self.m = m
+        self.operator = np.zeros((len(sets), m + 1 + p, n + p))
+        self.operator[:, :m, :n] = h
+        self.operator[:, :m, n:] = -b
+        self.operator[:, m, :n] = -np.einsum('tmn,tm->tn', h, hz)
+        self.operator[:, m, n:] = atz + np.einsum('tmp,tm->tp', b, hz)
+        self.operator[:, m + 1:, :n] = a.transpose(0, 2, 1)
+        self._cast = {np.dtype(np.float64): self.operator}
+
+    def __len__(self):
+        return len(self.valid)
+
+    def target_matrix(self, tx, ty, f0, dtype=np.float64):
+        """X = [γ₀; f₀ᵀ] (T, N + p, P) for targets at scaled coordinates (T, P) with drift rows f0
+        (T, P, p): γ₀ between each set's samples and its targets, in `dtype`."""
+        squared = pairwise_squared_distances(self.sx, self.sy, tx, ty, dtype)
+        gamma = self.frame.model.scaled_squared(squared, overwrite=True)
+        gamma[~self.valid] = 0.0
+        return np.concatenate([gamma, f0.transpose(0, 2, 1).astype(dtype)], axis=1)
+
+    def predict(self, x, f0, nugget_left_out=0.0):
+        """Prediction and variance (T, P) from a target matrix `x` (see target_matrix; its dtype
+        sets the precision of the product and of its sums) and drift rows f0 (T, P, p); NaN for
+        unsolvable sets.
+
+        `nugget_left_out` c: x's γ₀ rows lack a constant c (γ₀ - c·1 with -c where γ₀ = 0). Since
+        1 = F e₁ lies in the drift space, H·1 = 0 and Aᵀ1 = e₁: only the variance changes, by 2c,
+        which is added back here (one pass less over the largest array on grids)."""
+        dtype = x.dtype
+        if dtype not in self._cast:
+            self._cast[dtype] = self.operator.astype(dtype)
+        y = self._cast[dtype] @ x                                          # (T, m + 1 + p, P)
+        f0t = f0.transpose(0, 2, 1)                                        # (T, p, P)
+        m = self.m
+        prediction = y[:, m].astype(np.float64)
+        # sums over the rows of y accumulate in its dtype, as the product did; the variance's
+        # difference of terms (~ sill each) is taken in float64
+        a_gamma0 = np.einsum('tpk,tpk->tk', f0t.astype(dtype, copy=False), y[:, m + 1:])
+        variance = 2.0 * a_gamma0.astype(np.float64)
+        variance -= np.einsum('tpk,tpk->tk', f0t, self.e @ f0t)
+        variance -= np.einsum('tmk,tmk->tk', y[:, :m], y[:, :m])
+        variance += 2.0 * nugget_left_out
+        prediction[~self.solvable] = np.nan
+        variance[~self.solvable] = np.nan
+        return prediction, variance
+
+
+def check_global_size(n_samples, limit=5000):
+    if n_samples > limit:
+        raise InputError(f'Kriging with all {n_samples} samples in every system needs too much memory and '
+                         f'time (limit {limit}); set N_NEIGHBOURS (e.g. 32) or SEARCH_RADIUS.',
+                         'N_NEIGHBOURS')

@@ -1,0 +1,252 @@
+"""The small regression CNN of Cheng et al. (2023), ion-adsorption rare-earth ore on GF-2, in numpy.
+
+Input: the 4x4 tile of standardised band values (core/inversion/tiling.py). Layers (the paper's: 2x2
+convolutions with ReLU, max pooling, a fully connected layer, dropout with keep probability 0.7):
+  conv 2x2 'same' (C1) -> ReLU -> max-pool 2x2/2 (4x4 -> 2x2)
+  -> conv 2x2 'same' (C2) -> ReLU -> max-pool 2x2/2 (2x2 -> 1x1)
+  -> fully connected (H) -> ReLU -> dropout (training only) -> fully connected (1).
+Loss: mean squared error of the standardised target (the paper names softmax cross-entropy, which
+has no meaning for one continuous output). Optimiser: Adam (Kingma & Ba 2015), learning rate 0.001.
+
+Hand-written because the plugin must not depend on a deep-learning framework at run time and the
+network is tiny; gradients are checked against finite differences in test/test_cnn.py.
+'same' padding follows TensorFlow (the paper's framework): the one padding row/column of a 2x2
+kernel goes after the data (ONNX pads = [0, 0, 1, 1]).
+Internal layout is NHWC with HWIO kernels; export transposes to ONNX's NCHW/OIHW.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import CancelledError
+from .tiling import tile_features, tile_indices
+
+OFFSETS = ((0, 0), (0, 1), (1, 0), (1, 1))  # kernel cells (row, column), row-major
+ONNX_OPSET = 17   # onnxruntime >= 1.13 runs it (1.32 in our environment)
+ONNX_IR_VERSION = 8  # the IR version that goes with opset 17, readable by older runtimes
+INPUT_NAME = 'input'
+OUTPUT_NAME = 'prediction'
+
+
+@dataclass(frozen=True)
+class CnnConfig:
+    filters1: int = 16
+    filters2: int = 32
+    hidden: int = 64
+    keep_prob: float = 0.7        # dropout keep probability (paper)
+    learning_rate: float = 0.001  # Adam step size (paper)
+    iterations: int = 5000        # mini-batch updates (paper)
+    batch_size: int = 64
+    seed: int = 0
+
+    def architecture(self):
+        return (f'tile 4x4 -> conv2x2 same {self.filters1} -> ReLU -> maxpool 2x2 -> conv2x2 same '
+                f'{self.filters2} -> ReLU -> maxpool 2x2 -> FC {self.hidden} -> ReLU -> dropout keep '
+                f'{self.keep_prob:g} -> FC 1; MSE, Adam lr {self.learning_rate:g}, '
+                f'{self.iterations} iterations, batch {self.batch_size}, seed {self.seed}')
+
+
+def init_params(config, rng):
+    """He-normal weights (He et al. 2015, for ReLU layers), zero biases; float64."""
+    def he(shape, fan_in):
+        return rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)
+    c1, c2, h = config.filters1, config.filters2, config.hidden
+    return {'w1': he((2, 2, 1, c1), 4), 'b1': np.zeros(c1),
+            'w2': he((2, 2, c1, c2), 4 * c1), 'b2': np.zeros(c2),
+            'w3': he((c2, h), c2), 'b3': np.zeros(h),
+            'w4': he((h, 1), h) * 0.5, 'b4': np.zeros(1)}
+
+
+def _columns(x):
+    """(N, H, W, C) -> (N, H, W, 4C): the 2x2 neighbourhood of each cell, zero-padded after."""
+    n, height, width, channels = x.shape
+    padded = np.zeros((n, height + 1, width + 1, channels), dtype=x.dtype)
+    padded[:, :height, :width] = x
+    return np.concatenate([padded[:, i:i + height, j:j + width] for i, j in OFFSETS], axis=3)
+
+
+def _columns_backward(d_columns, channels):
+    """Adjoint of _columns: scatter-add (N, H, W, 4C) gradients back onto (N, H, W, C)."""
+    n, height, width, _ = d_columns.shape
+    padded = np.zeros((n, height + 1, width + 1, channels), dtype=d_columns.dtype)
+    for k, (i, j) in enumerate(OFFSETS):
+        padded[:, i:i + height, j:j + width] += d_columns[..., k * channels:(k + 1) * channels]
+    return padded[:, :height, :width]
+
+
+def _pool(x):
+    """2x2/2 max pooling of (N, H, W, C); returns the output and the arg-max index per window."""
+    n, height, width, channels = x.shape
+    windows = x.reshape(n, height // 2, 2, width // 2, 2, channels).transpose(0, 1, 3, 5, 2, 4)
+    windows = windows.reshape(n, height // 2, width // 2, channels, 4)
+    # the arg-max routes the gradient to one cell of a window even where tiling makes exact ties
+    return windows.max(axis=4), windows.argmax(axis=4)
+
+
+def _pool_backward(d_out, index):
+    n, height, width, channels = d_out.shape
+    windows = (index[..., None] == np.arange(4)) * d_out[..., None]
+    windows = windows.reshape(n, height, width, channels, 2, 2).transpose(0, 1, 4, 2, 5, 3)
+    return windows.reshape(n, 2 * height, 2 * width, channels)
+
+
+def forward(params, tiles, keep_mask=None):
+    """Standardised (N, 1, 4, 4) tiles -> ((N,) standardised output, cache for backward).
+    keep_mask: (N, hidden) inverted-dropout multipliers (0 or 1/keep), None at inference."""
+    x = tiles.reshape(-1, 4, 4, 1)
+    cols1 = _columns(x)
+    a1 = np.maximum(cols1 @ params['w1'].reshape(4, -1) + params['b1'], 0.0)
+    p1, i1 = _pool(a1)
+    cols2 = _columns(p1)
+    a2 = np.maximum(cols2 @ params['w2'].reshape(4 * a1.shape[3], -1) + params['b2'], 0.0)
+    p2, i2 = _pool(a2)
+    flat = p2.reshape(p2.shape[0], -1)
+    hidden = np.maximum(flat @ params['w3'] + params['b3'], 0.0)
+    dropped = hidden if keep_mask is None else hidden * keep_mask
+    out = (dropped @ params['w4'] + params['b4'])[:, 0]
+    cache = (cols1, a1, i1, cols2, a2, i2, flat, hidden, dropped, keep_mask)
+    return out, cache
+
+
+def loss_and_gradients(params, tiles, target, keep_mask=None):
+    """Mean squared error of the standardised target and its gradient for every parameter."""
+    out, (cols1, a1, i1, cols2, a2, i2, flat, hidden, dropped, keep_mask) = \
+        forward(params, tiles, keep_mask)
+    n = target.shape[0]
+    residual = out - target
+    d_out = (2.0 / n) * residual[:, None]
+    grads = {'w4': dropped.T @ d_out, 'b4': d_out.sum(axis=0)}
+    d_hidden = d_out @ params['w4'].T
+    if keep_mask is not None:
+        d_hidden = d_hidden * keep_mask
+    d_hidden = d_hidden * (hidden > 0)
+    grads['w3'], grads['b3'] = flat.T @ d_hidden, d_hidden.sum(axis=0)
+    d_a2 = _pool_backward((d_hidden @ params['w3'].T).reshape(n, 1, 1, -1), i2) * (a2 > 0)
+    c1, c2 = a1.shape[3], a2.shape[3]
+    grads['w2'] = (cols2.reshape(-1, 4 * c1).T @ d_a2.reshape(-1, c2)).reshape(params['w2'].shape)
+    grads['b2'] = d_a2.sum(axis=(0, 1, 2))
+    d_p1 = _columns_backward(d_a2 @ params['w2'].reshape(4 * c1, c2).T, c1)
+    d_a1 = _pool_backward(d_p1, i1) * (a1 > 0)
+    grads['w1'] = (cols1.reshape(-1, 4).T @ d_a1.reshape(-1, c1)).reshape(params['w1'].shape)
+    grads['b1'] = d_a1.sum(axis=(0, 1, 2))
+    return float(np.mean(residual ** 2)), grads
+
+
+@dataclass
+class CnnModel:
+    """A trained CNN with the standardisation it learnt on the training features and target."""
+    config: CnnConfig
+    params: dict
+    x_mean: np.ndarray
+    x_scale: np.ndarray
+    y_mean: float
+    y_scale: float
+    losses: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    model_type = 'cnn'
+    input_layout = 'tiled'
+
+    def standardised_tiles(self, features):
+        return tile_features((np.asarray(features, np.float64) - self.x_mean) / self.x_scale) \
+            .astype(np.float64)
+
+    def predict(self, features):
+        """(N, F) raw features -> (N,) predictions in target units (no dropout)."""
+        out, _ = forward(self.params, self.standardised_tiles(features))
+        return out * self.y_scale + self.y_mean
+
+    def to_onnx(self):
+        return cnn_onnx(self)
+
+
+def train_cnn(features, target, config=None, progress=None, cancel=None):
+    """Fit the CNN on (N, F) raw features and (N,) target with Adam on shuffled mini-batches.
+    Standardisation (mean, SD) is learnt here and travels with the model; the caller checks that no
+    feature and not the target is constant."""
+    config = config or CnnConfig()
+    features = np.asarray(features, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    tile_indices(features.shape[1])  # refuses more than 16 features early
+    rng = np.random.default_rng(config.seed)
+    model = CnnModel(config, init_params(config, rng), features.mean(axis=0), features.std(axis=0),
+                     float(target.mean()), float(target.std()))
+    tiles = model.standardised_tiles(features)
+    y = (target - model.y_mean) / model.y_scale
+    n = y.size
+    batch = min(config.batch_size, n)
+    moments = {key: (np.zeros_like(value), np.zeros_like(value)) for key, value in model.params.items()}
+    beta1, beta2, epsilon = 0.9, 0.999, 1e-8  # Adam defaults (Kingma & Ba 2015)
+    losses = np.empty(config.iterations)
+    order, position = rng.permutation(n), 0
+    for step in range(1, config.iterations + 1):
+        if position + batch > n:
+            order, position = rng.permutation(n), 0
+        chosen = order[position:position + batch]
+        position += batch
+        mask = (rng.random((batch, config.hidden)) < config.keep_prob) / config.keep_prob
+        losses[step - 1], grads = loss_and_gradients(model.params, tiles[chosen], y[chosen], mask)
+        rate = config.learning_rate * np.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
+        for key, gradient in grads.items():
+            m, v = moments[key]
+            m *= beta1
+            m += (1 - beta1) * gradient
+            v *= beta2
+            v += (1 - beta2) * gradient ** 2
+            model.params[key] -= rate * m / (np.sqrt(v) + epsilon)
+        if step % 100 == 0:
+            if cancel is not None and cancel():
+                raise CancelledError('training cancelled')
+            if progress is not None:
+                progress(step / config.iterations)
+    model.losses = losses
+    return model
+
+
+def cnn_onnx(model):
+    """ONNX graph of a CnnModel: raw (N, 1, 4, 4) tiles in, (N, 1) target units out; the feature
+    standardisation and the target de-standardisation are graph nodes."""
+    from ..dependencies import require
+    onnx = require('onnx')
+    helper, numpy_helper = onnx.helper, onnx.numpy_helper
+    cells = tile_indices(model.x_mean.size)
+    p = model.params
+
+    def tensor(name, array):
+        return numpy_helper.from_array(np.asarray(array, dtype=np.float32), name)
+
+    initializers = [
+        tensor('x_mean', model.x_mean[cells].reshape(1, 1, 4, 4)),
+        tensor('x_scale', model.x_scale[cells].reshape(1, 1, 4, 4)),
+        tensor('w1', p['w1'].transpose(3, 2, 0, 1)), tensor('b1', p['b1']),
+        tensor('w2', p['w2'].transpose(3, 2, 0, 1)), tensor('b2', p['b2']),
+        tensor('w3', p['w3']), tensor('b3', p['b3']), tensor('w4', p['w4']), tensor('b4', p['b4']),
+        tensor('y_scale', [model.y_scale]), tensor('y_mean', [model.y_mean]),
+    ]
+    same = {'kernel_shape': [2, 2], 'pads': [0, 0, 1, 1], 'strides': [1, 1]}
+    pool = {'kernel_shape': [2, 2], 'strides': [2, 2]}
+    node = helper.make_node
+    nodes = [
+        node('Sub', [INPUT_NAME, 'x_mean'], ['centred']),
+        node('Div', ['centred', 'x_scale'], ['standardised']),
+        node('Conv', ['standardised', 'w1', 'b1'], ['conv1'], **same),
+        node('Relu', ['conv1'], ['relu1']),
+        node('MaxPool', ['relu1'], ['pool1'], **pool),
+        node('Conv', ['pool1', 'w2', 'b2'], ['conv2'], **same),
+        node('Relu', ['conv2'], ['relu2']),
+        node('MaxPool', ['relu2'], ['pool2'], **pool),
+        node('Flatten', ['pool2'], ['flat'], axis=1),
+        node('Gemm', ['flat', 'w3', 'b3'], ['fc1']),
+        node('Relu', ['fc1'], ['hidden']),
+        node('Gemm', ['hidden', 'w4', 'b4'], ['fc2']),
+        node('Mul', ['fc2', 'y_scale'], ['scaled']),
+        node('Add', ['scaled', 'y_mean'], [OUTPUT_NAME]),
+    ]
+    float_type = onnx.TensorProto.FLOAT
+    graph = helper.make_graph(
+        nodes, 'rsgeochem_cnn',
+        [helper.make_tensor_value_info(INPUT_NAME, float_type, ['N', 1, 4, 4])],
+        [helper.make_tensor_value_info(OUTPUT_NAME, float_type, ['N', 1])], initializers)
+    onnx_model = helper.make_model(graph, producer_name='rsgeochem',
+                                   opset_imports=[helper.make_opsetid('', ONNX_OPSET)])
+    onnx_model.ir_version = ONNX_IR_VERSION
+    onnx.checker.check_model(onnx_model)
+    return onnx_model

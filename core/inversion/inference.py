@@ -1,0 +1,380 @@
+"""Applying an ONNX regression model over a raster, block by block (see the ONNX model contract:
+'pixel' (N, F), 'tiled' (N, 1, 4, 4) and 'patch' (N, F, k, k) inputs; one float32 output per pixel).
+
+The onnxruntime session is created once. Memory is bounded by the block budget whatever the raster
+size: a quarter goes to the model's batches of valid pixels (sized from the per-sample intermediate
+tensors found by ONNX shape inference), the rest to two blocks of rows (the one being predicted and
+the next one, read meanwhile by a background thread that also writes the output); GDAL's block
+cache is released as blocks are consumed.
+"""
+import math
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+from scipy import ndimage
+
+from ..dependencies import require
+from ..errors import InputError
+from ..geostat.surface_samples import band_field_names
+from ..raster.blockio import (
+    DEFAULT_MEMORY_MB,
+    DEFAULT_NODATA,
+    RasterReader,
+    RasterWriter,
+    Window,
+    block_windows,
+    check_cancel,
+    raster_info,
+    rows_per_block,
+)
+from .onnx_metadata import parse_metadata
+from .tiling import CELLS, TILE, tile_features
+
+# Processing parameter keys the errors name (the algorithm applyinversionmodel uses the same keys)
+INPUT, MODEL, BANDS, MASK, OUTPUT = 'INPUT', 'MODEL', 'BANDS', 'MASK', 'OUTPUT'
+FLOAT_BYTES = 4
+# onnxruntime's memory per sample is taken as the sum of the graph's per-sample intermediate tensors
+# (it reuses buffers: 1.6-3.5 KB measured against a 4.2 KB sum for the paper CNN), at least:
+MIN_RUNTIME_BYTES = 1024
+RUNTIME_SHARE = 4   # the model's batches get 1/RUNTIME_SHARE of the block memory budget
+MIN_BATCH = 256
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What apply needs to know about a model's input."""
+    input_name: str
+    layout: str                 # pixel | tiled | patch
+    n_features: int | None      # None: not fixed by the model (tiled model without metadata)
+    patch_size: int             # k of the patch layout, 1 otherwise
+    features: tuple             # feature names from the metadata, () without metadata
+    target: str                 # output band description
+    bytes_per_sample: int       # estimate of the runtime's memory per sample
+
+    @property
+    def halo(self):
+        return self.patch_size // 2
+
+
+@dataclass
+class ApplyResult:
+    bands: list                 # 1-based raster bands fed to the model, in input order
+    layout: str
+    target: str = ''            # output band description: target field (units) or 'prediction'
+    batch: int = 0              # pixels per onnxruntime run at most
+    blocks: int = 0             # blocks of rows
+    predicted: int = 0          # pixels with a prediction
+    nodata: int = 0             # pixels written as nodata (nodata input, mask, edge of a patch model)
+    notes: list = field(default_factory=list)
+
+
+def runtime_errors():
+    """The exception classes onnxruntime raises (they derive from Exception only)."""
+    state = require('onnxruntime').capi.onnxruntime_pybind11_state
+    return tuple(value for value in vars(state).values()
+                 if isinstance(value, type) and issubclass(value, Exception))
+
+
+def open_session(model_path, threads=2):
+    """An onnxruntime CPU session with `threads` intra-op threads, or InputError naming MODEL."""
+    ort = require('onnxruntime')
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = max(1, int(threads))
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # idle onnxruntime threads sleep instead of spinning, leaving the cores to GDAL between batches
+    options.add_session_config_entry('session.intra_op.allow_spinning', '0')
+    try:
+        return ort.InferenceSession(str(model_path), options, providers=['CPUExecutionProvider'])
+    except runtime_errors() as error:
+        raise InputError(f'"{model_path}" is not an ONNX model onnxruntime can run ({error}); choose '
+                         'an .onnx file, e.g. one written by traininversionmodel.', MODEL) from error
+
+
+def per_sample_bytes(model_path, batch_dim):
+    """Bytes of the intermediate tensors of one sample (ONNX shape inference over the graph; tensors
+    whose first dimension is the batch dimension `batch_dim` count), or None when shapes are unknown."""
+    onnx = require('onnx')
+    try:
+        inferred = onnx.shape_inference.infer_shapes(onnx.load(str(model_path)))
+    except (ValueError, TypeError, OSError, onnx.shape_inference.InferenceError):
+        return None
+    total = 0
+    for value in list(inferred.graph.value_info) + list(inferred.graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if not dims or dims[0].dim_param != batch_dim:
+            continue
+        sizes = [d.dim_value for d in dims[1:]]
+        if any(size <= 0 for size in sizes):
+            return None
+        total += math.prod(sizes) * FLOAT_BYTES
+    return total
+
+
+def infer_layout(shape, metadata):
+    """(layout, n_features or None, patch size) from the input shape (N, ...) and the metadata."""
+    layout = metadata.get('input_layout')
+    dims = [d if isinstance(d, int) and d > 0 else None for d in shape[1:]]
+    if len(dims) == 1 and layout in (None, 'pixel'):
+        return 'pixel', dims[0], 1
+    if len(dims) == 3 and dims == [1, TILE, TILE] and layout in (None, 'tiled'):
+        return 'tiled', None, 1
+    if len(dims) == 3 and layout in (None, 'patch'):
+        k = metadata.get('patch_size', dims[1])
+        if k is not None and k % 2 == 1 and dims[1] in (None, k) and dims[2] in (None, k):
+            return 'patch', dims[0], k
+    raise InputError(f'the model\'s input shape {list(shape)} does not fit the '
+                     f'{layout or "pixel (N, F), tiled (N, 1, 4, 4) or patch (N, F, k, k), k odd,"} '
+                     'layout; choose a per-pixel regression model (see the help).', MODEL)
+
+
+def model_spec(session, model_path):
+    """Check the session's input/output against the contract and describe the input."""
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if len(inputs) != 1 or len(outputs) < 1:
+        raise InputError(f'the model has {len(inputs)} inputs and {len(outputs)} outputs; apply needs '
+                         'one float32 input and one output.', MODEL)
+    model_input = inputs[0]
+    if model_input.type != 'tensor(float)':
+        raise InputError(f'the model\'s input is {model_input.type}, not tensor(float); re-export it '
+                         'with a float32 input.', MODEL)
+    batch = model_input.shape[0] if model_input.shape else None
+    if isinstance(batch, int):
+        raise InputError(f'the model\'s input has a fixed batch size of {batch}; re-export it with a '
+                         'dynamic first dimension (e.g. dynamic_axes in torch.onnx.export).', MODEL)
+    metadata = parse_metadata(session.get_modelmeta().custom_metadata_map, MODEL)
+    layout, n_features, patch_size = infer_layout(model_input.shape, metadata)
+    features = tuple(str(name) for name in metadata.get('features') or ())
+    if features:
+        if n_features not in (None, len(features)):
+            raise InputError(f'the model\'s input takes {n_features} features but its metadata names '
+                             f'{len(features)} ({", ".join(features)}); the model file is inconsistent.',
+                             MODEL)
+        n_features = len(features)
+    intermediate = per_sample_bytes(model_path, batch) if isinstance(batch, str) else None
+    runtime = max(MIN_RUNTIME_BYTES, intermediate or 0)
+    target = metadata.get('target_field') or 'prediction'
+    if metadata.get('target_units'):
+        target = f'{target} ({metadata["target_units"]})'
+    return ModelSpec(model_input.name, layout, n_features, patch_size, features, target, runtime)
+
+
+def select_bands(spec, info, bands=None):
+    """1-based raster bands feeding the model, in its input order, and notes for the log.
+
+    Explicit `bands` win (checked against the band count and the model's feature count). Otherwise
+    the metadata's feature names are looked up among the band descriptions (case-insensitive, as
+    written or as surfacesamples turns them into field names); a
+    raster without descriptions is taken in band order when its band count equals the feature count.
+    """
+    descriptions = [d.strip().lower() for d in info.descriptions]
+    if bands:
+        bands = [int(b) for b in bands]
+        wrong = [b for b in bands if not 1 <= b <= info.band_count]
+        if wrong:
+            raise InputError(f'band(s) {wrong} do not exist: INPUT has {info.band_count} bands.', BANDS)
+        if spec.n_features is not None and len(bands) != spec.n_features:
+            raise InputError(f'{len(bands)} bands given but the model takes {spec.n_features} features '
+                             f'{list(spec.features) or ""}; give exactly {spec.n_features} band numbers '
+                             'in the model\'s input order.', BANDS)
+        if spec.layout == 'tiled' and len(bands) > CELLS:
+            raise InputError(f'the tiled (4x4) layout takes at most {CELLS} bands, not {len(bands)}.',
+                             BANDS)
+        notes = [f'band {b} ("{info.descriptions[b - 1]}") feeds feature "{name}"'
+                 for b, name in zip(bands, spec.features)
+                 if descriptions[b - 1] and descriptions[b - 1] != name.strip().lower()]
+        return bands, notes
+    if not spec.features:
+        raise InputError('the model carries no rsgeochem metadata, so the band order it expects is '
+                         'unknown; give the raster band numbers feeding its inputs, in order, in BANDS.',
+                         BANDS)
+    wanted = [name.strip().lower() for name in spec.features]
+    if all(descriptions.count(name) == 1 for name in wanted):
+        return [descriptions.index(name) + 1 for name in wanted], []
+    # models trained on a surfacesamples layer name features after its field-safe band names
+    field_names = [name.lower() for name in band_field_names(info.descriptions)]
+    if any(info.descriptions) and all(field_names.count(name) == 1 for name in wanted):
+        return [field_names.index(name) + 1 for name in wanted], []
+    if not any(descriptions) and info.band_count == len(wanted):
+        return list(range(1, len(wanted) + 1)), [
+            f'INPUT has no band descriptions: bands 1-{len(wanted)} are taken as the model\'s features '
+            f'{", ".join(spec.features)}, in that order.']
+    missing = [name for name, key in zip(spec.features, wanted) if descriptions.count(key) != 1]
+    raise InputError(
+        f'the model expects the features {", ".join(spec.features)} (in this order) but INPUT\'s '
+        f'{info.band_count} bands are described as {", ".join(repr(d) for d in info.descriptions)} '
+        f'({", ".join(missing)} not found exactly once); give the band numbers feeding the model, '
+        'in its order, in BANDS.', BANDS)
+
+
+def check_mask(mask_path, grid):
+    info = raster_info(mask_path, MASK)
+    if not info.grid.same_as(grid):
+        raise InputError('the mask must share the grid (size, extent, pixel size and CRS) of INPUT; '
+                         'resample it onto INPUT first (e.g. with gdalwarp or Align rasters).', MASK)
+    return RasterReader(mask_path, MASK)
+
+
+def patch_valid(invalid, window, halo):
+    """Centres of a block whose k x k neighbourhood (k = 2 halo + 1) is valid and inside the raster.
+    `invalid` is (read rows, width); outside the raster counts as invalid."""
+    padded = np.pad(invalid, ((halo - window.top, halo - window.bottom), (halo, halo)),
+                    constant_values=True)
+    spread = ndimage.maximum_filter(padded.view(np.uint8), size=2 * halo + 1, mode='constant')
+    return spread[halo:halo + window.rows, halo:halo + invalid.shape[1]] == 0
+
+
+def block_tensors(spec, values, valid, window, batch):
+    """Yield (indices into the block's own pixels, float32 input tensor) for batches of at most
+    `batch` valid pixels. `values` is (F, read rows, width) with any halo rows; `valid` (rows, width).
+    Indices are a slice when every pixel is valid (no gather of the pixel positions)."""
+    width = values.shape[2]
+    if spec.layout == 'patch':
+        h, k = spec.halo, spec.patch_size
+        padded = np.pad(values, ((0, 0), (h - window.top, h - window.bottom), (h, h)))
+        neighbourhoods = np.moveaxis(sliding_window_view(padded, (k, k), axis=(1, 2)), 0, 2)
+    else:
+        pixels = values.reshape(len(values), -1)
+    flat = None if spec.layout != 'patch' and valid.all() else np.flatnonzero(valid)
+    total = valid.size if flat is None else flat.size
+    for start in range(0, total, batch):
+        index = slice(start, min(start + batch, total)) if flat is None else flat[start:start + batch]
+        if spec.layout == 'patch':
+            tensor = np.ascontiguousarray(neighbourhoods[index // width, index % width])
+        elif spec.layout == 'tiled':
+            tensor = tile_features(pixels[:, index].T)
+        else:
+            tensor = np.ascontiguousarray(pixels[:, index].T)
+        yield index, tensor
+
+
+def predict(session, spec, tensor):
+    try:
+        output = session.run(None, {spec.input_name: tensor})[0]
+    except runtime_errors() as error:
+        raise InputError(f'onnxruntime could not run the model on input of shape {tensor.shape} '
+                         f'({error}); check that the model fits the raster bands.', MODEL) from error
+    output = np.asarray(output, dtype=np.float32).reshape(tensor.shape[0], -1)
+    if output.shape[1] != 1:
+        raise InputError(f'the model gives {output.shape[1]} values per pixel; apply needs one '
+                         '(a regression output of shape (N, 1) or (N,)).', MODEL)
+    return output[:, 0]
+
+
+def batch_size(spec, n_bands, memory_mb):
+    """Pixels per onnxruntime run: the model's share of the budget over its bytes per sample
+    (features, input tensor, intermediate tensors, output)."""
+    cells = CELLS if spec.layout == 'tiled' else n_bands * spec.patch_size ** 2
+    sample = (n_bands + cells + 1) * FLOAT_BYTES + spec.bytes_per_sample
+    return max(MIN_BATCH, memory_mb * 2 ** 20 // RUNTIME_SHARE // sample)
+
+
+def block_bytes_per_pixel(spec, n_bands):
+    """Bytes per pixel of a block's arrays besides the model's batches: the read (values, nodata
+    mask and GDAL's temporaries), validity and mask, the batch indices, the output and the writer's
+    float64 copy, and for patch models the padded copy of the block."""
+    read = n_bands * (FLOAT_BYTES + 3) + FLOAT_BYTES
+    patch = n_bands * FLOAT_BYTES + 2 if spec.layout == 'patch' else 0
+    return read + 4 + 8 + FLOAT_BYTES + 17 + patch
+
+
+def aligned_rows(rows, tile_rows):
+    """The largest block height <= rows that is a multiple or a divisor of the output's tile height,
+    so that blocks complete output tiles exactly (no tile is written twice)."""
+    if rows >= tile_rows:
+        return rows - rows % tile_rows
+    while tile_rows % rows:
+        rows -= 1
+    return rows
+
+
+class BlockIO:
+    """Reading (bands, validity, mask) and writing of the blocks, run on one background thread so
+    that GDAL's decoding and compression overlap with onnxruntime (both release the GIL). Each GDAL
+    dataset is only ever used by that thread."""
+
+    def __init__(self, spec, bands, reader, mask_reader, writer, windows):
+        self.spec, self.bands, self.windows = spec, bands, windows
+        self.reader, self.mask_reader, self.writer = reader, mask_reader, writer
+        self.tile_rows = writer.dataset.GetRasterBand(1).GetBlockSize()[1]
+
+    def read(self, number):
+        """(values (F, read rows, width) float32, valid (rows, width)) of block `number`."""
+        window = self.windows[number]
+        block = self.reader.read(window, self.bands, np.float32)
+        invalid = np.ma.getmaskarray(block).any(axis=0)
+        if self.spec.layout == 'patch':
+            valid = patch_valid(invalid, window, self.spec.halo)
+        else:
+            valid = ~invalid
+        if self.mask_reader is not None:
+            valid &= self.mask_reader.read(Window(window.row, window.rows), [1])[0].filled(0) != 0
+        return block.data, valid
+
+    def write(self, number, output):
+        window = self.windows[number]
+        self.writer.write(window.row, output.reshape(window.rows, -1))
+        if (window.row + window.rows) % self.tile_rows == 0:
+            self.writer.dataset.FlushCache()  # complete output tiles leave GDAL's cache
+
+
+def patch_note(spec):
+    if spec.layout != 'patch':
+        return ''
+    return f', or no complete {spec.patch_size} x {spec.patch_size} neighbourhood'
+
+
+def apply_model(input_path, model_path, output_path, bands=None, mask_path=None, threads=2,
+                memory_mb=DEFAULT_MEMORY_MB, progress=None, cancel=None):
+    """Predict every pixel of `input_path` with the ONNX model and write a float32 GeoTIFF.
+
+    Pixels where a used band (or, for patch models, any pixel of the k x k neighbourhood, the raster
+    edge included) is nodata or non-finite, or where the mask is 0 or nodata, become nodata.
+    A quarter of `memory_mb` goes to the model's batches, the rest to two blocks of rows (the one
+    predicted and the next one, read meanwhile). Returns an ApplyResult.
+    """
+    info = raster_info(input_path, INPUT)
+    session = open_session(model_path, threads)
+    spec = model_spec(session, model_path)
+    bands, notes = select_bands(spec, info, bands)
+    mask_reader = check_mask(mask_path, info.grid) if mask_path else None
+    result = ApplyResult(bands, spec.layout, spec.target, batch_size(spec, len(bands), memory_mb),
+                         notes=notes)
+    width = info.grid.width
+    with RasterWriter(output_path, info.grid, 1, DEFAULT_NODATA, [spec.target]) as writer, \
+            ThreadPoolExecutor(1, thread_name_prefix='rsgeochem-apply-io') as worker:
+        rows = rows_per_block(width, 2 * block_bytes_per_pixel(spec, len(bands)),
+                              memory_mb - memory_mb // RUNTIME_SHARE, spec.halo)
+        windows = block_windows(info.grid.height, aligned_rows(rows, writer.dataset.GetRasterBand(1)
+                                                               .GetBlockSize()[1]), spec.halo)
+        io = BlockIO(spec, bands, RasterReader(input_path, INPUT), mask_reader, writer, windows)
+        try:
+            upcoming, written = worker.submit(io.read, 0), None
+            for number in range(len(windows)):
+                values, valid = upcoming.result()
+                check_cancel(cancel)
+                if number + 1 < len(windows):
+                    upcoming = worker.submit(io.read, number + 1)
+                output = np.full(valid.size, np.nan, dtype=np.float32)
+                for index, tensor in block_tensors(spec, values, valid, windows[number], result.batch):
+                    output[index] = predict(session, spec, tensor)
+                count = int(np.count_nonzero(valid))
+                result.predicted += count
+                result.nodata += valid.size - count
+                del values, valid
+                if written is not None:
+                    written.result()
+                written = worker.submit(io.write, number, output)
+                if progress is not None:
+                    progress((number + 1) / len(windows))
+            written.result()
+            if result.predicted == 0:
+                raise InputError('no pixel has a value in every used band (nodata everywhere'
+                                 f'{", or masked" if mask_path else ""}{patch_note(spec)}); check the '
+                                 'bands, their nodata value and the mask.', INPUT)
+        finally:
+            worker.shutdown(cancel_futures=True)
+    result.blocks = len(windows)
+    return result

@@ -1,0 +1,301 @@
+"""Block-wise raster I/O with GDAL: row blocks sized from a memory budget, optional halo,
+nodata as masked values, and a float32 GeoTIFF writer that only publishes complete files.
+
+Memory never grows with the raster size: readers hold one block (plus halo) at a time and the
+writer streams blocks to disk.
+"""
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from osgeo import gdal, gdal_array, osr
+
+from ..errors import CancelledError, InputError
+
+gdal.UseExceptions()
+
+DEFAULT_MEMORY_MB = 256
+DEFAULT_NODATA = -9999.0
+GTIFF_OPTIONS = ('TILED=YES', 'COMPRESS=DEFLATE', 'PREDICTOR=3', 'BIGTIFF=IF_SAFER', 'NUM_THREADS=2')
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Pixel grid of a raster: size, GDAL geotransform and CRS (WKT)."""
+    width: int
+    height: int
+    geotransform: tuple
+    crs_wkt: str
+
+    @property
+    def pixel_width(self):
+        return abs(self.geotransform[1])
+
+    @property
+    def pixel_height(self):
+        return abs(self.geotransform[5])
+
+    @property
+    def extent(self):
+        """(xmin, ymin, xmax, ymax) of a north-up grid."""
+        x0, dx, _, y0, _, dy = self.geotransform
+        xs = (x0, x0 + dx * self.width)
+        ys = (y0, y0 + dy * self.height)
+        return min(xs), min(ys), max(xs), max(ys)
+
+    def pixel_centres(self, row, rows):
+        """Map coordinates (x of each column, y of each row) of pixel centres in rows row..row+rows."""
+        x0, dx, _, y0, _, dy = self.geotransform
+        xs = x0 + dx * (np.arange(self.width) + 0.5)
+        ys = y0 + dy * (np.arange(row, row + rows) + 0.5)
+        return xs, ys
+
+    def to_pixel(self, x, y):
+        """Fractional (column, row) of map coordinates in a north-up grid."""
+        x0, dx, _, y0, _, dy = self.geotransform
+        return (np.asarray(x) - x0) / dx, (np.asarray(y) - y0) / dy
+
+    def same_as(self, other, tolerance=1e-6):
+        """True when both grids have the same size, CRS and (within tolerance·pixel) geotransform."""
+        if (self.width, self.height) != (other.width, other.height):
+            return False
+        scale = max(self.pixel_width, self.pixel_height)
+        if not np.allclose(self.geotransform, other.geotransform, rtol=0, atol=tolerance * scale):
+            return False
+        return same_crs(self.crs_wkt, other.crs_wkt)
+
+
+def same_crs(wkt_a, wkt_b):
+    if not wkt_a or not wkt_b:
+        return wkt_a == wkt_b
+    a, b = osr.SpatialReference(), osr.SpatialReference()
+    a.ImportFromWkt(wkt_a)
+    b.ImportFromWkt(wkt_b)
+    return bool(a.IsSame(b))
+
+
+@dataclass(frozen=True)
+class RasterInfo:
+    path: str
+    grid: Grid
+    band_count: int
+    nodata: tuple      # per band, None where the band has none
+    descriptions: tuple  # per band, '' where unset
+    data_type: str     # GDAL type name of band 1
+
+
+@dataclass(frozen=True)
+class Window:
+    """Rows row..row+rows are the block's own; `top`/`bottom` halo rows are read around them."""
+    row: int
+    rows: int
+    top: int = 0
+    bottom: int = 0
+
+    @property
+    def read_row(self):
+        return self.row - self.top
+
+    @property
+    def read_rows(self):
+        return self.top + self.rows + self.bottom
+
+    def core(self, array):
+        """The block's own rows of an array read with this window's halo (last two axes rows, cols)."""
+        return array[..., self.top:self.top + self.rows, :]
+
+
+def open_raster(path, parameter=None):
+    try:
+        dataset = gdal.Open(str(path), gdal.GA_ReadOnly)
+    except RuntimeError as error:
+        raise InputError(f'cannot open raster "{path}" ({error}); choose a raster GDAL can read.',
+                         parameter) from error
+    if dataset is None or dataset.RasterCount == 0:
+        raise InputError(f'"{path}" holds no raster bands; choose a raster layer.', parameter)
+    return dataset
+
+
+def raster_info(path, parameter=None):
+    dataset = open_raster(path, parameter)
+    bands = [dataset.GetRasterBand(i + 1) for i in range(dataset.RasterCount)]
+    grid = Grid(dataset.RasterXSize, dataset.RasterYSize, tuple(dataset.GetGeoTransform()),
+                dataset.GetProjection() or '')
+    return RasterInfo(
+        path=str(path), grid=grid, band_count=dataset.RasterCount,
+        nodata=tuple(band.GetNoDataValue() for band in bands),
+        descriptions=tuple(band.GetDescription() or '' for band in bands),
+        data_type=gdal.GetDataTypeName(bands[0].DataType))
+
+
+def rows_per_block(width, bytes_per_pixel, memory_mb=DEFAULT_MEMORY_MB, halo=0):
+    """Rows of a block whose read (halo included) and working arrays fit in `memory_mb`.
+
+    `bytes_per_pixel` counts every array the caller keeps per pixel of a block (inputs, mask,
+    intermediates, output). At least one row, whatever the budget.
+    """
+    budget = max(1, int(memory_mb)) * 2 ** 20
+    return max(1, budget // max(1, width * bytes_per_pixel) - 2 * halo)
+
+
+def block_windows(height, block_rows, halo=0):
+    """Windows covering rows 0..height in blocks of `block_rows`, with halos clipped at the edges."""
+    block_rows = max(1, int(block_rows))
+    windows = []
+    for row in range(0, height, block_rows):
+        rows = min(block_rows, height - row)
+        windows.append(Window(row, rows, min(halo, row), min(halo, height - row - rows)))
+    return windows
+
+
+class RasterReader:
+    """Reads windows of selected bands as masked arrays (nodata and non-finite values masked)."""
+
+    def __init__(self, path, parameter=None):
+        self.parameter = parameter
+        self.dataset = open_raster(path, parameter)
+        self.info = raster_info(path, parameter)
+        self.block_height = self.dataset.GetRasterBand(1).GetBlockSize()[1]
+        self.cached_block_row = 0
+
+    def release_passed_blocks(self, window):
+        """Drop GDAL's cached blocks once reading moves on to a later row of blocks: GDAL's cache
+        (GDAL_CACHEMAX, 5 % of RAM by default) would otherwise fill with a big raster's blocks and
+        hold memory well beyond the block budget."""
+        block_row = window.read_row // self.block_height
+        if block_row > self.cached_block_row:
+            self.dataset.FlushCache()
+        self.cached_block_row = block_row
+
+    def read(self, window, bands=None, dtype=np.float64):
+        """Masked array (bands, window.read_rows, width); `bands` are 1-based, default all."""
+        self.release_passed_blocks(window)
+        bands = bands or range(1, self.info.band_count + 1)
+        data = np.empty((len(bands), window.read_rows, self.info.grid.width), dtype=dtype)
+        mask = np.zeros(data.shape, dtype=bool)
+        for index, band_number in enumerate(bands):
+            band = self.dataset.GetRasterBand(band_number)
+            values = band.ReadAsArray(0, window.read_row, self.info.grid.width, window.read_rows)
+            nodata = band.GetNoDataValue()
+            if nodata is not None:
+                mask[index] = values == nodata
+            data[index] = values
+        if np.issubdtype(dtype, np.floating):
+            mask |= ~np.isfinite(data)
+        return np.ma.MaskedArray(data, mask=mask)
+
+
+def check_cancel(cancel):
+    if cancel is not None and cancel():
+        raise CancelledError('cancelled by the user')
+
+
+def read_blocks(path, bands=None, memory_mb=DEFAULT_MEMORY_MB, halo=0, extra_bytes_per_pixel=0,
+                dtype=np.float64, cancel=None, progress=None, parameter=None):
+    """Yield (window, masked array) over a raster in row blocks sized from `memory_mb`.
+
+    `extra_bytes_per_pixel` is what the caller allocates per pixel on top of the read, so the
+    whole step fits the budget. `progress(fraction)` is called after each block is consumed;
+    `cancel()` returning True stops with CancelledError before the next read.
+    """
+    reader = RasterReader(path, parameter)
+    count = len(bands) if bands else reader.info.band_count
+    bytes_per_pixel = count * (np.dtype(dtype).itemsize + 1) + extra_bytes_per_pixel
+    windows = block_windows(reader.info.grid.height,
+                            rows_per_block(reader.info.grid.width, bytes_per_pixel, memory_mb, halo),
+                            halo)
+    for index, window in enumerate(windows):
+        check_cancel(cancel)
+        yield window, reader.read(window, bands, dtype)
+        if progress is not None:
+            progress((index + 1) / len(windows))
+
+
+def remove_quietly(path):
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+
+
+class RasterWriter:
+    """Float32 GeoTIFF (tiled, deflate) written block by block under a temporary name.
+
+    Use as a context manager: the file appears at `path` only when the block exits without an
+    exception; on error or cancel the partial file is deleted and `path` is left untouched.
+    """
+
+    def __init__(self, path, grid, band_count=1, nodata=DEFAULT_NODATA, descriptions=None,
+                 data_type=gdal.GDT_Float32, options=GTIFF_OPTIONS, parameter=None):
+        self.path = Path(path)
+        if self.path.suffix.lower() not in ('.tif', '.tiff'):
+            raise InputError(f'output "{path}" must be a GeoTIFF (.tif); choose a .tif file name.',
+                             parameter)
+        self.grid = grid
+        self.band_count = band_count
+        self.nodata = nodata
+        self.descriptions = list(descriptions or [])
+        self.data_type = data_type
+        self.numpy_type = gdal_array.GDALTypeCodeToNumericTypeCode(data_type)
+        self.options = list(options)
+        if data_type != gdal.GDT_Float32:
+            self.options = [o for o in self.options if not o.startswith('PREDICTOR')]
+        self.temporary = self.path.with_name(f'.{self.path.stem}.{uuid.uuid4().hex[:8]}.partial.tif')
+        self.dataset = None
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        driver = gdal.GetDriverByName('GTiff')
+        self.dataset = driver.Create(str(self.temporary), self.grid.width, self.grid.height,
+                                     self.band_count, self.data_type, self.options)
+        self.dataset.SetGeoTransform(self.grid.geotransform)
+        if self.grid.crs_wkt:
+            self.dataset.SetProjection(self.grid.crs_wkt)
+        for index in range(self.band_count):
+            band = self.dataset.GetRasterBand(index + 1)
+            if self.nodata is not None:
+                band.SetNoDataValue(self.nodata)
+            if index < len(self.descriptions):
+                band.SetDescription(str(self.descriptions[index]))
+        return self
+
+    def write(self, row, array):
+        """Write rows starting at `row`; `array` is (bands, rows, width) or (rows, width), masked
+        values and non-finite values become nodata."""
+        array = np.ma.asarray(array)
+        if array.ndim == 2:
+            array = array[np.newaxis]
+        if array.shape[0] != self.band_count or array.shape[2] != self.grid.width:
+            raise ValueError(f'block shape {array.shape} does not fit a {self.band_count}-band '
+                             f'{self.grid.width}-column raster')
+        fill = self.nodata if self.nodata is not None else np.nan
+        for index in range(self.band_count):  # band by band: one band-sized copy at a time
+            values = np.array(np.ma.getdata(array[index]), dtype=self.numpy_type)
+            invalid = np.ma.getmaskarray(array[index])
+            if np.issubdtype(self.numpy_type, np.floating):
+                invalid |= ~np.isfinite(values)
+            values[invalid] = fill
+            self.dataset.GetRasterBand(index + 1).WriteArray(values, 0, int(row))
+
+    def __exit__(self, exc_type, exc, traceback):
+        dataset, self.dataset = self.dataset, None
+        if dataset is not None:
+            if exc_type is None:
+                dataset.FlushCache()
+            dataset = None  # noqa: F841 - releasing the handle closes the file
+        if exc_type is None:
+            os.replace(self.temporary, self.path)
+        else:
+            remove_quietly(self.temporary)
+        return False
+
+
+def write_raster(path, grid, array, nodata=DEFAULT_NODATA, descriptions=None):
+    """Write a small in-memory array (bands, rows, cols) or (rows, cols) in one go."""
+    array = np.ma.asarray(array)
+    bands = 1 if array.ndim == 2 else array.shape[0]
+    with RasterWriter(path, grid, bands, nodata, descriptions) as writer:
+        writer.write(0, array)
+    return str(path)
