@@ -34,8 +34,11 @@ demo: setup
 bench: setup
 	$(PYTHON) bench/run.py
 
+# ruff for style; flake8-qgis (.flake8) and scripts/check_qt6.py for what breaks on QGIS 4 / PyQt6
 lint: setup
 	$(PYTHON) -m ruff check .
+	$(PYTHON) -m flake8 .
+	$(PYTHON) scripts/check_qt6.py
 
 # Retrain the default inversion model shipped in models/ from the sample data set.
 default-model: setup

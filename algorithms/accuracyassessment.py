@@ -8,7 +8,6 @@ from qgis.core import (
     QgsFeatureSink,
     QgsField,
     QgsFields,
-    QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBand,
@@ -19,7 +18,6 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
     QgsProcessingUtils,
 )
-from qgis.PyQt.QtCore import QVariant
 from scipy import stats
 
 from ..core.errors import InputError
@@ -27,6 +25,7 @@ from ..core.metrics import regression_metrics
 from ..core.raster.blockio import raster_info
 from ..core.raster.pointvalues import sample_points
 from ..core.report import page
+from .glue import compat
 from .glue.base import RsGeochemAlgorithm, name_output_layer, raster_path
 from .glue.vectors import read_points
 
@@ -75,14 +74,14 @@ class AccuracyAssessmentAlgorithm(RsGeochemAlgorithm):
         self.add(QgsProcessingParameterBand(self.BAND, self.tr('Band'), 1, self.INPUT, optional=True),
                  'Band of the predicted raster to assess (default 1).')
         self.add(QgsProcessingParameterFeatureSource(
-            self.POINTS, self.tr('Measured points'), [QgsProcessing.TypeVectorPoint]),
+            self.POINTS, self.tr('Measured points'), [compat.SOURCE_POINTS]),
             'Point layer of samples with measured values (e.g. chemical analyses not used for training).')
         self.add(QgsProcessingParameterField(
             self.FIELD, self.tr('Measured value field'), parentLayerParameterName=self.POINTS,
-            type=QgsProcessingParameterField.Numeric),
+            type=QgsProcessingParameterField.DataType.Numeric),
             'Numeric field with the measured value, in the units of the predicted raster.')
         self.add(QgsProcessingParameterFeatureSink(
-            self.OUTPUT, self.tr('Points with residuals'), QgsProcessing.TypeVectorPoint, optional=True,
+            self.OUTPUT, self.tr('Points with residuals'), compat.SOURCE_POINTS, optional=True,
             createByDefault=False),
             'Optional copy of the points with the fields measured, predicted and residual (predicted - '
             'measured); predicted and residual are NULL where the point was left out.')
@@ -100,7 +99,7 @@ class AccuracyAssessmentAlgorithm(RsGeochemAlgorithm):
         band = self.parameterAsInt(parameters, self.BAND, context) or 1
         info = raster_info(path, self.INPUT)
         source = self.parameterAsSource(parameters, self.POINTS, context)
-        field = (self.parameterAsFields(parameters, self.FIELD, context) or [''])[0]
+        field = (compat.parameter_as_strings(self, parameters, self.FIELD, context) or [''])[0]
         samples = read_points(source, [field], self.POINTS, context, feedback,
                               target_crs=info.grid.crs_wkt or None)
         sampled = sample_points(path, samples.x, samples.y, [band], self.BAND)
@@ -135,7 +134,7 @@ class AccuracyAssessmentAlgorithm(RsGeochemAlgorithm):
         """Copy of the usable points with measured, predicted and residual fields."""
         added = QgsFields()
         for name in ('measured', 'predicted', 'residual'):
-            added.append(QgsField(name, QVariant.Double))
+            added.append(QgsField(name, compat.FIELD_DOUBLE))
         fields = QgsProcessingUtils.combineFields(source.fields(), added)
         sink, sink_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields, source.wkbType(),
                                              source.sourceCrs())
@@ -152,7 +151,7 @@ class AccuracyAssessmentAlgorithm(RsGeochemAlgorithm):
             out = QgsFeature(fields)
             out.setGeometry(feature.geometry())
             out.setAttributes(feature.attributes() + extra)
-            sink.addFeature(out, QgsFeatureSink.FastInsert)
+            sink.addFeature(out, QgsFeatureSink.Flag.FastInsert)
         del sink  # closes the layer before QGIS loads it
         return sink_id
 

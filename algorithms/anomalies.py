@@ -7,7 +7,6 @@ from qgis.core import (
     QgsFillSymbol,
     QgsGeometry,
     QgsPalLayerSettings,
-    QgsProcessing,
     QgsProcessingException,
     QgsProcessingLayerPostProcessorInterface,
     QgsProcessingOutputNumber,
@@ -24,11 +23,11 @@ from qgis.core import (
     QgsVectorLayerSimpleLabeling,
     QgsWkbTypes,
 )
-from qgis.PyQt.QtCore import QVariant
 
 from ..core.anomalies import areas as core
 from ..core.anomalies.fractal import concentration_area
 from ..core.errors import InputError
+from .glue import compat
 from .glue.base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
 
 METHODS = ('Mean + k × SD', 'Median + k × MAD', 'Percentile', 'Concentration-area (C-A) fractal')
@@ -92,16 +91,16 @@ class AnomaliesAlgorithm(RsGeochemAlgorithm):
                  'Mean + k x SD, median + k x MAD (robust), percentile, or the concentration-area '
                  'fractal method (highest breakpoint).')
         self.add(QgsProcessingParameterNumber(self.K, self.tr('k (for mean + k × SD, median + k × MAD)'),
-                                              QgsProcessingParameterNumber.Double, 2.0, False, 0.0,
+                                              QgsProcessingParameterNumber.Type.Double, 2.0, False, 0.0,
                                               core.MAX_K),
                  'Multiplier of SD or MAD; 2 is the usual geochemical choice.')
         self.add(QgsProcessingParameterNumber(self.PERCENTILE, self.tr('Percentile (%)'),
-                                              QgsProcessingParameterNumber.Double, 95.0, False, 0.001,
+                                              QgsProcessingParameterNumber.Type.Double, 95.0, False, 0.001,
                                               99.999),
                  'For the percentile method: pixels above this percentile of the valid values are '
                  'anomalous.')
         self.add(QgsProcessingParameterNumber(self.CA_SEGMENTS, self.tr('C-A segments'),
-                                              QgsProcessingParameterNumber.Integer, 3, False, 2, 3),
+                                              QgsProcessingParameterNumber.Type.Integer, 3, False, 2, 3),
                  'Straight segments fitted to the log-log concentration-area curve: 2 (background, '
                  'anomaly) or 3 (low background, background, anomaly). The highest breakpoint is the '
                  'threshold.')
@@ -110,16 +109,16 @@ class AnomaliesAlgorithm(RsGeochemAlgorithm):
                  'Optional raster on the same grid as the content: 0 (or nodata) excludes a pixel from '
                  'the statistics and the polygons (villages, buildings, water, dense vegetation).')
         self.add(QgsProcessingParameterNumber(self.MIN_AREA, self.tr('Minimum area (map units²)'),
-                                              QgsProcessingParameterNumber.Double, 0.0, False, 0.0),
+                                              QgsProcessingParameterNumber.Type.Double, 0.0, False, 0.0),
                  'Anomaly areas smaller than this are dropped (e.g. 10000 = 1 ha in a metric CRS).')
         self.add(QgsProcessingParameterNumber(self.HISTOGRAM_BINS, self.tr('Histogram bins'),
-                                              QgsProcessingParameterNumber.Integer, 10000, False, 100,
+                                              QgsProcessingParameterNumber.Type.Integer, 10000, False, 100,
                                               1000000),
                  'Bins of the statistics histograms; median, MAD, percentiles and the C-A curve are '
                  'exact to (max - min) / bins.', advanced=True)
         self.add_block_memory()
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT, self.tr('High-anomaly areas'),
-                                                   QgsProcessing.TypeVectorPolygon),
+                                                   compat.SOURCE_POLYGONS),
                  'Polygons ranked I, II, ... by mean content x area with area, mean, max, pixel count; '
                  'loaded outlined in red and labelled with the rank.')
         self.add(QgsProcessingParameterFileDestination(self.OUTPUT_HTML, self.tr('Anomaly report'),
@@ -155,7 +154,7 @@ class AnomaliesAlgorithm(RsGeochemAlgorithm):
             feedback.pushWarning(f'No area with content >= {threshold:.6g} of at least {min_area:g} '
                                  'map units²: the output layer is empty.')
         sink, sink_id = self.parameterAsSink(parameters, self.OUTPUT, context, output_fields(),
-                                             QgsWkbTypes.Polygon, crs)
+                                             QgsWkbTypes.Type.Polygon, crs)
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
         for anomaly in found:
@@ -165,7 +164,7 @@ class AnomaliesAlgorithm(RsGeochemAlgorithm):
             feature.setGeometry(geometry)
             feature.setAttributes([anomaly.rank, anomaly.label, anomaly.area, anomaly.mean,
                                    anomaly.maximum, anomaly.pixels, anomaly.score])
-            sink.addFeature(feature, QgsFeatureSink.FastInsert)
+            sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert)
         del sink  # closes (commits) a file output now, not when the garbage collector runs
         name_output_layer(context, sink_id, f'High-anomaly areas ({method_text}, >= {threshold:.4g})',
                           AnomalyStyle.create())
@@ -211,9 +210,10 @@ class AnomaliesAlgorithm(RsGeochemAlgorithm):
 
 def output_fields():
     fields = QgsFields()
-    for name, kind in (('rank', QVariant.Int), ('rank_label', QVariant.String), ('area', QVariant.Double),
-                       ('mean', QVariant.Double), ('max', QVariant.Double), ('pixels', QVariant.Int),
-                       ('score', QVariant.Double)):
+    for name, kind in (('rank', compat.FIELD_INT), ('rank_label', compat.FIELD_STRING),
+                       ('area', compat.FIELD_DOUBLE), ('mean', compat.FIELD_DOUBLE),
+                       ('max', compat.FIELD_DOUBLE), ('pixels', compat.FIELD_INT),
+                       ('score', compat.FIELD_DOUBLE)):
         fields.append(QgsField(name, kind))
     return fields
 
@@ -234,7 +234,7 @@ class AnomalyStyle(QgsProcessingLayerPostProcessorInterface):
             {'color': '227,26,28,50', 'outline_color': '227,26,28,255', 'outline_width': '0.6'})))
         labels = QgsPalLayerSettings()
         labels.fieldName = 'rank_label'
-        labels.placement = QgsPalLayerSettings.OverPoint
+        labels.placement = compat.LABEL_OVER_POINT
         text = QgsTextFormat()
         text.setSize(10)
         text.buffer().setEnabled(True)

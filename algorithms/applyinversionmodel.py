@@ -57,7 +57,7 @@ class ApplyInversionModelAlgorithm(RsGeochemAlgorithm):
         self.add(QgsProcessingParameterFile(
             # optional so the default also applies from qgis_process 3.22, which refuses a missing
             # required parameter even when it has a default
-            self.MODEL, self.tr('ONNX model'), QgsProcessingParameterFile.File, 'onnx',
+            self.MODEL, self.tr('ONNX model'), QgsProcessingParameterFile.Behavior.File, 'onnx',
             str(DEFAULT_MODEL), optional=True),
             'Regression model in ONNX format (.onnx), e.g. the output of "Train inversion model". '
             'Default: the shipped paper-style CNN for RE2O3 % trained on the simulated GF-2-like sample '
@@ -71,7 +71,7 @@ class ApplyInversionModelAlgorithm(RsGeochemAlgorithm):
             'without metadata.')
         add_mask_parameter(self, self.MASK)
         self.add(QgsProcessingParameterNumber(
-            self.THREADS, self.tr('onnxruntime threads'), QgsProcessingParameterNumber.Integer, 2,
+            self.THREADS, self.tr('onnxruntime threads'), QgsProcessingParameterNumber.Type.Integer, 2,
             False, 1, 256),
             'Threads onnxruntime uses to run the model (intra-op threads); at most the number of CPU '
             'cores.', advanced=True)

@@ -4,7 +4,6 @@ import math
 import numpy as np
 from qgis.core import (
     QgsFeatureRequest,
-    QgsProcessing,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFeatureSource,
@@ -12,11 +11,11 @@ from qgis.core import (
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
 )
-from qgis.PyQt.QtCore import QVariant
 
 from ..core.errors import CancelledError
 from ..core.inversion.correlation import METHODS, MISSING_MODES, correlate
 from ..core.report import page
+from .glue import compat
 from .glue.base import RsGeochemAlgorithm
 from .glue.fields import target_and_features
 from .glue.tables import table_fields, write_table
@@ -60,16 +59,16 @@ class CorrelationAlgorithm(RsGeochemAlgorithm):
 
     def initAlgorithm(self, config=None):
         self.add(QgsProcessingParameterFeatureSource(
-            self.INPUT, self.tr('Samples (layer or table)'), [QgsProcessing.TypeVector]),
+            self.INPUT, self.tr('Samples (layer or table)'), [compat.SOURCE_TABLE]),
             'Layer or table holding the target and feature fields, e.g. the output of '
             'rsgeochem:surfacesamples.')
         self.add(QgsProcessingParameterField(
             self.TARGET, self.tr('Target field'), parentLayerParameterName=self.INPUT,
-            type=QgsProcessingParameterField.Numeric),
+            type=QgsProcessingParameterField.DataType.Numeric),
             'Numeric field to explain, e.g. the kriged or measured element content.')
         self.add(QgsProcessingParameterField(
             self.FEATURES, self.tr('Feature fields'), parentLayerParameterName=self.INPUT,
-            type=QgsProcessingParameterField.Numeric, allowMultiple=True, optional=True),
+            type=QgsProcessingParameterField.DataType.Numeric, allowMultiple=True, optional=True),
             'Numeric fields to correlate with the target, e.g. band values. Empty: every numeric '
             'field except the target and a GeoPackage "fid".')
         self.add(QgsProcessingParameterEnum(
@@ -81,12 +80,12 @@ class CorrelationAlgorithm(RsGeochemAlgorithm):
             'Pairwise: each feature uses the samples where it and the target are present. Listwise: '
             'only samples where every chosen field is present.', advanced=True)
         self.add(QgsProcessingParameterNumber(
-            self.ALPHA, self.tr('Significance level (alpha)'), QgsProcessingParameterNumber.Double,
+            self.ALPHA, self.tr('Significance level (alpha)'), QgsProcessingParameterNumber.Type.Double,
             0.05, False, 1e-6, 0.5),
             'A feature is significant when its Benjamini-Hochberg adjusted p-value is <= alpha '
             '(false discovery rate controlled at alpha).')
         self.add(QgsProcessingParameterFeatureSink(
-            self.OUTPUT, self.tr('Correlation table'), QgsProcessing.TypeVector),
+            self.OUTPUT, self.tr('Correlation table'), compat.SOURCE_TABLE),
             'Table without geometry: feature, method, n, coefficient, p_value, p_adjusted, '
             'significant (1/0, NULL where undefined), note.')
         self.add(QgsProcessingParameterFileDestination(
@@ -120,7 +119,7 @@ class CorrelationAlgorithm(RsGeochemAlgorithm):
 def read_columns(source, names, feedback):
     """name -> float64 array over every feature of `source`, NaN where the value is NULL."""
     indices = [source.fields().lookupField(name) for name in names]
-    request = QgsFeatureRequest().setFlags(QgsFeatureRequest.NoGeometry).setSubsetOfAttributes(indices)
+    request = QgsFeatureRequest().setFlags(QgsFeatureRequest.Flag.NoGeometry).setSubsetOfAttributes(indices)
     rows = []
     for feature in source.getFeatures(request):
         if feedback.isCanceled():
@@ -138,9 +137,10 @@ def to_float(value):
     return value if math.isfinite(value) else math.nan
 
 
-OUTPUT_COLUMNS = (('feature', QVariant.String), ('method', QVariant.String), ('n', QVariant.Int),
-                  ('coefficient', QVariant.Double), ('p_value', QVariant.Double),
-                  ('p_adjusted', QVariant.Double), ('significant', QVariant.Int), ('note', QVariant.String))
+OUTPUT_COLUMNS = (('feature', compat.FIELD_STRING), ('method', compat.FIELD_STRING), ('n', compat.FIELD_INT),
+                  ('coefficient', compat.FIELD_DOUBLE), ('p_value', compat.FIELD_DOUBLE),
+                  ('p_adjusted', compat.FIELD_DOUBLE), ('significant', compat.FIELD_INT),
+                  ('note', compat.FIELD_STRING))
 
 
 def table_row(result):

@@ -1,7 +1,6 @@
 """Processing glue: DOS1 / COST dark-object subtraction of a TOA reflectance raster."""
 import numpy as np
 from qgis.core import (
-    QgsProcessing,
     QgsProcessingOutputString,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
@@ -11,7 +10,6 @@ from qgis.core import (
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
 )
-from qgis.PyQt.QtCore import QVariant
 
 from ..core.imagery.calibration import sensor_band_name
 from ..core.imagery.darkobject import (
@@ -26,13 +24,15 @@ from ..core.imagery.darkobject import (
 from ..core.imagery.sensor_metadata import read_metadata
 from ..core.raster.blockio import DEFAULT_NODATA, RasterWriter, raster_info, read_blocks
 from ..core.report import page
+from .glue import compat
 from .glue.base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
 from .glue.tables import table_fields, write_table
 
 METHODS = ((DOS1, 'DOS1 (Chavez 1996: Tz = Tv = 1)'), (COST, 'COST (Chavez 1996: Tz = cos(theta_z))'))
-TABLE_FIELDS = (('band', QVariant.Int), ('name', QVariant.String), ('valid_pixels', QVariant.LongLong),
-                ('dark_rank', QVariant.LongLong), ('dark_value', QVariant.Double),
-                ('path_reflectance', QVariant.Double), ('transmittance', QVariant.Double))
+TABLE_FIELDS = (('band', compat.FIELD_INT), ('name', compat.FIELD_STRING),
+                ('valid_pixels', compat.FIELD_LONG), ('dark_rank', compat.FIELD_LONG),
+                ('dark_value', compat.FIELD_DOUBLE), ('path_reflectance', compat.FIELD_DOUBLE),
+                ('transmittance', compat.FIELD_DOUBLE))
 
 
 class DarkObjectSubtractionAlgorithm(RsGeochemAlgorithm):
@@ -82,27 +82,27 @@ class DarkObjectSubtractionAlgorithm(RsGeochemAlgorithm):
                  'transmittance cos(sun zenith), for low sun or hazy scenes (Chavez 1996).')
         self.add(QgsProcessingParameterNumber(
             self.SUN_ELEVATION, self.tr('Sun elevation (degrees, 0 = from metadata)'),
-            QgsProcessingParameterNumber.Double, 0.0, True, 0.0, 90.0),
+            QgsProcessingParameterNumber.Type.Double, 0.0, True, 0.0, 90.0),
             'COST only: sun elevation in degrees (90 - sun zenith); 0 reads it from METADATA. '
             'rsgeochem:radiometriccalibration reports it as USED_SUN_ELEVATION.')
         self.add(QgsProcessingParameterFile(self.METADATA, self.tr('Product metadata file'),
-                                            QgsProcessingParameterFile.File, optional=True),
+                                            QgsProcessingParameterFile.Behavior.File, optional=True),
                  'COST only, when SUN_ELEVATION is 0: Landsat *_MTL.txt, Sentinel-2 MTD_MSIL1C.xml '
                  'or GF-2 scene .xml holding the sun angle.')
         self.add(QgsProcessingParameterNumber(
-            self.PIXEL_COUNT, self.tr('Dark object: pixel count N'), QgsProcessingParameterNumber.Integer,
-            1000, False, 1, 10 ** 9),
+            self.PIXEL_COUNT, self.tr('Dark object: pixel count N'),
+            QgsProcessingParameterNumber.Type.Integer, 1000, False, 1, 10 ** 9),
             'The dark value is that of the N-th darkest pixel (at most PERCENTILE % of the valid '
             'pixels). 1000 follows Chavez (1996) for full scenes.', advanced=True)
         self.add(QgsProcessingParameterNumber(
             self.PERCENTILE, self.tr('Dark object: at most this percentile (%)'),
-            QgsProcessingParameterNumber.Double, 0.01, False, 0.0, 100.0),
+            QgsProcessingParameterNumber.Type.Double, 0.01, False, 0.0, 100.0),
             'Upper limit of the dark pixel\'s rank as a percentage of the valid pixels (0.01 % = 1 '
             'pixel in 10,000); keeps small subsets from using a mid-histogram value.', advanced=True)
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr('Surface reflectance')),
                  'Float32 GeoTIFF of dark-object corrected reflectance (>= 0), nodata -9999.')
         self.add(QgsProcessingParameterFeatureSink(
-            self.OUTPUT_TABLE, self.tr('Dark objects'), QgsProcessing.TypeVector, optional=True),
+            self.OUTPUT_TABLE, self.tr('Dark objects'), compat.SOURCE_TABLE, optional=True),
             'Table (no geometry), one row per band: band, name, valid_pixels, dark_rank (k), '
             'dark_value (TOA reflectance), path_reflectance, transmittance (Tz).')
         self.add(QgsProcessingParameterFileDestination(

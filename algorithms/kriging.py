@@ -7,7 +7,6 @@ from qgis.core import (
     QgsFields,
     QgsGeometry,
     QgsPointXY,
-    QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
@@ -20,7 +19,6 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
     QgsWkbTypes,
 )
-from qgis.PyQt.QtCore import QVariant
 
 from ..core.geostat import kriging_report
 from ..core.geostat.kriging import VariogramFit, fit_for_samples, leave_one_out, variogram_values
@@ -28,6 +26,7 @@ from ..core.geostat.kriging_grid import DriftRasters, count_inside, krige_grid, 
 from ..core.geostat.variogram import VariogramModel, experimental_variogram
 from ..core.raster.blockio import raster_info
 from ..core.report import page
+from .glue import compat
 from .glue.base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
 from .variogram import (
     INPUT,
@@ -42,9 +41,9 @@ from .variogram import (
 )
 
 AUTO_PIXELS = 250  # pixels along the longer side when neither PIXEL_SIZE nor a reference raster is given
-CV_FIELDS = (('x', QVariant.Double), ('y', QVariant.Double), ('observed', QVariant.Double),
-             ('predicted', QVariant.Double), ('variance', QVariant.Double), ('residual', QVariant.Double),
-             ('zscore', QVariant.Double))
+CV_FIELDS = (('x', compat.FIELD_DOUBLE), ('y', compat.FIELD_DOUBLE), ('observed', compat.FIELD_DOUBLE),
+             ('predicted', compat.FIELD_DOUBLE), ('variance', compat.FIELD_DOUBLE),
+             ('residual', compat.FIELD_DOUBLE), ('zscore', compat.FIELD_DOUBLE))
 
 
 class KrigingAlgorithm(RsGeochemAlgorithm):
@@ -123,16 +122,16 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
             'extent of REFERENCE_RASTER.')
         self.add(QgsProcessingParameterNumber(
             self.MARGIN, self.tr('Margin around the samples (map units)'),
-            QgsProcessingParameterNumber.Double, 0.0, False, 0.0),
+            QgsProcessingParameterNumber.Type.Double, 0.0, False, 0.0),
             'Distance added on every side of the samples\' bounding box (grid CRS units).')
         self.add(QgsProcessingParameterNumber(
             self.PIXEL_SIZE, self.tr('Pixel size without reference raster (0 = auto)'),
-            QgsProcessingParameterNumber.Double, 0.0, False, 0.0),
+            QgsProcessingParameterNumber.Type.Double, 0.0, False, 0.0),
             f'Square pixel size in layer units when no reference raster is given; 0 gives {AUTO_PIXELS} '
             'pixels along the longer side.')
         self.add(QgsProcessingParameterMultipleLayers(
             self.DRIFT_RASTERS, self.tr('External drift rasters (universal Kriging)'),
-            QgsProcessing.TypeRaster, optional=True),
+            compat.SOURCE_RASTER, optional=True),
             'Rasters on the output grid\'s lattice whose bands are drift variables (e.g. sqrt of the '
             'distance to the river, elevation, a band). Empty: ordinary Kriging.')
         add_fit_parameters(self)
@@ -141,24 +140,25 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
                 (self.SILL, 'Given partial sill (0 = fit)',
                  'Partial sill of a given variogram; with RANGE > 0 the variogram is not fitted.'),
                 (self.RANGE, 'Given range (0 = fit)', 'Range (map units) of a given variogram.')):
-            self.add(QgsProcessingParameterNumber(key, self.tr(label), QgsProcessingParameterNumber.Double,
-                                                  0.0, False, 0.0), text)
+            self.add(QgsProcessingParameterNumber(key, self.tr(label),
+                                                  QgsProcessingParameterNumber.Type.Double, 0.0, False, 0.0),
+                     text)
         self.add(QgsProcessingParameterNumber(
-            self.POWER_EXPONENT, self.tr('Given power exponent'), QgsProcessingParameterNumber.Double, 1.0,
-            False, 0.01, 1.99), 'Exponent of a given power-model variogram.', advanced=True)
+            self.POWER_EXPONENT, self.tr('Given power exponent'), QgsProcessingParameterNumber.Type.Double,
+            1.0, False, 0.01, 1.99), 'Exponent of a given power-model variogram.', advanced=True)
         self.add(QgsProcessingParameterNumber(
             self.N_NEIGHBOURS, self.tr('Nearest samples used (0 = all)'),
-            QgsProcessingParameterNumber.Integer, 32, False, 0, 10000),
+            QgsProcessingParameterNumber.Type.Integer, 32, False, 0, 10000),
             'Each prediction uses this many nearest samples (also in cross-validation); 0 uses every sample '
             '(global Kriging, slow on large grids).')
         self.add(QgsProcessingParameterNumber(
             self.SEARCH_RADIUS, self.tr('Search radius (0 = unlimited)'),
-            QgsProcessingParameterNumber.Double, 0.0, False, 0.0),
+            QgsProcessingParameterNumber.Type.Double, 0.0, False, 0.0),
             'Only samples within this distance (map units) are used; pixels with too few samples stay '
             'nodata.')
         self.add(QgsProcessingParameterNumber(
             self.NEIGHBOURHOOD_BLOCK, self.tr('Shared-neighbourhood block (pixels, 0 = auto)'),
-            QgsProcessingParameterNumber.Integer, 0, False, 0, 64),
+            QgsProcessingParameterNumber.Type.Integer, 0, False, 0, 64),
             'Side of square pixel blocks that share the neighbourhood of their centre (one factorisation per '
             'block). 0: a third of the mean sample spacing; 1: every pixel its own neighbourhood (exact, '
             'slower).', advanced=True)
@@ -169,7 +169,7 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
             self.OUTPUT_VARIANCE, self.tr('Kriging variance'), optional=True),
             'Float32 GeoTIFF of the Kriging variance (squared units of the prediction).')
         self.add(QgsProcessingParameterFeatureSink(
-            self.OUTPUT_CV, self.tr('Leave-one-out cross-validation'), QgsProcessing.TypeVectorPoint,
+            self.OUTPUT_CV, self.tr('Leave-one-out cross-validation'), compat.SOURCE_POINTS,
             optional=True),
             'One point per sample: x, y, observed, predicted, variance, residual (observed - predicted), '
             'zscore.')
@@ -272,7 +272,7 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
         crs_wkt = ''
         if reference is None:
             source = self.parameterAsSource(parameters, INPUT, context)
-            crs_wkt = source.sourceCrs().toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED_GDAL)
+            crs_wkt = source.sourceCrs().toWkt(compat.WKT_PREFERRED_GDAL)
             if not pixel_size > 0:
                 longer = max(points.x.ptp(), points.y.ptp()) + 2 * margin
                 pixel_size = longer / AUTO_PIXELS if longer > 0 else 1.0
@@ -303,8 +303,8 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
         for name, kind in CV_FIELDS:
             fields.append(QgsField(name, kind))
         crs = QgsCoordinateReferenceSystem.fromWkt(grid.crs_wkt)
-        sink, sink_id = self.parameterAsSink(parameters, self.OUTPUT_CV, context, fields, QgsWkbTypes.Point,
-                                             crs)
+        sink, sink_id = self.parameterAsSink(parameters, self.OUTPUT_CV, context, fields,
+                                             QgsWkbTypes.Type.Point, crs)
         if sink is None:
             return None
         columns = (samples.x, samples.y, cv.observed, cv.predicted, cv.variance, cv.residual, cv.zscore)
@@ -312,7 +312,7 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
             feature = QgsFeature(fields)
             feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(row[0], row[1])))
             feature.setAttributes([float(value) for value in row])
-            sink.addFeature(feature, QgsFeatureSink.FastInsert)
+            sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert)
         del sink  # closes the layer before QGIS loads it
         return sink_id
 

@@ -1,6 +1,5 @@
 """Processing glue of the Laplacian-pyramid regression fusion (core.fusion)."""
 from qgis.core import (
-    QgsProcessing,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBand,
     QgsProcessingParameterEnum,
@@ -10,11 +9,11 @@ from qgis.core import (
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
 )
-from qgis.PyQt.QtCore import QVariant
 
 from ..core.fusion.model import ESTIMATORS
 from ..core.fusion.pipeline import MODES, FusionSettings, fuse
 from ..core.fusion.report import regression_rows, write_fusion_report
+from .glue import compat
 from .glue.base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
 from .glue.tables import field_names, table_fields, write_table
 
@@ -84,7 +83,7 @@ class LaplacianFusionAlgorithm(RsGeochemAlgorithm):
     REGRESSION_LABELS = ('Least squares (paper)', 'Ridge, penalty = image noise (noise-aware)')
 
     def initAlgorithm(self, config=None):  # noqa: N802 - QGIS API
-        integer = QgsProcessingParameterNumber.Integer
+        integer = QgsProcessingParameterNumber.Type.Integer
         self.add(QgsProcessingParameterRasterLayer(self.INPUT_GEOCHEM, self.tr('Coarse geochemical grid')),
                  'Coarse raster of element content (e.g. kriged 1:200,000 survey). Any CRS: it is '
                  'reprojected to the image CRS when needed. Must be coarser than the image.')
@@ -152,7 +151,7 @@ class LaplacianFusionAlgorithm(RsGeochemAlgorithm):
                                                          optional=True, createByDefault=False),
                  'Cluster number (1..N) of each pixel; all 1 in global mode.')
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT_TABLE, self.tr('Regression coefficients'),
-                                                   QgsProcessing.TypeVector, optional=True),
+                                                   compat.SOURCE_TABLE, optional=True),
                  'Table without geometry: cluster (0 = global), pixels, R², intercept, one slope per '
                  'band, status.')
         self.add(QgsProcessingParameterFileDestination(
@@ -223,11 +222,11 @@ class LaplacianFusionAlgorithm(RsGeochemAlgorithm):
         return outputs
 
     def _write_table(self, parameters, context, model, grid_name):
-        columns = [('cluster', QVariant.Int), ('pixels', QVariant.Int), ('r2', QVariant.Double),
-                   ('intercept', QVariant.Double)]
-        columns += [(name, QVariant.Double)
+        columns = [('cluster', compat.FIELD_INT), ('pixels', compat.FIELD_INT), ('r2', compat.FIELD_DOUBLE),
+                   ('intercept', compat.FIELD_DOUBLE)]
+        columns += [(name, compat.FIELD_DOUBLE)
                     for name in field_names(model.band_names, [name for name, _ in columns], prefix='a_')]
-        columns.append(('status', QVariant.String))
+        columns.append(('status', compat.FIELD_STRING))
         rows = ([int(row[0]), int(row[1]), *[float(value) for value in row[2:-1]], row[-1]]
                 for row in regression_rows(model))
         return write_table(self, parameters, self.OUTPUT_TABLE, context, table_fields(columns), rows,

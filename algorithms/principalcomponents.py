@@ -1,7 +1,6 @@
 """Principal component analysis of image bands with loadings and explained variance."""
 import numpy as np
 from qgis.core import (
-    QgsProcessing,
     QgsProcessingParameterBand,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterFeatureSink,
@@ -10,13 +9,13 @@ from qgis.core import (
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
 )
-from qgis.PyQt.QtCore import QVariant
 
 from ..core.errors import InputError
 from ..core.imagery import pca
 from ..core.imagery.mask import read_mask_block
 from ..core.raster.blockio import RasterWriter, raster_info, read_blocks
 from ..core.report.page import write_report
+from .glue import compat
 from .glue.base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
 from .glue.mask_input import add_mask_parameter, mask_reader
 from .glue.tables import field_names, table_fields, write_table
@@ -67,24 +66,25 @@ class PrincipalComponentsAlgorithm(RsGeochemAlgorithm):
                  'have different units or ranges (e.g. mixing indices and reflectance).')
         self.add(QgsProcessingParameterNumber(self.COMPONENTS, self.tr('Number of components (0 = use the '
                                                                        'variance target)'),
-                                              QgsProcessingParameterNumber.Integer, 0, False, 0, 1000),
+                                              QgsProcessingParameterNumber.Type.Integer, 0, False, 0, 1000),
                  'Components written to the output raster. 0: decided by VARIANCE_TARGET.')
         self.add(QgsProcessingParameterNumber(self.VARIANCE_TARGET, self.tr('Variance target (%)'),
-                                              QgsProcessingParameterNumber.Double, 100.0, False, 1.0, 100.0),
+                                              QgsProcessingParameterNumber.Type.Double, 100.0, False, 1.0,
+                                              100.0),
                  'With COMPONENTS = 0: keep the fewest components whose cumulative explained variance '
                  'reaches this percentage (100 keeps all).')
         self.add(QgsProcessingParameterNumber(self.MAX_SAMPLES, self.tr('Maximum pixels for the fit'),
-                                              QgsProcessingParameterNumber.Integer, 200000, False, 100,
+                                              QgsProcessingParameterNumber.Type.Integer, 200000, False, 100,
                                               10 ** 8),
                  'Size of the uniform random sample of valid pixels the PCA is fitted on (every valid '
                  'pixel when there are fewer). 200,000 pins the covariance to well under 1%.', advanced=True)
         self.add(QgsProcessingParameterNumber(self.SEED, self.tr('Random seed'),
-                                              QgsProcessingParameterNumber.Integer, 1, False, 0),
+                                              QgsProcessingParameterNumber.Type.Integer, 1, False, 0),
                  'Seed of the pixel sample, for repeatable results.', advanced=True)
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr('Principal components')),
                  'Float32 GeoTIFF of component scores, bands described PC1, PC2, ...')
         self.add(QgsProcessingParameterFeatureSink(
-            self.OUTPUT_TABLE, self.tr('Loadings and explained variance'), QgsProcessing.TypeVector,
+            self.OUTPUT_TABLE, self.tr('Loadings and explained variance'), compat.SOURCE_TABLE,
             optional=True, createByDefault=True),
                  'Table without geometry: one row per component with eigenvalue, variance %, cumulative %, '
                  'in_output and the eigenvector coefficient of each band. Created by default in the '
@@ -154,9 +154,9 @@ class PrincipalComponentsAlgorithm(RsGeochemAlgorithm):
         return results
 
     def write_table(self, parameters, context, model, names, kept):
-        columns = [('component', QVariant.String), ('eigenvalue', QVariant.Double),
-                   ('variance_pct', QVariant.Double), ('cumulative_pct', QVariant.Double),
-                   ('in_output', QVariant.Bool)]
-        columns += [(name, QVariant.Double) for name in field_names(names, [name for name, _ in columns])]
+        columns = [('component', compat.FIELD_STRING), ('eigenvalue', compat.FIELD_DOUBLE),
+                   ('variance_pct', compat.FIELD_DOUBLE), ('cumulative_pct', compat.FIELD_DOUBLE),
+                   ('in_output', compat.FIELD_BOOL)]
+        columns += [(name, compat.FIELD_DOUBLE) for name in field_names(names, [name for name, _ in columns])]
         return write_table(self, parameters, self.OUTPUT_TABLE, context, table_fields(columns),
                            pca.table_rows(model, names, kept), 'PCA loadings and explained variance')

@@ -88,7 +88,7 @@ class RadiometricCalibrationAlgorithm(RsGeochemAlgorithm):
                  'Sensor that recorded the image; decides the calibration formula, the band names '
                  'and which metadata file is read.')
         self.add(QgsProcessingParameterFile(
-            self.METADATA, self.tr('Product metadata file'), QgsProcessingParameterFile.File,
+            self.METADATA, self.tr('Product metadata file'), QgsProcessingParameterFile.Behavior.File,
             optional=True),
             'Landsat *_MTL.txt, Sentinel-2 MTD_MSIL1C.xml or the GF-2 scene .xml. Gives gains, '
             'offsets, date and sun elevation where the product has them. Must belong to SENSOR.')
@@ -115,7 +115,7 @@ class RadiometricCalibrationAlgorithm(RsGeochemAlgorithm):
                  'comma-separated in raster order, or one setting for every band.', advanced=True)
         self.add(QgsProcessingParameterNumber(
             self.SUN_ELEVATION, self.tr('Sun elevation (degrees, 0 = from metadata)'),
-            QgsProcessingParameterNumber.Double, 0.0, True, 0.0, 90.0),
+            QgsProcessingParameterNumber.Type.Double, 0.0, True, 0.0, 90.0),
             'Sun elevation angle at acquisition, degrees above the horizon (90 - sun zenith). 0 '
             'reads it from METADATA. Needed for reflectance (and Sentinel-2 radiance).')
         self.add(QgsProcessingParameterString(self.DATE, self.tr('Acquisition date (YYYY-MM-DD)'),

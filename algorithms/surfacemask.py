@@ -2,7 +2,6 @@
 import numpy as np
 from osgeo import gdal
 from qgis.core import (
-    QgsProcessing,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBand,
     QgsProcessingParameterBoolean,
@@ -15,6 +14,7 @@ from qgis.core import (
 from ..core.errors import InputError
 from ..core.imagery.mask import MASK_NODATA, MaskCounts, PolygonBurner, surface_mask
 from ..core.raster.blockio import RasterWriter, raster_info, read_blocks
+from .glue import compat
 from .glue.base import RsGeochemAlgorithm, progress_callbacks, raster_path
 from .glue.mask_input import polygon_wkts
 
@@ -67,25 +67,27 @@ class SurfaceMaskAlgorithm(RsGeochemAlgorithm):
         self.add(QgsProcessingParameterBoolean(self.MASK_VEGETATION, self.tr('Mask vegetation'), True),
                  'Mask pixels whose NDVI exceeds NDVI_THRESHOLD.')
         self.add(QgsProcessingParameterNumber(self.NDVI_THRESHOLD, self.tr('NDVI threshold'),
-                                              QgsProcessingParameterNumber.Double, 0.3, False, -1.0, 1.0),
+                                              QgsProcessingParameterNumber.Type.Double, 0.3, False, -1.0,
+                                              1.0),
                  'Pixels with NDVI above this value (unitless, -1..1) are vegetation. 0.2-0.3 separates '
                  'green vegetation from bare soil in most reflectance images.')
         self.add(QgsProcessingParameterBoolean(self.MASK_WATER, self.tr('Mask open water'), True),
                  'Mask pixels whose NDWI exceeds NDWI_THRESHOLD (or whose NIR is below '
                  'NIR_WATER_THRESHOLD, when that is above 0).')
         self.add(QgsProcessingParameterNumber(self.NDWI_THRESHOLD, self.tr('NDWI threshold'),
-                                              QgsProcessingParameterNumber.Double, 0.0, False, -1.0, 1.0),
+                                              QgsProcessingParameterNumber.Type.Double, 0.0, False, -1.0,
+                                              1.0),
                  'Pixels with McFeeters NDWI above this value (unitless, -1..1) are open water; 0 is the '
                  'published threshold.')
         self.add(QgsProcessingParameterNumber(self.NIR_WATER_THRESHOLD, self.tr('Water: NIR below (0 = off)'),
-                                              QgsProcessingParameterNumber.Double, 0.0, False, 0.0),
+                                              QgsProcessingParameterNumber.Type.Double, 0.0, False, 0.0),
                  'Optional second water rule (with MASK_WATER): pixels whose NIR value is below this are '
                  'water too, whatever their NDWI. Same unit as the NIR band, e.g. surface reflectance '
                  '0.05-0.08 catches turbid rivers that NDWI > 0 misses (clear water reflects < 0.05 in the '
                  'NIR, soil and vegetation well above 0.1). 0 (default) switches the rule off.')
         self.add(QgsProcessingParameterFeatureSource(
             self.EXCLUDE_POLYGONS, self.tr('Polygons to exclude (villages, buildings, ponds)'),
-            [QgsProcessing.TypeVectorPolygon], optional=True),
+            [compat.SOURCE_POLYGONS], optional=True),
             'Optional polygon layer of surfaces that give false anomalies; every pixel under a polygon is '
             'masked. Any CRS: polygons are reprojected to the raster CRS.')
         self.add(QgsProcessingParameterBoolean(

@@ -8,7 +8,6 @@ from qgis.core import (
     QgsFields,
     QgsGeometry,
     QgsPointXY,
-    QgsProcessing,
     QgsProcessingException,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
@@ -18,16 +17,16 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
     QgsWkbTypes,
 )
-from qgis.PyQt.QtCore import QVariant
 
 from ..core.geostat.surface_samples import WINDOW_SIZES, band_field_names, surface_samples
+from .glue import compat
 from .glue.base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
 from .glue.fields import read_sample_points
 from .glue.vectors import numeric_field_names
 
-FIXED_FIELDS = (('sample_fid', QVariant.LongLong), ('measured', QVariant.Double),
-                ('kriged', QVariant.Double), ('kriging_var', QVariant.Double),
-                ('densified', QVariant.Int), ('window_px', QVariant.Int))
+FIXED_FIELDS = (('sample_fid', compat.FIELD_LONG), ('measured', compat.FIELD_DOUBLE),
+                ('kriged', compat.FIELD_DOUBLE), ('kriging_var', compat.FIELD_DOUBLE),
+                ('densified', compat.FIELD_INT), ('window_px', compat.FIELD_INT))
 
 
 class SurfaceSamplesAlgorithm(RsGeochemAlgorithm):
@@ -73,11 +72,11 @@ class SurfaceSamplesAlgorithm(RsGeochemAlgorithm):
         self.add(QgsProcessingParameterRasterLayer(self.INPUT, self.tr('Image')),
                  'Multispectral image (e.g. surface reflectance); every band becomes a field.')
         self.add(QgsProcessingParameterFeatureSource(
-            self.SAMPLES, self.tr('Geochemical samples'), [QgsProcessing.TypeVectorPoint]),
+            self.SAMPLES, self.tr('Geochemical samples'), [compat.SOURCE_POINTS]),
             'Point layer of the samples; transformed to the image CRS when it differs.')
         self.add(QgsProcessingParameterField(
             self.FIELD, self.tr('Measured value field'), parentLayerParameterName=self.SAMPLES,
-            type=QgsProcessingParameterField.Numeric),
+            type=QgsProcessingParameterField.DataType.Numeric),
             'Numeric field with the measured content (e.g. RE2O3 %), copied to "measured".')
         self.add(QgsProcessingParameterRasterLayer(self.KRIGED, self.tr('Kriged prediction')),
                  'Kriged content on the image grid (band 1), e.g. the prediction of rsgeochem:kriging.')
@@ -94,18 +93,18 @@ class SurfaceSamplesAlgorithm(RsGeochemAlgorithm):
             'Band values are the mean over this window centred on the pixel (1x1: the pixel itself).')
         self.add(QgsProcessingParameterNumber(
             self.RADIUS, self.tr('Densification radius (map units, 0 = none)'),
-            QgsProcessingParameterNumber.Double, 0.0, False, 0.0, 1e9),
+            QgsProcessingParameterNumber.Type.Double, 0.0, False, 0.0, 1e9),
             'Also add every pixel whose centre lies within this distance (map units of the image '
             'CRS) of a sample and whose kriging variance is below MAX_VARIANCE. 0 adds none.',
             advanced=True)
         self.add(QgsProcessingParameterNumber(
             self.MAX_VARIANCE, self.tr('Largest kriging variance of a densified pixel'),
-            QgsProcessingParameterNumber.Double, 0.0, False, 0.0, 1e30),
+            QgsProcessingParameterNumber.Type.Double, 0.0, False, 0.0, 1e30),
             'Densified pixels need a kriging variance strictly below this (units² of the content). '
             'Required (> 0) when RADIUS > 0.', advanced=True)
         self.add_block_memory()
         self.add(QgsProcessingParameterFeatureSink(
-            self.OUTPUT, self.tr('Surface-to-surface samples'), QgsProcessing.TypeVectorPoint),
+            self.OUTPUT, self.tr('Surface-to-surface samples'), compat.SOURCE_POINTS),
             'Point layer with measured, kriged, kriging_var, densified, window_px and one field per band.')
 
     def execute(self, parameters, context, feedback):
@@ -116,7 +115,7 @@ class SurfaceSamplesAlgorithm(RsGeochemAlgorithm):
                           for key in (self.VARIANCE, self.MASK))
         image_crs = self.parameterAsRasterLayer(parameters, self.INPUT, context).crs()
         source = self.parameterAsSource(parameters, self.SAMPLES, context)
-        field = self.parameterAsFields(parameters, self.FIELD, context)
+        field = compat.parameter_as_strings(self, parameters, self.FIELD, context)
         if source is None or not field:
             raise QgsProcessingException(f'{self.SAMPLES if source is None else self.FIELD}: choose the '
                                          'point layer of samples and its numeric field of measured values.')
@@ -152,9 +151,9 @@ class SurfaceSamplesAlgorithm(RsGeochemAlgorithm):
             fields.append(QgsField(name, kind))
         reserved = ['fid', *(name for name, _ in FIXED_FIELDS)]
         for name in band_field_names(result.descriptions, reserved):
-            fields.append(QgsField(name, QVariant.Double))
+            fields.append(QgsField(name, compat.FIELD_DOUBLE))
         sink, sink_id = self.parameterAsSink(parameters, self.OUTPUT, context, fields,
-                                             QgsWkbTypes.Point, crs)
+                                             QgsWkbTypes.Type.Point, crs)
         if sink is None:
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
         for i, source_index in enumerate(result.source):
@@ -166,7 +165,7 @@ class SurfaceSamplesAlgorithm(RsGeochemAlgorithm):
                 float(measured[source_index]) if sample else None,
                 float(result.kriged[i]), optional_float(result.variance[i]), int(not sample),
                 int(result.window_pixels[i]), *(optional_float(v) for v in result.bands[i])])
-            sink.addFeature(feature, QgsFeatureSink.FastInsert)
+            sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert)
         del sink  # closes (commits) a file output now, not when the garbage collector runs
         return sink_id
 

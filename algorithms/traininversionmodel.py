@@ -1,7 +1,6 @@
 """Processing glue: train the paper's CNN or a baseline on a sample layer, write ONNX + report."""
 import numpy as np
 from qgis.core import (
-    QgsProcessing,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
     QgsProcessingParameterEnum,
@@ -16,6 +15,7 @@ from ..core.inversion import splits, training
 from ..core.inversion.cnn import CnnConfig
 from ..core.inversion.tiling import CELLS
 from ..core.inversion.training_report import write_training_report
+from .glue import compat
 from .glue.base import RsGeochemAlgorithm, progress_callbacks
 from .glue.fields import read_sample_points, target_and_features
 
@@ -94,15 +94,15 @@ class TrainInversionModelAlgorithm(RsGeochemAlgorithm):
     def initAlgorithm(self, config=None):
         number = QgsProcessingParameterNumber
         self.add(QgsProcessingParameterFeatureSource(
-            self.INPUT, self.tr('Samples'), [QgsProcessing.TypeVectorPoint]),
+            self.INPUT, self.tr('Samples'), [compat.SOURCE_POINTS]),
             'Point layer with the target and feature fields, e.g. rsgeochem:surfacesamples output.')
         self.add(QgsProcessingParameterField(
             self.TARGET, self.tr('Target field'), parentLayerParameterName=self.INPUT,
-            type=QgsProcessingParameterField.Numeric),
+            type=QgsProcessingParameterField.DataType.Numeric),
             'Numeric field to predict, e.g. the kriged RE2O3 content.')
         self.add(QgsProcessingParameterField(
             self.FEATURES, self.tr('Feature fields (in the order of the raster bands)'),
-            parentLayerParameterName=self.INPUT, type=QgsProcessingParameterField.Numeric,
+            parentLayerParameterName=self.INPUT, type=QgsProcessingParameterField.DataType.Numeric,
             allowMultiple=True),
             'Numeric fields the model learns from, in the order given: this becomes the model\'s '
             'input order, so applying the model needs the raster bands in the same order. '
@@ -117,37 +117,37 @@ class TrainInversionModelAlgorithm(RsGeochemAlgorithm):
         self.add(QgsProcessingParameterEnum(
             self.SPLIT, self.tr('Train/test split'), list(SPLIT_CHOICES), defaultValue=0),
             'Random, or spatial blocks (whole squares of BLOCK_SIZE map units go to train or test).')
-        self.add(number(self.TEST_FRACTION, self.tr('Test fraction'), number.Double, 1 / 3, False,
+        self.add(number(self.TEST_FRACTION, self.tr('Test fraction'), number.Type.Double, 1 / 3, False,
                         0.05, 0.9),
                  'Share of the samples held out for testing; 1/3 is the paper\'s 2:1 split. With '
                  'spatial blocks, blocks are added until at least this share is reached.')
-        self.add(number(self.BLOCK_SIZE, self.tr('Block size (map units)'), number.Double, 0.0,
+        self.add(number(self.BLOCK_SIZE, self.tr('Block size (map units)'), number.Type.Double, 0.0,
                         False, 0.0),
                  'Side of the square blocks of the spatial split, in the layer\'s map units (metres '
                  'for a projected CRS); choose at least the range of spatial correlation (see '
                  'rsgeochem:variogram). 0: one fifth of the longer side of the samples\' extent.')
-        self.add(number(self.SEED, self.tr('Random seed'), number.Integer, 1, False, 0, 2 ** 31 - 1),
+        self.add(number(self.SEED, self.tr('Random seed'), number.Type.Integer, 1, False, 0, 2 ** 31 - 1),
                  'Seed of the split, the CNN\'s weights, dropout and batches, PLS folds and the '
                  'forest: the same seed gives the same model.')
-        self.add(number(self.ITERATIONS, self.tr('CNN iterations'), number.Integer, 5000, False,
+        self.add(number(self.ITERATIONS, self.tr('CNN iterations'), number.Type.Integer, 5000, False,
                         1, 1000000),
                  'Mini-batch updates of the CNN (paper: 5000).', advanced=True)
-        self.add(number(self.LEARNING_RATE, self.tr('CNN learning rate'), number.Double, 0.001,
+        self.add(number(self.LEARNING_RATE, self.tr('CNN learning rate'), number.Type.Double, 0.001,
                         False, 1e-6, 1.0),
                  'Adam step size (paper: 0.001).', advanced=True)
         self.add(number(self.KEEP_PROBABILITY, self.tr('CNN dropout keep probability'),
-                        number.Double, 0.7, False, 0.05, 1.0),
+                        number.Type.Double, 0.7, False, 0.05, 1.0),
                  'Probability that a unit of the fully connected layer is kept while training '
                  '(paper: 0.7); 1 switches dropout off.', advanced=True)
-        self.add(number(self.BATCH_SIZE, self.tr('CNN batch size'), number.Integer, 64, False,
+        self.add(number(self.BATCH_SIZE, self.tr('CNN batch size'), number.Type.Integer, 64, False,
                         1, 100000),
                  'Samples per mini-batch (all samples when larger than the training set).',
                  advanced=True)
-        self.add(number(self.PLS_COMPONENTS, self.tr('PLS components'), number.Integer, 0, False,
+        self.add(number(self.PLS_COMPONENTS, self.tr('PLS components'), number.Type.Integer, 0, False,
                         0, 100),
                  'Number of PLS components; 0 chooses 1..10 by 5-fold cross-validation on the '
                  'training samples.', advanced=True)
-        self.add(number(self.RF_TREES, self.tr('Random forest trees'), number.Integer, 100, False,
+        self.add(number(self.RF_TREES, self.tr('Random forest trees'), number.Type.Integer, 100, False,
                         1, 5000),
                  'Number of trees of the random forest.', advanced=True)
         self.add(QgsProcessingParameterFileDestination(

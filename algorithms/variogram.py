@@ -2,7 +2,6 @@
 
 Also holds the glue the `kriging` algorithm shares (fit parameters, reading samples)."""
 from qgis.core import (
-    QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
@@ -18,6 +17,7 @@ from ..core.geostat import kriging_report
 from ..core.geostat.kriging import fit_for_samples, prepare_samples
 from ..core.geostat.variogram import DEFAULT_LAGS, MODELS, WEIGHTINGS
 from ..core.report import page
+from .glue import compat
 from .glue.base import RsGeochemAlgorithm
 from .glue.vectors import read_points
 
@@ -45,13 +45,13 @@ MODEL_HELP = (
 
 def add_sample_parameters(algorithm, what):
     algorithm.add(QgsProcessingParameterFeatureSource(
-        INPUT, algorithm.tr('Sample points'), [QgsProcessing.TypeVectorPoint]),
+        INPUT, algorithm.tr('Sample points'), [compat.SOURCE_POINTS]),
         f'Point layer of geochemical samples {what}, in a projected CRS (distances in metres or other '
         'linear units). Features without geometry or with a NULL / non-finite value are skipped and '
         'counted; samples at the same location are merged (mean value).')
     algorithm.add(QgsProcessingParameterField(
         FIELD, algorithm.tr('Value field'), parentLayerParameterName=INPUT,
-        type=QgsProcessingParameterField.Numeric),
+        type=QgsProcessingParameterField.DataType.Numeric),
         'Numeric field to analyse, e.g. the RE2O3 content in % or Zn in ppm.')
     algorithm.add(QgsProcessingParameterBoolean(
         LOG_TRANSFORM, algorithm.tr('Natural logarithm of the values'), False),
@@ -65,12 +65,12 @@ def add_fit_parameters(algorithm, default_model=0):
     enum.setUsesStaticStrings(True)  # values are the model names, so a model can pass MODEL on
     algorithm.add(enum, MODEL_HELP)
     algorithm.add(QgsProcessingParameterNumber(
-        N_LAGS, algorithm.tr('Number of lags'), QgsProcessingParameterNumber.Integer, DEFAULT_LAGS, False,
-        3, 200),
+        N_LAGS, algorithm.tr('Number of lags'), QgsProcessingParameterNumber.Type.Integer, DEFAULT_LAGS,
+        False, 3, 200),
         'Lags (distance classes) of equal width between 0 and the maximum distance (gstat: 15).')
     algorithm.add(QgsProcessingParameterNumber(
         MAX_DISTANCE, algorithm.tr('Maximum distance (0 = one third of the diagonal)'),
-        QgsProcessingParameterNumber.Double, 0.0, False, 0.0),
+        QgsProcessingParameterNumber.Type.Double, 0.0, False, 0.0),
         'Largest pair distance used (map units). 0 uses gstat\'s default: one third of the diagonal of '
         'the samples\' bounding box.')
     algorithm.add(QgsProcessingParameterBoolean(FIT_NUGGET, algorithm.tr('Fit a nugget'), True),
@@ -108,7 +108,7 @@ def read_point_values(algorithm, parameters, context, feedback, target_crs=None)
         raise QgsProcessingException(f'{INPUT}: choose a point layer.')
     if target_crs is None:
         check_projected(source.sourceCrs(), INPUT)
-    fields = algorithm.parameterAsFields(parameters, FIELD, context)
+    fields = compat.parameter_as_strings(algorithm, parameters, FIELD, context)
     if not fields:
         raise QgsProcessingException(f'{FIELD}: choose the numeric field to analyse.')
     return read_points(source, fields[:1], INPUT, context, feedback, target_crs), fields[0]

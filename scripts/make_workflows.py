@@ -32,7 +32,6 @@ from qgis.core import (  # noqa: E402 - after the hash seed
     QgsProcessingModelOutput,
     QgsProcessingModelParameter,
     QgsProcessingParameterBoolean,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
@@ -96,9 +95,11 @@ class ModelBuilder:
         self.steps = 0
 
     def add_input(self, definition, help_text, advanced=False):
+        from rsgeochem.algorithms.glue import compat
+
         definition.setHelp(help_text)
         if advanced:
-            definition.setFlags(definition.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            definition.setFlags(definition.flags() | compat.PARAMETER_ADVANCED)
         component = QgsProcessingModelParameter(definition.name())
         component.setPosition(QPointF(INPUT_X, ROW * (len(self.inputs) + 1)))
         component.setDescription(definition.description())
@@ -183,7 +184,7 @@ def add_anomaly_inputs(builder):
                       'Threshold of the high-anomaly areas: mean + 2 SD, median + 2 MAD, 95th percentile '
                       'or the concentration-area fractal method (default).')
     builder.add_input(QgsProcessingParameterNumber('MIN_AREA', 'Smallest anomaly area (m²)',
-                                                   QgsProcessingParameterNumber.Double, 0.0, False, 0.0),
+                                                   QgsProcessingParameterNumber.Type.Double, 0.0, False, 0.0),
                       'Anomaly areas smaller than this (map units², m² in a metric CRS) are dropped.')
 
 
@@ -211,6 +212,7 @@ def dos1_band_fields():
 
 def rare_earth_inversion(registry):
     """rareearthinversion: Cheng et al. (2023) from DN image and samples to anomaly areas."""
+    from rsgeochem.algorithms.glue import compat
     from rsgeochem.algorithms.traininversionmodel import MODEL_CHOICES, SPLIT_CHOICES
     from rsgeochem.core.imagery.sensors import sensor_names
 
@@ -220,7 +222,8 @@ def rare_earth_inversion(registry):
     add(QgsProcessingParameterRasterLayer('IMAGE', 'GF-2 PMS multispectral image (DN, bands 1-4)'),
         'The 4-band GF-2 PMS multispectral scene in digital numbers (blue, green, red, NIR), '
         'e.g. the product\'s MSS GeoTIFF, in a projected CRS (metres).')
-    add(QgsProcessingParameterFile('METADATA', 'Scene metadata XML', QgsProcessingParameterFile.File, 'xml'),
+    add(QgsProcessingParameterFile('METADATA', 'Scene metadata XML', QgsProcessingParameterFile.Behavior.File,
+                                   'xml'),
         'The scene\'s .xml (CRESDA ProductMetaData): acquisition date and sun angle for the TOA '
         'reflectance.')
     add(QgsProcessingParameterEnum('SENSOR', 'Sensor', sensor_names()[:2], defaultValue=0),
@@ -234,10 +237,10 @@ def rare_earth_inversion(registry):
         'Exo-atmospheric solar irradiance of bands 1-4 (W m-2 um-1), e.g. '
         '1944.98,1854.42,1542.87,1080.97 (values commonly cited for GF-2 PMS1).')
     add(QgsProcessingParameterFeatureSource('SAMPLES', 'Topsoil samples (points)',
-                                            [QgsProcessing.TypeVectorPoint]),
+                                            [compat.SOURCE_POINTS]),
         'Point layer of the geochemical samples (any CRS; transformed to the image CRS).')
     add(QgsProcessingParameterField('FIELD', 'Content field', parentLayerParameterName='SAMPLES',
-                                    type=QgsProcessingParameterField.Numeric),
+                                    type=QgsProcessingParameterField.DataType.Numeric),
         'Numeric field with the measured content, e.g. RE2O3 in %.')
     add(QgsProcessingParameterString('UNITS', 'Content units', '% RE2O3', optional=True),
         'Units of the content field, written into the model and reports.')
@@ -246,16 +249,16 @@ def rare_earth_inversion(registry):
         'names vegetation as a limitation). Off by default: on a forested scene it removes most '
         'samples. Water (NDWI above NDWI_THRESHOLD, or NIR below NIR_WATER_THRESHOLD) is always masked.')
     add(QgsProcessingParameterNumber('NDWI_THRESHOLD', 'Water: NDWI threshold',
-                                     QgsProcessingParameterNumber.Double, 0.0, False, -1.0, 1.0),
+                                     QgsProcessingParameterNumber.Type.Double, 0.0, False, -1.0, 1.0),
         'Pixels with McFeeters NDWI = (green - NIR) / (green + NIR) above this are water and masked. 0 '
         'is the published threshold; turbid rivers and mixed shore pixels need a lower one (e.g. -0.2), '
         'else their odd spectra give false anomalies.')
     add(QgsProcessingParameterNumber('NIR_WATER_THRESHOLD', 'Water: NIR reflectance below (0 = off)',
-                                     QgsProcessingParameterNumber.Double, 0.0, False, 0.0, 1.0),
+                                     QgsProcessingParameterNumber.Type.Double, 0.0, False, 0.0, 1.0),
         'Pixels whose step-2 surface reflectance in the NIR (band 4) is below this are water too, whatever '
         'their NDWI: catches turbid, sediment-laden water that NDWI misses (e.g. 0.05-0.08). 0 = off.')
     add(QgsProcessingParameterFeatureSource('EXCLUDE_POLYGONS', 'Villages / buildings to exclude',
-                                            [QgsProcessing.TypeVectorPolygon], optional=True),
+                                            [compat.SOURCE_POLYGONS], optional=True),
         'Optional polygons (villages, buildings, ponds) masked like water: the paper names buildings as '
         'the source of false anomalies.')
     add(QgsProcessingParameterEnum('MODEL', 'Inversion model', [label for _, label in MODEL_CHOICES],
@@ -265,10 +268,10 @@ def rare_earth_inversion(registry):
     add(QgsProcessingParameterEnum('SPLIT', 'Train/test split', list(SPLIT_CHOICES), defaultValue=1),
         'Spatial blocks (default) keep neighbouring, nearly identical samples out of the test set; '
         'Random is the paper\'s 2:1 split.')
-    add(QgsProcessingParameterNumber('ITERATIONS', 'CNN iterations', QgsProcessingParameterNumber.Integer,
-                                     5000, False, 1, 1000000),
+    add(QgsProcessingParameterNumber('ITERATIONS', 'CNN iterations',
+                                     QgsProcessingParameterNumber.Type.Integer, 5000, False, 1, 1000000),
         'Mini-batch updates of the CNN (paper: 5000).', advanced=True)
-    add(QgsProcessingParameterNumber('SEED', 'Random seed', QgsProcessingParameterNumber.Integer, 1,
+    add(QgsProcessingParameterNumber('SEED', 'Random seed', QgsProcessingParameterNumber.Type.Integer, 1,
                                      False, 0, 2 ** 31 - 1),
         'Seed of the split and the model: the same seed gives the same map.', advanced=True)
     add_anomaly_inputs(builder)
@@ -328,6 +331,7 @@ def rare_earth_inversion(registry):
 
 def geochem_fusion(registry):
     """geochemfusion: Remote Sens. 2023, 15, 1993 from coarse samples and an image to anomaly areas."""
+    from rsgeochem.algorithms.glue import compat
     from rsgeochem.algorithms.laplacianfusion import LaplacianFusionAlgorithm
 
     builder = ModelBuilder('geochemfusion', 'Geochemical fusion workflow (coarse survey + image -> fine '
@@ -339,30 +343,30 @@ def geochem_fusion(registry):
         'output of rsgeochem:rareearthinversion or the output of rsgeochem:darkobjectsubtraction; its grid '
         'is the output grid.')
     add(QgsProcessingParameterFeatureSource('SAMPLES', 'Coarse survey samples (points)',
-                                            [QgsProcessing.TypeVectorPoint]),
+                                            [compat.SOURCE_POINTS]),
         'Points of the regional (e.g. 1:200,000) survey, one per composite sample or grid cell, in a '
         'projected CRS (metres): step 1 krige them in their own CRS and step 3 reprojects the grid to '
         'the image.')
     add(QgsProcessingParameterField('FIELD', 'Content field', parentLayerParameterName='SAMPLES',
-                                    type=QgsProcessingParameterField.Numeric),
+                                    type=QgsProcessingParameterField.DataType.Numeric),
         'Numeric field with the element content, e.g. Cu in ppm.')
-    add(number('CELL_SIZE', 'Coarse grid cell size (units of the samples\' CRS)', number.Double, 500.0,
+    add(number('CELL_SIZE', 'Coarse grid cell size (units of the samples\' CRS)', number.Type.Double, 500.0,
                False, 1.0),
         'Pixel size of the kriged coarse grid, about the survey\'s sample spacing (500 m for a '
         '1:200,000 survey); the grid also extends this far beyond the outermost samples.')
     add(QgsProcessingParameterBoolean('STANDARDIZE', 'Standardise bands before PCA', True),
         'Correlation-matrix PCA (bands of different brightness weigh equally).')
-    add(number('COMPONENT', 'Principal component used as predictor', number.Integer, 2, False, 1, 50),
+    add(number('COMPONENT', 'Principal component used as predictor', number.Type.Integer, 2, False, 1, 50),
         'Component of the image injected into the grid; the paper used PC2 (PC1 is mostly '
         'brightness).')
     add(QgsProcessingParameterEnum('MODE', 'Fusion mode', list(LaplacianFusionAlgorithm.MODE_LABELS),
                                    defaultValue=1),
         'Coherent (default): the kriged grid is kept and only image detail is added. Paper: the low '
         'frequency is replaced by its regression on the image.')
-    add(number('CLUSTERS', 'K-means clusters (1 = global regression)', number.Integer, 1, False, 1, 50),
+    add(number('CLUSTERS', 'K-means clusters (1 = global regression)', number.Type.Integer, 1, False, 1, 50),
         '1: one global regression (paper\'s global mode); 2 or more: one regression per cluster of '
         'the image (local mode).')
-    add(number('LEVELS', 'Pyramid levels (0 = from resolution ratio)', number.Integer, 0, False, 0, 8),
+    add(number('LEVELS', 'Pyramid levels (0 = from resolution ratio)', number.Type.Integer, 0, False, 0, 8),
         'Levels of the Laplacian pyramid; 0 derives them from the grid/image resolution ratio.',
         advanced=True)
     add(QgsProcessingParameterRasterLayer('MASK', 'Mask (1 keep, 0 masked)', optional=True),

@@ -52,21 +52,22 @@ def write_points(path, xy, fields=None, epsg=UTM32_EPSG, layer_name='samples'):
         QgsVectorFileWriter,
         QgsWkbTypes,
     )
-    from qgis.PyQt.QtCore import QVariant
+
+    from rsgeochem.algorithms.glue import compat
 
     fields = fields or {}
-    kinds = {float: QVariant.Double, int: QVariant.LongLong, str: QVariant.String}
+    kinds = {float: compat.FIELD_DOUBLE, int: compat.FIELD_LONG, str: compat.FIELD_STRING}
     qgs_fields = QgsFields()
     for name, values in fields.items():
         first = next((v for v in values if v is not None), 0.0)
-        qgs_fields.append(QgsField(name, kinds[type(first)] if type(first) in kinds else QVariant.Double))
+        qgs_fields.append(QgsField(name, kinds[type(first)] if type(first) in kinds else compat.FIELD_DOUBLE))
     options = QgsVectorFileWriter.SaveVectorOptions()
     options.driverName = 'GPKG'
     options.layerName = layer_name
-    writer = QgsVectorFileWriter.create(str(path), qgs_fields, QgsWkbTypes.Point,
+    writer = QgsVectorFileWriter.create(str(path), qgs_fields, QgsWkbTypes.Type.Point,
                                         QgsCoordinateReferenceSystem(f'EPSG:{epsg}'),
                                         QgsCoordinateTransformContext(), options)
-    if writer.hasError() != QgsVectorFileWriter.NoError:
+    if writer.hasError() != QgsVectorFileWriter.WriterError.NoError:
         raise RuntimeError(f'cannot write {path}: {writer.errorMessage()}')
     for i, (x, y) in enumerate(xy):
         feature = QgsFeature(qgs_fields)

@@ -213,6 +213,9 @@ def test_algorithm_percentile_with_mask(qgis_app, tmp_path):
     # the style the toolbox applies once the layer is loaded: outlined, labelled with the rank
     layer = loaded['OUTPUT'].layer
     assert layer.labelsEnabled() and layer.labeling().settings().fieldName == 'rank_label'
+    # over the polygon, not around it (QgsPalLayerSettings.OverPoint is another enum on QGIS >= 3.26)
+    from qgis.core import QgsPalLayerSettings
+    assert layer.labeling().settings().placement == QgsPalLayerSettings.Placement.OverPoint
     assert layer.renderer().symbol().symbolLayer(0).strokeColor().name() == '#e31a1c'
 
 

@@ -5,7 +5,6 @@ from pathlib import Path
 from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingException,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterNumber,
 )
 from qgis.PyQt.QtCore import QCoreApplication
@@ -14,6 +13,7 @@ from qgis.PyQt.QtGui import QIcon
 from ...core.dependencies import require
 from ...core.errors import CancelledError, InputError, MissingDependencyError
 from ...core.raster.blockio import DEFAULT_MEMORY_MB
+from . import compat
 
 PLUGIN_DIR = Path(__file__).resolve().parents[2]
 ICON_PATH = PLUGIN_DIR / 'resources' / 'icon.svg'
@@ -72,14 +72,14 @@ class RsGeochemAlgorithm(QgsProcessingAlgorithm):
         """Add a parameter with its help text (shown by `qgis_process help`) and return it."""
         parameter.setHelp(self.tr(help_text))
         if advanced:
-            parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            parameter.setFlags(parameter.flags() | compat.PARAMETER_ADVANCED)
         self.addParameter(parameter)
         return parameter
 
     def add_block_memory(self):
         self.add(QgsProcessingParameterNumber(
             BLOCK_MEMORY_MB, self.tr('Block memory budget (MB)'),
-            QgsProcessingParameterNumber.Integer, DEFAULT_MEMORY_MB, False, 16, 65536),
+            QgsProcessingParameterNumber.Type.Integer, DEFAULT_MEMORY_MB, False, 16, 65536),
             'Memory for one block of raster rows (read, work arrays and output). Larger blocks are '
             'slightly faster; memory use does not grow with the raster size.', advanced=True)
 

@@ -2,6 +2,7 @@
 sample points of a layer, with the checks and messages every such algorithm needs."""
 from qgis.core import QgsProcessingException
 
+from . import compat
 from .vectors import numeric_field_names, read_points
 
 INPUT, TARGET, FEATURES = 'INPUT', 'TARGET', 'FEATURES'
@@ -17,11 +18,11 @@ def target_and_features(algorithm, parameters, context, target_role, every_numer
     source = algorithm.parameterAsSource(parameters, INPUT, context)
     if source is None:
         raise QgsProcessingException(f'{INPUT}: choose a layer or table holding numeric fields.')
-    target = algorithm.parameterAsFields(parameters, TARGET, context)
+    target = compat.parameter_as_strings(algorithm, parameters, TARGET, context)
     if not target:
         raise QgsProcessingException(f'{TARGET}: choose the numeric field {target_role}.')
     target = numeric_field_names(source, target[:1], TARGET)[0]
-    features = algorithm.parameterAsFields(parameters, FEATURES, context)
+    features = compat.parameter_as_strings(algorithm, parameters, FEATURES, context)
     if features:
         numeric_field_names(source, features, FEATURES)
     elif every_numeric_by_default:

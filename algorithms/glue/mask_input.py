@@ -16,6 +16,7 @@ from qgis.core import (
 
 from ...core.errors import InputError
 from ...core.raster.blockio import RasterReader, raster_info
+from . import compat
 from .base import raster_path
 
 MASK_HELP = ('Optional keep/mask raster (e.g. the output of "Surface mask"): pixels with value 0 or '
@@ -58,7 +59,7 @@ def mask_reader(algorithm, parameters, key, context, reference_grid, feedback):
 def polygon_wkts(source, crs_wkt, context, feedback, key):
     """WKT of every polygon of `source` (a feature source) in the CRS `crs_wkt`; reprojects and logs
     when the layer's CRS differs, refuses a non-polygon layer or one without CRS."""
-    if QgsWkbTypes.geometryType(source.wkbType()) != QgsWkbTypes.PolygonGeometry:
+    if QgsWkbTypes.geometryType(source.wkbType()) != compat.POLYGON_GEOMETRY:
         raise InputError(f'the layer must hold polygons, not {QgsWkbTypes.displayString(source.wkbType())}.',
                          key)
     target = QgsCoordinateReferenceSystem.fromWkt(crs_wkt)

@@ -16,7 +16,7 @@ from .base import name_output_layer
 
 
 def table_fields(columns):
-    """QgsFields from (name, QVariant type) pairs."""
+    """QgsFields from (name, compat.FIELD_* type) pairs."""
     fields = QgsFields()
     for name, kind in columns:
         fields.append(QgsField(name, kind))
@@ -43,7 +43,7 @@ def write_table(algorithm, parameters, key, context, fields, rows, layer_name):
     Returns {key: destination}, or {} when the output is skipped; the sink is closed (the file
     complete) on return. A destination that cannot be created raises an error naming `key`."""
     sink, destination = algorithm.parameterAsSink(parameters, key, context, fields,
-                                                  QgsWkbTypes.NoGeometry, QgsCoordinateReferenceSystem())
+                                                  QgsWkbTypes.Type.NoGeometry, QgsCoordinateReferenceSystem())
     if sink is None:
         if parameters.get(key):
             raise QgsProcessingException(f'{key}: {algorithm.invalidSinkError(parameters, key)} '
@@ -52,7 +52,7 @@ def write_table(algorithm, parameters, key, context, fields, rows, layer_name):
     for row in rows:
         feature = QgsFeature(fields)
         feature.setAttributes(list(row))
-        sink.addFeature(feature, QgsFeatureSink.FastInsert)
+        sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert)
     del sink  # closes (commits) a file output now, not when the garbage collector runs
     name_output_layer(context, destination, layer_name)
     return {key: destination}

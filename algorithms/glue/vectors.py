@@ -11,6 +11,7 @@ from qgis.core import (
 )
 
 from ...core.errors import CancelledError
+from . import compat
 
 
 @dataclass
@@ -54,7 +55,7 @@ def read_points(source, field_names, key, context, feedback=None, target_crs=Non
     """
     if source is None:
         raise QgsProcessingException(f'{key}: choose a point layer.')
-    if QgsWkbTypes.geometryType(source.wkbType()) != QgsWkbTypes.PointGeometry:
+    if QgsWkbTypes.geometryType(source.wkbType()) != compat.POINT_GEOMETRY:
         raise QgsProcessingException(f'{key}: the layer must hold points, not '
                                      f'{QgsWkbTypes.displayString(source.wkbType())}.')
     numeric_field_names(source, field_names, key)
