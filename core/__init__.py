@@ -1,1 +1,1 @@
-"""The science of RS Geochem Inversion: numpy/scipy/scikit-learn/pykrige/onnxruntime, no qgis."""
+"""The science of RS Geochem Inversion: numpy/scipy/scikit-learn/onnxruntime, no qgis."""

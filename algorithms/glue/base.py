@@ -10,7 +10,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
-from ...core.dependencies import require
+from ...core.dependencies import require_all
 from ...core.errors import CancelledError, InputError, MissingDependencyError
 from ...core.raster.blockio import DEFAULT_MEMORY_MB
 from . import compat
@@ -24,6 +24,7 @@ GROUPS = {
     'inversion': 'Inversion',
     'fusion': 'Fusion',
     'anomalies': 'Anomalies',
+    'setup': 'Setup',
 }
 
 BLOCK_MEMORY_MB = 'BLOCK_MEMORY_MB'
@@ -88,8 +89,7 @@ class RsGeochemAlgorithm(QgsProcessingAlgorithm):
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API
         try:
-            for module_name in self.REQUIRES:
-                require(module_name)
+            require_all(self.REQUIRES)
             return self.execute(parameters, context, feedback)
         except (InputError, MissingDependencyError) as error:
             raise QgsProcessingException(str(error)) from error

@@ -13,6 +13,7 @@ from qgis.core import (
     QgsField,
     QgsPalLayerSettings,
     QgsProcessing,
+    QgsProcessingAlgorithm,
     QgsProcessingParameterDefinition,
     QgsWkbTypes,
 )
@@ -37,6 +38,13 @@ if hasattr(Qgis, 'ProcessingParameterFlag'):
     PARAMETER_ADVANCED = Qgis.ProcessingParameterFlag.Advanced
 else:
     PARAMETER_ADVANCED = QgsProcessingParameterDefinition.Flag.FlagAdvanced
+
+# Algorithm flag "not in the Graphical Modeler": Qgis.ProcessingAlgorithmFlag.HideFromModeler since
+# QGIS 3.36, QgsProcessingAlgorithm.Flag.FlagHideFromModeler before.
+if hasattr(Qgis, 'ProcessingAlgorithmFlag'):
+    ALGORITHM_HIDE_FROM_MODELER = Qgis.ProcessingAlgorithmFlag.HideFromModeler
+else:
+    ALGORITHM_HIDE_FROM_MODELER = QgsProcessingAlgorithm.Flag.FlagHideFromModeler
 
 # Coarse geometry types: Qgis.GeometryType since QGIS 3.30 (PolygonGeometry -> Polygon),
 # QgsWkbTypes.GeometryType before.
