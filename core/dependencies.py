@@ -220,8 +220,9 @@ def install(requirements, target, on_line, cancelled, python=None):
     pip_target_options) or into folder `target`. Returns (pip's exit status, its output lines)."""
     python = python or qgis_python()
     if python is None:
-        raise MissingDependencyError(f'The Python interpreter QGIS runs on was not found next to {sys.executable}. '
-                                     f'Install the packages {install_command(requirements)}.')
+        raise MissingDependencyError(f'The Python interpreter QGIS runs on was not found next to '
+                                     f'{sys.executable}. Install the packages '
+                                     f'{install_command(requirements)}.')
     output = []
 
     def log(line):

@@ -52,8 +52,8 @@ def test_flake8_qgis_flags_pyqt5_imports_exec_and_qvariant_types(tmp_path):
     bad = tmp_path / 'bad.py'
     bad.write_text(BAD)
     (tmp_path / 'good.py').write_text(GOOD)
-    result = subprocess.run([sys.executable, '-m', 'flake8', '--config', str(CHECKOUT / '.flake8'), str(tmp_path)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run([sys.executable, '-m', 'flake8', '--config', str(CHECKOUT / '.flake8'),
+                             str(tmp_path)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 1, result.stderr
     codes = {(line.split(':')[0], line.split()[1]) for line in result.stdout.splitlines()}
     assert codes == {(str(bad), 'QGS103'), (str(bad), 'QGS402'), (str(bad), 'QGS107')}, result.stdout
