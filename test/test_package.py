@@ -20,7 +20,8 @@ def test_zip_holds_plugin_without_dev_files(package):
     names = zipfile.ZipFile(package).namelist()
     assert all(name.startswith('rsgeochem/') for name in names)
     for required in ('metadata.txt', '__init__.py', 'plugin.py', 'LICENSE', 'algorithms/glue/provider.py',
-                     'core/raster/blockio.py', 'resources/icon.svg'):
+                     'core/raster/blockio.py', 'resources/icon.svg',
+                     'requirements.txt', 'constraints.txt'):  # the pins "Install Python dependencies" reads
         assert f'rsgeochem/{required}' in names, required
     for dev in ('test/', 'bench/', 'scripts/', '.ci/', 'Makefile', 'requirements-dev.txt'):
         assert not any(name.startswith(f'rsgeochem/{dev}') for name in names), dev
