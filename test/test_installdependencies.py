@@ -81,7 +81,8 @@ def test_cancel_stops_pip(run_alg, probe_requirements, tmp_path, monkeypatch):
     # a stand-in "python" whose pip says one line and then waits a minute
     pid_file = tmp_path / 'pip.pid'
     fake_python = tmp_path / 'python3'
-    fake_python.write_text(f'#!/bin/sh\necho $$ > "{pid_file}"\necho "Collecting {PROBE}==1.0"\nexec sleep 60\n')
+    fake_python.write_text(f'#!/bin/sh\necho $$ > "{pid_file}"\necho "Collecting {PROBE}==1.0"\n'
+                           'exec sleep 60\n')
     fake_python.chmod(0o755)
     monkeypatch.setattr(probe_requirements, 'qgis_python', lambda: fake_python)
 
