@@ -152,8 +152,8 @@ def peak_memory(work_dir, model_path):
 def run(work_dir):
     work_dir = Path(work_dir)
     model_path = paper_cnn(work_dir / 'cnn.onnx')
-    result = {'model': 'core/inversion/cnn.py paper CNN (tiled 4x4, 16/32 filters, FC 64)', 'threads': THREADS,
-              'memory_mb': MEMORY_MB, 'throughput': throughput(work_dir, model_path)}
+    result = {'model': 'core/inversion/cnn.py paper CNN (tiled 4x4, 16/32 filters, FC 64)',
+              'threads': THREADS, 'memory_mb': MEMORY_MB, 'throughput': throughput(work_dir, model_path)}
     result['memory'] = peak_memory(work_dir, model_path)
     result['ratio'] = result['throughput']['ratio']
     return result

@@ -19,56 +19,42 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QMetaType, QVariant
 
-# Processing source types: Qgis.ProcessingSourceType since QGIS 3.36 (members renamed, TypeVectorPoint
-# -> VectorPoint); QgsProcessing.SourceType before.
-if hasattr(Qgis, 'ProcessingSourceType'):
-    SOURCE_POINTS = Qgis.ProcessingSourceType.VectorPoint
-    SOURCE_POLYGONS = Qgis.ProcessingSourceType.VectorPolygon
-    SOURCE_TABLE = Qgis.ProcessingSourceType.Vector
-    SOURCE_RASTER = Qgis.ProcessingSourceType.Raster
-else:
-    SOURCE_POINTS = QgsProcessing.SourceType.TypeVectorPoint
-    SOURCE_POLYGONS = QgsProcessing.SourceType.TypeVectorPolygon
-    SOURCE_TABLE = QgsProcessing.SourceType.TypeVector
-    SOURCE_RASTER = QgsProcessing.SourceType.TypeRaster
+# Each enum below moved into the Qgis namespace in the QGIS release noted, some members renamed; the
+# old class-scoped enum is what 3.22 has.
 
-# "Advanced" parameter flag: Qgis.ProcessingParameterFlag.Advanced since QGIS 3.36,
-# QgsProcessingParameterDefinition.Flag.FlagAdvanced before.
-if hasattr(Qgis, 'ProcessingParameterFlag'):
-    PARAMETER_ADVANCED = Qgis.ProcessingParameterFlag.Advanced
-else:
-    PARAMETER_ADVANCED = QgsProcessingParameterDefinition.Flag.FlagAdvanced
+# Processing source types: Qgis.ProcessingSourceType since QGIS 3.36 (TypeVectorPoint -> VectorPoint)
+_SOURCE_TYPE = getattr(Qgis, 'ProcessingSourceType', None)
+SOURCE_POINTS = _SOURCE_TYPE.VectorPoint if _SOURCE_TYPE else QgsProcessing.SourceType.TypeVectorPoint
+SOURCE_POLYGONS = _SOURCE_TYPE.VectorPolygon if _SOURCE_TYPE else QgsProcessing.SourceType.TypeVectorPolygon
+SOURCE_TABLE = _SOURCE_TYPE.Vector if _SOURCE_TYPE else QgsProcessing.SourceType.TypeVector
+SOURCE_RASTER = _SOURCE_TYPE.Raster if _SOURCE_TYPE else QgsProcessing.SourceType.TypeRaster
 
-# Algorithm flag "not in the Graphical Modeler": Qgis.ProcessingAlgorithmFlag.HideFromModeler since
-# QGIS 3.36, QgsProcessingAlgorithm.Flag.FlagHideFromModeler before.
-if hasattr(Qgis, 'ProcessingAlgorithmFlag'):
-    ALGORITHM_HIDE_FROM_MODELER = Qgis.ProcessingAlgorithmFlag.HideFromModeler
-else:
-    ALGORITHM_HIDE_FROM_MODELER = QgsProcessingAlgorithm.Flag.FlagHideFromModeler
+# "Advanced" parameter flag: Qgis.ProcessingParameterFlag since QGIS 3.36 (FlagAdvanced -> Advanced)
+_PARAMETER_FLAG = getattr(Qgis, 'ProcessingParameterFlag', None)
+PARAMETER_ADVANCED = (_PARAMETER_FLAG.Advanced if _PARAMETER_FLAG
+                      else QgsProcessingParameterDefinition.Flag.FlagAdvanced)
 
-# Coarse geometry types: Qgis.GeometryType since QGIS 3.30 (PolygonGeometry -> Polygon),
-# QgsWkbTypes.GeometryType before.
-if hasattr(Qgis, 'GeometryType'):
-    POINT_GEOMETRY = Qgis.GeometryType.Point
-    POLYGON_GEOMETRY = Qgis.GeometryType.Polygon
-else:
-    POINT_GEOMETRY = QgsWkbTypes.GeometryType.PointGeometry
-    POLYGON_GEOMETRY = QgsWkbTypes.GeometryType.PolygonGeometry
+# "Not in the Graphical Modeler": Qgis.ProcessingAlgorithmFlag since QGIS 3.36 (FlagHideFromModeler
+# -> HideFromModeler)
+_ALGORITHM_FLAG = getattr(Qgis, 'ProcessingAlgorithmFlag', None)
+ALGORITHM_HIDE_FROM_MODELER = (_ALGORITHM_FLAG.HideFromModeler if _ALGORITHM_FLAG
+                               else QgsProcessingAlgorithm.Flag.FlagHideFromModeler)
 
-# WKT variant GDAL reads best: Qgis.CrsWktVariant.PreferredGdal since QGIS 3.36,
-# QgsCoordinateReferenceSystem.WktVariant.WKT_PREFERRED_GDAL before.
-if hasattr(Qgis, 'CrsWktVariant'):
-    WKT_PREFERRED_GDAL = Qgis.CrsWktVariant.PreferredGdal
-else:
-    WKT_PREFERRED_GDAL = QgsCoordinateReferenceSystem.WktVariant.WKT_PREFERRED_GDAL
+# Coarse geometry types: Qgis.GeometryType since QGIS 3.30 (PolygonGeometry -> Polygon)
+_GEOMETRY_TYPE = getattr(Qgis, 'GeometryType', None)
+POINT_GEOMETRY = _GEOMETRY_TYPE.Point if _GEOMETRY_TYPE else QgsWkbTypes.GeometryType.PointGeometry
+POLYGON_GEOMETRY = _GEOMETRY_TYPE.Polygon if _GEOMETRY_TYPE else QgsWkbTypes.GeometryType.PolygonGeometry
 
-# Label placement "over the point / centroid": Qgis.LabelPlacement.OverPoint since QGIS 3.26. The
-# unscoped QgsPalLayerSettings.OverPoint is another enum there (LabelPredefinedPointPosition) and
-# assigning it to QgsPalLayerSettings.placement raises TypeError (seen on 3.40).
-if hasattr(Qgis, 'LabelPlacement'):
-    LABEL_OVER_POINT = Qgis.LabelPlacement.OverPoint
-else:
-    LABEL_OVER_POINT = QgsPalLayerSettings.Placement.OverPoint
+# WKT variant GDAL reads best: Qgis.CrsWktVariant since QGIS 3.36 (WKT_PREFERRED_GDAL -> PreferredGdal)
+_WKT_VARIANT = getattr(Qgis, 'CrsWktVariant', None)
+WKT_PREFERRED_GDAL = (_WKT_VARIANT.PreferredGdal if _WKT_VARIANT
+                      else QgsCoordinateReferenceSystem.WktVariant.WKT_PREFERRED_GDAL)
+
+# Label placement over the point / centroid: Qgis.LabelPlacement since QGIS 3.26. The unscoped
+# QgsPalLayerSettings.OverPoint is another enum there (LabelPredefinedPointPosition): assigning it
+# to QgsPalLayerSettings.placement raises TypeError (seen on 3.40).
+_LABEL_PLACEMENT = getattr(Qgis, 'LabelPlacement', None)
+LABEL_OVER_POINT = _LABEL_PLACEMENT.OverPoint if _LABEL_PLACEMENT else QgsPalLayerSettings.Placement.OverPoint
 
 
 def _field_accepts_metatype():

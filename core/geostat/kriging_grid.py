@@ -149,8 +149,8 @@ class GridSummary:
 def krige_grid(samples, model, grid, prediction_path, variance_path=None, drift=None, n_neighbours=0,
                radius=0.0, block_pixels=0, memory_mb=DEFAULT_MEMORY_MB, progress=None, cancel=None,
                threads=0):
-    """Krige `samples` (core.geostat.kriging.Samples, coordinates in the grid CRS) onto `grid` (Grid) and write
-    float32 GeoTIFFs of prediction and (optionally) variance.
+    """Krige `samples` (core.geostat.kriging.Samples, coordinates in the grid CRS) onto `grid` (Grid)
+    and write float32 GeoTIFFs of prediction and (optionally) variance.
 
     `drift` is a DriftRasters (or None for ordinary Kriging) with the drifts of `samples.drift`;
     `block_pixels` 0 chooses the shared-neighbourhood block size (see auto_block_pixels), 1 is

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .blockio import open_raster, raster_info
 from ..errors import InputError
+from .blockio import open_raster, raster_info
 
 
 @dataclass(frozen=True)
