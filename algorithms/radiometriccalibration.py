@@ -1,5 +1,4 @@
 """Processing glue: DN -> radiance -> TOA reflectance for GF-2, Landsat, Sentinel-2, ASTER, generic."""
-import numpy as np
 from qgis.core import (
     QgsProcessingOutputNumber,
     QgsProcessingParameterBoolean,
@@ -15,15 +14,15 @@ from ..core.imagery.calibration import (
     QUANTITY_LABELS,
     RADIANCE,
     REFLECTANCE,
-    apply_linear,
     band_calibrations,
     band_description,
+    calibrate_raster,
     linear_coefficients,
     resolve_geometry,
 )
 from ..core.imagery.sensor_metadata import parse_date, read_metadata
 from ..core.imagery.sensors import parse_list, resolve_band_names, sensor_by_index, sensor_names
-from ..core.raster.blockio import DEFAULT_NODATA, RasterWriter, raster_info, read_blocks
+from ..core.raster.blockio import raster_info
 from .glue.base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
 
 QUANTITIES = (REFLECTANCE, RADIANCE)   # enum order of QUANTITY: a public contract
@@ -171,13 +170,8 @@ class RadiometricCalibrationAlgorithm(RsGeochemAlgorithm):
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         descriptions = [band_description(band.name, quantity) for band in calibrations]
         progress, cancel = progress_callbacks(feedback)
-        with RasterWriter(output, info.grid, len(names), DEFAULT_NODATA, descriptions) as writer:
-            for window, block in read_blocks(path, memory_mb=self.block_memory(parameters, context),
-                                             extra_bytes_per_pixel=16 * len(names), cancel=cancel,
-                                             progress=progress, parameter=self.INPUT):
-                if zero_is_nodata:
-                    block = np.ma.masked_where(block.data == 0, block)
-                writer.write(window.row, apply_linear(block, a, b))
+        calibrate_raster(path, output, a, b, descriptions, zero_is_nodata,
+                         self.block_memory(parameters, context), progress, cancel, self.INPUT)
         input_name = self.parameterAsRasterLayer(parameters, self.INPUT, context).name()
         name_output_layer(context, output,
                           f'{input_name} {"TOA reflectance" if quantity == REFLECTANCE else "radiance"}')

@@ -1,5 +1,4 @@
 """Band ratios and mineral / alteration / vegetation indices with sensor presets."""
-import numpy as np
 from qgis.core import (
     NULL,
     QgsProcessingParameterEnum,
@@ -11,7 +10,7 @@ from qgis.core import (
 
 from ..core.errors import InputError
 from ..core.imagery import indices as core
-from ..core.raster.blockio import RasterWriter, raster_info, read_blocks
+from ..core.raster.blockio import raster_info
 from .glue.base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
 
 SENSORS = (('aster', 'ASTER (14 bands: 1-3N, 4-9, 10-14)'),
@@ -143,23 +142,6 @@ class SpectralIndicesAlgorithm(RsGeochemAlgorithm):
         return chosen
 
     def write(self, path, info, selected, lookup, output, parameters, context, feedback):
-        numbers = sorted({core.band_number(token, lookup, info.band_count)
-                          for index in selected for token in index.tokens()})
         progress, cancel = progress_callbacks(feedback)
-        valid = np.zeros(len(selected), dtype=np.int64)
-        names = [index.name for index in selected]
-        with RasterWriter(output, info.grid, len(selected), descriptions=names) as writer:
-            # NaN-filled copy of each band; per index the float64 result with its mask and the
-            # writer's two float64 copies; numerator, denominator and their masks while evaluating
-            extra = 8 * len(numbers) + 26 * len(selected) + 34
-            for window, block in read_blocks(path, numbers, self.block_memory(parameters, context),
-                                             extra_bytes_per_pixel=extra, cancel=cancel,
-                                             progress=progress, parameter=self.INPUT):
-                result = core.evaluate_all(selected, dict(zip(numbers, block)), lookup, info.band_count)
-                valid += result.count(axis=(1, 2))
-                writer.write(window.row, result)
-            if not valid.any():
-                raise InputError('every output pixel is nodata: the bands are nodata everywhere (or every '
-                                 'denominator is zero); check the input\'s nodata value and band order.',
-                                 self.INPUT)
-        return valid
+        return core.write_indices(path, selected, lookup, info.band_count, output,
+                                  self.block_memory(parameters, context), progress, cancel, self.INPUT)

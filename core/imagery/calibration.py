@@ -17,6 +17,7 @@ from datetime import date
 import numpy as np
 
 from ..errors import InputError
+from ..raster.blockio import DEFAULT_MEMORY_MB, DEFAULT_NODATA, RasterWriter, raster_info, read_blocks
 from .sensors import GENERIC
 
 RADIANCE, REFLECTANCE = 'radiance', 'reflectance'
@@ -195,6 +196,19 @@ def linear_coefficients(calibrations, quantity, geometry):
 def apply_linear(dn, a, b):
     """a * DN + b per band of a (bands, rows, cols) masked block."""
     return dn * a[:, None, None] + b[:, None, None]
+
+
+def calibrate_raster(path, output, a, b, descriptions, zero_is_nodata=True, memory_mb=DEFAULT_MEMORY_MB,
+                     progress=None, cancel=None, parameter=None):
+    """Write a * DN + b of every band of the raster at `path` to a float32 GeoTIFF, block by block;
+    DN 0 is nodata when `zero_is_nodata` (the fill value of the supported products)."""
+    with RasterWriter(output, raster_info(path, parameter).grid, len(a), DEFAULT_NODATA,
+                      descriptions) as writer:
+        for window, block in read_blocks(path, memory_mb=memory_mb, extra_bytes_per_pixel=16 * len(a),
+                                         cancel=cancel, progress=progress, parameter=parameter):
+            if zero_is_nodata:
+                block = np.ma.masked_where(block.data == 0, block)
+            writer.write(window.row, apply_linear(block, a, b))
 
 
 def band_description(band_name, quantity):

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..raster.blockio import DEFAULT_MEMORY_MB, RasterWriter, raster_info, read_blocks
 from ..version import PLUGIN_ROOT
 
 INDEX_TABLE = PLUGIN_ROOT / 'resources' / 'indices.json'
@@ -210,6 +211,35 @@ def evaluate_all(indices, bands, lookup, band_count):
             stack = np.empty((len(indices), *layer.shape))
         stack[position] = layer.filled(np.nan)
     return np.ma.masked_invalid(stack, copy=False)
+
+
+def check_some_valid(valid, parameter=None):
+    if not np.any(valid):
+        raise InputError('every output pixel is nodata: the bands are nodata everywhere (or every '
+                         'denominator is zero); check the input\'s nodata value and band order.', parameter)
+
+
+def write_indices(path, indices, lookup, band_count, output, memory_mb=DEFAULT_MEMORY_MB, progress=None,
+                  cancel=None, parameter=None, require_valid=True):
+    """Write the indices of the raster at `path` to a float32 GeoTIFF (one band each, described by
+    its name), block by block; returns the count of valid pixels of each index. Without any valid
+    pixel (and `require_valid`) nothing is written and InputError names `parameter`."""
+    numbers = sorted({band_number(token, lookup, band_count)
+                      for index in indices for token in index.tokens()})
+    valid = np.zeros(len(indices), dtype=np.int64)
+    with RasterWriter(output, raster_info(path, parameter).grid, len(indices),
+                      descriptions=[index.name for index in indices]) as writer:
+        # NaN-filled copy of each band; per index the float64 result with its mask and the
+        # writer's two float64 copies; numerator, denominator and their masks while evaluating
+        extra = 8 * len(numbers) + 26 * len(indices) + 34
+        for window, block in read_blocks(path, numbers, memory_mb, extra_bytes_per_pixel=extra,
+                                         cancel=cancel, progress=progress, parameter=parameter):
+            result = evaluate_all(indices, dict(zip(numbers, block)), lookup, band_count)
+            valid += result.count(axis=(1, 2))
+            writer.write(window.row, result)
+        if require_valid:
+            check_some_valid(valid, parameter)
+    return valid
 
 
 def normalized_difference(first, second):

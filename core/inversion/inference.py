@@ -327,13 +327,14 @@ def patch_note(spec):
 
 
 def apply_model(input_path, model_path, output_path, bands=None, mask_path=None, threads=2,
-                memory_mb=DEFAULT_MEMORY_MB, progress=None, cancel=None):
+                memory_mb=DEFAULT_MEMORY_MB, progress=None, cancel=None, require_predictions=True):
     """Predict every pixel of `input_path` with the ONNX model and write a float32 GeoTIFF.
 
     Pixels where a used band (or, for patch models, any pixel of the k x k neighbourhood, the raster
     edge included) is nodata or non-finite, or where the mask is 0 or nodata, become nodata.
     A quarter of `memory_mb` goes to the model's batches, the rest to two blocks of rows (the one
-    predicted and the next one, read meanwhile). Returns an ApplyResult.
+    predicted and the next one, read meanwhile). Returns an ApplyResult. Without a single predicted
+    pixel (and `require_predictions`) nothing is written and InputError says why.
     """
     info = raster_info(input_path, INPUT)
     session = open_session(model_path, threads)
@@ -370,7 +371,7 @@ def apply_model(input_path, model_path, output_path, bands=None, mask_path=None,
                 if progress is not None:
                     progress((number + 1) / len(windows))
             written.result()
-            if result.predicted == 0:
+            if require_predictions and result.predicted == 0:
                 raise InputError('no pixel has a value in every used band (nodata everywhere'
                                  f'{", or masked" if mask_path else ""}{patch_note(spec)}); check the '
                                  'bands, their nodata value and the mask.', INPUT)

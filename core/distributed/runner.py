@@ -1,0 +1,270 @@
+"""Running a step's tile tasks: on a Dask cluster (`distributed.Client` futures, retried when a task
+fails or its worker dies) or, without a scheduler, one after another in this process. Tiles the
+manifest lists as complete are skipped; progress counts finished tiles; cancel cancels the
+futures. Each task returns the checksums of the tile files it wrote and its partial statistics."""
+import os
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from osgeo import gdal
+
+from ..dependencies import require
+from ..errors import InputError
+from ..raster.blockio import GTIFF_OPTIONS, check_cancel, remove_quietly
+from .manifest import Manifest, file_sha256, fingerprint, input_stamp
+from .tiles import DEFAULT_TILE_SIZE, tile_layout, tile_size_for
+
+gdal.UseExceptions()
+
+SCHEDULER_SETTING = 'RSGEOCHEM_DASK_SCHEDULER'  # the provider setting (and environment variable)
+CONNECT_TIMEOUT = '10s'
+POLL_SECONDS = 0.2        # how often the cancel callable is asked while tasks run
+TASK_RETRIES = 2          # re-runs of a task that raised (a dead worker's tasks are re-run anyway)
+COG_OPTIONS = ('COMPRESS=DEFLATE', 'PREDICTOR=YES', 'BIGTIFF=IF_SAFER', 'NUM_THREADS=ALL_CPUS')
+
+
+@dataclass
+class ClusterRun:
+    """How to run a step tile by tile.
+
+    `scheduler`: a Dask scheduler address ("tcp://host:8786"), or None to run the tiles one after
+    another in this process. `cog`: a .tif output becomes a Cloud Optimized GeoTIFF. `keep_tiles`:
+    leave the tile folder next to a .tif output (a .vrt output always keeps it: it is the data).
+    """
+    scheduler: str | None = None
+    tile_size: int = DEFAULT_TILE_SIZE
+    cog: bool = False
+    keep_tiles: bool = False
+    progress: object = None
+    cancel: object = None
+    stats: dict = field(default_factory=dict)  # filled by a run: tiles, computed, skipped
+
+
+def tiles_folder(output_path):
+    """Where the tiles and the manifest of an output live: "<output without suffix>.tiles"."""
+    path = Path(output_path)
+    return path.with_name(f'{path.stem}.tiles')
+
+
+def tile_path(folder, key, tile):
+    return Path(folder) / key / f'{tile.name}.tif'
+
+
+@contextmanager
+def connect(scheduler):
+    """A distributed.Client of the scheduler, or None for in-process runs."""
+    if not scheduler:
+        yield None
+        return
+    distributed = require('distributed')
+    try:
+        client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as error:
+        raise InputError(f'cannot reach the Dask scheduler at "{scheduler}" ({error}); start it (e.g. '
+                         '"dask scheduler") and its workers, or clear the "Dask scheduler address" '
+                         'setting to run locally.', SCHEDULER_SETTING) from error
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def unreadable_paths(paths, folder):
+    """Paths a worker cannot see (runs on each worker): inputs GDAL cannot stat, and the tile folder
+    when it is not writable."""
+    missing = [path for path in paths if gdal.VSIStatL(str(path)) is None]
+    if not os.access(folder, os.W_OK):
+        missing.append(str(folder))
+    return missing
+
+
+def check_visible(client, inputs, folder):
+    """InputError naming the parameter of the first path some worker cannot see; `inputs` are
+    (parameter key, path) pairs."""
+    paths = [str(path) for _, path in inputs]
+    try:
+        answers = client.run(unreadable_paths, paths, str(folder))
+    except Exception as error:  # noqa: BLE001 - the workers' error arrives as a plain Exception
+        if 'rsgeochem' not in str(error):
+            raise
+        raise InputError(f'the Dask workers cannot import rsgeochem ({error}); install it on every '
+                         'worker (pip install of the plugin folder, see the README "Province scale") or '
+                         'start the run with upload of the code.', SCHEDULER_SETTING) from error
+    for worker, missing in sorted(answers.items()):
+        if missing:
+            key = next((k for k, path in inputs if str(path) == missing[0]), 'OUTPUT')
+            raise InputError(
+                f'the Dask worker {worker} cannot {"write to" if key == "OUTPUT" else "read"} '
+                f'"{missing[0]}": a cluster run needs paths that every worker sees at the same name '
+                '(a shared file system such as NFS mounted alike on every machine, or an object store '
+                'through GDAL\'s /vsis3/, /vsigs/, /vsiaz/ paths for inputs).', key)
+
+
+def tile_result(folder, files, **statistics):
+    """What a task returns: its tile files (relative to the run folder) with their SHA-256, and its
+    partial statistics (JSON-able)."""
+    folder = Path(folder)
+    return {'files': {key: [str(Path(path).relative_to(folder)), file_sha256(path)]
+                      for key, path in files.items()}, **statistics}
+
+
+def valid_pixels(path):
+    """Pixels of a one-band tile file that are not nodata."""
+    dataset = gdal.Open(str(path))
+    band = dataset.GetRasterBand(1)
+    values = band.ReadAsArray()
+    valid = np.isfinite(values)
+    if band.GetNoDataValue() is not None:
+        valid &= values != band.GetNoDataValue()
+    return int(np.count_nonzero(valid))
+
+
+def crop_to_tile(window_path, path, tile):
+    """Copy a tile's own pixels out of a raster written over its read window (halo included)."""
+    temporary = Path(path).with_name(f'.{Path(path).stem}.partial.tif')
+    try:
+        gdal.Translate(str(temporary), str(window_path), srcWin=list(tile.own_window),
+                       creationOptions=list(GTIFF_OPTIONS))
+        os.replace(temporary, path)
+    finally:
+        remove_quietly(temporary)
+
+
+@contextmanager
+def halo_outputs(folder, tile, keys):
+    """Paths a task writes over the tile's read window; on success each becomes the tile file of
+    its key, cropped to the tile's own pixels (or moved, when the tile has no halo)."""
+    if tile.own_window[:2] == (0, 0) and tile.read_window[2:] == tile.own_window[2:]:
+        paths = {key: tile_path(folder, key, tile) for key in keys}
+        for path in paths.values():
+            path.parent.mkdir(parents=True, exist_ok=True)
+        yield paths
+        return
+    scratch = tempfile.mkdtemp(prefix='rsgeochem-tile-')
+    try:
+        written = {key: Path(scratch) / f'{key}.tif' for key in keys}
+        yield written
+        for key, path in written.items():
+            final = tile_path(folder, key, tile)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            crop_to_tile(path, final, tile)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def write_tile(folder, tile, keys, write):
+    """Call write({key: path}) to write the outputs over the tile's read window; returns ({key: tile
+    file}, what write returned)."""
+    with halo_outputs(folder, tile, keys) as paths:
+        value = write(paths)
+    return {key: tile_path(folder, key, tile) for key in keys}, value
+
+
+def run_tasks(client, task, tiles, manifest, parameters, run):
+    """{tile name: result} of every tile: recorded ones reused, the others computed by
+    task(tile, folder, parameters)."""
+    results, todo = {}, []
+    for tile in tiles:
+        recorded = manifest.complete(tile.name)
+        if recorded is None:
+            todo.append(tile)
+        else:
+            results[tile.name] = recorded
+    run.stats.update(tiles=len(tiles), skipped=len(results), computed=len(todo))
+
+    def finished(name, result):
+        manifest.record(name, result)
+        results[name] = result
+        if run.progress is not None:
+            run.progress(len(results) / len(tiles))
+
+    folder = str(manifest.folder)
+    if client is None:
+        for tile in todo:
+            check_cancel(run.cancel)
+            finished(tile.name, task(tile, folder, parameters))
+        return results
+    distributed = require('distributed')
+    shared = client.scatter(parameters, broadcast=True, hash=False)  # sent once to each worker
+    pending = {client.submit(task, tile, folder, shared, key=f'{task.__name__}-{tile.name}-'
+                             f'{manifest.fingerprint[:12]}', retries=TASK_RETRIES): tile.name
+               for tile in todo}
+    completed = distributed.as_completed(list(pending), loop=client.loop)
+    try:
+        while pending:
+            check_cancel(run.cancel)
+            if not completed.has_ready():
+                time.sleep(POLL_SECONDS)
+                continue
+            for future in completed.next_batch(block=False):
+                finished(pending.pop(future), future.result())
+    finally:
+        if pending:  # cancelled or failed: stop the remaining tasks
+            client.cancel(list(pending))
+    return results
+
+
+def assemble(folder, tiles, results, key, output_path, descriptions, cog=False):
+    """Join a key's tile files into `output_path`: a VRT (.vrt, its tiles stay in the folder) or one
+    GeoTIFF / COG (.tif) written under a temporary name and moved into place when complete."""
+    output_path = Path(output_path)
+    sources = [str(Path(folder) / results[tile.name]['files'][key][0]) for tile in tiles]
+    as_vrt = output_path.suffix.lower() == '.vrt'
+    vrt = (str(output_path.with_name(f'.{output_path.stem}.partial.vrt')) if as_vrt
+           else f'/vsimem/rsgeochem-{os.getpid()}-{output_path.stem}.vrt')
+    try:
+        dataset = gdal.BuildVRT(vrt, sources)
+        for index, description in enumerate(descriptions):
+            dataset.GetRasterBand(index + 1).SetDescription(str(description))
+        dataset = None
+        if as_vrt:
+            os.replace(vrt, output_path)
+            return
+        temporary = output_path.with_name(f'.{output_path.stem}.partial.tif')
+        try:
+            gdal.Translate(str(temporary), vrt, format='COG' if cog else 'GTiff',
+                           creationOptions=list(COG_OPTIONS if cog else GTIFF_OPTIONS))
+            os.replace(temporary, output_path)
+        finally:
+            remove_quietly(temporary)
+    finally:
+        if vrt.startswith('/vsimem/'):
+            gdal.Unlink(vrt)
+        else:
+            remove_quietly(vrt)
+
+
+def run_step(run, task, grid, parameters, inputs, outputs, description, halo=0, multiple=1, check=None):
+    """Run `task` over the tiles of `grid` and assemble its outputs; returns the tile results.
+    `check(results)` may refuse the results (raise) before anything is assembled.
+
+    `inputs` (parameter key, path) pairs are checked to be visible to the workers; `outputs` {key:
+    (path, band descriptions)}; `description` (JSON-able, arrays allowed) identifies the parameters
+    in the manifest's fingerprint together with the inputs' size and time stamps.
+    """
+    first_output = next(iter(outputs.values()))[0]
+    folder = tiles_folder(first_output)
+    size = tile_size_for(run.tile_size, multiple)
+    tiles = tile_layout(grid, size, halo)
+    run_fingerprint = fingerprint({'task': task.__name__, 'grid': grid, 'tile_size': size, 'halo': halo,
+                                   'parameters': description,
+                                   'inputs': [[key, str(path), input_stamp(path)] for key, path in inputs]})
+    manifest = Manifest(folder, run_fingerprint)
+    with connect(run.scheduler) as client:
+        if client is not None:
+            check_visible(client, inputs, folder)
+        results = run_tasks(client, task, tiles, manifest, parameters, run)
+    ordered = [results[tile.name] for tile in tiles]
+    if check is not None:
+        check(ordered)
+    for key, (path, descriptions) in outputs.items():
+        assemble(folder, tiles, results, key, path, descriptions, run.cog)
+    if not run.keep_tiles and all(Path(path).suffix.lower() != '.vrt' for path, _ in outputs.values()):
+        shutil.rmtree(folder, ignore_errors=True)
+    return ordered
+

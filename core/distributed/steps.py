@@ -1,0 +1,178 @@
+"""The block-wise steps on tiles: each task runs the same core function as the local path on a VRT
+window of its inputs (halo included) and writes its own GeoTIFF tile; the driver-side functions
+resolve everything global once (band choice, model layout, neighbourhood block size), broadcast
+it with the samples / model, and sum the tiles' partial counts."""
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from ..errors import InputError
+from ..geostat.kriging import is_global
+from ..geostat.kriging_grid import DriftRasters, GridSummary, auto_block_pixels, krige_grid
+from ..imagery.calibration import calibrate_raster
+from ..imagery.indices import check_some_valid, write_indices
+from ..inversion.inference import (
+    INPUT,
+    MASK,
+    MODEL,
+    ApplyResult,
+    apply_model,
+    batch_size,
+    check_mask,
+    model_spec,
+    open_session,
+    patch_note,
+    select_bands,
+)
+from ..raster.blockio import DEFAULT_MEMORY_MB, raster_info
+from .runner import run_step, tile_result, valid_pixels, write_tile
+from .tiles import sub_grid, window_rasters
+
+OUTPUT, OUTPUT_VARIANCE, DRIFT_RASTERS = 'OUTPUT', 'OUTPUT_VARIANCE', 'DRIFT_RASTERS'
+TASK_THREADS = 1  # a task uses one core: parallelism comes from the workers
+
+
+@dataclass(frozen=True)
+class Calibration:
+    input_path: str
+    a: tuple
+    b: tuple
+    descriptions: tuple
+    zero_is_nodata: bool
+    memory_mb: int
+
+
+def calibration_task(tile, folder, p):
+    with window_rasters([p.input_path], tile.read_window) as (window,):
+        files, _ = write_tile(folder, tile, [OUTPUT], lambda out: calibrate_raster(
+            window, out[OUTPUT], np.array(p.a), np.array(p.b), p.descriptions, p.zero_is_nodata,
+            p.memory_mb))
+    return tile_result(folder, files)
+
+
+def calibrate(run, input_path, output_path, a, b, descriptions, zero_is_nodata=True,
+              memory_mb=DEFAULT_MEMORY_MB):
+    """core.imagery.calibration.calibrate_raster tile by tile (see runner.ClusterRun)."""
+    p = Calibration(str(input_path), tuple(map(float, a)), tuple(map(float, b)), tuple(descriptions),
+                    bool(zero_is_nodata), int(memory_mb))
+    run_step(run, calibration_task, raster_info(input_path, INPUT).grid, p, [(INPUT, input_path)],
+             {OUTPUT: (output_path, p.descriptions)}, asdict(p))
+
+
+@dataclass(frozen=True)
+class Indices:
+    input_path: str
+    indices: tuple
+    lookup: dict
+    band_count: int
+    memory_mb: int
+
+
+def indices_task(tile, folder, p):
+    with window_rasters([p.input_path], tile.read_window) as (window,):
+        files, valid = write_tile(folder, tile, [OUTPUT], lambda out: write_indices(
+            window, p.indices, p.lookup, p.band_count, out[OUTPUT], p.memory_mb, require_valid=False))
+    return tile_result(folder, files, valid=[int(v) for v in valid])
+
+
+def indices(run, input_path, output_path, selected, lookup, band_count, memory_mb=DEFAULT_MEMORY_MB):
+    """core.imagery.indices.write_indices tile by tile; returns the valid pixels of each index."""
+    p = Indices(str(input_path), tuple(selected), dict(lookup), int(band_count), int(memory_mb))
+    results = run_step(run, indices_task, raster_info(input_path, INPUT).grid, p, [(INPUT, input_path)],
+                       {OUTPUT: (output_path, [index.name for index in selected])}, asdict(p),
+                       check=lambda results: check_some_valid(valid_counts(results), INPUT))
+    return valid_counts(results)
+
+
+def valid_counts(results):
+    return np.sum([result['valid'] for result in results], axis=0)
+
+
+@dataclass(frozen=True)
+class Inference:
+    input_path: str
+    model_path: str
+    bands: tuple
+    mask_path: str | None
+    memory_mb: int
+
+
+def inference_task(tile, folder, p):
+    paths = [p.input_path] + ([p.mask_path] if p.mask_path else [])
+    with window_rasters(paths, tile.read_window) as windows:
+        files, result = write_tile(folder, tile, [OUTPUT], lambda out: apply_model(
+            windows[0], p.model_path, out[OUTPUT], list(p.bands), windows[1] if p.mask_path else None,
+            TASK_THREADS, p.memory_mb, require_predictions=False))
+    # counted in the tile file: a patch model also predicts the halo, which is not the tile's own
+    return tile_result(folder, files, predicted=valid_pixels(files[OUTPUT]), blocks=result.blocks)
+
+
+def infer(run, input_path, model_path, output_path, bands=None, mask_path=None,
+          memory_mb=DEFAULT_MEMORY_MB):
+    """core.inversion.inference.apply_model tile by tile (a patch model's tiles read the k // 2
+    pixels around them); returns an ApplyResult summed over the tiles."""
+    info = raster_info(input_path, INPUT)
+    spec = model_spec(open_session(model_path, TASK_THREADS), model_path)
+    bands, notes = select_bands(spec, info, bands)
+    if mask_path:
+        check_mask(mask_path, info.grid)
+    p = Inference(str(input_path), str(model_path), tuple(bands), str(mask_path) if mask_path else None,
+                  int(memory_mb))
+    inputs = [(INPUT, input_path), (MODEL, model_path)] + ([(MASK, mask_path)] if mask_path else [])
+
+    def check(results):
+        if sum(result['predicted'] for result in results) == 0:
+            raise InputError('no pixel has a value in every used band (nodata everywhere'
+                             f'{", or masked" if mask_path else ""}{patch_note(spec)}); check the '
+                             'bands, their nodata value and the mask.', INPUT)
+    results = run_step(run, inference_task, info.grid, p, inputs, {OUTPUT: (output_path, [spec.target])},
+                       asdict(p), halo=spec.halo, check=check)
+    predicted = sum(result['predicted'] for result in results)
+    return ApplyResult(bands, spec.layout, spec.target, batch_size(spec, len(bands), memory_mb),
+                       sum(result['blocks'] for result in results), predicted,
+                       info.grid.width * info.grid.height - predicted, notes)
+
+
+@dataclass(frozen=True)
+class Kriging:
+    samples: object          # core.geostat.kriging.Samples
+    model: object            # core.geostat.variogram.VariogramModel
+    grid: object             # the whole output Grid
+    drift_paths: tuple
+    n_neighbours: int
+    radius: float
+    block_pixels: int
+    with_variance: bool
+    memory_mb: int
+
+
+def kriging_task(tile, folder, p):
+    grid = sub_grid(p.grid, tile.col, tile.row, tile.cols, tile.rows)
+    drift = DriftRasters(p.drift_paths, grid, DRIFT_RASTERS) if p.drift_paths else None
+    keys = [OUTPUT, OUTPUT_VARIANCE] if p.with_variance else [OUTPUT]
+    files, summary = write_tile(folder, tile, keys, lambda out: krige_grid(
+        p.samples, p.model, grid, out[OUTPUT], out.get(OUTPUT_VARIANCE), drift, p.n_neighbours, p.radius,
+        p.block_pixels, p.memory_mb, threads=TASK_THREADS))
+    return tile_result(folder, files, mode=summary.mode, block_pixels=summary.block_pixels,
+                       nodata_pixels=summary.nodata_pixels)
+
+
+def krige(run, samples, model, grid, prediction_path, variance_path=None, drift_paths=(), n_neighbours=0,
+          radius=0.0, block_pixels=0, memory_mb=DEFAULT_MEMORY_MB):
+    """core.geostat.kriging_grid.krige_grid tile by tile: the samples and the variogram model go to
+    each worker once; tiles are cut at multiples of the shared-neighbourhood block side, so every
+    pixel gets the neighbour set it gets locally. Returns a GridSummary."""
+    if not is_global(len(samples), n_neighbours, radius):
+        block_pixels = int(block_pixels) or auto_block_pixels(samples.x, samples.y, grid.pixel_width)
+    p = Kriging(samples, model, grid, tuple(str(path) for path in drift_paths), int(n_neighbours),
+                float(radius), int(block_pixels), bool(variance_path), int(memory_mb))
+    outputs = {OUTPUT: (prediction_path, ['prediction'])}
+    if variance_path:
+        outputs[OUTPUT_VARIANCE] = (variance_path, ['kriging variance'])
+    inputs = [(DRIFT_RASTERS, path) for path in p.drift_paths]
+    description = {**asdict(p), 'samples': [samples.x, samples.y, samples.z, samples.drift],
+                   'model': repr(model)}
+    results = run_step(run, kriging_task, grid, p, inputs, outputs, description,
+                       multiple=max(1, p.block_pixels))
+    return GridSummary(results[0]['mode'], results[0]['block_pixels'], grid.width * grid.height,
+                       sum(result['nodata_pixels'] for result in results))

@@ -1,0 +1,188 @@
+"""core/distributed: each covered step run tile by tile on a LocalCluster of 2 worker processes
+gives the local path's output bit for bit, also after a worker is killed mid-run and after an
+interrupted run is restarted; paths the workers cannot see give an error naming the parameter."""
+import json
+
+import numpy as np
+import pytest
+from osgeo import gdal
+
+from factories import make_grid, write_test_raster
+from paths import CHECKOUT
+from rsgeochem.core.distributed import steps
+from rsgeochem.core.distributed.manifest import MANIFEST_NAME
+from rsgeochem.core.distributed.runner import ClusterRun, tiles_folder
+from rsgeochem.core.errors import CancelledError, InputError
+from rsgeochem.core.geostat.kriging import prepare_samples
+from rsgeochem.core.geostat.kriging_grid import krige_grid
+from rsgeochem.core.geostat.variogram import VariogramModel
+from rsgeochem.core.imagery import indices
+from rsgeochem.core.imagery.calibration import calibrate_raster
+from rsgeochem.core.inversion.inference import apply_model
+from rsgeochem.core.raster.blockio import raster_info
+
+distributed = pytest.importorskip('distributed')
+onnx = pytest.importorskip('onnx')
+pytest.importorskip('onnxruntime')
+
+SAMPLE = CHECKOUT / 'resources' / 'sample'
+DN = str(SAMPLE / 'gf2like_pms1_dn.tif')
+REFLECTANCE = str(SAMPLE / 'gf2like_surface_reflectance.tif')
+CNN = str(CHECKOUT / 'models' / 're2o3_cnn_gf2.onnx')
+TILE = 64  # 16 tiles on the 243 x 233 sample image
+GAINS, OFFSETS = np.array([0.1322, 0.155, 0.1477, 0.1613]), np.array([0.0, 0.0, 0.0, 0.0])
+
+
+@pytest.fixture(scope='module')
+def scheduler():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        yield cluster.scheduler_address
+
+
+def pixels(path):
+    return gdal.Open(str(path)).ReadAsArray()
+
+
+def assert_identical(local, tiled):
+    a, b = pixels(local), pixels(tiled)
+    assert a.shape == b.shape
+    assert np.array_equal(a, b, equal_nan=True)  # bit for bit: the same core code on the same pixels
+    info_a, info_b = raster_info(local), raster_info(tiled)
+    assert info_a.grid.same_as(info_b.grid)
+    assert info_a.descriptions == info_b.descriptions and info_a.nodata == info_b.nodata
+
+
+def patch_max_model(path, n_features=4, k=3):
+    """y = max over the bands and the k x k neighbourhood of input (N, F, k, k): needs a halo."""
+    helper = onnx.helper
+    graph = helper.make_graph(
+        [helper.make_node('ReduceMax', ['x'], ['m'], axes=[1, 2, 3], keepdims=0),
+         helper.make_node('Unsqueeze', ['m', 'axis'], ['y'])], 'patch',
+        [helper.make_tensor_value_info('x', onnx.TensorProto.FLOAT, ['N', n_features, k, k])],
+        [helper.make_tensor_value_info('y', onnx.TensorProto.FLOAT, ['N', 1])],
+        [onnx.numpy_helper.from_array(np.array([1], np.int64), 'axis')])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 13)])
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def test_calibration_and_indices_match_local(tmp_path, scheduler):
+    descriptions = ['B1', 'B2', 'B3', 'B4']
+    calibrate_raster(DN, tmp_path / 'local.tif', GAINS, OFFSETS, descriptions)
+    steps.calibrate(ClusterRun(scheduler, TILE), DN, tmp_path / 'tiled.vrt', GAINS, OFFSETS, descriptions)
+    assert_identical(tmp_path / 'local.tif', tmp_path / 'tiled.vrt')
+
+    info = raster_info(REFLECTANCE)
+    sensor = indices.load_table()[0]['gf2']
+    lookup, _ = indices.band_lookup(sensor, info.band_count, info.descriptions)
+    chosen, _ = indices.select_indices(sensor, [], lookup, info.band_count)
+    local = indices.write_indices(REFLECTANCE, chosen, lookup, info.band_count, tmp_path / 'ix_local.tif')
+    run = ClusterRun(scheduler, TILE)
+    tiled = steps.indices(run, REFLECTANCE, tmp_path / 'ix_tiled.tif', chosen, lookup, info.band_count)
+    assert_identical(tmp_path / 'ix_local.tif', tmp_path / 'ix_tiled.tif')
+    np.testing.assert_array_equal(local, tiled)
+    assert run.stats == {'tiles': 16, 'skipped': 0, 'computed': 16}
+    assert not tiles_folder(tmp_path / 'ix_tiled.tif').exists()  # a .tif output keeps no tiles
+
+
+@pytest.mark.parametrize('model', ['cnn', 'patch'])
+def test_inversion_model_matches_local(tmp_path, scheduler, model):
+    model_path = CNN if model == 'cnn' else patch_max_model(tmp_path / 'patch.onnx')
+    bands = None if model == 'cnn' else [1, 2, 3, 4]
+    local = apply_model(REFLECTANCE, model_path, tmp_path / 'local.tif', bands)
+    tiled = steps.infer(ClusterRun(scheduler, TILE), REFLECTANCE, model_path, tmp_path / 'tiled.vrt', bands)
+    assert_identical(tmp_path / 'local.tif', tmp_path / 'tiled.vrt')
+    assert (tiled.predicted, tiled.nodata) == (local.predicted, local.nodata)
+
+
+def kriging_samples(grid, n=120):
+    rng = np.random.default_rng(7)
+    x = grid.geotransform[0] + rng.uniform(0, grid.width * grid.pixel_width, n)
+    y = grid.geotransform[3] - rng.uniform(0, grid.height * grid.pixel_height, n)
+    return prepare_samples(x, y, np.sin(x / 300.0) + np.cos(y / 200.0) + rng.normal(0, 0.1, n))
+
+
+@pytest.mark.parametrize('n_neighbours, block_pixels', [(0, 0), (16, 0), (16, 1)])
+def test_kriging_matches_local(tmp_path, scheduler, n_neighbours, block_pixels):
+    grid = raster_info(REFLECTANCE).grid
+    samples, model = kriging_samples(grid), VariogramModel('spherical', 0.01, 1.0, 800.0)
+    local = krige_grid(samples, model, grid, tmp_path / 'p.tif', tmp_path / 'v.tif', None, n_neighbours,
+                       0.0, block_pixels)
+    tiled = steps.krige(ClusterRun(scheduler, TILE), samples, model, grid, tmp_path / 'tp.vrt',
+                        tmp_path / 'tv.vrt', (), n_neighbours, 0.0, block_pixels)
+    assert_identical(tmp_path / 'p.tif', tmp_path / 'tp.vrt')
+    assert_identical(tmp_path / 'v.tif', tmp_path / 'tv.vrt')
+    assert tiled == local
+
+
+def test_killed_worker_costs_only_its_task(tmp_path, scheduler):
+    from dask_faults import KillWorkerOnTask
+    flag = tmp_path / 'kill-once'
+    flag.touch()
+    apply_model(REFLECTANCE, CNN, tmp_path / 'local.tif')
+    with distributed.Client(scheduler) as client:
+        client.register_plugin(KillWorkerOnTask('inference_task-r0000064_c0000128', flag))
+        try:
+            run = ClusterRun(scheduler, TILE)
+            steps.infer(run, REFLECTANCE, CNN, tmp_path / 'tiled.tif')
+        finally:
+            client.unregister_worker_plugin(KillWorkerOnTask.name)
+        client.wait_for_workers(2)
+    assert not flag.exists()  # the worker was killed
+    assert run.stats['computed'] == 16
+    assert_identical(tmp_path / 'local.tif', tmp_path / 'tiled.tif')
+
+
+def test_interrupted_run_resumes_from_the_manifest(tmp_path, scheduler):
+    descriptions = ['B1', 'B2', 'B3', 'B4']
+    calibrate_raster(DN, tmp_path / 'local.tif', GAINS, OFFSETS, descriptions)
+    finished = []
+    interrupted = ClusterRun(scheduler, TILE, progress=finished.append, cancel=lambda: len(finished) >= 5)
+    with pytest.raises(CancelledError):
+        steps.calibrate(interrupted, DN, tmp_path / 'tiled.tif', GAINS, OFFSETS, descriptions)
+    assert not (tmp_path / 'tiled.tif').exists()  # no half-written output
+    folder = tiles_folder(tmp_path / 'tiled.tif')
+    recorded = [json.loads(line)['result'] for line in (folder / MANIFEST_NAME).read_text().splitlines()[1:]]
+    assert len(recorded) == len(finished) >= 5
+    damaged = folder / recorded[0]['files']['OUTPUT'][0]
+    damaged.write_bytes(damaged.read_bytes()[:-10])  # a tile damaged since: its checksum fails
+
+    run = ClusterRun(scheduler, TILE)
+    steps.calibrate(run, DN, tmp_path / 'tiled.tif', GAINS, OFFSETS, descriptions)
+    assert run.stats['skipped'] == len(recorded) - 1
+    assert run.stats['computed'] == 16 - run.stats['skipped']
+    assert_identical(tmp_path / 'local.tif', tmp_path / 'tiled.tif')
+
+
+def test_parameters_changed_since_the_interrupted_run_start_over(tmp_path):
+    descriptions = ['B1', 'B2', 'B3', 'B4']
+    steps.calibrate(ClusterRun(None, TILE), DN, tmp_path / 'out.vrt', GAINS, OFFSETS, descriptions)
+    run = ClusterRun(None, TILE)
+    steps.calibrate(run, DN, tmp_path / 'out.vrt', GAINS * 2, OFFSETS, descriptions)
+    assert run.stats == {'tiles': 16, 'skipped': 0, 'computed': 16}
+    calibrate_raster(DN, tmp_path / 'local.tif', GAINS * 2, OFFSETS, descriptions)
+    assert_identical(tmp_path / 'local.tif', tmp_path / 'out.vrt')
+
+
+def test_paths_the_workers_cannot_see(tmp_path, scheduler):
+    only_here = '/vsimem/only-in-this-process.tif'  # GDAL's in-memory files are private to a process
+    gdal.Translate(only_here, DN)
+    try:
+        with pytest.raises(InputError, match='cannot read') as error:
+            steps.calibrate(ClusterRun(scheduler, TILE), only_here, tmp_path / 'out.tif', GAINS, OFFSETS,
+                            ['B1', 'B2', 'B3', 'B4'])
+        assert error.value.parameter == 'INPUT'
+    finally:
+        gdal.Unlink(only_here)
+
+
+def test_cog_output(tmp_path):
+    grid = make_grid(100, 90)
+    data = np.arange(3 * 90 * 100, dtype=np.float32).reshape(3, 90, 100) + 1
+    source = write_test_raster(tmp_path / 'dn.tif', data, grid)
+    steps.calibrate(ClusterRun(None, 32, cog=True), source, tmp_path / 'cog.tif', GAINS[:3], OFFSETS[:3],
+                    ['a', 'b', 'c'])
+    assert gdal.Open(str(tmp_path / 'cog.tif')).GetMetadata('IMAGE_STRUCTURE').get('LAYOUT') == 'COG'
+    np.testing.assert_allclose(pixels(tmp_path / 'cog.tif'), data * GAINS[:3, None, None], rtol=1e-6)
