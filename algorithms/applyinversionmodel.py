@@ -7,10 +7,12 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
+from ..core.distributed import steps
 from ..core.errors import InputError
 from ..core.inversion.inference import apply_model
 from ..core.raster.blockio import raster_info
 from .glue.base import PLUGIN_DIR, RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
+from .glue.cluster import cluster_run
 from .glue.mask_input import add_mask_parameter, mask_reader
 
 DEFAULT_MODEL = PLUGIN_DIR / 'models' / 're2o3_cnn_gf2.onnx'
@@ -20,6 +22,7 @@ class ApplyInversionModelAlgorithm(RsGeochemAlgorithm):
     ALGORITHM_ID = 'applyinversionmodel'
     DISPLAY_NAME = 'Apply inversion model to a raster'
     GROUP_ID = 'inversion'
+    RUNS_ON_CLUSTER = True
     REQUIRES = ('onnxruntime', 'onnx')
     TAGS = ('onnx', 'onnxruntime', 'cnn', 'inversion', 'prediction', 'map', 'regression')
     HELP = (
@@ -91,11 +94,17 @@ class ApplyInversionModelAlgorithm(RsGeochemAlgorithm):
         if 0 in bands:  # what QGIS makes of a list it cannot parse, e.g. "3,2,1"
             raise InputError('give band numbers from 1 up, separated by ";" (e.g. 3;2;1).', self.BANDS)
         progress, cancel = progress_callbacks(feedback)
-        result = apply_model(
-            input_path, self.parameterAsFile(parameters, self.MODEL, context) or str(DEFAULT_MODEL), output,
-            bands=bands, mask_path=mask and mask.info.path,
-            threads=self.parameterAsInt(parameters, self.THREADS, context),
-            memory_mb=self.block_memory(parameters, context), progress=progress, cancel=cancel)
+        model_path = self.parameterAsFile(parameters, self.MODEL, context) or str(DEFAULT_MODEL)
+        memory_mb = self.block_memory(parameters, context)
+        run = cluster_run(feedback, progress, cancel)
+        if run is not None:
+            result = steps.infer(run, input_path, model_path, output, bands, mask and mask.info.path,
+                                 memory_mb)
+        else:
+            result = apply_model(
+                input_path, model_path, output, bands=bands, mask_path=mask and mask.info.path,
+                threads=self.parameterAsInt(parameters, self.THREADS, context),
+                memory_mb=memory_mb, progress=progress, cancel=cancel)
         for note in result.notes:
             feedback.pushWarning(note)
         feedback.pushInfo(f'Layout {result.layout}; bands {", ".join(map(str, result.bands))} feed the '

@@ -20,6 +20,7 @@ from qgis.core import (
     QgsWkbTypes,
 )
 
+from ..core.distributed import steps
 from ..core.geostat import kriging_report
 from ..core.geostat.kriging import VariogramFit, fit_for_samples, leave_one_out, variogram_values
 from ..core.geostat.kriging_grid import DriftRasters, count_inside, krige_grid, samples_grid
@@ -28,6 +29,7 @@ from ..core.raster.blockio import raster_info
 from ..core.report import page
 from .glue import compat
 from .glue.base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
+from .glue.cluster import cluster_run
 from .variogram import (
     INPUT,
     VARIOGRAM_MODEL,
@@ -50,6 +52,7 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
     ALGORITHM_ID = 'kriging'
     DISPLAY_NAME = 'Kriging (ordinary / external drift)'
     GROUP_ID = 'sampling'
+    RUNS_ON_CLUSTER = True
     TAGS = ('kriging', 'interpolation', 'geostatistics', 'universal kriging', 'external drift', 'variogram',
             'cross-validation', 'gstat')
     HELP = (
@@ -215,10 +218,15 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
         prediction_path = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         variance_path = self.parameterAsOutputLayer(parameters, self.OUTPUT_VARIANCE, context)
         grid_progress, _ = progress_callbacks(feedback, 25, 100)
-        summary = krige_grid(samples, model, grid, prediction_path, variance_path or None, drift,
-                             n_neighbours, radius,
-                             self.parameterAsInt(parameters, self.NEIGHBOURHOOD_BLOCK, context),
-                             self.block_memory(parameters, context), grid_progress, cancel)
+        block_pixels = self.parameterAsInt(parameters, self.NEIGHBOURHOOD_BLOCK, context)
+        memory_mb = self.block_memory(parameters, context)
+        run = cluster_run(feedback, grid_progress, cancel)
+        if run is not None:
+            summary = steps.krige(run, samples, model, grid, prediction_path, variance_path or None,
+                                  drift_paths, n_neighbours, radius, block_pixels, memory_mb)
+        else:
+            summary = krige_grid(samples, model, grid, prediction_path, variance_path or None, drift,
+                                 n_neighbours, radius, block_pixels, memory_mb, grid_progress, cancel)
         if summary.nodata_pixels:
             feedback.pushWarning(f'{summary.nodata_pixels} of {summary.pixels} pixels have no prediction '
                                  '(missing drift values or too few samples within SEARCH_RADIUS).')

@@ -10,6 +10,7 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from ..core.distributed import steps
 from ..core.imagery.calibration import (
     QUANTITY_LABELS,
     RADIANCE,
@@ -24,6 +25,7 @@ from ..core.imagery.sensor_metadata import parse_date, read_metadata
 from ..core.imagery.sensors import parse_list, resolve_band_names, sensor_by_index, sensor_names
 from ..core.raster.blockio import raster_info
 from .glue.base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
+from .glue.cluster import cluster_run
 
 QUANTITIES = (REFLECTANCE, RADIANCE)   # enum order of QUANTITY: a public contract
 
@@ -32,6 +34,7 @@ class RadiometricCalibrationAlgorithm(RsGeochemAlgorithm):
     ALGORITHM_ID = 'radiometriccalibration'
     DISPLAY_NAME = 'Radiometric calibration (DN to radiance / TOA reflectance)'
     GROUP_ID = 'imagecorrection'
+    RUNS_ON_CLUSTER = True
     TAGS = ('radiometric calibration', 'toa reflectance', 'radiance', 'dn', 'gf-2', 'gaofen', 'landsat',
             'sentinel-2', 'aster', 'esun', 'mtl')
     HELP = (
@@ -170,8 +173,13 @@ class RadiometricCalibrationAlgorithm(RsGeochemAlgorithm):
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         descriptions = [band_description(band.name, quantity) for band in calibrations]
         progress, cancel = progress_callbacks(feedback)
-        calibrate_raster(path, output, a, b, descriptions, zero_is_nodata,
-                         self.block_memory(parameters, context), progress, cancel, self.INPUT)
+        memory_mb = self.block_memory(parameters, context)
+        run = cluster_run(feedback, progress, cancel)
+        if run is not None:
+            steps.calibrate(run, path, output, a, b, descriptions, zero_is_nodata, memory_mb)
+        else:
+            calibrate_raster(path, output, a, b, descriptions, zero_is_nodata, memory_mb, progress, cancel,
+                             self.INPUT)
         input_name = self.parameterAsRasterLayer(parameters, self.INPUT, context).name()
         name_output_layer(context, output,
                           f'{input_name} {"TOA reflectance" if quantity == REFLECTANCE else "radiance"}')

@@ -8,10 +8,12 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from ..core.distributed import steps
 from ..core.errors import InputError
 from ..core.imagery import indices as core
 from ..core.raster.blockio import raster_info
 from .glue.base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
+from .glue.cluster import cluster_run
 
 SENSORS = (('aster', 'ASTER (14 bands: 1-3N, 4-9, 10-14)'),
            ('sentinel2', 'Sentinel-2 MSI (12-band L2A stack)'),
@@ -37,6 +39,7 @@ class SpectralIndicesAlgorithm(RsGeochemAlgorithm):
     ALGORITHM_ID = 'spectralindices'
     DISPLAY_NAME = 'Spectral indices and band ratios'
     GROUP_ID = 'imagecorrection'
+    RUNS_ON_CLUSTER = True
     TAGS = ('band ratio', 'mineral index', 'alteration', 'NDVI', 'NDWI', 'ASTER', 'Sentinel-2', 'Landsat',
             'GF-2', 'iron oxide', 'clay')
     HELP = (
@@ -143,5 +146,9 @@ class SpectralIndicesAlgorithm(RsGeochemAlgorithm):
 
     def write(self, path, info, selected, lookup, output, parameters, context, feedback):
         progress, cancel = progress_callbacks(feedback)
-        return core.write_indices(path, selected, lookup, info.band_count, output,
-                                  self.block_memory(parameters, context), progress, cancel, self.INPUT)
+        memory_mb = self.block_memory(parameters, context)
+        run = cluster_run(feedback, progress, cancel)
+        if run is not None:
+            return steps.indices(run, path, output, selected, lookup, info.band_count, memory_mb)
+        return core.write_indices(path, selected, lookup, info.band_count, output, memory_mb, progress,
+                                  cancel, self.INPUT)

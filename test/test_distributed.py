@@ -186,3 +186,41 @@ def test_cog_output(tmp_path):
                     ['a', 'b', 'c'])
     assert gdal.Open(str(tmp_path / 'cog.tif')).GetMetadata('IMAGE_STRUCTURE').get('LAYOUT') == 'COG'
     np.testing.assert_allclose(pixels(tmp_path / 'cog.tif'), data * GAINS[:3, None, None], rtol=1e-6)
+
+
+@pytest.fixture
+def cluster_setting(qgis_app, scheduler):
+    """The provider setting "Dask scheduler address" pointing at the test cluster while a test runs."""
+    from processing.core.ProcessingConfig import ProcessingConfig
+
+    from rsgeochem.core.distributed.runner import SCHEDULER_SETTING
+    assert ProcessingConfig.getSetting(SCHEDULER_SETTING) == ''  # registered by the provider, empty
+    ProcessingConfig.setSettingValue(SCHEDULER_SETTING, scheduler)
+    yield
+    ProcessingConfig.setSettingValue(SCHEDULER_SETTING, '')
+
+
+def test_algorithms_run_on_the_cluster_set_in_the_provider_settings(run_alg, tmp_path, test_data, request):
+    meuse = test_data / 'meuse'
+    sqrt_dist = str(tmp_path / 'sqrtdist.tif')
+    gdal.Translate(sqrt_dist, str(meuse / 'meuse_grid_covariates.tif'), bandList=[2])
+    runs = {'applyinversionmodel': {'INPUT': REFLECTANCE},
+            'kriging': {'INPUT': str(meuse / 'meuse.gpkg'), 'FIELD': 'zinc', 'LOG_TRANSFORM': True,
+                        'DRIFT_RASTERS': [sqrt_dist], 'GRID_EXTENT': 1, 'N_NEIGHBOURS': 16,
+                        'VARIOGRAM_MODEL': 'exponential', 'NUGGET': 0.05, 'SILL': 0.2, 'RANGE': 900.0}}
+    from qgis.core import QgsProcessingFeedback
+
+    class Log(QgsProcessingFeedback):
+        messages = []
+
+        def pushInfo(self, text):  # noqa: N802 - QGIS API
+            self.messages.append(text)
+
+    for where in ('local', 'cluster'):
+        if where == 'cluster':
+            request.getfixturevalue('cluster_setting')
+        for algorithm, parameters in runs.items():
+            run_alg(algorithm, {**parameters, 'OUTPUT': str(tmp_path / f'{algorithm}_{where}.tif')}, Log())
+    assert sum('on the Dask cluster' in message for message in Log.messages) == 2
+    for algorithm in runs:
+        assert_identical(tmp_path / f'{algorithm}_local.tif', tmp_path / f'{algorithm}_cluster.tif')

@@ -14,6 +14,7 @@ from ...core.dependencies import require_all
 from ...core.errors import CancelledError, InputError, MissingDependencyError
 from ...core.raster.blockio import DEFAULT_MEMORY_MB
 from . import compat
+from .cluster import CLUSTER_HELP
 
 PLUGIN_DIR = Path(__file__).resolve().parents[2]
 ICON_PATH = PLUGIN_DIR / 'resources' / 'icon.svg'
@@ -39,6 +40,7 @@ class RsGeochemAlgorithm(QgsProcessingAlgorithm):
     GROUP_ID = ''
     HELP = ''
     TAGS = ()
+    RUNS_ON_CLUSTER = False  # core.distributed has a tile-by-tile version (see glue/cluster.py)
     # import names of optional packages run() needs (checked before run, see core.dependencies)
     REQUIRES = ()
 
@@ -58,7 +60,7 @@ class RsGeochemAlgorithm(QgsProcessingAlgorithm):
         return [self.tr(tag) for tag in self.TAGS]
 
     def shortHelpString(self):  # noqa: N802 - QGIS API
-        return self.tr(self.HELP)
+        return self.tr(self.HELP) + (self.tr(CLUSTER_HELP) if self.RUNS_ON_CLUSTER else '')
 
     def icon(self):
         return QIcon(str(ICON_PATH))

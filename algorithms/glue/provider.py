@@ -9,6 +9,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from ...core.version import plugin_version
 from .base import ICON_PATH, PLUGIN_DIR, RsGeochemAlgorithm
+from .cluster import SCHEDULER_SETTING, SETTING_LABEL
 
 PROVIDER_ID = 'rsgeochem'
 MODELS_DIR = PLUGIN_DIR / 'models'
@@ -49,6 +50,19 @@ class RsGeochemProvider(QgsProcessingProvider):
 
     def versionInfo(self):  # noqa: N802 - QGIS API
         return plugin_version()
+
+    def load(self):
+        # the "Dask scheduler address" field in Processing > Options > Providers (glue/cluster.py)
+        from processing.core.ProcessingConfig import ProcessingConfig, Setting
+        ProcessingConfig.settingIcons[self.name()] = self.icon()
+        ProcessingConfig.addSetting(Setting(self.name(), SCHEDULER_SETTING, SETTING_LABEL, ''))
+        ProcessingConfig.readSettings()
+        self.refreshAlgorithms()
+        return True
+
+    def unload(self):
+        from processing.core.ProcessingConfig import ProcessingConfig
+        ProcessingConfig.removeSetting(SCHEDULER_SETTING)
 
     def loadAlgorithms(self):  # noqa: N802 - QGIS API
         for cls in algorithm_classes():

@@ -8,6 +8,8 @@ import os
 import shutil
 from pathlib import Path
 
+from ..errors import InputError
+
 MANIFEST_NAME = 'manifest.jsonl'
 HASH_CHUNK = 4 * 2 ** 20
 
@@ -51,6 +53,9 @@ class Manifest:
         if self._read_header() == run_fingerprint:
             self._read_results()
         else:  # a new run, or another run's tiles: start over
+            if self.folder.exists() and not self.path.exists() and any(self.folder.iterdir()):
+                raise InputError(f'"{self.folder}" exists and is not a tile folder of an earlier run; '
+                                 'choose another output name or move that folder.', 'OUTPUT')
             shutil.rmtree(self.folder, ignore_errors=True)
             self.folder.mkdir(parents=True)
             self.path.write_text(json.dumps({'fingerprint': run_fingerprint}) + '\n')
