@@ -2,13 +2,16 @@
 gives the local path's output bit for bit, also after a worker is killed mid-run and after an
 interrupted run is restarted; paths the workers cannot see give an error naming the parameter."""
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from osgeo import gdal
 
 from factories import make_grid, write_test_raster
-from paths import CHECKOUT
+from paths import CHECKOUT, PLUGIN_PATH
 from rsgeochem.core.distributed import steps
 from rsgeochem.core.distributed.manifest import MANIFEST_NAME
 from rsgeochem.core.distributed.runner import ClusterRun, tiles_folder
@@ -224,3 +227,20 @@ def test_algorithms_run_on_the_cluster_set_in_the_provider_settings(run_alg, tmp
     assert sum('on the Dask cluster' in message for message in Log.messages) == 2
     for algorithm in runs:
         assert_identical(tmp_path / f'{algorithm}_local.tif', tmp_path / f'{algorithm}_cluster.tif')
+
+
+def test_command_line_runs_a_step_on_the_cluster(tmp_path, scheduler):
+    """python -m rsgeochem.core.distributed, no QGIS: the code goes to the workers by upload_file."""
+    apply_model(REFLECTANCE, CNN, tmp_path / 'local.tif')
+    command = [sys.executable, '-m', 'rsgeochem.core.distributed', '--scheduler', scheduler, '--upload',
+               '--tile-size', str(TILE), 'applyinversionmodel', '--input', REFLECTANCE, '--model', CNN,
+               '--output', str(tmp_path / 'cli.vrt')]
+    done = subprocess.run(command, env=dict(os.environ, PYTHONPATH=str(PLUGIN_PATH)), capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert '16 tiles computed' in done.stdout and 'tiles done: 100.0 %' in done.stderr
+    assert_identical(tmp_path / 'local.tif', tmp_path / 'cli.vrt')
+    missing = subprocess.run(command[:-1] + [str(tmp_path / 'cli2.vrt')] + ['--bands', '9,1,2,3'],
+                             env=dict(os.environ, PYTHONPATH=str(PLUGIN_PATH)), capture_output=True,
+                             text=True, timeout=120)
+    assert missing.returncode == 2 and 'BANDS: band(s) [9] do not exist' in missing.stderr

@@ -6,6 +6,7 @@ import os
 import shutil
 import tempfile
 import time
+import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from osgeo import gdal
 from ..dependencies import require
 from ..errors import InputError
 from ..raster.blockio import GTIFF_OPTIONS, check_cancel, remove_quietly
+from ..version import PLUGIN_ROOT
 from .manifest import Manifest, file_sha256, fingerprint, input_stamp
 from .tiles import DEFAULT_TILE_SIZE, tile_layout, tile_size_for
 
@@ -25,6 +27,7 @@ SCHEDULER_SETTING = 'RSGEOCHEM_DASK_SCHEDULER'  # the provider setting (and envi
 CONNECT_TIMEOUT = '10s'
 POLL_SECONDS = 0.2        # how often the cancel callable is asked while tasks run
 TASK_RETRIES = 2          # re-runs of a task that raised (a dead worker's tasks are re-run anyway)
+PACKAGE = __package__.split('.')[0]  # 'rsgeochem' (the plugin folder's name)
 COG_OPTIONS = ('COMPRESS=DEFLATE', 'PREDICTOR=YES', 'BIGTIFF=IF_SAFER', 'NUM_THREADS=ALL_CPUS')
 
 
@@ -42,6 +45,7 @@ class ClusterRun:
     keep_tiles: bool = False
     progress: object = None
     cancel: object = None
+    upload: bool = False  # send this plugin's core to the workers (Client.upload_file) before the run
     stats: dict = field(default_factory=dict)  # filled by a run: tiles, computed, skipped
 
 
@@ -55,9 +59,27 @@ def tile_path(folder, key, tile):
     return Path(folder) / key / f'{tile.name}.tif'
 
 
+def code_archive(folder):
+    """A zip of the package's core (what workers run) to put on the workers' sys.path."""
+    root = PLUGIN_ROOT
+    archive = Path(folder) / 'rsgeochem_core.zip'
+    with zipfile.ZipFile(archive, 'w', zipfile.ZIP_DEFLATED) as bundle:
+        for path in [root / '__init__.py', root / 'metadata.txt', *sorted((root / 'core').rglob('*.py')),
+                     *sorted((root / 'resources').glob('*.json'))]:
+            bundle.write(path, Path(PACKAGE) / path.relative_to(root))
+    return archive
+
+
+def upload_code(client):
+    """Client.upload_file of the core: workers need only its dependencies installed, not the plugin."""
+    with tempfile.TemporaryDirectory(prefix='rsgeochem-upload-') as folder:
+        client.upload_file(str(code_archive(folder)))
+
+
 @contextmanager
-def connect(scheduler):
-    """A distributed.Client of the scheduler, or None for in-process runs."""
+def connect(scheduler, upload=False):
+    """A distributed.Client of the scheduler (our code uploaded when asked), or None for in-process
+    runs."""
     if not scheduler:
         yield None
         return
@@ -69,6 +91,8 @@ def connect(scheduler):
                          '"dask scheduler") and its workers, or clear the "Dask scheduler address" '
                          'setting to run locally.', SCHEDULER_SETTING) from error
     try:
+        if upload:
+            upload_code(client)
         yield client
     finally:
         client.close()
@@ -255,7 +279,7 @@ def run_step(run, task, grid, parameters, inputs, outputs, description, halo=0, 
                                    'parameters': description,
                                    'inputs': [[key, str(path), input_stamp(path)] for key, path in inputs]})
     manifest = Manifest(folder, run_fingerprint)
-    with connect(run.scheduler) as client:
+    with connect(run.scheduler, run.upload) as client:
         if client is not None:
             check_visible(client, inputs, folder)
         results = run_tasks(client, task, tiles, manifest, parameters, run)
