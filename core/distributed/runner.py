@@ -2,6 +2,7 @@
 fails or its worker dies) or, without a scheduler, one after another in this process. Tiles the
 manifest lists as complete are skipped; progress counts finished tiles; cancel cancels the
 futures. Each task returns the checksums of the tile files it wrote and its partial statistics."""
+import ctypes
 import os
 import shutil
 import tempfile
@@ -28,6 +29,7 @@ CONNECT_TIMEOUT = '10s'
 POLL_SECONDS = 0.2        # how often the cancel callable is asked while tasks run
 TASK_RETRIES = 2          # re-runs of a task that raised (a dead worker's tasks are re-run anyway)
 PACKAGE = __package__.split('.')[0]  # 'rsgeochem' (the plugin folder's name)
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters (malloc.h)
 COG_OPTIONS = ('COMPRESS=DEFLATE', 'PREDICTOR=YES', 'BIGTIFF=IF_SAFER', 'NUM_THREADS=ALL_CPUS')
 
 
@@ -189,6 +191,25 @@ def write_tile(folder, tile, keys, write):
     return {key: tile_path(folder, key, tile) for key in keys}, value
 
 
+def relax_malloc_trim():
+    """Undo, in a Dask worker, the MALLOC_TRIM_THRESHOLD_=65536 its nanny starts it with: glibc then
+    hands every freed large array back to the OS and numpy's block temporaries are page-faulted anew
+    each time (kriging ran 2.5x slower). The thresholds set are the ones glibc's own dynamic rule
+    grows to (mmap 32 MiB, trim twice that), so memory stays bounded by the block budget."""
+    try:
+        libc = ctypes.CDLL('libc.so.6')
+    except OSError:  # not glibc: nothing to undo
+        return
+    libc.mallopt(M_MMAP_THRESHOLD, 32 * 2 ** 20)
+    libc.mallopt(M_TRIM_THRESHOLD, 64 * 2 ** 20)
+
+
+def run_tile(task, tile, folder, parameters):
+    """A task on a worker: `task` for one tile."""
+    relax_malloc_trim()
+    return task(tile, folder, parameters)
+
+
 def run_tasks(client, task, tiles, manifest, parameters, run):
     """{tile name: result} of every tile: recorded ones reused, the others computed by
     task(tile, folder, parameters)."""
@@ -215,7 +236,7 @@ def run_tasks(client, task, tiles, manifest, parameters, run):
         return results
     distributed = require('distributed')
     shared = client.scatter(parameters, broadcast=True, hash=False)  # sent once to each worker
-    pending = {client.submit(task, tile, folder, shared, key=f'{task.__name__}-{tile.name}-'
+    pending = {client.submit(run_tile, task, tile, folder, shared, key=f'{task.__name__}-{tile.name}-'
                              f'{manifest.fingerprint[:12]}', retries=TASK_RETRIES): tile.name
                for tile in todo}
     completed = distributed.as_completed(list(pending), loop=client.loop)

@@ -1,0 +1,101 @@
+"""Province-scale overhead: applyinversionmodel and kriging on a full GF-2 scene (7300 x 6900 x 4,
+the sample image mirror-tiled) run locally (the algorithms' own path: onnxruntime / kriging on
+both cores) and tile by tile on a Dask LocalCluster of 1 and of 2 single-threaded worker
+processes (core.distributed.steps, .vrt output so no final copy), in one run. The ratio is the
+cluster time over the local time; the outputs are checked to be identical.
+
+Environment: RSGEOCHEM_BENCH_SCENE="7300x6900" (columns x rows) allows quicker runs.
+"""
+import importlib
+import os
+import time
+
+import numpy as np
+from osgeo import gdal
+
+from rsgeochem.core.distributed import steps
+from rsgeochem.core.distributed.runner import ClusterRun
+from rsgeochem.core.geostat.kriging import prepare_samples
+from rsgeochem.core.geostat.kriging_grid import krige_grid
+from rsgeochem.core.geostat.variogram import VariogramModel
+from rsgeochem.core.inversion.inference import apply_model
+from rsgeochem.core.raster.blockio import Grid, RasterReader, RasterWriter, Window, raster_info
+from rsgeochem.core.version import PLUGIN_ROOT
+
+SCENE = tuple(int(v) for v in os.environ.get('RSGEOCHEM_BENCH_SCENE', '7300x6900').split('x'))
+SAMPLE = PLUGIN_ROOT / 'resources' / 'sample' / 'gf2like_surface_reflectance.tif'
+MODEL = PLUGIN_ROOT / 'models' / 're2o3_cnn_gf2.onnx'
+N_SAMPLES, NEIGHBOURS = 2500, 32        # as bench_kriging: ~1 sample per 140 x 140 pixels
+VARIOGRAM = VariogramModel('spherical', 0.1, 1.0, 10_000.0)
+ROWS_PER_WRITE = 512
+WARM_IMPORTS = ('onnxruntime', 'onnx', 'rsgeochem.core.distributed.steps')
+
+
+def mirrored(count, period):
+    """Indices 0..count-1 folded into 0..period-1 by mirroring (0 1 .. n-1 n-1 .. 1 0 0 1 ..)."""
+    index = np.arange(count) % (2 * period)
+    return np.where(index < period, index, 2 * period - 1 - index)
+
+
+def full_scene(path):
+    """The sample image mirror-tiled to SCENE pixels, same pixel size, band descriptions kept."""
+    info = raster_info(SAMPLE)
+    source = RasterReader(SAMPLE).read(Window(0, info.grid.height)).data.astype(np.float32)
+    x0, dx, _, y0, _, dy = info.grid.geotransform
+    grid = Grid(SCENE[0], SCENE[1], (x0, dx, 0.0, y0, 0.0, dy), info.grid.crs_wkt)
+    columns = mirrored(SCENE[0], info.grid.width)
+    with RasterWriter(path, grid, info.band_count, descriptions=info.descriptions) as writer:
+        for row in range(0, SCENE[1], ROWS_PER_WRITE):
+            rows = mirrored(min(row + ROWS_PER_WRITE, SCENE[1]), info.grid.height)[row:]
+            writer.write(row, source[:, rows][:, :, columns])
+    return str(path), grid
+
+
+def kriging_samples(grid):
+    rng = np.random.default_rng(20240601)
+    width, height = grid.width * grid.pixel_width, grid.height * grid.pixel_height
+    x = grid.geotransform[0] + rng.uniform(0, width, N_SAMPLES)
+    y = grid.geotransform[3] - rng.uniform(0, height, N_SAMPLES)
+    return prepare_samples(x, y, np.sin(x / 7000.0) + np.cos(y / 5000.0) + 0.3 * rng.normal(size=N_SAMPLES))
+
+
+def timed(function):
+    started = time.perf_counter()
+    function()
+    return round(time.perf_counter() - started, 2)
+
+
+def identical(a, b):
+    return bool(np.array_equal(gdal.Open(str(a)).ReadAsArray(), gdal.Open(str(b)).ReadAsArray()))
+
+
+def run(work_dir):
+    import distributed
+    scene, grid = full_scene(work_dir / 'scene.tif')
+    samples = kriging_samples(grid)
+    jobs = {
+        'applyinversionmodel': (
+            lambda out: apply_model(scene, MODEL, out),
+            lambda run, out: steps.infer(run, scene, MODEL, out)),
+        'kriging': (
+            lambda out: krige_grid(samples, VARIOGRAM, grid, out, None, None, NEIGHBOURS),
+            lambda run, out: steps.krige(run, samples, VARIOGRAM, grid, out, None, (), NEIGHBOURS)),
+    }
+    result = {'scene': f'{SCENE[0]} x {SCENE[1]} x 4', 'cores': os.cpu_count(),
+              'kriging': f'{N_SAMPLES} samples, {NEIGHBOURS} neighbours, prediction only'}
+    for name, (local, tiled) in jobs.items():
+        numbers = {'local_seconds': timed(lambda: local(work_dir / f'{name}_local.tif'))}
+        for workers in (1, 2):
+            with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                          dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+                for module in WARM_IMPORTS:  # a long-lived cluster's workers have imported these
+                    client.run(importlib.import_module, module)
+                out = work_dir / f'{name}_{workers}w.vrt'
+                numbers[f'workers_{workers}_seconds'] = timed(
+                    lambda: tiled(ClusterRun(cluster.scheduler_address), out))
+                numbers[f'workers_{workers}_identical'] = identical(work_dir / f'{name}_local.tif', out)
+        numbers['ratio_2_workers'] = round(numbers['workers_2_seconds'] / numbers['local_seconds'], 3)
+        numbers['ratio_1_worker'] = round(numbers['workers_1_seconds'] / numbers['local_seconds'], 3)
+        result[name] = numbers
+    result['ratio'] = result['applyinversionmodel']['ratio_2_workers']
+    return result
