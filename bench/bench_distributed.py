@@ -59,9 +59,9 @@ def kriging_samples(grid):
     return prepare_samples(x, y, np.sin(x / 7000.0) + np.cos(y / 5000.0) + 0.3 * rng.normal(size=N_SAMPLES))
 
 
-def timed(function):
+def timed(function, *args):
     started = time.perf_counter()
-    function()
+    function(*args)
     return round(time.perf_counter() - started, 2)
 
 
@@ -84,15 +84,16 @@ def run(work_dir):
     result = {'scene': f'{SCENE[0]} x {SCENE[1]} x 4', 'cores': os.cpu_count(),
               'kriging': f'{N_SAMPLES} samples, {NEIGHBOURS} neighbours, prediction only'}
     for name, (local, tiled) in jobs.items():
-        numbers = {'local_seconds': timed(lambda: local(work_dir / f'{name}_local.tif'))}
+        numbers = {'local_seconds': timed(local, work_dir / f'{name}_local.tif')}
         for workers in (1, 2):
             with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                          dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+                                          dashboard_address=None) as cluster, \
+                    distributed.Client(cluster) as client:
                 for module in WARM_IMPORTS:  # a long-lived cluster's workers have imported these
                     client.run(importlib.import_module, module)
                 out = work_dir / f'{name}_{workers}w.vrt'
-                numbers[f'workers_{workers}_seconds'] = timed(
-                    lambda: tiled(ClusterRun(cluster.scheduler_address), out))
+                run_on = ClusterRun(cluster.scheduler_address)
+                numbers[f'workers_{workers}_seconds'] = timed(tiled, run_on, out)
                 numbers[f'workers_{workers}_identical'] = identical(work_dir / f'{name}_local.tif', out)
         numbers['ratio_2_workers'] = round(numbers['workers_2_seconds'] / numbers['local_seconds'], 3)
         numbers['ratio_1_worker'] = round(numbers['workers_1_seconds'] / numbers['local_seconds'], 3)
