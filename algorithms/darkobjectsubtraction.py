@@ -11,21 +11,23 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
+from ..core.distributed import steps
 from ..core.imagery.calibration import sensor_band_name
 from ..core.imagery.darkobject import (
     COST,
     DOS1,
-    DarkObjectHistogram,
     dark_objects,
     path_reflectance,
-    subtract,
+    read_histogram,
+    subtract_raster,
     transmittance,
 )
 from ..core.imagery.sensor_metadata import read_metadata
-from ..core.raster.blockio import DEFAULT_NODATA, RasterWriter, raster_info, read_blocks
+from ..core.raster.blockio import raster_info
 from ..core.report import page
 from .glue import compat
 from .glue.base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
+from .glue.cluster import cluster_run
 from .glue.tables import table_fields, write_table
 
 METHODS = ((DOS1, 'DOS1 (Chavez 1996: Tz = Tv = 1)'), (COST, 'COST (Chavez 1996: Tz = cos(theta_z))'))
@@ -39,6 +41,7 @@ class DarkObjectSubtractionAlgorithm(RsGeochemAlgorithm):
     ALGORITHM_ID = 'darkobjectsubtraction'
     DISPLAY_NAME = 'Dark object subtraction (DOS1 / COST)'
     GROUP_ID = 'imagecorrection'
+    RUNS_ON_CLUSTER = True
     TAGS = ('atmospheric correction', 'dos', 'dos1', 'cost', 'dark object', 'haze', 'path radiance',
             'surface reflectance', 'chavez')
     HELP = (
@@ -126,13 +129,13 @@ class DarkObjectSubtractionAlgorithm(RsGeochemAlgorithm):
         # "B4", not "B4 TOA reflectance (unitless)", for an output of radiometriccalibration
         names = [sensor_band_name(d) or f'band {i + 1}' for i, d in enumerate(info.descriptions)]
         memory = self.block_memory(parameters, context)
-        extra = 24 * info.band_count
 
         progress, cancel = progress_callbacks(feedback, 0.0, 40.0)
-        histogram = DarkObjectHistogram(info.band_count)
-        for _, block in read_blocks(path, memory_mb=memory, extra_bytes_per_pixel=extra, cancel=cancel,
-                                    progress=progress, parameter=self.INPUT):
-            histogram.add(block)
+        run = cluster_run(feedback, progress, cancel)
+        if run is not None:
+            histogram = steps.dark_histogram(run, path, memory)
+        else:
+            histogram = read_histogram(path, memory, progress, cancel, self.INPUT)
         objects = dark_objects(histogram, self.parameterAsInt(parameters, self.PIXEL_COUNT, context),
                                self.parameterAsDouble(parameters, self.PERCENTILE, context), names,
                                self.INPUT)
@@ -144,10 +147,11 @@ class DarkObjectSubtractionAlgorithm(RsGeochemAlgorithm):
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         descriptions = [f'{name} {method} surface reflectance' for name in names]
         progress, cancel = progress_callbacks(feedback, 40.0, 100.0)
-        with RasterWriter(output, info.grid, info.band_count, DEFAULT_NODATA, descriptions) as writer:
-            for window, block in read_blocks(path, memory_mb=memory, extra_bytes_per_pixel=extra,
-                                             cancel=cancel, progress=progress, parameter=self.INPUT):
-                writer.write(window.row, subtract(block, paths, tz))
+        if run is not None:
+            run.progress = progress
+            steps.dark_subtract(run, path, output, paths, tz, descriptions, memory)
+        else:
+            subtract_raster(path, output, paths, tz, descriptions, memory, progress, cancel, self.INPUT)
 
         results = {self.OUTPUT: output,
                    self.DARK_VALUES: ','.join(f'{obj.value:.6g}' for obj in objects),

@@ -87,7 +87,7 @@ def run(work_dir):
         numbers = {'local_seconds': timed(local, work_dir / f'{name}_local.tif')}
         for workers in (1, 2):
             with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                          dashboard_address=None) as cluster, \
+                                          dashboard_address=':0') as cluster, \
                     distributed.Client(cluster) as client:
                 for module in WARM_IMPORTS:  # a long-lived cluster's workers have imported these
                     client.run(importlib.import_module, module)

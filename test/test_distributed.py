@@ -21,6 +21,7 @@ from rsgeochem.core.geostat.kriging_grid import krige_grid
 from rsgeochem.core.geostat.variogram import VariogramModel
 from rsgeochem.core.imagery import indices
 from rsgeochem.core.imagery.calibration import calibrate_raster
+from rsgeochem.core.imagery.darkobject import dark_objects, path_reflectance, read_histogram, subtract_raster
 from rsgeochem.core.inversion.inference import apply_model
 from rsgeochem.core.raster.blockio import raster_info
 
@@ -39,7 +40,7 @@ GAINS, OFFSETS = np.array([0.1322, 0.155, 0.1477, 0.1613]), np.array([0.0, 0.0, 
 @pytest.fixture(scope='module')
 def scheduler():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster:
+                                  dashboard_address=':0') as cluster:
         yield cluster.scheduler_address
 
 
@@ -88,6 +89,20 @@ def test_calibration_and_indices_match_local(tmp_path, scheduler):
     np.testing.assert_array_equal(local, tiled)
     assert run.stats == {'tiles': 16, 'skipped': 0, 'computed': 16}
     assert not tiles_folder(tmp_path / 'ix_tiled.tif').exists()  # a .tif output keeps no tiles
+
+
+def test_dark_object_histogram_is_tree_reduced_and_subtraction_matches_local(tmp_path, scheduler):
+    run = ClusterRun(scheduler, TILE)
+    local = read_histogram(REFLECTANCE)
+    np.testing.assert_array_equal(steps.dark_histogram(run, REFLECTANCE).counts, local.counts)
+    objects = dark_objects(local, 1000, 0.01)
+    path_values = [path_reflectance(obj.value, 1.0) for obj in objects]
+    subtract_raster(REFLECTANCE, tmp_path / 'local.tif', path_values, 1.0, ['b', 'g', 'r', 'n'])
+    steps.dark_subtract(run, REFLECTANCE, tmp_path / 'tiled.vrt', path_values, 1.0, ['b', 'g', 'r', 'n'])
+    assert_identical(tmp_path / 'local.tif', tmp_path / 'tiled.vrt')
+    # in this process, without a cluster, the partial histograms are merged one by one
+    np.testing.assert_array_equal(steps.dark_histogram(ClusterRun(None, TILE), REFLECTANCE).counts,
+                                  local.counts)
 
 
 @pytest.mark.parametrize('model', ['cnn', 'patch'])
@@ -207,7 +222,7 @@ def test_algorithms_run_on_the_cluster_set_in_the_provider_settings(run_alg, tmp
     meuse = test_data / 'meuse'
     sqrt_dist = str(tmp_path / 'sqrtdist.tif')
     gdal.Translate(sqrt_dist, str(meuse / 'meuse_grid_covariates.tif'), bandList=[2])
-    runs = {'applyinversionmodel': {'INPUT': REFLECTANCE},
+    runs = {'applyinversionmodel': {'INPUT': REFLECTANCE}, 'darkobjectsubtraction': {'INPUT': REFLECTANCE},
             'kriging': {'INPUT': str(meuse / 'meuse.gpkg'), 'FIELD': 'zinc', 'LOG_TRANSFORM': True,
                         'DRIFT_RASTERS': [sqrt_dist], 'GRID_EXTENT': 1, 'N_NEIGHBOURS': 16,
                         'VARIOGRAM_MODEL': 'exponential', 'NUGGET': 0.05, 'SILL': 0.2, 'RANGE': 900.0}}
@@ -224,7 +239,7 @@ def test_algorithms_run_on_the_cluster_set_in_the_provider_settings(run_alg, tmp
             request.getfixturevalue('cluster_setting')
         for algorithm, parameters in runs.items():
             run_alg(algorithm, {**parameters, 'OUTPUT': str(tmp_path / f'{algorithm}_{where}.tif')}, Log())
-    assert sum('on the Dask cluster' in message for message in Log.messages) == 2
+    assert sum('on the Dask cluster' in message for message in Log.messages) == len(runs)
     for algorithm in runs:
         assert_identical(tmp_path / f'{algorithm}_local.tif', tmp_path / f'{algorithm}_cluster.tif')
 

@@ -27,6 +27,7 @@ gdal.UseExceptions()
 SCHEDULER_SETTING = 'RSGEOCHEM_DASK_SCHEDULER'  # the provider setting (and environment variable)
 CONNECT_TIMEOUT = '10s'
 POLL_SECONDS = 0.2        # how often the cancel callable is asked while tasks run
+REDUCE_FAN_IN = 8         # partial results combined per reduce task
 TASK_RETRIES = 2          # re-runs of a task that raised (a dead worker's tasks are re-run anyway)
 PACKAGE = __package__.split('.')[0]  # 'rsgeochem' (the plugin folder's name)
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters (malloc.h)
@@ -104,7 +105,7 @@ def unreadable_paths(paths, folder):
     """Paths a worker cannot see (runs on each worker): inputs GDAL cannot stat, and the tile folder
     when it is not writable."""
     missing = [path for path in paths if gdal.VSIStatL(str(path)) is None]
-    if not os.access(folder, os.W_OK):
+    if folder is not None and not os.access(folder, os.W_OK):
         missing.append(str(folder))
     return missing
 
@@ -114,7 +115,7 @@ def check_visible(client, inputs, folder):
     (parameter key, path) pairs."""
     paths = [str(path) for _, path in inputs]
     try:
-        answers = client.run(unreadable_paths, paths, str(folder))
+        answers = client.run(unreadable_paths, paths, folder and str(folder))
     except Exception as error:  # noqa: BLE001 - the workers' error arrives as a plain Exception
         if 'rsgeochem' not in str(error):
             raise
@@ -205,9 +206,9 @@ def relax_malloc_trim():
 
 
 def run_tile(task, tile, folder, parameters):
-    """A task on a worker: `task` for one tile."""
+    """A task on a worker: `task` for one tile (tasks without outputs take no folder)."""
     relax_malloc_trim()
-    return task(tile, folder, parameters)
+    return task(tile, parameters) if folder is None else task(tile, folder, parameters)
 
 
 def run_tasks(client, task, tiles, manifest, parameters, run):
@@ -234,24 +235,68 @@ def run_tasks(client, task, tiles, manifest, parameters, run):
             check_cancel(run.cancel)
             finished(tile.name, task(tile, folder, parameters))
         return results
-    distributed = require('distributed')
     shared = client.scatter(parameters, broadcast=True, hash=False)  # sent once to each worker
     pending = {client.submit(run_tile, task, tile, folder, shared, key=f'{task.__name__}-{tile.name}-'
                              f'{manifest.fingerprint[:12]}', retries=TASK_RETRIES): tile.name
                for tile in todo}
+    wait_for(client, pending, lambda future: finished(pending[future], future.result()), run.cancel)
+    return results
+
+
+def wait_for(client, futures, on_done, cancel):
+    """Call on_done(future) as each future finishes, asking cancel() meanwhile; cancelled or failed,
+    the unfinished futures are cancelled on the cluster."""
+    distributed = require('distributed')
+    pending = set(futures)
     completed = distributed.as_completed(list(pending), loop=client.loop)
     try:
         while pending:
-            check_cancel(run.cancel)
+            check_cancel(cancel)
             if not completed.has_ready():
                 time.sleep(POLL_SECONDS)
                 continue
             for future in completed.next_batch(block=False):
-                finished(pending.pop(future), future.result())
+                pending.discard(future)
+                on_done(future)
     finally:
-        if pending:  # cancelled or failed: stop the remaining tasks
+        if pending:
             client.cancel(list(pending))
-    return results
+
+
+def reduce_tiles(run, task, combine, grid, parameters, inputs, fan_in=REDUCE_FAN_IN):
+    """combine(*partials) of task(tile, parameters) over the tiles of `grid`: a global statistic
+    (e.g. a histogram) from per-tile partial results. On a cluster the partials are combined on the
+    workers in a tree of `fan_in` (only the total comes back); progress counts tiles."""
+    tiles = tile_layout(grid, tile_size_for(run.tile_size))
+    with connect(run.scheduler, run.upload) as client:
+        if client is None:
+            total = None
+            for count, tile in enumerate(tiles, start=1):
+                check_cancel(run.cancel)
+                partial = task(tile, parameters)
+                total = partial if total is None else combine(total, partial)
+                if run.progress is not None:
+                    run.progress(count / len(tiles))
+            return total
+        check_visible(client, inputs, None)
+        shared = client.scatter(parameters, broadcast=True, hash=False)
+        level = [client.submit(run_tile, task, tile, None, shared, retries=TASK_RETRIES, pure=False)
+                 for tile in tiles]
+        done = []
+
+        def tile_done(future):
+            if future.status == 'error':
+                future.result()  # raises the task's error (a good partial stays on its worker)
+            done.append(future)
+            if run.progress is not None:
+                run.progress(len(done) / len(tiles))
+        wait_for(client, level, tile_done, run.cancel)
+        while len(level) > 1:
+            level = [client.submit(combine, *level[start:start + fan_in], pure=False)
+                     for start in range(0, len(level), fan_in)]
+        total = [None]
+        wait_for(client, level, lambda future: total.__setitem__(0, future.result()), run.cancel)
+        return total[0]
 
 
 def assemble(folder, tiles, results, key, output_path, descriptions, cog=False):

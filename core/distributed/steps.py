@@ -10,6 +10,7 @@ from ..errors import InputError
 from ..geostat.kriging import is_global
 from ..geostat.kriging_grid import DriftRasters, GridSummary, auto_block_pixels, krige_grid
 from ..imagery.calibration import calibrate_raster
+from ..imagery.darkobject import read_histogram, subtract_raster
 from ..imagery.indices import check_some_valid, write_indices
 from ..inversion.inference import (
     INPUT,
@@ -25,7 +26,7 @@ from ..inversion.inference import (
     select_bands,
 )
 from ..raster.blockio import DEFAULT_MEMORY_MB, raster_info
-from .runner import run_step, tile_result, valid_pixels, write_tile
+from .runner import reduce_tiles, run_step, tile_result, valid_pixels, write_tile
 from .tiles import sub_grid, window_rasters
 
 OUTPUT, OUTPUT_VARIANCE, DRIFT_RASTERS = 'OUTPUT', 'OUTPUT_VARIANCE', 'DRIFT_RASTERS'
@@ -56,6 +57,46 @@ def calibrate(run, input_path, output_path, a, b, descriptions, zero_is_nodata=T
     p = Calibration(str(input_path), tuple(map(float, a)), tuple(map(float, b)), tuple(descriptions),
                     bool(zero_is_nodata), int(memory_mb))
     run_step(run, calibration_task, raster_info(input_path, INPUT).grid, p, [(INPUT, input_path)],
+             {OUTPUT: (output_path, p.descriptions)}, asdict(p))
+
+
+@dataclass(frozen=True)
+class DarkObject:
+    input_path: str
+    path_values: tuple
+    tz: float
+    descriptions: tuple
+    memory_mb: int
+
+
+def histogram_task(tile, p):
+    with window_rasters([p.input_path], tile.read_window) as (window,):
+        return read_histogram(window, p.memory_mb)
+
+
+def merge_histograms(first, *others):
+    return first.merge(*others)
+
+
+def dark_histogram(run, input_path, memory_mb=DEFAULT_MEMORY_MB):
+    """core.imagery.darkobject.read_histogram of the whole raster, tree-reduced from the tiles'."""
+    p = DarkObject(str(input_path), (), 1.0, (), int(memory_mb))
+    return reduce_tiles(run, histogram_task, merge_histograms, raster_info(input_path, INPUT).grid, p,
+                        [(INPUT, input_path)])
+
+
+def subtraction_task(tile, folder, p):
+    with window_rasters([p.input_path], tile.read_window) as (window,):
+        files, _ = write_tile(folder, tile, [OUTPUT], lambda out: subtract_raster(
+            window, out[OUTPUT], p.path_values, p.tz, p.descriptions, p.memory_mb))
+    return tile_result(folder, files)
+
+
+def dark_subtract(run, input_path, output_path, path_values, tz, descriptions, memory_mb=DEFAULT_MEMORY_MB):
+    """core.imagery.darkobject.subtract_raster tile by tile."""
+    p = DarkObject(str(input_path), tuple(map(float, path_values)), float(tz), tuple(descriptions),
+                   int(memory_mb))
+    run_step(run, subtraction_task, raster_info(input_path, INPUT).grid, p, [(INPUT, input_path)],
              {OUTPUT: (output_path, p.descriptions)}, asdict(p))
 
 

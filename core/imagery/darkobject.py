@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
+from ..raster.blockio import DEFAULT_MEMORY_MB, DEFAULT_NODATA, RasterWriter, raster_info, read_blocks
 
 DOS1, COST = 'DOS1', 'COST'
 DARK_OBJECT_REFLECTANCE = 0.01
@@ -49,6 +50,22 @@ class DarkObjectHistogram:
 
     def value(self, index):
         return self.low + (index - 1) * self.bin_width
+
+    def merge(self, *others):
+        """Add the counts of histograms of other parts of the image (same bins); returns self."""
+        for other in others:
+            self.counts += other.counts
+        return self
+
+
+def read_histogram(path, memory_mb=DEFAULT_MEMORY_MB, progress=None, cancel=None, parameter=INPUT):
+    """DarkObjectHistogram of every band of the raster at `path`, accumulated block by block."""
+    band_count = raster_info(path, parameter).band_count
+    histogram = DarkObjectHistogram(band_count)
+    for _, block in read_blocks(path, memory_mb=memory_mb, extra_bytes_per_pixel=24 * band_count,
+                                cancel=cancel, progress=progress, parameter=parameter):
+        histogram.add(block)
+    return histogram
 
 
 @dataclass(frozen=True)
@@ -96,3 +113,14 @@ def subtract(toa, path, tz):
     """Surface reflectance (rho_toa - rho_p) / Tz per band of a (bands, rows, cols) block, >= 0."""
     path = np.asarray(path, dtype=np.float64)[:, None, None]
     return np.ma.maximum((toa - path) / tz, 0.0)
+
+
+def subtract_raster(path, output, path_values, tz, descriptions, memory_mb=DEFAULT_MEMORY_MB, progress=None,
+                    cancel=None, parameter=INPUT):
+    """Surface reflectance of the raster at `path` written to a float32 GeoTIFF, block by block."""
+    info = raster_info(path, parameter)
+    with RasterWriter(output, info.grid, info.band_count, DEFAULT_NODATA, descriptions) as writer:
+        for window, block in read_blocks(path, memory_mb=memory_mb,
+                                         extra_bytes_per_pixel=24 * info.band_count, cancel=cancel,
+                                         progress=progress, parameter=parameter):
+            writer.write(window.row, subtract(block, path_values, tz))
