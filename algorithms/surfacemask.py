@@ -1,6 +1,4 @@
 """Keep/mask raster of vegetation, open water and excluded polygons."""
-import numpy as np
-from osgeo import gdal
 from qgis.core import (
     QgsProcessingOutputNumber,
     QgsProcessingParameterBand,
@@ -11,11 +9,13 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
+from ..core.distributed import steps
 from ..core.errors import InputError
-from ..core.imagery.mask import MASK_NODATA, MaskCounts, PolygonBurner, surface_mask
-from ..core.raster.blockio import RasterWriter, raster_info, read_blocks
+from ..core.imagery.mask import PolygonBurner, write_surface_mask
+from ..core.raster.blockio import raster_info
 from .glue import compat
 from .glue.base import RsGeochemAlgorithm, progress_callbacks, raster_path
+from .glue.cluster import cluster_run
 from .glue.mask_input import polygon_wkts
 
 FRACTIONS = ('MASKED_FRACTION', 'VEGETATION_FRACTION', 'WATER_FRACTION', 'POLYGON_FRACTION')
@@ -38,6 +38,7 @@ class SurfaceMaskAlgorithm(RsGeochemAlgorithm):
     ALGORITHM_ID = 'surfacemask'
     DISPLAY_NAME = 'Surface mask (vegetation, water, buildings)'
     GROUP_ID = 'imagecorrection'
+    RUNS_ON_CLUSTER = True
     TAGS = ('mask', 'NDVI', 'NDWI', 'NIR', 'vegetation', 'water', 'buildings', 'villages', 'false anomalies')
     HELP = (
         'Makes a keep/mask raster on the input grid: 1 = keep (bare rock and soil), 0 = masked, '
@@ -118,7 +119,6 @@ class SurfaceMaskAlgorithm(RsGeochemAlgorithm):
         if not (vegetation or water or burner):
             raise InputError('nothing to mask: tick MASK_VEGETATION or MASK_WATER, or give polygons.',
                              self.EXCLUDE_POLYGONS)
-        used = sorted({number for number in bands.values() if number}) or [1]
         ndvi = self.parameterAsDouble(parameters, self.NDVI_THRESHOLD, context)
         ndwi = self.parameterAsDouble(parameters, self.NDWI_THRESHOLD, context)
         dark_nir = self.parameterAsDouble(parameters, self.NIR_WATER_THRESHOLD, context)
@@ -127,23 +127,15 @@ class SurfaceMaskAlgorithm(RsGeochemAlgorithm):
                       'nir_water_threshold': dark_nir if water and dark_nir > 0 else None}
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         progress, cancel = progress_callbacks(feedback)
-        total = MaskCounts()
-        with RasterWriter(output, info.grid, 1, nodata=MASK_NODATA, data_type=gdal.GDT_Byte,
-                          descriptions=['keep (1) / masked (0)']) as writer:
-            for window, block in read_blocks(path, used, self.block_memory(parameters, context),
-                                             extra_bytes_per_pixel=64, cancel=cancel, progress=progress,
-                                             parameter=self.INPUT):
-                by_band = dict(zip(used, block))
-                arrays = {name: by_band.get(bands[key]) for name, key in (
-                    ('red', self.RED_BAND), ('nir', self.NIR_BAND), ('green', self.GREEN_BAND))}
-                inside = burner.burn(info.grid, window) if burner else None
-                mask, counts = surface_mask(~np.ma.getmaskarray(block).any(axis=0), inside_polygons=inside,
-                                            **arrays, **thresholds)
-                total.add(counts)
-                writer.write(window.row, mask)
-            if not total.valid:
-                raise InputError('the input bands are nodata everywhere; check the nodata value and the '
-                                 'band numbers.', self.INPUT)
+        bands = {name: bands[key] for name, key in (
+            ('red', self.RED_BAND), ('nir', self.NIR_BAND), ('green', self.GREEN_BAND))}
+        memory_mb = self.block_memory(parameters, context)
+        run = cluster_run(feedback, progress, cancel)
+        if run is not None:
+            total = steps.surface_mask(run, path, output, bands, thresholds, burner, memory_mb)
+        else:
+            total = write_surface_mask(path, output, bands, thresholds, burner, memory_mb, progress, cancel,
+                                       self.INPUT)
         results = {self.OUTPUT: output}
         for key, name in zip(FRACTIONS, ('masked', 'vegetation', 'water', 'polygons')):
             results[key] = total.fraction(name)

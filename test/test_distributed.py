@@ -22,6 +22,7 @@ from rsgeochem.core.geostat.variogram import VariogramModel
 from rsgeochem.core.imagery import indices
 from rsgeochem.core.imagery.calibration import calibrate_raster
 from rsgeochem.core.imagery.darkobject import dark_objects, path_reflectance, read_histogram, subtract_raster
+from rsgeochem.core.imagery.mask import PolygonBurner, write_surface_mask
 from rsgeochem.core.inversion.inference import apply_model
 from rsgeochem.core.raster.blockio import raster_info
 
@@ -103,6 +104,20 @@ def test_dark_object_histogram_is_tree_reduced_and_subtraction_matches_local(tmp
     # in this process, without a cluster, the partial histograms are merged one by one
     np.testing.assert_array_equal(steps.dark_histogram(ClusterRun(None, TILE), REFLECTANCE).counts,
                                   local.counts)
+
+
+def test_surface_mask_with_polygons_matches_local(tmp_path, scheduler):
+    grid = raster_info(REFLECTANCE).grid
+    xmin, ymin, xmax, ymax = grid.extent
+    x0, y0, x1, y1 = xmin + 0.3 * (xmax - xmin), ymin + 0.2 * (ymax - ymin), xmax - 100.0, ymax - 900.0
+    burner = PolygonBurner([f'POLYGON(({x0} {y0},{x1} {y0},{x1} {y1},{x0} {y0}))'], grid.crs_wkt)
+    bands = {'red': 3, 'nir': 4, 'green': 2}
+    thresholds = {'ndvi_threshold': 0.3, 'ndwi_threshold': 0.0, 'nir_water_threshold': 0.05}
+    local = write_surface_mask(REFLECTANCE, tmp_path / 'local.tif', bands, thresholds, burner)
+    tiled = steps.surface_mask(ClusterRun(scheduler, TILE), REFLECTANCE, tmp_path / 'tiled.tif', bands,
+                               thresholds, burner)
+    assert_identical(tmp_path / 'local.tif', tmp_path / 'tiled.tif')
+    assert tiled == local and 0 < local.polygons < local.valid and local.vegetation > 0
 
 
 @pytest.mark.parametrize('model', ['cnn', 'patch'])
@@ -223,6 +238,7 @@ def test_algorithms_run_on_the_cluster_set_in_the_provider_settings(run_alg, tmp
     sqrt_dist = str(tmp_path / 'sqrtdist.tif')
     gdal.Translate(sqrt_dist, str(meuse / 'meuse_grid_covariates.tif'), bandList=[2])
     runs = {'applyinversionmodel': {'INPUT': REFLECTANCE}, 'darkobjectsubtraction': {'INPUT': REFLECTANCE},
+            'surfacemask': {'INPUT': REFLECTANCE},
             'kriging': {'INPUT': str(meuse / 'meuse.gpkg'), 'FIELD': 'zinc', 'LOG_TRANSFORM': True,
                         'DRIFT_RASTERS': [sqrt_dist], 'GRID_EXTENT': 1, 'N_NEIGHBOURS': 16,
                         'VARIOGRAM_MODEL': 'exponential', 'NUGGET': 0.05, 'SILL': 0.2, 'RANGE': 900.0}}

@@ -151,12 +151,19 @@ def valid_pixels(path):
     return int(np.count_nonzero(valid))
 
 
+def gtiff_options(source):
+    """Our GeoTIFF creation options for a copy of `source` (the float predictor only for floats)."""
+    dataset = gdal.Open(str(source))
+    floating = dataset.GetRasterBand(1).DataType in (gdal.GDT_Float32, gdal.GDT_Float64)
+    return [option for option in GTIFF_OPTIONS if floating or not option.startswith('PREDICTOR')]
+
+
 def crop_to_tile(window_path, path, tile):
     """Copy a tile's own pixels out of a raster written over its read window (halo included)."""
     temporary = Path(path).with_name(f'.{Path(path).stem}.partial.tif')
     try:
         gdal.Translate(str(temporary), str(window_path), srcWin=list(tile.own_window),
-                       creationOptions=list(GTIFF_OPTIONS))
+                       creationOptions=gtiff_options(window_path))
         os.replace(temporary, path)
     finally:
         remove_quietly(temporary)
@@ -318,7 +325,7 @@ def assemble(folder, tiles, results, key, output_path, descriptions, cog=False):
         temporary = output_path.with_name(f'.{output_path.stem}.partial.tif')
         try:
             gdal.Translate(str(temporary), vrt, format='COG' if cog else 'GTiff',
-                           creationOptions=list(COG_OPTIONS if cog else GTIFF_OPTIONS))
+                           creationOptions=list(COG_OPTIONS) if cog else gtiff_options(vrt))
             os.replace(temporary, output_path)
         finally:
             remove_quietly(temporary)

@@ -9,6 +9,7 @@ import numpy as np
 from ..errors import InputError
 from ..geostat.kriging import is_global
 from ..geostat.kriging_grid import DriftRasters, GridSummary, auto_block_pixels, krige_grid
+from ..imagery import mask
 from ..imagery.calibration import calibrate_raster
 from ..imagery.darkobject import read_histogram, subtract_raster
 from ..imagery.indices import check_some_valid, write_indices
@@ -98,6 +99,38 @@ def dark_subtract(run, input_path, output_path, path_values, tz, descriptions, m
                    int(memory_mb))
     run_step(run, subtraction_task, raster_info(input_path, INPUT).grid, p, [(INPUT, input_path)],
              {OUTPUT: (output_path, p.descriptions)}, asdict(p))
+
+
+@dataclass(frozen=True)
+class SurfaceMask:
+    input_path: str
+    bands: dict
+    thresholds: dict
+    burner: object          # core.imagery.mask.PolygonBurner (sent as its polygons) or None
+    memory_mb: int
+
+
+def surface_mask_task(tile, folder, p):
+    with window_rasters([p.input_path], tile.read_window) as (window,):
+        files, counts = write_tile(folder, tile, [OUTPUT], lambda out: mask.write_surface_mask(
+            window, out[OUTPUT], p.bands, p.thresholds, p.burner, p.memory_mb, require_valid=False))
+    return tile_result(folder, files, counts=asdict(counts))
+
+
+def surface_mask(run, input_path, output_path, bands, thresholds, burner=None, memory_mb=DEFAULT_MEMORY_MB):
+    """core.imagery.mask.write_surface_mask tile by tile; returns the MaskCounts summed."""
+    p = SurfaceMask(str(input_path), dict(bands), dict(thresholds), burner, int(memory_mb))
+    description = {**asdict(p), 'burner': burner.arguments if burner else None}
+
+    def total(results):
+        counts = mask.MaskCounts()
+        for result in results:
+            counts.add(mask.MaskCounts(**result['counts']))
+        return counts
+    results = run_step(run, surface_mask_task, raster_info(input_path, INPUT).grid, p, [(INPUT, input_path)],
+                       {OUTPUT: (output_path, ['keep (1) / masked (0)'])}, description,
+                       check=lambda results: mask.check_some_valid(total(results), INPUT))
+    return total(results)
 
 
 @dataclass(frozen=True)

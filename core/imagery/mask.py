@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 from osgeo import gdal, ogr, osr
 
+from ..errors import InputError
+from ..raster.blockio import DEFAULT_MEMORY_MB, RasterWriter, raster_info, read_blocks
 from .indices import normalized_difference
 
 KEEP = 1
@@ -67,6 +69,37 @@ def surface_mask(valid, red=None, nir=None, green=None, ndvi_threshold=None, ndw
     return result, counts
 
 
+def check_some_valid(counts, parameter=None):
+    if not counts.valid:
+        raise InputError('the input bands are nodata everywhere; check the nodata value and the band '
+                         'numbers.', parameter)
+
+
+def write_surface_mask(path, output, bands, thresholds, burner=None, memory_mb=DEFAULT_MEMORY_MB,
+                       progress=None, cancel=None, parameter=None, require_valid=True):
+    """Write the keep/mask raster of the image at `path` (Byte GeoTIFF), block by block; returns the
+    MaskCounts. `bands` maps 'red', 'nir', 'green' to 1-based band numbers (0: unused),
+    `thresholds` are surface_mask's, `burner` a PolygonBurner or None. Without a valid pixel (and
+    `require_valid`) nothing is written and InputError names `parameter`."""
+    grid = raster_info(path, parameter).grid
+    used = sorted({number for number in bands.values() if number}) or [1]
+    total = MaskCounts()
+    with RasterWriter(output, grid, 1, nodata=MASK_NODATA, data_type=gdal.GDT_Byte,
+                      descriptions=['keep (1) / masked (0)']) as writer:
+        for window, block in read_blocks(path, used, memory_mb, extra_bytes_per_pixel=64, cancel=cancel,
+                                         progress=progress, parameter=parameter):
+            by_band = dict(zip(used, block))
+            arrays = {name: by_band.get(number) for name, number in bands.items()}
+            inside = burner.burn(grid, window) if burner else None
+            mask, counts = surface_mask(~np.ma.getmaskarray(block).any(axis=0), inside_polygons=inside,
+                                        **arrays, **thresholds)
+            total.add(counts)
+            writer.write(window.row, mask)
+        if require_valid:
+            check_some_valid(total, parameter)
+    return total
+
+
 def read_mask_block(reader, window):
     """Bool keep array (window.read_rows, width) of a mask raster read with `reader` (a
     core.raster.blockio.RasterReader on the caller's grid): True where the mask is non-zero and not
@@ -80,6 +113,7 @@ class PolygonBurner:
     whole-raster burn never sits in memory."""
 
     def __init__(self, wkts, crs_wkt, all_touched=True):
+        self.arguments = (tuple(wkts), crs_wkt, all_touched)
         self.datasource = ogr.GetDriverByName('Memory').CreateDataSource('polygons')
         srs = osr.SpatialReference()
         if crs_wkt:
@@ -90,6 +124,9 @@ class PolygonBurner:
             feature.SetGeometry(ogr.CreateGeometryFromWkt(wkt))
             self.layer.CreateFeature(feature)
         self.options = ['ALL_TOUCHED=TRUE'] if all_touched else []
+
+    def __reduce__(self):  # pickled (e.g. to Dask workers) as its polygons, rebuilt there
+        return type(self), self.arguments
 
     def burn(self, grid, window):
         """Bool array (window.read_rows, grid.width), True inside a polygon."""
