@@ -26,9 +26,11 @@ from qgis.core import (
 
 from ..core.anomalies import areas as core
 from ..core.anomalies.fractal import concentration_area
+from ..core.distributed import steps
 from ..core.errors import InputError
 from .glue import compat
 from .glue.base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
+from .glue.cluster import cluster_run
 
 METHODS = ('Mean + k × SD', 'Median + k × MAD', 'Percentile', 'Concentration-area (C-A) fractal')
 MEAN_SD, MEDIAN_MAD, PERCENTILE_METHOD, CONCENTRATION_AREA = range(4)
@@ -142,8 +144,12 @@ class AnomaliesAlgorithm(RsGeochemAlgorithm):
                                  'degrees²; reproject it for areas in m².')
 
         progress, cancel = progress_callbacks(feedback, 0, 50)
-        statistics = core.raster_statistics(
-            source, self.parameterAsInt(parameters, self.HISTOGRAM_BINS, context), progress, cancel)
+        bins = self.parameterAsInt(parameters, self.HISTOGRAM_BINS, context)
+        run = cluster_run(feedback, progress, cancel)
+        if run is not None:
+            statistics = steps.anomaly_statistics(run, source, bins)
+        else:
+            statistics = core.raster_statistics(source, bins, progress, cancel)
         ca_result, ca_note = self.fit_concentration_area(parameters, context, statistics, method)
         threshold, method_text = self.threshold(parameters, context, statistics, method, ca_result)
         feedback.pushInfo(f'{method_text}: threshold {threshold:.6g}')

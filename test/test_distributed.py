@@ -12,6 +12,7 @@ from osgeo import gdal
 
 from factories import make_grid, write_test_raster
 from paths import CHECKOUT, PLUGIN_PATH
+from rsgeochem.core.anomalies import areas
 from rsgeochem.core.distributed import steps
 from rsgeochem.core.distributed.manifest import MANIFEST_NAME
 from rsgeochem.core.distributed.runner import ClusterRun, tiles_folder
@@ -118,6 +119,23 @@ def test_surface_mask_with_polygons_matches_local(tmp_path, scheduler):
                                thresholds, burner)
     assert_identical(tmp_path / 'local.tif', tmp_path / 'tiled.tif')
     assert tiled == local and 0 < local.polygons < local.valid and local.vegetation > 0
+
+
+def test_anomaly_threshold_statistics_are_tree_reduced(tmp_path, scheduler):
+    content = str(tmp_path / 'content.tif')
+    apply_model(REFLECTANCE, CNN, content)
+    keep = str(tmp_path / 'keep.tif')
+    write_surface_mask(REFLECTANCE, keep, {'red': 3, 'nir': 4, 'green': 2}, {'ndvi_threshold': 0.3})
+    source = areas.ValueSource(content, 1, keep)
+    local = areas.raster_statistics(source, 500)
+    tiled = steps.anomaly_statistics(ClusterRun(scheduler, TILE), source, 500)
+    assert (tiled.count, tiled.minimum, tiled.maximum) == (local.count, local.minimum, local.maximum)
+    np.testing.assert_array_equal(tiled.counts, local.counts)
+    np.testing.assert_array_equal(tiled.log_counts, local.log_counts)
+    # the partial moments are combined in another order: equal to rounding
+    np.testing.assert_allclose([tiled.mean, tiled.sd], [local.mean, local.sd], rtol=1e-12)
+    assert areas.median_mad_threshold(tiled, 2.0) == areas.median_mad_threshold(local, 2.0)
+    assert areas.percentile_threshold(tiled, 95.0) == areas.percentile_threshold(local, 95.0)
 
 
 @pytest.mark.parametrize('model', ['cnn', 'patch'])

@@ -109,52 +109,88 @@ class Statistics:
         return MAD_SCALE * float(deviation[order][np.searchsorted(cumulative, self.count / 2)])
 
 
+@dataclass(frozen=True)
+class Moments:
+    """Exact count, mean, sum of squared deviations, min, max and smallest positive value."""
+    count: int = 0
+    mean: float = 0.0
+    m2: float = 0.0
+    low: float = math.inf
+    high: float = -math.inf
+    low_positive: float = math.inf
+
+    def merge(self, other):
+        """Moments of both parts: pairwise combination of means and sums of squared deviations
+        (Chan, Golub & LeVeque 1979)."""
+        if other.count == 0:
+            return self
+        total = self.count + other.count
+        delta = other.mean - self.mean
+        return Moments(total, self.mean + delta * other.count / total,
+                       self.m2 + (other.m2 + delta * delta * self.count * other.count / total),
+                       min(self.low, other.low), max(self.high, other.high),
+                       min(self.low_positive, other.low_positive))
+
+
 def moments(source, progress=None, cancel=None):
-    """Exact count, mean, sample SD, min, max and smallest positive value in one block-wise pass."""
-    count, mean, m2 = 0, 0.0, 0.0
-    low, high, low_positive = math.inf, -math.inf, math.inf
+    """Moments of the valid pixels in one block-wise pass."""
+    total = Moments()
     for _, values in source.blocks(progress, cancel):
         data = values.compressed()
         if data.size == 0:
             continue
-        n, block_mean = data.size, float(data.mean())
-        block_m2 = float(((data - block_mean) ** 2).sum())
-        total = count + n
-        delta = block_mean - mean
-        # pairwise combination of means and sums of squared deviations (Chan, Golub & LeVeque 1979)
-        m2 += block_m2 + delta * delta * count * n / total
-        mean += delta * n / total
-        count = total
-        low, high = min(low, float(data.min())), max(high, float(data.max()))
+        block_mean = float(data.mean())
         positive = data[data > 0]
-        if positive.size:
-            low_positive = min(low_positive, float(positive.min()))
-    return count, mean, m2, low, high, low_positive
+        total = total.merge(Moments(data.size, block_mean, float(((data - block_mean) ** 2).sum()),
+                                    float(data.min()), float(data.max()),
+                                    float(positive.min()) if positive.size else math.inf))
+    return total
+
+
+def check_moments(total, parameter):
+    if total.count == 0:
+        raise InputError('the raster has no valid pixels (nodata everywhere, or everything masked); '
+                         'choose another band, raster or mask.', parameter)
+    if total.high <= total.low:
+        raise InputError(f'the raster is constant ({total.low:g}) where valid: no anomaly to find; choose '
+                         'another raster or BAND.', parameter)
+
+
+def log_range(total):
+    """(low, high) of the log10 histogram of the positive values, None without positives."""
+    if not math.isfinite(total.low_positive):
+        return None
+    low, high = math.log10(total.low_positive), math.log10(total.high)
+    return (low, high) if high > low else (low, low + 1e-12)
+
+
+def histograms(source, total, bins, progress=None, cancel=None):
+    """(counts, log counts or None): `bins` bins over the moments' [low, high] and over log_range."""
+    counts = np.zeros(bins, dtype=np.int64)
+    logs = log_range(total)
+    log_counts = np.zeros(bins, dtype=np.int64) if logs is not None else None
+    for _, values in source.blocks(progress, cancel):
+        data = values.compressed()
+        counts += np.histogram(data, bins, (total.low, total.high))[0]
+        if log_counts is not None:
+            log_counts += np.histogram(np.log10(data[data > 0]), bins, logs)[0]
+    return counts, log_counts
+
+
+def statistics_of(total, counts, log_counts, pixel_area):
+    logs, bins = log_range(total), len(counts)
+    return Statistics(total.count, total.mean, math.sqrt(total.m2 / (total.count - 1)) if total.count > 1
+                      else 0.0, total.low, total.high, np.linspace(total.low, total.high, bins + 1), counts,
+                      np.linspace(*logs, bins + 1) if log_counts is not None else None, log_counts,
+                      pixel_area)
 
 
 def raster_statistics(source, bins=10000, progress=None, cancel=None):
     """Statistics of the unmasked valid pixels (two block-wise passes)."""
-    count, mean, m2, low, high, low_positive = moments(source, stage(progress, 0, 0.5), cancel)
-    if count == 0:
-        raise InputError('the raster has no valid pixels (nodata everywhere, or everything masked); '
-                         'choose another band, raster or mask.', source.input_key)
-    if high <= low:
-        raise InputError(f'the raster is constant ({low:g}) where valid: no anomaly to find; choose '
-                         'another raster or BAND.', source.input_key)
-    counts = np.zeros(bins, dtype=np.int64)
-    log_counts = np.zeros(bins, dtype=np.int64) if math.isfinite(low_positive) else None
-    log_range = (math.log10(low_positive), math.log10(high)) if log_counts is not None else None
-    if log_range is not None and log_range[1] <= log_range[0]:
-        log_range = (log_range[0], log_range[0] + 1e-12)
-    for _, values in source.blocks(stage(progress, 0.5, 1.0), cancel):
-        data = values.compressed()
-        counts += np.histogram(data, bins, (low, high))[0]
-        if log_counts is not None:
-            positive = data[data > 0]
-            log_counts += np.histogram(np.log10(positive), bins, log_range)[0]
-    log_edges = np.linspace(*log_range, bins + 1) if log_counts is not None else None
-    return Statistics(count, mean, math.sqrt(m2 / (count - 1)) if count > 1 else 0.0, low, high,
-                      np.linspace(low, high, bins + 1), counts, log_edges, log_counts, source.pixel_area)
+    total = moments(source, stage(progress, 0, 0.5), cancel)
+    check_moments(total, source.input_key)
+    counts, log_counts = histograms(source, total, bins, stage(progress, 0.5, 1.0), cancel)
+    return statistics_of(total, counts, log_counts, source.pixel_area)
 
 
 def check_k(k, parameter):

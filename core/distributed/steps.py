@@ -2,10 +2,12 @@
 window of its inputs (halo included) and writes its own GeoTIFF tile; the driver-side functions
 resolve everything global once (band choice, model layout, neighbourhood block size), broadcast
 it with the samples / model, and sum the tiles' partial counts."""
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from functools import reduce
 
 import numpy as np
 
+from ..anomalies import areas
 from ..errors import InputError
 from ..geostat.kriging import is_global
 from ..geostat.kriging_grid import DriftRasters, GridSummary, auto_block_pixels, krige_grid
@@ -250,3 +252,54 @@ def krige(run, samples, model, grid, prediction_path, variance_path=None, drift_
                        multiple=max(1, p.block_pixels))
     return GridSummary(results[0]['mode'], results[0]['block_pixels'], grid.width * grid.height,
                        sum(result['nodata_pixels'] for result in results))
+
+
+@dataclass(frozen=True)
+class AnomalyValues:
+    input_path: str
+    band: int
+    mask_path: str | None
+    memory_mb: int
+    bins: int = 0
+    total: object = None     # core.anomalies.areas.Moments of the whole raster (second pass)
+
+
+def value_source(p, windows):
+    return areas.ValueSource(windows[0], p.band, windows[1] if p.mask_path else None, p.memory_mb)
+
+
+def moments_task(tile, p):
+    with window_rasters([p.input_path] + ([p.mask_path] if p.mask_path else []), tile.read_window) as windows:
+        return areas.moments(value_source(p, windows))
+
+
+def merge_moments(*parts):
+    return reduce(areas.Moments.merge, parts)
+
+
+def histograms_task(tile, p):
+    with window_rasters([p.input_path] + ([p.mask_path] if p.mask_path else []), tile.read_window) as windows:
+        return areas.histograms(value_source(p, windows), p.total, p.bins)
+
+
+def add_histograms(*parts):
+    counts = np.sum([part[0] for part in parts], axis=0)
+    logs = None if parts[0][1] is None else np.sum([part[1] for part in parts], axis=0)
+    return counts, logs
+
+
+def anomaly_statistics(run, source, bins):
+    """core.anomalies.areas.raster_statistics of a ValueSource: moments, then histograms over their
+    range, each tree-reduced from the tiles' partial results. Counts are exact; mean and SD are
+    combined in another order than locally (equal to ~1e-15 relative)."""
+    p = AnomalyValues(str(source.path), source.band, source.mask and source.mask.info.path,
+                      source.memory_mb)
+    inputs = [(INPUT, source.path)] + ([(MASK, p.mask_path)] if p.mask_path else [])
+    grid = source.info.grid
+    total = reduce_tiles(replace(run, progress=areas.stage(run.progress, 0, 0.5)), moments_task,
+                         merge_moments, grid, p, inputs)
+    areas.check_moments(total, source.input_key)
+    counts, log_counts = reduce_tiles(replace(run, progress=areas.stage(run.progress, 0.5, 1.0)),
+                                      histograms_task, add_histograms, grid,
+                                      replace(p, bins=int(bins), total=total), inputs)
+    return areas.statistics_of(total, counts, log_counts, source.pixel_area)
