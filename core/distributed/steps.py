@@ -38,6 +38,7 @@ TASK_THREADS = 1  # a task uses one core: parallelism comes from the workers
 
 @dataclass(frozen=True)
 class Calibration:
+    """What every calibration tile needs: out = a * DN + b per band."""
     input_path: str
     a: tuple
     b: tuple
@@ -46,11 +47,22 @@ class Calibration:
     memory_mb: int
 
 
+def window_tile(tile, folder, input_path, write):
+    """write(window raster, output path) over the tile's window of one input; returns (the tile's
+    files, what write returned)."""
+    with window_rasters([input_path], tile.read_window) as (window,):
+        return write_tile(folder, tile, [OUTPUT], lambda out: write(window, out[OUTPUT]))
+
+
+def run_on_input(run, task, p, output_path, descriptions, description=None, **options):
+    """run_step of a task reading the raster p.input_path and writing one output on its grid."""
+    return run_step(run, task, raster_info(p.input_path, INPUT).grid, p, [(INPUT, p.input_path)],
+                    {OUTPUT: (output_path, list(descriptions))}, description or asdict(p), **options)
+
+
 def calibration_task(tile, folder, p):
-    with window_rasters([p.input_path], tile.read_window) as (window,):
-        files, _ = write_tile(folder, tile, [OUTPUT], lambda out: calibrate_raster(
-            window, out[OUTPUT], np.array(p.a), np.array(p.b), p.descriptions, p.zero_is_nodata,
-            p.memory_mb))
+    files, _ = window_tile(tile, folder, p.input_path, lambda window, out: calibrate_raster(
+        window, out, np.array(p.a), np.array(p.b), p.descriptions, p.zero_is_nodata, p.memory_mb))
     return tile_result(folder, files)
 
 
@@ -59,12 +71,12 @@ def calibrate(run, input_path, output_path, a, b, descriptions, zero_is_nodata=T
     """core.imagery.calibration.calibrate_raster tile by tile (see runner.ClusterRun)."""
     p = Calibration(str(input_path), tuple(map(float, a)), tuple(map(float, b)), tuple(descriptions),
                     bool(zero_is_nodata), int(memory_mb))
-    run_step(run, calibration_task, raster_info(input_path, INPUT).grid, p, [(INPUT, input_path)],
-             {OUTPUT: (output_path, p.descriptions)}, asdict(p))
+    run_on_input(run, calibration_task, p, output_path, p.descriptions)
 
 
 @dataclass(frozen=True)
 class DarkObject:
+    """What the dark-object passes need (path reflectance and Tz for the subtraction)."""
     input_path: str
     path_values: tuple
     tz: float
@@ -89,9 +101,8 @@ def dark_histogram(run, input_path, memory_mb=DEFAULT_MEMORY_MB):
 
 
 def subtraction_task(tile, folder, p):
-    with window_rasters([p.input_path], tile.read_window) as (window,):
-        files, _ = write_tile(folder, tile, [OUTPUT], lambda out: subtract_raster(
-            window, out[OUTPUT], p.path_values, p.tz, p.descriptions, p.memory_mb))
+    files, _ = window_tile(tile, folder, p.input_path, lambda window, out: subtract_raster(
+        window, out, p.path_values, p.tz, p.descriptions, p.memory_mb))
     return tile_result(folder, files)
 
 
@@ -99,12 +110,12 @@ def dark_subtract(run, input_path, output_path, path_values, tz, descriptions, m
     """core.imagery.darkobject.subtract_raster tile by tile."""
     p = DarkObject(str(input_path), tuple(map(float, path_values)), float(tz), tuple(descriptions),
                    int(memory_mb))
-    run_step(run, subtraction_task, raster_info(input_path, INPUT).grid, p, [(INPUT, input_path)],
-             {OUTPUT: (output_path, p.descriptions)}, asdict(p))
+    run_on_input(run, subtraction_task, p, output_path, p.descriptions)
 
 
 @dataclass(frozen=True)
 class SurfaceMask:
+    """What every surface-mask tile needs."""
     input_path: str
     bands: dict
     thresholds: dict
@@ -113,9 +124,8 @@ class SurfaceMask:
 
 
 def surface_mask_task(tile, folder, p):
-    with window_rasters([p.input_path], tile.read_window) as (window,):
-        files, counts = write_tile(folder, tile, [OUTPUT], lambda out: mask.write_surface_mask(
-            window, out[OUTPUT], p.bands, p.thresholds, p.burner, p.memory_mb, require_valid=False))
+    files, counts = window_tile(tile, folder, p.input_path, lambda window, out: mask.write_surface_mask(
+        window, out, p.bands, p.thresholds, p.burner, p.memory_mb, require_valid=False))
     return tile_result(folder, files, counts=asdict(counts))
 
 
@@ -129,14 +139,14 @@ def surface_mask(run, input_path, output_path, bands, thresholds, burner=None, m
         for result in results:
             counts.add(mask.MaskCounts(**result['counts']))
         return counts
-    results = run_step(run, surface_mask_task, raster_info(input_path, INPUT).grid, p, [(INPUT, input_path)],
-                       {OUTPUT: (output_path, ['keep (1) / masked (0)'])}, description,
-                       check=lambda results: mask.check_some_valid(total(results), INPUT))
+    results = run_on_input(run, surface_mask_task, p, output_path, ['keep (1) / masked (0)'], description,
+                           check=lambda results: mask.check_some_valid(total(results), INPUT))
     return total(results)
 
 
 @dataclass(frozen=True)
 class Indices:
+    """What every index tile needs."""
     input_path: str
     indices: tuple
     lookup: dict
@@ -145,18 +155,16 @@ class Indices:
 
 
 def indices_task(tile, folder, p):
-    with window_rasters([p.input_path], tile.read_window) as (window,):
-        files, valid = write_tile(folder, tile, [OUTPUT], lambda out: write_indices(
-            window, p.indices, p.lookup, p.band_count, out[OUTPUT], p.memory_mb, require_valid=False))
+    files, valid = window_tile(tile, folder, p.input_path, lambda window, out: write_indices(
+        window, p.indices, p.lookup, p.band_count, out, p.memory_mb, require_valid=False))
     return tile_result(folder, files, valid=[int(v) for v in valid])
 
 
 def indices(run, input_path, output_path, selected, lookup, band_count, memory_mb=DEFAULT_MEMORY_MB):
     """core.imagery.indices.write_indices tile by tile; returns the valid pixels of each index."""
     p = Indices(str(input_path), tuple(selected), dict(lookup), int(band_count), int(memory_mb))
-    results = run_step(run, indices_task, raster_info(input_path, INPUT).grid, p, [(INPUT, input_path)],
-                       {OUTPUT: (output_path, [index.name for index in selected])}, asdict(p),
-                       check=lambda results: check_some_valid(valid_counts(results), INPUT))
+    results = run_on_input(run, indices_task, p, output_path, [index.name for index in selected],
+                           check=lambda results: check_some_valid(valid_counts(results), INPUT))
     return valid_counts(results)
 
 
@@ -166,6 +174,7 @@ def valid_counts(results):
 
 @dataclass(frozen=True)
 class Inference:
+    """What every inversion-model tile needs (bands resolved once, on the client)."""
     input_path: str
     model_path: str
     bands: tuple
@@ -211,6 +220,7 @@ def infer(run, input_path, model_path, output_path, bands=None, mask_path=None,
 
 @dataclass(frozen=True)
 class Kriging:
+    """What every kriging tile needs: sent once to each worker."""
     samples: object          # core.geostat.kriging.Samples
     model: object            # core.geostat.variogram.VariogramModel
     grid: object             # the whole output Grid
@@ -256,6 +266,7 @@ def krige(run, samples, model, grid, prediction_path, variance_path=None, drift_
 
 @dataclass(frozen=True)
 class AnomalyValues:
+    """What the anomaly statistics passes need."""
     input_path: str
     band: int
     mask_path: str | None
@@ -263,13 +274,17 @@ class AnomalyValues:
     bins: int = 0
     total: object = None     # core.anomalies.areas.Moments of the whole raster (second pass)
 
+    @property
+    def paths(self):
+        return [self.input_path] + ([self.mask_path] if self.mask_path else [])
+
 
 def value_source(p, windows):
     return areas.ValueSource(windows[0], p.band, windows[1] if p.mask_path else None, p.memory_mb)
 
 
 def moments_task(tile, p):
-    with window_rasters([p.input_path] + ([p.mask_path] if p.mask_path else []), tile.read_window) as windows:
+    with window_rasters(p.paths, tile.read_window) as windows:
         return areas.moments(value_source(p, windows))
 
 
@@ -278,7 +293,7 @@ def merge_moments(*parts):
 
 
 def histograms_task(tile, p):
-    with window_rasters([p.input_path] + ([p.mask_path] if p.mask_path else []), tile.read_window) as windows:
+    with window_rasters(p.paths, tile.read_window) as windows:
         return areas.histograms(value_source(p, windows), p.total, p.bins)
 
 
