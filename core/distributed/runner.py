@@ -265,6 +265,7 @@ def wait_for(client, futures, on_done, cancel):
             for future in completed.next_batch(block=False):
                 pending.discard(future)
                 on_done(future)
+                check_cancel(cancel)
     finally:
         if pending:
             client.cancel(list(pending))
