@@ -74,9 +74,12 @@ def code_archive(folder):
 
 
 def upload_code(client):
-    """Client.upload_file of the core: workers need only its dependencies installed, not the plugin."""
+    """Send the core to the workers the way Client.upload_file does (its UploadFile worker plugin),
+    under one plugin name, so a later run replaces the code instead of adding a copy, and not to
+    the scheduler, which runs none of it: workers need only the core's dependencies installed."""
+    plugins = require('distributed.diagnostics.plugin')
     with tempfile.TemporaryDirectory(prefix='rsgeochem-upload-') as folder:
-        client.upload_file(str(code_archive(folder)))
+        client.register_plugin(plugins.UploadFile(str(code_archive(folder))), name=f'{PACKAGE}-code')
 
 
 @contextmanager
