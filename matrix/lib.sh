@@ -55,5 +55,5 @@ in_chroot() {
 
 # The Debian version of an installed package in ROOT, without epoch and Debian revision.
 debian_version() {
-    chroot "$1" dpkg-query -W -f='${Version}' "$2" 2>/dev/null | sed -e 's/^[0-9]*://' -e 's/[+~-].*//'
+    { chroot "$1" dpkg-query -W -f='${Version}' "$2" 2>/dev/null || true; } | sed -e 's/^[0-9]*://' -e 's/[+~-].*//'
 }
