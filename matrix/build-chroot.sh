@@ -24,6 +24,7 @@ for old in "$MATRIX_CACHE"/.build-"$SUITE".*; do
     [ -e "$old" ] && safe_remove "$old"
 done
 BUILD=$(mktemp -d "$MATRIX_CACHE/.build-$SUITE.XXXXXX")
+chmod 755 "$BUILD"  # the root of the chroot: mktemp makes it 0700
 cleanup() {
     local status=$?
     unmount_under "$BUILD" || true
