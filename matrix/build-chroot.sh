@@ -55,7 +55,8 @@ unmount_under "$BUILD"
     echo "$RECIPE"
     echo "built=$(date -u +%FT%TZ) seconds=$((SECONDS - started))"
     for package in qgis python3 python3-numpy python3-scipy python3-gdal; do
-        echo "$package=$(chroot "$BUILD" dpkg-query -W -f='${Version}' "$package" 2>/dev/null || echo none)"
+        version=$(chroot "$BUILD" dpkg-query -W -f='${db:Status-Abbrev}${Version}' "$package" 2>/dev/null || true)
+        case $version in ii*) echo "$package=${version#ii }" ;; *) echo "$package=none" ;; esac
     done
 } > "$BUILD/$STAMP"
 [ -e "$ROOT" ] && safe_remove "$ROOT"
