@@ -57,3 +57,15 @@ in_chroot() {
 debian_version() {
     { chroot "$1" dpkg-query -W -f='${Version}' "$2" 2>/dev/null || true; } | sed -e 's/^[0-9]*://' -e 's/[+~-].*//'
 }
+
+# The working tree's files (tracked, plus untracked ones git does not ignore; deleted ones skipped)
+# as a one-commit git repository (the suite's `make package` uses git archive) in DEST.
+copy_tree() {
+    local dest=$1
+    mkdir -p "$dest"
+    git ls-files -z --cached --others --exclude-standard \
+        | tar --null -T - --ignore-failed-read --warning=no-failed-read -cf - | tar -xf - -C "$dest"
+    git -C "$dest" init -q
+    git -C "$dest" add -A
+    git -C "$dest" -c user.name=matrix -c user.email=matrix@localhost commit -qm "matrix snapshot"
+}

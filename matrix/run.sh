@@ -80,18 +80,6 @@ ensure_venv() {
     echo "$key" > "$root$VENV/.key"
 }
 
-# The working tree's files (tracked, plus untracked ones git does not ignore; deleted ones skipped)
-# as a one-commit git repository (the suite's `make package` uses git archive) in DEST.
-copy_tree() {
-    local dest=$1
-    mkdir -p "$dest"
-    git ls-files -z --cached --others --exclude-standard \
-        | tar --null -T - --ignore-failed-read --warning=no-failed-read -cf - | tar -xf - -C "$dest"
-    git -C "$dest" init -q
-    git -C "$dest" add -A
-    git -C "$dest" -c user.name=matrix -c user.email=matrix@localhost commit -qm "matrix snapshot"
-}
-
 # One summary line from OUT/<leg>/{versions,result}.env and the pytest log.
 summary_line() {
     local leg=$1 label=$2 seconds=$3 pytest_log=$4 note=${5:-}
