@@ -158,7 +158,8 @@ for suite in $SUITES; do
     bash matrix/build-chroot.sh "$suite" > "$OUT/$suite/build.log" 2>&1 &
     BUILD_PID[$suite]=$!
 done
-trap 'for pid in "${BUILD_PID[@]}"; do kill "$pid" 2>/dev/null || true; done; wait' INT TERM
+# interrupted: stop the builds (their own traps unmount and remove their half-built chroots)
+trap 'for pid in "${BUILD_PID[@]}"; do kill "$pid" 2>/dev/null || true; done; wait; exit 130' INT TERM
 
 lines=()
 failed=0
