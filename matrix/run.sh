@@ -91,11 +91,14 @@ summary_line() {
     [ -f "$dir/result.env" ] && source "$dir/result.env"
     if [ -n "$pytest_log" ] && [ -f "$pytest_log" ]; then
         tail=$(grep -E '[0-9]+ (passed|failed|errors?)' "$pytest_log" | tail -n 1)
-        local passed failed errors
+        local passed failed errors skipped
         passed=$(grep -oE '[0-9]+ passed' <<< "$tail" | grep -oE '[0-9]+' || echo 0)
         failed=$(grep -oE '[0-9]+ failed' <<< "$tail" | grep -oE '[0-9]+' || echo 0)
         errors=$(grep -oE '[0-9]+ errors?' <<< "$tail" | grep -oE '[0-9]+' || echo 0)
-        counts="$passed passed, $((failed + errors)) failed$note"
+        skipped=$(grep -oE '[0-9]+ skipped' <<< "$tail" | grep -oE '[0-9]+' || echo 0)
+        counts="$passed passed, $((failed + errors)) failed"
+        [ "$skipped" = 0 ] || counts+=", $skipped skipped"
+        counts+=$note
         [ -n "$tail" ] || counts="pytest gave no result$note"
     else
         counts="pytest not run here$note"
