@@ -4,6 +4,7 @@
 # `make demo` runs them. Writes versions.env, pytest.log, demo.log and result.env to OUT.
 # Usage: matrix/leg.sh OUT [--no-pytest]
 set -uo pipefail
+trap 'exit 130' INT TERM  # interrupted: stop here (pytest would return normally and the workflows start)
 cd "$(dirname "$0")/.."
 OUT=${1:?usage: leg.sh OUT [--no-pytest]}
 PYTEST=${2:-}
