@@ -17,7 +17,7 @@ if [ -f "$ROOT/$STAMP" ] && [ "$(head -n1 "$ROOT/$STAMP")" = "$RECIPE" ]; then
     exit 0
 fi
 
-command -v debootstrap >/dev/null || apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends debootstrap
+ensure_debootstrap
 mkdir -p "$MATRIX_CACHE"
 # leftovers of killed builds of this suite (their mounts first)
 for old in "$MATRIX_CACHE"/.build-"$SUITE".*; do

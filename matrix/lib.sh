@@ -37,6 +37,13 @@ mount_chroot() {
     mount --bind /dev/shm "$root/dev/shm"
 }
 
+# debootstrap from Debian's packages, when missing (apt's lock may be held by another install).
+ensure_debootstrap() {
+    command -v debootstrap >/dev/null && return 0
+    apt-get -o DPkg::Lock::Timeout=600 update
+    apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends debootstrap
+}
+
 # rm -rf DIR, refused while anything is mounted below it; never leaves its file system.
 safe_remove() {
     local dir=$1

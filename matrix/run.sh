@@ -154,6 +154,7 @@ leg_ok() {
 # --- the matrix -----------------------------------------------------------------------------------
 
 declare -A BUILD_PID
+ensure_debootstrap  # once, before the parallel builds
 for suite in $SUITES; do
     rm -rf "${OUT:?}/$suite"
     mkdir -p "$OUT/$suite"
