@@ -28,7 +28,7 @@ cat "$OUT/versions.env"
 
 pytest_exit=-
 if [ "$PYTEST" != --no-pytest ]; then
-    $PYTHON -m pytest test -rfE 2>&1 | tee "$OUT/pytest.log"
+    $PYTHON -m pytest test -rfEs 2>&1 | tee "$OUT/pytest.log"
     pytest_exit=${PIPESTATUS[0]}
 fi
 
