@@ -9,7 +9,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 export QT_QPA_PLATFORM := offscreen
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup test demo bench package lint default-model clean
+.PHONY: setup test test-matrix demo bench package lint default-model clean
 
 setup: $(VENV_STAMP)
 
@@ -27,6 +27,13 @@ $(VENV_STAMP): requirements.txt requirements-dev.txt constraints.txt | $(QGIS_PR
 
 test: setup
 	$(PYTHON) -m pytest test
+
+# The suite and both workflows on QGIS 3.40 (Debian 13 chroot) and 3.44 (Debian sid chroot), the
+# workflows on the host's 3.22; chroots, wheels and their venvs are cached in
+# /var/cache/rsgeochem-matrix. HOST_PYTEST_LOG: a `make test` log whose counts the summary shows.
+MATRIX_SUITES ?= trixie sid
+test-matrix: setup
+	$(SUDO) env HOST_PYTEST_LOG=$(HOST_PYTEST_LOG) bash matrix/run.sh $(MATRIX_SUITES)
 
 demo: setup
 	$(PYTHON) scripts/demo.py

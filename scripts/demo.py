@@ -16,6 +16,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -57,11 +58,11 @@ def import_plugin():
 
 
 def qgis_process_env(plugin_path, profile):
-    """As test/paths.py: the plugin through QGIS_PLUGINPATH, an isolated profile, the venv's packages."""
-    version = f'python{sys.version_info.major}.{sys.version_info.minor}'
+    """As test/paths.py: the plugin through QGIS_PLUGINPATH, an isolated profile, the running venv's
+    packages (wherever the venv lives and whatever its Python version)."""
     return dict(os.environ, QGIS_PLUGINPATH=str(plugin_path), QGIS_CUSTOM_CONFIG_PATH=str(profile),
                 QT_QPA_PLATFORM='offscreen', GDAL_PAM_ENABLED='NO', PYTHONDONTWRITEBYTECODE='1',
-                PYTHONPATH=str(CHECKOUT / '.venv' / 'lib' / version / 'site-packages'))
+                PYTHONPATH=sysconfig.get_path('purelib'))
 
 
 def command_line(algorithm_id, parameters):

@@ -1,6 +1,7 @@
 """Paths shared by tests; importing this makes the checkout importable as `rsgeochem`."""
 import os
 import sys
+import sysconfig
 import tempfile
 from pathlib import Path
 
@@ -14,8 +15,8 @@ QGIS_PROCESS = '/usr/bin/qgis_process.bin'
 
 
 def qgis_process_env(profile, plugin_path=PLUGIN_PATH):
-    venv_site = CHECKOUT / '.venv' / 'lib' / f'python{sys.version_info.major}.{sys.version_info.minor}' / \
-        'site-packages'
+    # the running venv's packages, wherever it lives and whatever its Python version
+    venv_site = sysconfig.get_path('purelib')
     env = dict(os.environ, QGIS_PLUGINPATH=str(plugin_path), QGIS_CUSTOM_CONFIG_PATH=str(profile),
                QT_QPA_PLATFORM='offscreen', PYTHONPATH=str(venv_site), PYTHONDONTWRITEBYTECODE='1')
     return env
