@@ -68,7 +68,9 @@ def test_check_qt6_flags_unscoped_enums_even_through_an_alias(tmp_path):
     written = [line.split('unscoped enum ')[1].split(':')[0] for line in found]
     assert written == ['QgsProcessing.TypeVectorPoint', 'number.Double', 'QgsWkbTypes.PolygonGeometry',
                        'Qt.AlignLeft', 'Qt.AlignTop'], found  # QVariant.Double: flake8-qgis
-    assert 'QgsProcessing.SourceType.TypeVectorPoint' in found[0]
+    # the suggestion is the scoped form the running QGIS has (Qgis.ProcessingSourceType since 3.36)
+    assert any(scoped in found[0] for scoped in ('QgsProcessing.SourceType.TypeVectorPoint',
+                                                 'Qgis.ProcessingSourceType.TypeVectorPoint')), found[0]
     assert checker.check_python(good) == []
 
 
