@@ -13,7 +13,8 @@ import numpy as np
 from osgeo import gdal
 
 from rsgeochem.core.fusion import pipeline
-from rsgeochem.core.fusion.quality import PairStats, ergas
+from rsgeochem.core.fusion.quality import ergas
+from rsgeochem.core.metrics import PairStats
 from rsgeochem.core.raster import blockio
 
 DATA = Path(__file__).resolve().parent.parent / 'test' / 'data' / 'fusion' / 's2_para_B2348_dn.tif'

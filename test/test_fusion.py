@@ -7,7 +7,7 @@ from osgeo import gdal, osr
 
 from rsgeochem.core.errors import CancelledError, InputError
 from rsgeochem.core.fusion import pipeline, pyramid
-from rsgeochem.core.fusion.quality import PairStats
+from rsgeochem.core.metrics import PairStats
 from rsgeochem.core.raster import blockio
 
 RATIO = 4

@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..metrics import PairStats
 from ..raster.blockio import (
     DEFAULT_MEMORY_MB,
     GTIFF_OPTIONS,
@@ -60,7 +61,6 @@ from .grid import (
     warp_to_grid,
 )
 from .model import ESTIMATORS, fit_model
-from .quality import PairStats
 
 MODES = ('paper', 'coherent')
 WORKERS = 2
