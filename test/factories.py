@@ -120,3 +120,15 @@ def run_as_in_the_toolbox(algorithm_id, parameters, layer_outputs):
             details.postProcessor().postProcessLayer(layer, context, feedback)
         loaded[key] = LoadedOutput(details.name, layer)
     return results, loaded
+
+
+def pykrige_with_error(x, y, z, model):
+    """pykrige's OrdinaryKriging with the same variogram for h > 0 and γ(0) = the error variance:
+    with exact_values=False pykrige evaluates the variogram function at zero distance for targets
+    on a sample (its variance is that of a new measurement, error included)."""
+    from pykrige.ok import OrdinaryKriging
+
+    def variogram(_, distance):
+        return np.where(distance > 0, model(np.maximum(distance, 1e-12)), model.error_variance)
+    return OrdinaryKriging(x, y, z, variogram_model='custom', variogram_parameters=[],
+                           variogram_function=variogram, exact_values=False)

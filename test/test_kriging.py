@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from osgeo import gdal
 
-from factories import run_as_in_the_toolbox
+from factories import pykrige_with_error, run_as_in_the_toolbox
 from rsgeochem.core.errors import InputError
 from rsgeochem.core.geostat import kriging, kriging_grid
 from rsgeochem.core.geostat.variogram import VariogramModel
@@ -271,18 +271,6 @@ def test_duplicate_locations_do_not_make_the_system_singular():
 
 
 # --- measurement error (gstat "Err", pykrige exact_values=False) --------------------------------
-
-def pykrige_with_error(x, y, z, model):
-    """pykrige's OrdinaryKriging with the same variogram for h > 0 and γ(0) = the error variance:
-    with exact_values=False pykrige evaluates the variogram function at zero distance for targets
-    on a sample (its variance is that of a new measurement, error included)."""
-    from pykrige.ok import OrdinaryKriging
-
-    def variogram(_, distance):
-        return np.where(distance > 0, model(np.maximum(distance, 1e-12)), model.error_variance)
-    return OrdinaryKriging(x, y, z, variogram_model='custom', variogram_parameters=[],
-                           variogram_function=variogram, exact_values=False)
-
 
 @pytest.mark.parametrize('share', [1.0, 0.4])
 @pytest.mark.parametrize('neighbours', [0, 12])
