@@ -132,3 +132,14 @@ def pykrige_with_error(x, y, z, model):
         return np.where(distance > 0, model(np.maximum(distance, 1e-12)), model.error_variance)
     return OrdinaryKriging(x, y, z, variogram_model='custom', variogram_parameters=[],
                            variogram_function=variogram, exact_values=False)
+
+
+def hyperspectral_truth(n=300, bands=200, seed=9):
+    """Spectra mixed from 3 smooth endmembers over `bands` channels (abundances a, sum 1) plus
+    noise; target y = 2 + 5 a1 - 3 a2² (a nonlinear function of the mixture)."""
+    rng = np.random.default_rng(seed)
+    wavelength = np.linspace(0.0, 1.0, bands)
+    endmembers = np.stack([0.2 + 0.1 * np.sin(2 * np.pi * (k + 1) * wavelength + k) for k in range(3)])
+    abundances = rng.dirichlet([1.0, 1.0, 1.0], n)
+    spectra = abundances @ endmembers + rng.normal(0, 0.002, (n, bands))
+    return spectra, 2 + 5 * abundances[:, 0] - 3 * abundances[:, 1] ** 2

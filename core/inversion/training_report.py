@@ -6,6 +6,7 @@ import json
 import numpy as np
 
 from ..report import page
+from .cnn import CHOICES as CNN_CHOICES
 from .training import MODEL_NAMES
 
 PAPER_NOTE = ('Cheng et al. (2023) report for their CNN on GF-2 (ion-adsorption rare-earth ore, '
@@ -96,8 +97,9 @@ def write_training_report(path, title, data, results, written, split, notes=()):
     ]
     for result in results:
         if result.model_type == 'cnn':
+            architecture = result.model.config.architecture(result.model.side)
             sections.append(('CNN training loss', loss_figure(result.model.losses)
-                             + page.paragraph(result.model.config.architecture(), 'note')))
+                             + page.paragraph(architecture, 'note') + page.paragraph(CNN_CHOICES, 'note')))
     sections.append(('Train/test split', split_figure(data['x'], data['y'], split)
                      + f'<pre>{html.escape(json.dumps(split.description, indent=1))}</pre>'))
     return page.write_report(path, title, sections)
