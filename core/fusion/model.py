@@ -1,6 +1,6 @@
 """Regression model of a Laplacian-pyramid fusion: optional K-means clusters of the image and a
 multiple linear regression Geo_L ~ MS_L, globally or per cluster (Remote Sens. 2023, 15, 1993,
-§2.3: "global" and "local" regression). Fitted on a pixel sample, applied per block.
+Eqs. 1-3 and §4.3: "global" and "local" regression). Fitted on a pixel sample, applied per block.
 
 Two estimators:
 
@@ -101,8 +101,8 @@ def _design_rank_problem(low, band_names):
 def fit_regression(low, target, cluster=0, noise=None):
     """Fit target ~ 1 + low with R² on the fit sample; `low` (n, bands), `target` (n,).
 
-    noise None: least squares (Remote Sens. 2023, 15, 1993, eq. 5). noise (bands,): ridge with
-    penalty n·diag(noise²) on the slopes, intercept unpenalised (module docstring; image units)."""
+    noise None: least squares (the regression of Remote Sens. 2023, 15, 1993). noise (bands,): ridge
+    with penalty n·diag(noise²) on the slopes, intercept unpenalised (module docstring; image units)."""
     low = np.asarray(low, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
     if noise is None:
