@@ -6,14 +6,22 @@ pyramid gives low = lowpass(x) and high = x − low (core.fusion.pyramid). A reg
 (global, or per K-means cluster of the image) gives intercept a0 and slopes a, then
 
 * paper mode (the article's formula): Geo_Lre = a0 + a·MS_L, Geo_Hre = Geo_H + a·MS_H,
-  fused = Geo_Lre + Geo_Hre;
+  fused = Geo_Lre + Geo_Hre. The article's Eq. 2 writes Geo_Hre with the regression's constant a0
+  as well; summed with Geo_Lre (its Eq. 3) a0 would count twice and shift the map by a0, so it is
+  left out of Geo_Hre here: fused = a0 + a·MS + Geo_H;
 * coherent mode (ours, the default): fused = Geo + a·MS_H — the measured low frequency is kept
   and only regression-scaled image detail is injected, so averaging the fused map back to the
   coarse cells nearly reproduces the input grid (the coherence property of ATPRK, Wang et al.
   2015, IEEE TGRS 53(9)).
 
-The slopes a come from least squares (the paper) or, by default, from a ridge regression whose
-penalty is the image noise (core.fusion.model), which keeps collinear bands from amplifying noise.
+The slopes a come from least squares (the paper) or from a ridge regression whose penalty is the
+image noise (core.fusion.model), which keeps collinear bands from amplifying noise. The default
+'nonlinear' regression (core.fusion.model) predicts each pixel's content F(MS) from nonlinear band
+features fitted on cell averages (or the pyramid's low frequency); coherent mode then writes F and
+the residual passes (at least one) put the grid back: fused = F + cubic(coarse − cell means of F),
+the detail being F less what the grid can hold, measured the way the grid was made (cell means
+resampled by cubic convolution), which beat the pyramid's low frequency on the Wald benchmarks.
+Paper mode with it: fused = F + Geo_H.
 
 Optional residual correction (in the spirit of pyDMS, Gao et al. 2012, Remote Sens. 4(11)):
 the fused map is averaged onto the coarse grid, the residual coarse − average is resampled by
@@ -60,7 +68,7 @@ from .grid import (
     single_band_vrt,
     warp_to_grid,
 )
-from .model import ESTIMATORS, fit_model
+from .model import ESTIMATORS, Basis, fit_model
 
 MODES = ('paper', 'coherent')
 WORKERS = 2
@@ -76,7 +84,7 @@ KEYS = dict(geo='INPUT_GEOCHEM', image='INPUT_IMAGE', bands='BANDS', mask='MASK'
 class FusionSettings:
     mode: str = 'coherent'
     clusters: int = 1             # 1: global regression; >= 2: K-means clusters (local mode)
-    estimator: str = 'noise'      # core.fusion.model.ESTIMATORS: 'ols' (paper) or 'noise' (ridge)
+    estimator: str = 'nonlinear'  # core.fusion.model.ESTIMATORS: 'ols' (paper), 'noise', 'nonlinear'
     levels: int = 0               # pyramid levels, 0: from the resolution ratio
     residual_iterations: int = 0
     sample_size: int = 200_000
@@ -177,8 +185,63 @@ def collect_sample(blocks, grid, levels, settings, cancel=None, progress=None):
     return {name: column.astype(np.float64) for name, column in zip(names, columns)}
 
 
+def collect_basis_sample(blocks, grid, levels, settings, basis, cancel=None):
+    """Pass 1b of the 'nonlinear' estimator (core.fusion.model): on the strips of collect_sample,
+    the basis features of each pixel smoothed by the pyramid, with the grid's low frequency and the
+    pixel values; thinned as collect_sample. Strips are small, so all features fit in memory."""
+    halo = pyramid.halo(levels)
+    strip_rows = max(8, halo)
+    strips = math.ceil(math.ceil(settings.sample_size / grid.width) / strip_rows)
+    parts = []
+    for window in _strip_windows(grid.height, strip_rows, strips, halo):
+        check_cancel(cancel)
+        stack, read_valid = blocks.read(window)
+        features = np.concatenate([basis.expand(stack[:-1]), stack[-1:]])
+        low, _ = pyramid.lowpass(features, read_valid, levels, window.top, window.bottom)
+        valid = window.core(read_valid) & np.isfinite(low[-1])
+        parts.append((window.core(stack)[:-1, valid].T, low[:-1, valid].T, low[-1, valid]))
+    columns = [np.concatenate(column) for column in zip(*parts)]
+    if len(columns[2]) > settings.sample_size:
+        keep = np.random.default_rng(settings.seed).choice(len(columns[2]), settings.sample_size,
+                                                            replace=False)
+        columns = [column[keep] for column in columns]
+    names = ('basis_pixels', 'basis_low', 'basis_target_low')
+    return {'basis': basis, **{name: column.astype(np.float64) for name, column in zip(names, columns)}}
+
+
+def collect_cell_sample(blocks, grids, settings, basis, cancel=None):
+    """Pass 1b of the 'nonlinear' estimator when every coarse cell is a whole block of image pixels
+    (grid.cell_factors): the basis features averaged over each cell, paired with the cell's value,
+    the aggregation a coarse grid of cell means stands for (exact in the Wald protocol). Evenly
+    spaced rows of cells up to about `settings.sample_size` cells; None when the grids are not
+    aligned (collect_basis_sample then smooths with the pyramid instead)."""
+    factors = cell_factors(grids.coarse, grids.image)
+    if factors is None:
+        return None
+    rows, columns, row_offset, column_offset = factors
+    coarse = RasterReader(grids.coarse_path)
+    width = grids.coarse.width
+    first, last = -column_offset, -column_offset + width * columns     # fine columns of the cells
+    wanted = min(grids.coarse.height, math.ceil(settings.sample_size / width))
+    parts = []
+    for cell_row in np.unique(np.linspace(0, grids.coarse.height - 1, wanted).round().astype(int)):
+        check_cancel(cancel)
+        stack, valid = blocks.read(Window(int(cell_row) * rows - row_offset, rows))
+        cells = np.concatenate([basis.expand(stack[:-1]), stack[:-1]])[:, :, first:last]
+        means = cells.reshape(len(cells), rows, width, columns).mean(axis=(1, 3), dtype=np.float64)
+        target = coarse.read(Window(int(cell_row), 1), [1])[0, 0]
+        keep = valid[:, first:last].reshape(rows, width, columns).all(axis=(0, 2)) & ~target.mask
+        parts.append((means[-len(stack) + 1:, keep].T, means[:-len(stack) + 1, keep].T, target.data[keep]))
+    columns_ = [np.concatenate(column) for column in zip(*parts)]
+    names = ('basis_pixels', 'basis_low', 'basis_target_low')
+    return {'basis': basis, **{name: column.astype(np.float64) for name, column in zip(names, columns_)}}
+
+
 def fuse_pixels(values, low, labels, model, mode):
     """Fused values: values/low (bands + 1, ...) with the grid last, labels (...) cluster indices."""
+    if model.basis is not None:  # nonlinear regression F(MS): coherent by the residual passes
+        fitted = model.predict(values[:-1], labels)
+        return fitted + (values[-1] - low[-1]) if mode == 'paper' else fitted   # F + Geo_H, or F
     def per_pixel(coefficients):
         return coefficients[0] if len(coefficients) == 1 else coefficients[labels]
     slopes, intercepts = model.slopes, model.intercepts
@@ -412,11 +475,17 @@ def fuse(geo_path, geo_band, image_path, bands, fused_path, clusters_path=None, 
         blocks = _Blocks(image_path, bands, grids.cubic_path, mask_path)
         sample = collect_sample(blocks, grids.image, levels, settings, cancel,
                                 _stage(progress, 0.0, 0.15))
+        if settings.estimator == 'nonlinear':
+            basis = Basis.from_pixels(sample['pixels'])
+            sample.update(collect_cell_sample(blocks, grids, settings, basis, cancel)
+                          or collect_basis_sample(blocks, grids.image, levels, settings, basis, cancel))
         model = fit_model(sample, names, settings.clusters, settings.min_cluster_pixels, settings.seed,
                           KEYS['bands'], KEYS['clusters'], KEYS['geo'], settings.estimator)
         warnings += model.warnings
         preview = _Preview(grids.image, ('fused', 'cubic', 'clusters'))
         iterations = settings.residual_iterations
+        if settings.estimator == 'nonlinear' and settings.mode == 'coherent' and not iterations:
+            iterations = 1   # F alone does not keep the grid: one residual pass brings it back
         paths = [Path(work_dir) / f'fused_{i}.tif' for i in range(iterations)] + [Path(fused_path)]
         geo_name = raster_info(geo_path).descriptions[geo_band - 1] or 'geochemical grid'
         means = cell_means(grids, work_dir, ('fused_0', 'cubic'))
