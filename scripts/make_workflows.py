@@ -382,9 +382,18 @@ def geochem_fusion(registry):
                                    defaultValue=1),
         'Coherent (default): the kriged grid is kept and only image detail is added. Paper: the low '
         'frequency is replaced by its regression on the image.')
+    add(QgsProcessingParameterEnum('REGRESSION', 'Regression',
+                                   list(LaplacianFusionAlgorithm.REGRESSION_LABELS), defaultValue=2),
+        'Least squares (the paper\'s), the noise-aware ridge, or the nonlinear regression (default, the '
+        'most accurate on our Wald benchmarks). The paper\'s configuration: MODE paper, REGRESSION least '
+        'squares, RESIDUAL_ITERATIONS 0.')
     add(number('CLUSTERS', 'K-means clusters (1 = global regression)', number.Type.Integer, 1, False, 1, 50),
         '1: one global regression (paper\'s global mode); 2 or more: one regression per cluster of '
-        'the image (local mode).')
+        'the image (the paper\'s local mode).')
+    add(number('RESIDUAL_ITERATIONS', 'Residual correction passes', number.Type.Integer, 1, False, 0, 10),
+        'Passes that average the fused map onto the coarse cells and add back the cubic-resampled '
+        'residual, so the map reproduces the grid (0: the paper; the nonlinear regression in coherent '
+        'mode always makes at least one).')
     add(number('LEVELS', 'Pyramid levels (0 = from resolution ratio)', number.Type.Integer, 0, False, 0, 8),
         'Levels of the Laplacian pyramid; 0 derives them from the grid/image resolution ratio.',
         advanced=True)
@@ -408,7 +417,8 @@ def geochem_fusion(registry):
     step('laplacianfusion', 'rsgeochem:laplacianfusion', '3 Laplacian pyramid fusion', {
         'INPUT_GEOCHEM': FromChild('kriging'), 'INPUT_IMAGE': FromChild('principalcomponents'),
         'BANDS': FromParameter('COMPONENT'), 'MASK': FromParameter('MASK'), 'MODE': FromParameter('MODE'),
-        'CLUSTERS': FromParameter('CLUSTERS'), 'LEVELS': FromParameter('LEVELS'),
+        'REGRESSION': FromParameter('REGRESSION'), 'CLUSTERS': FromParameter('CLUSTERS'),
+        'RESIDUAL_ITERATIONS': FromParameter('RESIDUAL_ITERATIONS'), 'LEVELS': FromParameter('LEVELS'),
         'REFERENCE': FromParameter('REFERENCE')},
         {'OUTPUT': Output('fused_map', 'Fused content map (GeoTIFF)', mandatory=True),
          'OUTPUT_TABLE': Output('coefficients', 'Regression coefficients (table)'),
@@ -449,8 +459,10 @@ FUSION_HELP = (
     '1:200,000 to 1:50,000):\n'
     '1 ordinary Kriging of the survey samples onto a coarse grid (CELL_SIZE); 2 principal components '
     'of the image (the paper injected PC2); 3 Laplacian-pyramid fusion of the grid with the chosen '
-    'component (global or K-means local regression; paper or coherent mode), with an optional '
-    'reference layer check; 4 high-anomaly areas of the fused map.\n'
+    'component (global or K-means local regression; least-squares, noise-aware or nonlinear '
+    'regression; paper or coherent mode; residual passes), with an optional reference layer check; 4 '
+    'high-anomaly areas of the fused map. The paper\'s own configuration: MODE paper, REGRESSION '
+    'least squares, RESIDUAL_ITERATIONS 0 (CLUSTERS 1 or more for its local mode).\n'
     'To inject mineral or alteration indices instead of a principal component, open the workflow in '
     'the Graphical Modeler and replace step 2 by rsgeochem:spectralindices (and COMPONENT by the '
     'index band).\n'

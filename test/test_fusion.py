@@ -407,3 +407,14 @@ def test_qgis_process_run(wald, tmp_path, qgis_process):
     qgis_process('run', 'rsgeochem:laplacianfusion', '--', f'INPUT_GEOCHEM={wald["coarse"]}',
                  f'INPUT_IMAGE={wald["guides"]}', 'MODE=0', 'REGRESSION=0', 'CLUSTERS=2', f'OUTPUT={out}')
     assert scores(read(out), wald['truth'])['r'] > scores(wald['cubic'], wald['truth'])['r']
+
+
+def test_grid_of_few_cells_falls_back_to_the_noise_ridge(wald, tmp_path):
+    """12 coarse cells cannot teach the 24 features of the nonlinear regression (20 cells each)."""
+    x0, dx, _, y0, _, dy = wald['grid'].geotransform
+    cell = (COLS // 4) * dx
+    grid = blockio.Grid(4, 3, (x0, cell, 0.0, y0, 0.0, -cell), wald['grid'].crs_wkt)
+    coarse = blockio.write_raster(tmp_path / 'few.tif', grid, np.arange(12.0).reshape(3, 4))
+    result = pipeline.fuse(coarse, 1, wald['guides'], [], tmp_path / 'f.tif', log=lambda _: None)
+    assert result.model.basis is None and result.model.noise is not None
+    assert any('noise-aware ridge regression was used instead' in warning for warning in result.warnings)

@@ -225,15 +225,17 @@ def test_geochem_fusion_through_qgis_process(qgis_app, qgis_process, tmp_path):
 def test_geochem_fusion_through_processing_run(qgis_app, run_alg, tmp_path):
     parameters = {'IMAGE': str(SAMPLE / 'gf2like_surface_reflectance.tif'),
                   'SAMPLES': str(SAMPLE / 'simulated_cu_survey_250m.gpkg'), 'FIELD': 'cu_ppm',
-                  'CELL_SIZE': 250.0, 'MODE': 0, 'CLUSTERS': 3, 'MIN_AREA': 2500.0,
+                  'CELL_SIZE': 250.0, 'MODE': 0, 'REGRESSION': 0, 'RESIDUAL_ITERATIONS': 0, 'CLUSTERS': 3,
+                  'MIN_AREA': 2500.0,
                   **outputs('geochemfusion', tmp_path),
                   'laplacianfusion:coefficients': str(tmp_path / 'coefficients.csv')}
     results = run_alg('geochemfusion', parameters)
     fused = read(results['laplacianfusion:fused_map'])
     assert np.isfinite(fused).mean() > 0.99
-    # paper mode with local regressions: the truth's fine detail is PC2 by construction, so the fused
-    # map follows the simulated true field too
-    assert correlation(fused, read(SAMPLE / 'simulated_cu_truth.tif')) > 0.8
+    # the paper's configuration (paper mode, least squares, no residual pass) with local regressions:
+    # the truth's fine detail is PC2 by construction, so the fused map follows the simulated true field
+    # (r 0.72 measured; the coherent default reaches 0.86, see the qgis_process test)
+    assert correlation(fused, read(SAMPLE / 'simulated_cu_truth.tif')) > 0.65
     # local mode: one regression row per cluster plus the global one (cluster 0)
     table = (tmp_path / 'coefficients.csv').read_text().splitlines()
     assert len(table) == 1 + 4, table

@@ -43,6 +43,7 @@ KMEANS_FIT_PIXELS = 50_000
 ESTIMATORS = ('ols', 'noise', 'nonlinear')
 NONLINEAR_KNOTS = (0.1, 0.25, 0.5, 0.75, 0.9)   # quantiles of each band where a hinge starts
 NONLINEAR_PENALTY = 0.03
+MIN_CELLS_PER_FEATURE = 20   # coarse cells the nonlinear regression needs per feature
 
 
 @dataclass(frozen=True)
@@ -195,6 +196,11 @@ class Basis:
     def expand(self, bands):
         """All features of `bands` (B, ...) stacked: (features, ...) float32 (for small samples)."""
         return np.stack(list(self.features(bands)))
+
+
+def basis_size(band_count):
+    """Number of Basis features of `band_count` bands."""
+    return band_count + band_count * (band_count + 1) // 2 + len(NONLINEAR_KNOTS) * band_count
 
 
 def fit_features(features_low, target, cluster=0, penalty=NONLINEAR_PENALTY):

@@ -40,7 +40,7 @@ import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -68,7 +68,7 @@ from .grid import (
     single_band_vrt,
     warp_to_grid,
 )
-from .model import ESTIMATORS, Basis, fit_model
+from .model import ESTIMATORS, MIN_CELLS_PER_FEATURE, Basis, basis_size, fit_model
 
 MODES = ('paper', 'coherent')
 WORKERS = 2
@@ -457,6 +457,21 @@ def _check_inputs(image_path, bands, mask_path, settings):
     return bands, names
 
 
+def _enough_cells(settings, grids, band_count, warnings):
+    """The nonlinear regression learns from the coarse cells: with fewer than
+    MIN_CELLS_PER_FEATURE per feature (a grid of a few cells, e.g. a regional survey over one
+    scene) it would fit chance large-scale patterns, so the noise-aware ridge is used instead."""
+    if settings.estimator != 'nonlinear':
+        return settings
+    rows, columns = covered_rows_and_columns(grids.coarse, grids.image)
+    cells, needed = int(rows.sum()) * int(columns.sum()), MIN_CELLS_PER_FEATURE * basis_size(band_count)
+    if cells >= needed:
+        return settings
+    warnings.append(f'the grid has {cells} cells inside the image, fewer than the {needed} the nonlinear '
+                    'regression needs to learn from: the noise-aware ridge regression was used instead.')
+    return replace(settings, estimator='noise')
+
+
 def fuse(geo_path, geo_band, image_path, bands, fused_path, clusters_path=None, mask_path=None,
          reference_path=None, reference_band=1, settings=None, log=print, progress=None,
          cancel=None):
@@ -472,6 +487,7 @@ def fuse(geo_path, geo_band, image_path, bands, fused_path, clusters_path=None, 
                             'little detail to add.')
         levels = settings.levels or pyramid.levels_for_ratio(grids.ratio)
         log(f'resolution ratio {grids.ratio:.2f}, {levels} pyramid level(s), halo {pyramid.halo(levels)} px')
+        settings = _enough_cells(settings, grids, len(bands), warnings)
         blocks = _Blocks(image_path, bands, grids.cubic_path, mask_path)
         sample = collect_sample(blocks, grids.image, levels, settings, cancel,
                                 _stage(progress, 0.0, 0.15))
