@@ -84,6 +84,7 @@ class LaplacianFusionAlgorithm(RsGeochemAlgorithm):
     COHERENCE_RMSE = 'COHERENCE_RMSE'
     REFERENCE_R = 'REFERENCE_R'
     REFERENCE_R_CUBIC = 'REFERENCE_R_CUBIC'
+    CLUSTER_BANDS = 'CLUSTER_BANDS'
 
     MODE_LABELS = ('Paper: fused = regressed low frequency + injected high frequency',
                    'Coherent: fused = measured grid + injected image detail')
@@ -169,6 +170,12 @@ class LaplacianFusionAlgorithm(RsGeochemAlgorithm):
         self.add(QgsProcessingParameterFileDestination(
             self.OUTPUT_HTML, self.tr('Report'), 'HTML files (*.html)', optional=True),
                  'HTML report: settings, regressions, warnings, coherence, reference check, maps.')
+        self.add(QgsProcessingParameterBand(self.CLUSTER_BANDS, self.tr('Bands for the K-means clusters'),
+                                            None, self.INPUT_IMAGE, optional=True, allowMultiple=True),
+                 'Image bands the K-means clusters (CLUSTERS >= 2) group pixels by, e.g. alteration indices '
+                 'or raw bands that separate geological units as the paper does, while the regression '
+                 'uses BANDS (e.g. PC2). Empty: the regression bands. They should have data wherever '
+                 'BANDS do.')
         self.addOutput(QgsProcessingOutputNumber(self.COHERENCE_RMSE, self.tr('Coherence RMSE')))
         self.addOutput(QgsProcessingOutputNumber(self.REFERENCE_R, self.tr('Correlation with the reference')))
         self.addOutput(QgsProcessingOutputNumber(self.REFERENCE_R_CUBIC,
@@ -184,7 +191,8 @@ class LaplacianFusionAlgorithm(RsGeochemAlgorithm):
             sample_size=self.parameterAsInt(parameters, self.SAMPLE_SIZE, context),
             min_cluster_pixels=self.parameterAsInt(parameters, self.MIN_CLUSTER_PIXELS, context),
             seed=self.parameterAsInt(parameters, self.SEED, context),
-            memory_mb=self.block_memory(parameters, context))
+            memory_mb=self.block_memory(parameters, context),
+            cluster_bands=tuple(self.parameterAsInts(parameters, self.CLUSTER_BANDS, context)))
 
     def _optional_raster(self, parameters, key, context):
         if self.parameterAsRasterLayer(parameters, key, context) is None:

@@ -418,3 +418,18 @@ def test_grid_of_few_cells_falls_back_to_the_noise_ridge(wald, tmp_path):
     result = pipeline.fuse(coarse, 1, wald['guides'], [], tmp_path / 'f.tif', log=lambda _: None)
     assert result.model.basis is None and result.model.noise is not None
     assert any('noise-aware ridge regression was used instead' in warning for warning in result.warnings)
+
+
+def test_clusters_use_the_chosen_cluster_bands(wald, tmp_path):
+    """K-means on band 3 (B8) alone while the regression uses bands 1-2: the cluster map splits the
+    image by B8 only (each cluster a contiguous B8 interval), and the regression keeps its two bands."""
+    result, _, _ = run_fuse(wald, tmp_path, bands=[1, 2], clusters=3, cluster_bands=(3,), estimator='noise',
+                            clusters_path=tmp_path / 'clusters.tif')
+    clusters = read(tmp_path / 'clusters.tif')
+    b8 = wald['bands'][3]
+    ranges = sorted((b8[clusters == k].min(), b8[clusters == k].max()) for k in (1, 2, 3))
+    assert all(high <= low_next for (_, high), (low_next, _) in zip(ranges, ranges[1:]))
+    assert result.model.band_names == ('B2', 'B3') and len(result.model.fits) == 3
+    with pytest.raises(InputError, match='cluster band') as error:
+        run_fuse(wald, tmp_path, 'bad.tif', clusters=2, cluster_bands=(9,))
+    assert error.value.parameter == 'CLUSTER_BANDS'

@@ -245,8 +245,9 @@ def fit_clusters(pixels, clusters, seed):
 
 def fit_model(sample, band_names, clusters=1, min_pixels=100, seed=1, bands_key='BANDS',
               clusters_key='CLUSTERS', data_key=None, estimator='ols'):
-    """Fit the fusion regression on a sample dict with 'pixels', 'low', 'fine_detail' (n, bands)
-    and 'target_low', and for the 'nonlinear' estimator 'basis' (a Basis), 'basis_pixels',
+    """Fit the fusion regression on a sample dict with 'pixels', 'low', 'fine_detail' (n, bands),
+    'target_low' and 'cluster_pixels' (the values of the bands K-means clusters by), and for the
+    'nonlinear' estimator 'basis' (a Basis), 'basis_pixels' (its sample's cluster-band values),
     'basis_low' (n, features) and 'basis_target_low'; `estimator` one of ESTIMATORS (module
     docstring).
 
@@ -281,12 +282,14 @@ def fit_model(sample, band_names, clusters=1, min_pixels=100, seed=1, bands_key=
     if clusters < 2:
         return FusionModel(tuple(band_names), global_fit, [global_fit], warnings=warnings, noise=noise,
                            basis=basis)
-    if len(np.unique(pixels, axis=0)) < clusters:
+    clustered = sample.get('cluster_pixels', pixels)   # the bands K-means uses (CLUSTER_BANDS)
+    if len(np.unique(clustered, axis=0)) < clusters:
         raise InputError(f'the image has fewer distinct pixel values than {clusters} clusters; choose '
                          'fewer clusters.', clusters_key)
-    kmeans, mean, scale = fit_clusters(pixels, clusters, seed)
+    kmeans, mean, scale = fit_clusters(clustered, clusters, seed)
     # the nonlinear regression has its own sample (core.fusion.pipeline.collect_basis_sample)
-    clustered = pixels if basis is None else sample['basis_pixels']
+    if basis is not None:
+        clustered = sample['basis_pixels']
     labels = kmeans.predict(((clustered - mean) / scale).astype(np.float32))
     fits = []
     for cluster in range(clusters):

@@ -91,6 +91,7 @@ class FusionSettings:
     min_cluster_pixels: int = 100
     seed: int = 1
     memory_mb: int = DEFAULT_MEMORY_MB
+    cluster_bands: tuple = ()     # 1-based image bands the K-means clusters use; () = the regression's
 
 
 @dataclass
@@ -109,9 +110,18 @@ class _Blocks:
     """Reads image bands, the cubic-resampled grid and the mask for a window, one set of GDAL
     handles per thread (GDAL datasets are not thread-safe)."""
 
-    def __init__(self, image_path, bands, cubic_path, mask_path):
+    def __init__(self, image_path, bands, cubic_path, mask_path, cluster_bands=()):
         self.paths = (image_path, bands, cubic_path, mask_path)
+        self.cluster_bands = list(cluster_bands)
         self.local = threading.local()
+
+    def cluster_values(self, window, bands_values):
+        """The values K-means clusters pixels by at the window's own rows: `bands_values` (the
+        regression bands of those rows) unless other cluster bands were chosen, then those."""
+        if not self.cluster_bands:
+            return bands_values
+        own = Window(window.row, window.rows)
+        return self._readers()[0].read(own, self.cluster_bands, np.float32).data
 
     def _readers(self):
         if not hasattr(self.local, 'readers'):
@@ -173,7 +183,9 @@ def collect_sample(blocks, grid, levels, settings, cancel=None, progress=None):
     for index, window in enumerate(windows):
         check_cancel(cancel)
         values, low, valid, detail = _decompose(blocks, window, levels, fine_detail=True)
-        parts.append((values[:-1, valid].T, low[:-1, valid].T, low[-1, valid], detail[:, valid].T))
+        clustered = blocks.cluster_values(window, values[:-1])
+        parts.append((values[:-1, valid].T, low[:-1, valid].T, low[-1, valid], detail[:, valid].T,
+                      clustered[:, valid].T))
         if progress:
             progress((index + 1) / len(windows))
     columns = [np.concatenate(column) for column in zip(*parts)]
@@ -181,7 +193,7 @@ def collect_sample(blocks, grid, levels, settings, cancel=None, progress=None):
     if count > settings.sample_size:
         keep = np.random.default_rng(settings.seed).choice(count, settings.sample_size, replace=False)
         columns = [column[keep] for column in columns]
-    names = ('pixels', 'low', 'target_low', 'fine_detail')
+    names = ('pixels', 'low', 'target_low', 'fine_detail', 'cluster_pixels')
     return {name: column.astype(np.float64) for name, column in zip(names, columns)}
 
 
@@ -199,7 +211,8 @@ def collect_basis_sample(blocks, grid, levels, settings, basis, cancel=None):
         features = np.concatenate([basis.expand(stack[:-1]), stack[-1:]])
         low, _ = pyramid.lowpass(features, read_valid, levels, window.top, window.bottom)
         valid = window.core(read_valid) & np.isfinite(low[-1])
-        parts.append((window.core(stack)[:-1, valid].T, low[:-1, valid].T, low[-1, valid]))
+        clustered = blocks.cluster_values(window, window.core(stack)[:-1])
+        parts.append((clustered[:, valid].T, low[:-1, valid].T, low[-1, valid]))
     columns = [np.concatenate(column) for column in zip(*parts)]
     if len(columns[2]) > settings.sample_size:
         keep = np.random.default_rng(settings.seed).choice(len(columns[2]), settings.sample_size,
@@ -226,12 +239,14 @@ def collect_cell_sample(blocks, grids, settings, basis, cancel=None):
     parts = []
     for cell_row in np.unique(np.linspace(0, grids.coarse.height - 1, wanted).round().astype(int)):
         check_cancel(cancel)
-        stack, valid = blocks.read(Window(int(cell_row) * rows - row_offset, rows))
-        cells = np.concatenate([basis.expand(stack[:-1]), stack[:-1]])[:, :, first:last]
+        window = Window(int(cell_row) * rows - row_offset, rows)
+        stack, valid = blocks.read(window)
+        clustered = blocks.cluster_values(window, stack[:-1])
+        cells = np.concatenate([basis.expand(stack[:-1]), clustered])[:, :, first:last]
         means = cells.reshape(len(cells), rows, width, columns).mean(axis=(1, 3), dtype=np.float64)
         target = coarse.read(Window(int(cell_row), 1), [1])[0, 0]
         keep = valid[:, first:last].reshape(rows, width, columns).all(axis=(0, 2)) & ~target.mask
-        parts.append((means[-len(stack) + 1:, keep].T, means[:-len(stack) + 1, keep].T, target.data[keep]))
+        parts.append((means[-len(clustered):, keep].T, means[:-len(clustered), keep].T, target.data[keep]))
     columns_ = [np.concatenate(column) for column in zip(*parts)]
     names = ('basis_pixels', 'basis_low', 'basis_target_low')
     return {'basis': basis, **{name: column.astype(np.float64) for name, column in zip(names, columns_)}}
@@ -259,7 +274,7 @@ def fuse_pixels(values, low, labels, model, mode):
 
 def _apply_block(blocks, window, levels, model, mode):
     values, low, valid = _decompose(blocks, window, levels)
-    labels = model.labels(values[:-1])
+    labels = model.labels(blocks.cluster_values(window, values[:-1]))
     fused = fuse_pixels(values, low, labels, model, mode)
     fused[~valid] = np.nan
     clusters = (labels + 1).astype(np.float32)
@@ -445,6 +460,10 @@ def _check_inputs(image_path, bands, mask_path, settings):
                          'choose existing bands.', KEYS['bands'])
     if len(set(bands)) != len(bands):
         raise InputError('a band is selected twice; select each band once.', KEYS['bands'])
+    wrong = [band for band in settings.cluster_bands if not 1 <= band <= info.band_count]
+    if wrong:
+        raise InputError(f'cluster band(s) {wrong} do not exist in the image ({info.band_count} bands); '
+                         'choose existing bands or none (the regression bands).', 'CLUSTER_BANDS')
     if mask_path and not raster_info(mask_path, KEYS['mask']).grid.same_as(info.grid):
         raise InputError('the mask must be on the image grid (same size, extent and CRS); warp it '
                          'onto the image (GDAL Warp with the image as target extent and resolution).',
@@ -488,7 +507,7 @@ def fuse(geo_path, geo_band, image_path, bands, fused_path, clusters_path=None, 
         levels = settings.levels or pyramid.levels_for_ratio(grids.ratio)
         log(f'resolution ratio {grids.ratio:.2f}, {levels} pyramid level(s), halo {pyramid.halo(levels)} px')
         settings = _enough_cells(settings, grids, len(bands), warnings)
-        blocks = _Blocks(image_path, bands, grids.cubic_path, mask_path)
+        blocks = _Blocks(image_path, bands, grids.cubic_path, mask_path, settings.cluster_bands)
         sample = collect_sample(blocks, grids.image, levels, settings, cancel,
                                 _stage(progress, 0.0, 0.15))
         if settings.estimator == 'nonlinear':

@@ -71,7 +71,10 @@ def write_fusion_report(path, result, settings, inputs, log_lines=()):
         ['geochemical grid', inputs.get('grid', '')], ['image', inputs.get('image', '')],
         ['bands', ', '.join(model.band_names)], ['mask', inputs.get('mask') or 'none'],
         ['mode', f'{settings.mode}: {formula}'],
-        ['regression', 'global' if settings.clusters < 2 else f'local, {settings.clusters} K-means clusters'],
+        ['regression', 'global' if settings.clusters < 2 else
+         f'local, {settings.clusters} K-means clusters of '
+         + (f'image bands {", ".join(map(str, settings.cluster_bands))}' if settings.cluster_bands
+            else 'the regression bands')],
         ['estimator', _estimator(model)],
         ['resolution ratio (coarse/fine pixel)', grids.ratio],
         ['pyramid levels (halo px)', f'{result.levels} ({2 * (2 ** result.levels - 1)})'],
