@@ -186,7 +186,7 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
             'HTML report: grid, variogram, cross-validation statistics and plot.')
         self.add(QgsProcessingParameterNumber(
             self.MEASUREMENT_ERROR, self.tr('Measurement-error variance (0 = exact Kriging)'),
-            QgsProcessingParameterNumber.Double, 0.0, False, 0.0),
+            QgsProcessingParameterNumber.Type.Double, 0.0, False, 0.0),
             'Variance of the analytical (laboratory and sampling) error of the values, in squared units of '
             'the field (of its natural log with LOG_TRANSFORM), e.g. from duplicate analyses: SD 0.2 % '
             'gives 0.04. It is part of the nugget (a fitted nugget is at least this; a given NUGGET must '

@@ -384,9 +384,10 @@ def main():
             ('cu_ppm', ogr.OFTReal, pv),
             ('source', ogr.OFTString, ['simulated (scripts/make_sample_data.py)'] * len(px))])
 
+    error = values - error_free
     print(f'image {width} x {height} px, land {land.mean():.1%}; RE2O3 min {values.min():.2f} '
           f'max {values.max():.2f} mean {values.mean():.3f} SD {values.std(ddof=1):.3f}; measurement '
-          f'error variance {np.mean((values - error_free) ** 2):.4f} %² (mean {np.mean(values - error_free):+.3f})')
+          f'error variance {np.mean(error ** 2):.4f} %² (mean {np.mean(error):+.3f})')
     print(f'PC2 loadings {np.round(loadings, 3)}, explained {explained:.1%}; Cu grid {coarse.shape}')
     for b, name in enumerate(BAND_NAMES):
         pixel = stats.spearmanr(values, reflectance[b][rows, cols])[0]

@@ -245,7 +245,7 @@ def rare_earth_inversion(registry):
     add(QgsProcessingParameterString('UNITS', 'Content units', '% RE2O3', optional=True),
         'Units of the content field, written into the model and reports.')
     add(QgsProcessingParameterNumber('MEASUREMENT_ERROR', 'Measurement-error variance of the content',
-                                     QgsProcessingParameterNumber.Double, 0.0, False, 0.0),
+                                     QgsProcessingParameterNumber.Type.Double, 0.0, False, 0.0),
         'Variance of the analytical error of the content (units² of FIELD, e.g. from duplicate analyses) '
         'for step 4: the kriged map then predicts the error-free content and is smoothed at the samples. '
         '0: exact Kriging.')
