@@ -73,6 +73,7 @@ from .model import ESTIMATORS, MIN_CELLS_PER_FEATURE, Basis, basis_size, fit_mod
 MODES = ('paper', 'coherent')
 WORKERS = 2
 PREVIEW_SIZE = 400
+CELL_SAMPLE = 50_000   # coarse cells the nonlinear regression learns from at most (20 per feature: 2500)
 # bytes per pixel and band of a block: float32 read + mask, padded copy, cascade temporaries, low
 BYTES_PER_BAND_PIXEL = 40
 
@@ -226,7 +227,7 @@ def collect_cell_sample(blocks, grids, settings, basis, cancel=None):
     """Pass 1b of the 'nonlinear' estimator when every coarse cell is a whole block of image pixels
     (grid.cell_factors): the basis features averaged over each cell, paired with the cell's value,
     the aggregation a coarse grid of cell means stands for (exact in the Wald protocol). Evenly
-    spaced rows of cells up to about `settings.sample_size` cells; None when the grids are not
+    spaced rows of cells up to about CELL_SAMPLE cells; None when the grids are not
     aligned (collect_basis_sample then smooths with the pyramid instead)."""
     factors = cell_factors(grids.coarse, grids.image)
     if factors is None:
@@ -235,7 +236,7 @@ def collect_cell_sample(blocks, grids, settings, basis, cancel=None):
     coarse = RasterReader(grids.coarse_path)
     width = grids.coarse.width
     first, last = -column_offset, -column_offset + width * columns     # fine columns of the cells
-    wanted = min(grids.coarse.height, math.ceil(settings.sample_size / width))
+    wanted = min(grids.coarse.height, math.ceil(min(settings.sample_size, CELL_SAMPLE) / width))
     parts = []
     for cell_row in np.unique(np.linspace(0, grids.coarse.height - 1, wanted).round().astype(int)):
         check_cancel(cancel)
@@ -273,7 +274,11 @@ def fuse_pixels(values, low, labels, model, mode):
 
 
 def _apply_block(blocks, window, levels, model, mode):
-    values, low, valid = _decompose(blocks, window, levels)
+    if model.basis is not None and mode == 'coherent':   # F(MS) is per pixel: no pyramid needed
+        values, valid = blocks.read(Window(window.row, window.rows))
+        low = None
+    else:
+        values, low, valid = _decompose(blocks, window, levels)
     labels = model.labels(blocks.cluster_values(window, values[:-1]))
     fused = fuse_pixels(values, low, labels, model, mode)
     fused[~valid] = np.nan
