@@ -176,10 +176,7 @@ def collect_sample(blocks, grid, levels, settings, cancel=None, progress=None):
     """Pass 1: pixel values, their low frequencies and finest detail, and the grid's low frequency,
     on evenly spaced row strips (as many halo rows as own rows at most, whatever the block budget,
     so that the sample does not depend on it), randomly thinned to `settings.sample_size` pixels."""
-    halo = pyramid.halo(levels)
-    strip_rows = max(8, halo)
-    strips = math.ceil(math.ceil(settings.sample_size / grid.width) / strip_rows)
-    windows = _strip_windows(grid.height, strip_rows, strips, halo)
+    windows = _sample_strips(grid, levels, settings)
     parts = []
     for index, window in enumerate(windows):
         check_cancel(cancel)
@@ -198,29 +195,40 @@ def collect_sample(blocks, grid, levels, settings, cancel=None, progress=None):
     return {name: column.astype(np.float64) for name, column in zip(names, columns)}
 
 
-def collect_basis_sample(blocks, grid, levels, settings, basis, cancel=None):
-    """Pass 1b of the 'nonlinear' estimator (core.fusion.model): on the strips of collect_sample,
-    the basis features of each pixel smoothed by the pyramid, with the grid's low frequency and the
-    pixel values; thinned as collect_sample. Strips are small, so all features fit in memory."""
+def _sample_strips(grid, levels, settings):
+    """The evenly spaced row strips (with their halo) the fit samples are read from."""
     halo = pyramid.halo(levels)
     strip_rows = max(8, halo)
     strips = math.ceil(math.ceil(settings.sample_size / grid.width) / strip_rows)
+    return _strip_windows(grid.height, strip_rows, strips, halo)
+
+
+def _smooth(values, valid, levels, window):
+    """Low frequency of one band (rows with the window's halo) at the window's own rows."""
+    return pyramid.lowpass(values[None], valid, levels, window.top, window.bottom)[0][0]
+
+
+def collect_basis_sample(blocks, grid, levels, settings, basis, cancel=None):
+    """Pass 1b of the 'nonlinear' estimator (core.fusion.model) when the grids are not aligned: on
+    the strips of collect_sample, each basis feature smoothed by the pyramid (one at a time, so a
+    strip holds one feature), with the grid's low frequency and the cluster-band values, at every
+    step-th valid pixel: about CELL_SAMPLE pixels."""
+    windows = _sample_strips(grid, levels, settings)
+    step = max(1, math.ceil(sum(window.rows for window in windows) * grid.width / CELL_SAMPLE))
     parts = []
-    for window in _strip_windows(grid.height, strip_rows, strips, halo):
+    for window in windows:
         check_cancel(cancel)
         stack, read_valid = blocks.read(window)
-        features = np.concatenate([basis.expand(stack[:-1]), stack[-1:]])
-        low, _ = pyramid.lowpass(features, read_valid, levels, window.top, window.bottom)
-        valid = window.core(read_valid) & np.isfinite(low[-1])
+        geo_low = _smooth(stack[-1], read_valid, levels, window)
+        picked = np.flatnonzero((window.core(read_valid) & np.isfinite(geo_low)).ravel())[::step]
+        features = np.stack([_smooth(feature, read_valid, levels, window).ravel()[picked]
+                             for feature in basis.features(stack[:-1])], axis=1)
         clustered = blocks.cluster_values(window, window.core(stack)[:-1])
-        parts.append((clustered[:, valid].T, low[:-1, valid].T, low[-1, valid]))
-    columns = [np.concatenate(column) for column in zip(*parts)]
-    if len(columns[2]) > settings.sample_size:
-        keep = np.random.default_rng(settings.seed).choice(len(columns[2]), settings.sample_size,
-                                                            replace=False)
-        columns = [column[keep] for column in columns]
+        clustered = clustered.reshape(len(clustered), -1)[:, picked].T
+        parts.append((clustered, features, geo_low.ravel()[picked]))
     names = ('basis_pixels', 'basis_low', 'basis_target_low')
-    return {'basis': basis, **{name: column.astype(np.float64) for name, column in zip(names, columns)}}
+    return {'basis': basis, **{name: np.concatenate(column).astype(np.float64)
+                               for name, column in zip(names, zip(*parts))}}
 
 
 def collect_cell_sample(blocks, grids, settings, basis, cancel=None):
