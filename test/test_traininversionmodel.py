@@ -206,7 +206,7 @@ def test_cnn_trains_and_maps_a_200_band_stack(qgis_app, run_alg, tmp_path):
     picked = np.random.default_rng(2).choice(rows * cols, 330, replace=False)
     table = dict(zip(names, spectra[picked].T), re=truth[picked])
     xy = [pixel_centre(grid, *divmod(int(i), cols)) for i in picked]
-    mapped, result = train_and_map(run_alg, tmp_path, image, table, xy, 32632, ITERATIONS=150,
+    mapped, result = train_and_map(run_alg, tmp_path, image, table, xy, 32632, ITERATIONS=100,
                                    BATCH_SIZE=32)
     assert read_metadata(result['OUTPUT_MODEL'])['architecture'].startswith('tile 16x16')
     assert np.corrcoef(mapped.ravel(), truth)[0, 1] > 0.9
