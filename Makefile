@@ -38,8 +38,20 @@ test-matrix: setup
 demo: setup
 	$(PYTHON) scripts/demo.py
 
-bench: setup
-	$(PYTHON) bench/run.py
+# Benchmark-only packages and pyDMS (the peer downscaler bench/bench_fusion.py compares with; LGPL,
+# not on PyPI: installed from the shared peers' copy when it is there, else that comparison is skipped).
+BENCH_STAMP := $(VENV)/.bench-installed
+PYDMS_SOURCE := ../shared/peers/pyDMS
+$(BENCH_STAMP): bench/requirements.txt constraints.txt | $(VENV_STAMP)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -c constraints.txt -r bench/requirements.txt
+	if [ -d $(PYDMS_SOURCE) ]; then \
+		tmp=$$(mktemp -d) && cp -r $(PYDMS_SOURCE) $$tmp/pyDMS && chmod -R u+w $$tmp && \
+		$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-deps $$tmp/pyDMS && rm -rf $$tmp; \
+	fi
+	touch $@
+
+bench: setup $(BENCH_STAMP)
+	PROJ_LIB=/usr/share/proj $(PYTHON) bench/run.py
 
 # ruff for style; flake8-qgis (.flake8) and scripts/check_qt6.py for what breaks on QGIS 4 / PyQt6
 lint: setup

@@ -52,9 +52,10 @@ class AccuracyAssessmentAlgorithm(RsGeochemAlgorithm):
         'outside the raster or on a nodata pixel, and points with a NULL measured value, are counted '
         'in the log and report and left out. Points are reprojected to the raster CRS when needed.\n'
         'Metrics (the same code as "Train inversion model"): R² = 1 - SSres/SStot; RMSE; RPD = '
-        'SD(measured)/RMSE (Williams 1987; > 2 good, 1.4-2 fair, < 1.4 poor, the scale used in '
-        'the paper); RPIQ = IQR(measured)/RMSE (Bellon-Maurel et al. 2010); bias = mean(predicted - '
-        'measured); Spearman\'s rank correlation rho with its p-value (scipy.stats.spearmanr).\n'
+        'SD(measured)/RMSE (Williams 1987; Chang et al. 2001 read > 2 as good, 1.4-2 as fair, < 1.4 '
+        'as poor; Cheng et al. 2023 take R² >= 0.9 with RPD >= 3 as a good model); RPIQ = '
+        'IQR(measured)/RMSE (Bellon-Maurel et al. 2010); bias = mean(predicted - measured); '
+        'Spearman\'s rank correlation rho with its p-value (scipy.stats.spearmanr).\n'
         'Outputs: the metrics as numbers (for models), an HTML report with a measured-vs-predicted '
         'scatter plot and the 1:1 line, and optionally the points with measured, predicted and '
         'residual (predicted - measured) fields.')

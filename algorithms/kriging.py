@@ -80,6 +80,10 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
         'differ from per-pixel neighbourhoods by about as much as per-pixel neighbourhoods differ from '
         'global Kriging. Neighbourhood grids compute the per-pixel products in float32 (differences '
         'from float64 of order 1e-6 of the values).\n'
+        'Measurement error (MEASUREMENT_ERROR > 0): the part of the nugget that is analytical error '
+        'is left out of the predicted field, so the map is smooth through the samples rather than '
+        'honouring each measured value (gstat\'s "Err" component; pykrige\'s exact_values=False when '
+        'it is the whole nugget).\n'
         'Input care: NULL / non-finite values are skipped and counted, samples at one location are '
         'merged (mean); fewer than 5 usable samples, a constant field, or samples that miss the grid '
         'are errors.\n'
@@ -111,6 +115,7 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
     CV_R2 = 'CV_R2'
     CV_MSDR = 'CV_MSDR'
     N_SAMPLES = 'N_SAMPLES'
+    MEASUREMENT_ERROR = 'MEASUREMENT_ERROR'
 
     def initAlgorithm(self, config=None):  # noqa: N802 - QGIS API
         add_sample_parameters(self, 'with the value to interpolate')
@@ -179,6 +184,16 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
         self.add(QgsProcessingParameterFileDestination(
             self.OUTPUT_HTML, self.tr('Kriging report'), 'HTML files (*.html)', optional=True),
             'HTML report: grid, variogram, cross-validation statistics and plot.')
+        self.add(QgsProcessingParameterNumber(
+            self.MEASUREMENT_ERROR, self.tr('Measurement-error variance (0 = exact Kriging)'),
+            QgsProcessingParameterNumber.Type.Double, 0.0, False, 0.0),
+            'Variance of the analytical (laboratory and sampling) error of the values, in squared units of '
+            'the field (of its natural log with LOG_TRANSFORM), e.g. from duplicate analyses: SD 0.2 % '
+            'gives 0.04. It is part of the nugget (a fitted nugget is at least this; a given NUGGET must '
+            'be at least this). The map then predicts the error-free content: at a sample it is '
+            'smoothed towards the neighbours instead of reproducing the measured value, and the variance '
+            'is that of the error-free content (gstat\'s "Err" variogram component). 0: exact Kriging, '
+            'the prediction on a sample equals its value.')
         for key, label in ((self.NUGGET, 'Nugget used'), (self.SILL, 'Partial sill used'),
                            (self.RANGE, 'Range used'), (self.CV_ME, 'Leave-one-out mean error'),
                            (self.CV_RMSE, 'Leave-one-out RMSE'), (self.CV_R2, 'Leave-one-out R²'),
@@ -206,6 +221,7 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
         n_neighbours = self.parameterAsInt(parameters, self.N_NEIGHBOURS, context)
         radius = self.parameterAsDouble(parameters, self.SEARCH_RADIUS, context)
         settings = fit_settings(self, parameters, context)
+        settings['error_variance'] = self.parameterAsDouble(parameters, self.MEASUREMENT_ERROR, context)
         fit = self.variogram(parameters, context, settings, samples, n_neighbours, radius, cancel)
         model = fit.model
         feedback.pushInfo(f'variogram {model.name}: nugget {model.nugget:.6g}, partial sill '
@@ -301,7 +317,8 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
                                          'belong to (not "auto").')
         nugget = self.parameterAsDouble(parameters, self.NUGGET, context)
         exponent = self.parameterAsDouble(parameters, self.POWER_EXPONENT, context)
-        model = VariogramModel(settings['model_name'], nugget, sill, range_, exponent)
+        model = VariogramModel(settings['model_name'], nugget, sill, range_, exponent,
+                               settings['error_variance'])
         experimental = experimental_variogram(samples.x, samples.y, variogram_values(samples),
                                               settings['n_lags'], settings['max_distance'], cancel)
         return VariogramFit(experimental, model, None, bool(samples.drift.shape[1]), given=True)

@@ -33,19 +33,31 @@ class LaplacianFusionAlgorithm(RsGeochemAlgorithm):
         'image band are split into low (L) and high (H) frequencies by an undecimated Laplacian pyramid '
         '(Burt-Adelson kernel, levels from the resolution ratio); Geo_L is regressed on the bands MS_L '
         'by least squares, globally or per K-means cluster of the image (local mode, needs '
-        'scikit-learn). Paper mode: fused = (a0 + a*MS_L) + (Geo_H + a*MS_H). Coherent mode (default) '
-        'keeps the measured low frequency: fused = Geo + a*MS_H. The slopes a come from least squares '
-        '(the paper) or, by default, from a ridge regression whose penalty is the image noise (Bishop '
-        '1995: least squares on noisy inputs equals ridge; noise per band by Donoho\'s MAD of the '
-        'finest detail): with strongly correlated bands least squares gives large opposite-sign '
-        'slopes that amplify the noise of the injected detail. Optional residual correction (as in '
-        'pyDMS) averages the fused map back onto the coarse cells and adds the cubic-resampled '
-        'residual, so the result reproduces the input grid when averaged.\n\n'
-        'Accuracy (Wald protocol on Sentinel-2: B4 averaged 4x, fused back with B2, B3, B8; RMSE in '
-        'DN): cubic resampling 149; paper mode with least squares 113; coherent with noise ridge and '
-        'no residual pass 79; the defaults (coherent, noise ridge, 1 residual correction pass) 61, '
-        'with 4 clusters too 52; Orfeo ToolBox Pansharpening rcs 67. To reproduce the article choose '
-        'paper mode, least squares and 0 residual passes.\n\n'
+        'scikit-learn). Paper mode: fused = (a0 + a*MS_L) + (Geo_H + a*MS_H); the article\'s Eq. 2 '
+        'also adds the constant a0 to the high frequency, which summed with the low frequency (its Eq. '
+        '3) would count a0 twice and shift the map by a0, so a0 is left out there: fused = a0 + a*MS + '
+        'Geo_H. Coherent mode (default) keeps the measured low frequency: fused = Geo + a*MS_H.\n'
+        'Regression: least squares (the paper); a ridge regression whose penalty is the image noise '
+        '(Bishop 1995: least squares on noisy inputs equals ridge; noise per band by Donoho\'s MAD of '
+        'the finest detail), which keeps strongly correlated bands from giving large opposite-sign '
+        'slopes that amplify noise; or (default, ours) a nonlinear regression F(MS) on quadratic terms '
+        'and per-band hinges of the bands, ridge-fitted so that the features averaged over each coarse '
+        'cell (or smoothed by the pyramid when the grids are not aligned) predict the grid: it '
+        'follows nonlinear band-content relations and mixed pixels, where pyDMS (Gao et al. 2012) uses '
+        'regression trees fitted on cell means. With it, coherent mode writes F and puts the grid back '
+        'by residual correction (at least one pass); paper mode gives F + Geo_H. It learns from the '
+        'coarse cells: with fewer than 20 cells inside the image per feature (B + B(B+1)/2 + 5B '
+        'features for B bands: 140 for one band, 480 for three) the noise ridge is used instead and '
+        'the log says so.\n'
+        'Residual correction (as in pyDMS) averages the fused map back onto the coarse cells and adds '
+        'the cubic-resampled residual, so the result reproduces the input grid when averaged.\n\n'
+        'Accuracy (Wald protocol, a band block-averaged 4x and fused back, RMSE in DN; make bench): '
+        'Sentinel-2 B4 from B2, B3, B8 at 10 m: cubic resampling 149, paper configuration (paper mode, '
+        'least squares) 113, noise ridge with one residual pass 61, the defaults (coherent, nonlinear, '
+        'global, one pass) 52, pyDMS 59-65, Orfeo ToolBox Pansharpening rcs 67. Landsat 5 TM B7 from '
+        'B1-B5 at 30 m: cubic 2.41, paper 1.56, noise ridge 1.13, defaults 1.01, pyDMS 1.03-1.05, OTB '
+        'rcs 1.55. K-means clusters (4) did not improve the defaults there. To reproduce the article '
+        'choose paper mode, least squares and 0 residual passes.\n\n'
         'Inputs: the coarse grid and its band; the image (raw bands, principal components from '
         '"principalcomponents" or mineral indices from "spectralindices") and the bands to use; an '
         'optional mask on the image grid (1 keep, 0 masked); an optional reference layer (e.g. a finer '
@@ -77,10 +89,12 @@ class LaplacianFusionAlgorithm(RsGeochemAlgorithm):
     COHERENCE_RMSE = 'COHERENCE_RMSE'
     REFERENCE_R = 'REFERENCE_R'
     REFERENCE_R_CUBIC = 'REFERENCE_R_CUBIC'
+    CLUSTER_BANDS = 'CLUSTER_BANDS'
 
     MODE_LABELS = ('Paper: fused = regressed low frequency + injected high frequency',
                    'Coherent: fused = measured grid + injected image detail')
-    REGRESSION_LABELS = ('Least squares (paper)', 'Ridge, penalty = image noise (noise-aware)')
+    REGRESSION_LABELS = ('Least squares (paper)', 'Ridge, penalty = image noise (noise-aware)',
+                         'Nonlinear: quadratic and hinge features fitted on cell averages')
 
     def initAlgorithm(self, config=None):  # noqa: N802 - QGIS API
         integer = QgsProcessingParameterNumber.Type.Integer
@@ -106,15 +120,19 @@ class LaplacianFusionAlgorithm(RsGeochemAlgorithm):
                  '(default since it is more accurate at the same cost): the measured grid is kept and only '
                  'image detail is added.')
         self.add(QgsProcessingParameterEnum(self.REGRESSION, self.tr('Regression'), self.REGRESSION_LABELS,
-                                            defaultValue=1),
-                 'Least squares: the article\'s regression. Noise-aware ridge (default): slopes shrunk by '
-                 'each band\'s noise variance, estimated from the image itself; stable with correlated '
-                 'bands (e.g. blue and green) where least squares amplifies noise.')
+                                            defaultValue=2),
+                 'Least squares: the article\'s regression. Noise-aware ridge: slopes shrunk by each '
+                 'band\'s noise variance, estimated from the image itself; stable with correlated bands '
+                 '(e.g. blue and green) where least squares amplifies noise. Nonlinear (default): the '
+                 'content of each pixel predicted from quadratic and hinge features of the bands, the '
+                 'most accurate on our Wald benchmarks (see above).')
         self.add(QgsProcessingParameterNumber(self.CLUSTERS, self.tr('K-means clusters (1 = global)'),
                                               integer, 1, False, 1, 50),
-                 '1: one global regression. 2 or more: local mode, one regression per K-means cluster '
-                 'of the image bands (scikit-learn); a cluster with too few pixels or collinear bands '
-                 'uses the global regression (reported).')
+                 '1: one global regression. 2 or more: the paper\'s local mode, one regression per K-means '
+                 'cluster of the image bands (scikit-learn); a cluster with too few pixels or collinear '
+                 'bands uses the global regression (reported). With the nonlinear regression clusters '
+                 'did not improve accuracy on our benchmarks and cost several times the run time: use '
+                 'them to follow the paper or where geological units relate differently to the bands.')
         self.add(QgsProcessingParameterNumber(
             self.LEVELS, self.tr('Pyramid levels (0 = from resolution ratio)'), integer, 0, False, 0, 8),
                  'Levels of the Laplacian pyramid; 0 picks round(log2(coarse/fine pixel size)). Each '
@@ -122,9 +140,9 @@ class LaplacianFusionAlgorithm(RsGeochemAlgorithm):
         self.add(QgsProcessingParameterNumber(
             self.RESIDUAL_ITERATIONS, self.tr('Residual correction iterations'), integer, 1, False, 0, 10),
                  'Passes of residual correction (as in pyDMS): average the fused map onto the coarse '
-                 'cells, resample the residual by cubic convolution and add it. 2-3 make the result '
-                 'coherent with the input grid and more accurate (see above); each pass reads and writes '
-                 'the raster once more (about a quarter more CPU time).')
+                 'cells, resample the residual by cubic convolution and add it, so the result reproduces '
+                 'the input grid. The nonlinear regression in coherent mode always makes at least one; '
+                 'more passes change its accuracy little, each reads and writes the raster once more.')
         self.add(QgsProcessingParameterRasterLayer(self.REFERENCE, self.tr('Reference layer (check only)'),
                                                    optional=True),
                  'Optional raster to compare with, e.g. a finer survey (1:50,000). The fused map and the '
@@ -157,6 +175,12 @@ class LaplacianFusionAlgorithm(RsGeochemAlgorithm):
         self.add(QgsProcessingParameterFileDestination(
             self.OUTPUT_HTML, self.tr('Report'), 'HTML files (*.html)', optional=True),
                  'HTML report: settings, regressions, warnings, coherence, reference check, maps.')
+        self.add(QgsProcessingParameterBand(self.CLUSTER_BANDS, self.tr('Bands for the K-means clusters'),
+                                            None, self.INPUT_IMAGE, optional=True, allowMultiple=True),
+                 'Image bands the K-means clusters (CLUSTERS >= 2) group pixels by, e.g. alteration indices '
+                 'or raw bands that separate geological units as the paper does, while the regression '
+                 'uses BANDS (e.g. PC2). Empty: the regression bands. They should have data wherever '
+                 'BANDS do.')
         self.addOutput(QgsProcessingOutputNumber(self.COHERENCE_RMSE, self.tr('Coherence RMSE')))
         self.addOutput(QgsProcessingOutputNumber(self.REFERENCE_R, self.tr('Correlation with the reference')))
         self.addOutput(QgsProcessingOutputNumber(self.REFERENCE_R_CUBIC,
@@ -172,7 +196,8 @@ class LaplacianFusionAlgorithm(RsGeochemAlgorithm):
             sample_size=self.parameterAsInt(parameters, self.SAMPLE_SIZE, context),
             min_cluster_pixels=self.parameterAsInt(parameters, self.MIN_CLUSTER_PIXELS, context),
             seed=self.parameterAsInt(parameters, self.SEED, context),
-            memory_mb=self.block_memory(parameters, context))
+            memory_mb=self.block_memory(parameters, context),
+            cluster_bands=tuple(self.parameterAsInts(parameters, self.CLUSTER_BANDS, context)))
 
     def _optional_raster(self, parameters, key, context):
         if self.parameterAsRasterLayer(parameters, key, context) is None:
@@ -225,7 +250,7 @@ class LaplacianFusionAlgorithm(RsGeochemAlgorithm):
         columns = [('cluster', compat.FIELD_INT), ('pixels', compat.FIELD_INT), ('r2', compat.FIELD_DOUBLE),
                    ('intercept', compat.FIELD_DOUBLE)]
         columns += [(name, compat.FIELD_DOUBLE)
-                    for name in field_names(model.band_names, [name for name, _ in columns], prefix='a_')]
+                    for name in field_names(model.feature_names, [name for name, _ in columns], prefix='a_')]
         columns.append(('status', compat.FIELD_STRING))
         rows = ([int(row[0]), int(row[1]), *[float(value) for value in row[2:-1]], row[-1]]
                 for row in regression_rows(model))

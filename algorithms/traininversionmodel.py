@@ -3,6 +3,7 @@ import numpy as np
 from qgis.core import (
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
@@ -13,7 +14,6 @@ from qgis.core import (
 
 from ..core.inversion import splits, training
 from ..core.inversion.cnn import CnnConfig
-from ..core.inversion.tiling import CELLS
 from ..core.inversion.training_report import write_training_report
 from .glue import compat
 from .glue.base import RsGeochemAlgorithm, progress_callbacks
@@ -43,14 +43,19 @@ class TrainInversionModelAlgorithm(RsGeochemAlgorithm):
         'values (FEATURES, e.g. band reflectances) on a point layer such as the output of '
         'rsgeochem:surfacesamples, and writes it as an ONNX file for rsgeochem:applyinversionmodel.\n'
         'CNN (default) after Cheng et al. (2023, ion-adsorption rare-earth ore, GF-2): the feature '
-        'values, standardised with the training mean and SD, are tiled into a 4x4 matrix (4 bands '
-        'copied 4 times, each row b1..b4; other counts fill the 16 cells cyclically, at most 16 '
-        'features), then two 2x2 convolutions with ReLU each followed by 2x2 max pooling '
-        '(4x4 -> 2x2 -> 1x1; 16 and 32 filters), a fully connected layer of 64 units with ReLU, '
-        'dropout with keep probability 0.7, and one output. Adam, learning rate 0.001, 5000 '
-        'mini-batch iterations. The loss is the '
-        'mean squared error: the paper names softmax cross-entropy, which has no meaning for one '
-        'continuous output. Trained in numpy (no deep-learning framework needed).\n'
+        'values are tiled into a square matrix (paper: the 4 band values copied 4 times into 4x4, each '
+        'row b1..b4), then two 2x2 convolutions with ReLU each followed by 2x2 max pooling '
+        '(4x4 -> 2x2 -> 1x1), a fully connected layer with ReLU, dropout with keep probability 0.7, '
+        'and one output; learning rate 0.001, 5000 iterations (all the paper\'s). Any number of '
+        'features (our rule, for hyperspectral or SAR + optical stacks): the matrix is the smallest '
+        'square whose side is a multiple of 4 (so the two poolings divide it exactly) that holds every '
+        'feature once, filled row by row with the features repeated cyclically: 1-16 features 4x4, '
+        '17-64 8x8, 65-144 12x12, 145-256 (e.g. 200 bands) 16x16; a 12-band Sentinel-2 stack fills '
+        '4x4 with bands 1-12 then 1-4. Our choices where the paper gives none: 16 and 32 filters, 64 '
+        'hidden units, batches of 64, features and target standardised with the training mean and '
+        'SD, He initialisation, the Adam optimiser, and the mean squared error as the loss (the paper '
+        'names softmax cross-entropy, which has no meaning for one continuous output). Trained in '
+        'numpy (no deep-learning framework needed).\n'
         'Baselines the paper lacked: multiple linear regression, PLS regression (components by '
         '5-fold cross-validation unless given) and random forest (scikit-learn, exported with '
         'skl2onnx). "Compare all" trains every model on the same split, tabulates them and writes '
@@ -59,12 +64,15 @@ class TrainInversionModelAlgorithm(RsGeochemAlgorithm):
         'Split: random (TEST_FRACTION, the paper\'s 2:1 is 1/3) or spatial blocks: squares of '
         'BLOCK_SIZE map units go wholly to train or test, so neighbouring near-duplicate '
         'surface-to-surface samples do not leak into the test. The written model is the one '
-        'fitted on the training samples, so its metrics describe it.\n'
+        'fitted on the training samples, so its metrics describe it; with REFIT_ALL it is fitted again '
+        'on every sample once the split has measured its accuracy (the metrics stay the split\'s; the '
+        'model\'s metadata says so).\n'
         'Metrics on train and test: R², RMSE (target units), RPD = SD/RMSE, RPIQ = IQR/RMSE and '
         'bias = mean(predicted - measured); the paper reports train R² 0.95 / RPD 4.65 and test '
-        'R² 0.91 / RPD 3.33. Outputs: the .onnx model (raw feature values in, target units out; '
-        'standardisation inside the graph; metadata: feature order, layout, normalisation, target, '
-        'metrics, split, architecture), an HTML report (comparison table, predicted-vs-measured '
+        'R² 0.91 / RPD 3.33, and takes R² >= 0.9 with RPD >= 3 as a good model. Outputs: the .onnx '
+        'model (raw feature values in, target units out; standardisation inside the graph; metadata: '
+        'feature order, layout, normalisation, target, metrics, split, architecture), an HTML report '
+        '(comparison table, predicted-vs-measured '
         'scatter plots, CNN loss, split map) and the metrics as numbers (TRAIN_R2, TEST_RMSE, ...).\n'
         'Samples with NULL values in the target or a feature are skipped (and counted in the log). '
         'At least (number of features + 2) samples are needed; a constant target or feature is an '
@@ -88,6 +96,7 @@ class TrainInversionModelAlgorithm(RsGeochemAlgorithm):
     OUTPUT_MODEL = 'OUTPUT_MODEL'
     OUTPUT_HTML = 'OUTPUT_HTML'
     MODEL_TYPE = 'MODEL_TYPE'
+    REFIT_ALL = 'REFIT_ALL'
     N_TRAIN = 'N_TRAIN'
     N_TEST = 'N_TEST'
 
@@ -106,7 +115,7 @@ class TrainInversionModelAlgorithm(RsGeochemAlgorithm):
             allowMultiple=True),
             'Numeric fields the model learns from, in the order given: this becomes the model\'s '
             'input order, so applying the model needs the raster bands in the same order. '
-            'The CNN takes 1 to 16 features.')
+            'The CNN takes any number of features (tiled as the help says).')
         self.add(QgsProcessingParameterString(
             self.TARGET_UNITS, self.tr('Target units'), '', optional=True),
             'Units of the target, e.g. "% RE2O3" or "mg/kg"; stored in the model and the report.')
@@ -156,6 +165,11 @@ class TrainInversionModelAlgorithm(RsGeochemAlgorithm):
         self.add(QgsProcessingParameterFileDestination(
             self.OUTPUT_HTML, self.tr('Training report'), 'HTML files (*.html)'),
             'HTML report: accuracy table, predicted-vs-measured plots, CNN loss, split map.')
+        self.add(QgsProcessingParameterBoolean(
+            self.REFIT_ALL, self.tr('Refit the written model on all samples'), False),
+            'After the train/test evaluation, fit the written model type again on every sample (train '
+            'and test) and write that model: more data for the map. Its reported metrics remain those '
+            'of the split, which measured how well this kind of model predicts unseen samples.')
         for side in ('TRAIN', 'TEST'):
             for suffix, _, label in METRIC_OUTPUTS:
                 self.addOutput(QgsProcessingOutputNumber(f'{side}_{suffix}',
@@ -206,10 +220,6 @@ class TrainInversionModelAlgorithm(RsGeochemAlgorithm):
         features = np.column_stack([samples.values[name] for name in feature_names])
         training.check_samples(features, target, feature_names, target_name)
         model_types = self.model_types(parameters, context)
-        if len(model_types) > 1 and len(feature_names) > CELLS:
-            feedback.pushWarning(f'The CNN takes at most {CELLS} features: compared without it.')
-            model_types = tuple(name for name in model_types if name != 'cnn')
-        training.check_model_choice(model_types, len(feature_names))
         split = self.make_split(parameters, context, samples, len(feature_names), feedback)
         if crs.isGeographic() and split.description['method'] == 'spatial_blocks':
             feedback.pushWarning('The layer\'s CRS is geographic: the block size is in degrees.')
@@ -230,9 +240,15 @@ class TrainInversionModelAlgorithm(RsGeochemAlgorithm):
         notes = [f'Skipped samples: {samples.skipped_text()}.'] if samples.skipped_text() else []
         write_training_report(html_path, f'Inversion model for {target_name}', data, results,
                               written, split, notes)
+        refit = self.parameterAsBool(parameters, self.REFIT_ALL, context)
+        if refit:
+            feedback.pushInfo(f'Refitting the {written.model_type} on all {len(target)} samples.')
+            written = training.refit_on_all_samples(written, features, target,
+                                                    self.options(parameters, context),
+                                                    progress_callbacks(feedback, 90, 99)[0], cancel)
         # the model last: it only appears when everything else has succeeded
         model_path = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
-        training.save_onnx(training.model_proto(written, feature_names, target_name, units, split),
+        training.save_onnx(training.model_proto(written, feature_names, target_name, units, split, refit),
                            model_path)
         feedback.setProgress(100)
         outputs = {self.OUTPUT_MODEL: model_path, self.OUTPUT_HTML: html_path,

@@ -1,28 +1,57 @@
-"""Laplacian-pyramid fusion: accuracy by the Wald protocol on real Sentinel-2 data against cubic
-resampling and Orfeo ToolBox pansharpening (rcs, lmvm, bayes; skipped where OTB is absent),
-speed on a large four-band guide image against GDAL cubic warping, and peak memory for two
-raster heights (block-wise: it must not grow)."""
+"""Laplacian-pyramid fusion: accuracy and time by the Wald protocol on two real scenes (Sentinel-2
+B4 from B2, B3, B8 at 10 m; Landsat 5 TM B7 from B1-B5 at 30 m; test/data/fusion) against cubic
+resampling, pyDMS (the Data Mining Sharpener, Gao et al. 2012; installed by `make bench`) and Orfeo
+ToolBox pansharpening (rcs, lmvm, bayes; each peer skipped where absent); speed on a large
+four-band guide image against GDAL cubic warping; and peak memory for two raster heights
+(block-wise: it must not grow)."""
+import contextlib
+import io
 import os
 import shutil
 import subprocess
 import time
 import tracemalloc
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from osgeo import gdal
 
 from rsgeochem.core.fusion import pipeline
-from rsgeochem.core.fusion.quality import PairStats, ergas
+from rsgeochem.core.fusion.quality import ergas
+from rsgeochem.core.metrics import PairStats
 from rsgeochem.core.raster import blockio
 
-DATA = Path(__file__).resolve().parent.parent / 'test' / 'data' / 'fusion' / 's2_para_B2348_dn.tif'
+FUSION_DATA = Path(__file__).resolve().parent.parent / 'test' / 'data' / 'fusion'
+DATA = FUSION_DATA / 's2_para_B2348_dn.tif'
 RATIO = 4
 ROWS, COLS = 236, 244
 NAMES = ['B2', 'B3', 'B4', 'B8']
 TARGET = 2                     # B4 is degraded and fused back with the other bands
 SPEED_SIZE = (4096, 4096)      # rows, cols of the speed test (16.8 Mpix)
 OTB_METHODS = ('rcs', 'lmvm', 'bayes')
+
+
+@dataclass(frozen=True)
+class WaldSet:
+    """A real scene whose band `target` is block-averaged RATIO times and fused back with the others."""
+    path: Path
+    names: tuple
+    target: int
+    rows: int                  # cropped to a multiple of RATIO
+    cols: int
+
+
+WALD_SETS = {
+    'sentinel2_B4': WaldSet(DATA, tuple(NAMES), TARGET, ROWS, COLS),
+    # Landsat 5 TM, 30 m: SWIR band 7 from bands 1-5, as in the Landsat-7 test of issue 14
+    'landsat5_B7': WaldSet(FUSION_DATA / 'l5_para_B123457_dn.tif', ('B1', 'B2', 'B3', 'B4', 'B5', 'B7'), 5,
+                           308, 284),
+}
+# pyDMS (Gao et al. 2012), installed by `make bench` from the peer's source (bench/requirements.txt):
+# regression-tree ensemble with linear leaves, homogeneity weights, residual correction; global,
+# and with 15-cell moving windows as in its run_pyDMS.py template
+PYDMS_WINDOWS = (0, 15)
 
 
 def _read(path):
@@ -48,15 +77,15 @@ def _coarse_grid(grid):
                         grid.crs_wkt)
 
 
-def _degrade(bands, transform, crs, work):
+def _degrade(bands, transform, crs, work, target=TARGET, names=NAMES):
     """Wald protocol inputs: guides at full resolution, the target block-averaged RATIO times."""
     grid = blockio.Grid(bands.shape[2], bands.shape[1], transform, crs)
-    guides = [i for i in range(len(bands)) if i != TARGET]
+    guides = [i for i in range(len(bands)) if i != target]
     guide_path = blockio.write_raster(work / 'guides.tif', grid, bands[guides],
-                                      descriptions=[NAMES[i] for i in guides])
+                                      descriptions=[names[i] for i in guides])
     coarse_grid = _coarse_grid(grid)
     rows, cols = coarse_grid.height, coarse_grid.width
-    coarse = bands[TARGET].reshape(rows, RATIO, cols, RATIO).mean(axis=(1, 3))
+    coarse = bands[target].reshape(rows, RATIO, cols, RATIO).mean(axis=(1, 3))
     coarse_path = blockio.write_raster(work / 'coarse.tif', coarse_grid, coarse)
     cubic_path = str(work / 'cubic.tif')
     gdal.Warp(cubic_path, coarse_path, outputBounds=grid.extent, width=grid.width, height=grid.height,
@@ -85,59 +114,108 @@ def _otb(pan_path, xs_path, out_path, method):
     return time.perf_counter() - started
 
 
-def accuracy(work):
-    dataset = gdal.Open(str(DATA))
-    bands = dataset.ReadAsArray()[:, :ROWS, :COLS].astype(np.float32)
-    grid, guides, coarse, cubic = _degrade(bands, dataset.GetGeoTransform(), dataset.GetProjection(), work)
-    truth = bands[TARGET].astype(np.float64)
+def _pydms(guides, coarse, out_path, window):
+    """pyDMS's DecisionTreeSharpener (per-leaf linear regression, automatic homogeneity threshold)
+    trained, applied and residual-corrected as its run_pyDMS.py does; returns the seconds taken."""
+    from pyDMS.pyDMS import DecisionTreeSharpener
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(io.StringIO()):   # it prints progress per window
+        sharpener = DecisionTreeSharpener([str(guides)], [str(coarse)], cvHomogeneityThreshold=0,
+                                          movingWindowSize=window, perLeafLinearRegression=True,
+                                          linearRegressionExtrapolationRatio=0.25)
+        sharpener.trainSharpener()
+        downscaled = sharpener.applySharpener(str(guides), str(coarse))
+        _, corrected = sharpener.residualAnalysis(downscaled, str(coarse), doCorrection=True)
+    gdal.Translate(str(out_path), corrected)
+    return time.perf_counter() - started
+
+
+def _fuse_timed(coarse, guides, out, options):
+    options = dict(options)
+    selected = options.pop('bands', [])
+    started = time.perf_counter()
+    pipeline.fuse(coarse, 1, guides, selected, out, settings=pipeline.FusionSettings(**options),
+                  log=lambda _: None)
+    return time.perf_counter() - started
+
+
+# the laplacianfusion algorithm's defaults: coherent, nonlinear regression, global, 1 residual pass
+DEFAULT = dict(residual_iterations=1)
+CONFIGURATIONS = {
+    'ours_default': DEFAULT,
+    'ours_default_local4': dict(DEFAULT, clusters=4),
+    'ours_noise_ridge_residual1': dict(estimator='noise', residual_iterations=1),   # the old default
+    'ours_noise_ridge_local4_residual1': dict(estimator='noise', clusters=4, residual_iterations=1),
+    'ours_paper_global': dict(mode='paper', estimator='ols'),                        # the article
+    'ours_paper_local4': dict(mode='paper', estimator='ols', clusters=4),
+}
+
+
+def wald_accuracy(name, wald, work):
+    """Scores and seconds of cubic, our configurations, pyDMS and OTB on one Wald set."""
+    work = work / name
+    work.mkdir()
+    dataset = gdal.Open(str(wald.path))
+    bands = dataset.ReadAsArray()[:, :wald.rows, :wald.cols].astype(np.float32)
+    grid, guides, coarse, cubic = _degrade(bands, dataset.GetGeoTransform(), dataset.GetProjection(), work,
+                                           wald.target, wald.names)
+    truth = bands[wald.target].astype(np.float64)
+    scores, seconds = {'cubic': _scores(cubic, truth)}, {}
+    for label, options in CONFIGURATIONS.items():
+        out = work / f'{label}.tif'
+        seconds[label] = round(_fuse_timed(coarse, guides, out, options), 3)
+        scores[label] = _scores(out, truth)
+    try:
+        import pyDMS.pyDMS  # noqa: F401 - only to know whether it is installed
+    except ImportError:
+        scores['pydms'] = 'skipped: pyDMS not installed (make bench installs it from ../shared/peers/pyDMS)'
+    else:
+        for window in PYDMS_WINDOWS:
+            label = f'pydms_window{window}'
+            seconds[label] = round(_pydms(guides, coarse, work / f'{label}.tif', window), 3)
+            scores[label] = _scores(work / f'{label}.tif', truth)
     best = _best_guide(guides, coarse)
-    results = {'cubic': _scores(cubic, truth)}
-    paper = dict(mode='paper', estimator='ols')           # the article's method (the old default)
-    configurations = {
-        'ours_paper_global': paper,
-        'ours_paper_local4': dict(paper, clusters=4),
-        'ours_coherent_ols_local4_residual3': dict(mode='coherent', estimator='ols', clusters=4,
-                                                   residual_iterations=3),
-        'ours_default': dict(),                           # coherent, noise-aware ridge, global
-        'ours_default_residual1': dict(residual_iterations=1),
-        'ours_default_local4_residual1': dict(clusters=4, residual_iterations=1),
-        'ours_best_guide_default_local4_residual1': dict(clusters=4, residual_iterations=1, bands=[best]),
-    }
-    for name, options in configurations.items():
-        options = dict(options)
-        selected = options.pop('bands', [])
-        out = work / f'{name}.tif'
-        pipeline.fuse(coarse, 1, guides, selected, out, settings=pipeline.FusionSettings(**options),
-                      log=lambda _: None)
-        results[name] = _scores(out, truth)
     if shutil.which('otbcli_Pansharpening'):
         pan = work / 'pan.tif'
         gdal.Translate(str(pan), guides, bandList=[best])
         for method in OTB_METHODS:
             out = work / f'otb_{method}.tif'
-            _otb(pan, cubic, out, method)
-            results[f'otb_{method}'] = _scores(out, truth)
+            seconds[f'otb_{method}'] = round(_otb(pan, cubic, out, method), 3)
+            scores[f'otb_{method}'] = _scores(out, truth)
     else:
-        results['otb'] = 'skipped: otbcli_Pansharpening not installed (Debian package otb-bin)'
-    cubic = results['cubic']
-    ratios = {'default_rmse_over_cubic': round(results['ours_default']['rmse'] / cubic['rmse'], 3),
-              'paper_rmse_over_cubic': round(results['ours_paper_global']['rmse'] / cubic['rmse'], 3)}
-    if 'otb_rcs' in results:
-        # all guide bands (ours) against OTB rcs with the best single guide as pan, on every score
-        rcs = results['otb_rcs']
-        for name in ('ours_default', 'ours_default_residual1', 'ours_default_local4_residual1'):
-            ours = results[name]
-            ratios[f'{name}_over_otb_rcs'] = dict(
-                rmse=round(ours['rmse'] / rcs['rmse'], 3), ergas=round(ours['ergas'] / rcs['ergas'], 3),
-                r_difference=round(ours['r'] - rcs['r'], 5),
-                beats_on_all=bool(ours['rmse'] < rcs['rmse'] and ours['ergas'] < rcs['ergas']
-                                  and ours['r'] > rcs['r']))
-    return dict(protocol=f'Wald: {NAMES[TARGET]} block-averaged {RATIO}x, fused back with the other bands '
-                         f'at 10 m; OTB pan = guide band {best} (most correlated at coarse scale)',
-                scores=results, ratio=ratios,
-                note="ours_default = core.fusion defaults (coherent mode, noise-aware ridge, global, no "
-                     'residual pass); the laplacianfusion algorithm adds one residual pass by default '
-                     "(ours_default_residual1); paper = the article's formula with least squares")
+        scores['otb'] = 'skipped: otbcli_Pansharpening not installed (Debian package otb-bin)'
+    guides_names = [n for i, n in enumerate(wald.names) if i != wald.target]
+    protocol = (f'Wald: {wald.names[wald.target]} block-averaged {RATIO}x, fused back with '
+                f'{", ".join(guides_names)}; OTB pan = guide band {best} (most correlated at coarse scale)')
+    return dict(protocol=protocol, scores=scores, seconds=seconds, ratio=_ratios(scores, seconds))
+
+
+def _ratios(scores, seconds):
+    """ours_default against cubic, the old default and each pyDMS run: RMSE ratios (< 0.95 is the
+    issue's goal against pyDMS) and speed-ups (pyDMS seconds / ours, >= 3 the goal)."""
+    ours = scores['ours_default']['rmse']
+    ratios = {'default_rmse_over_cubic': round(ours / scores['cubic']['rmse'], 3),
+              'default_rmse_over_old_default': round(ours / scores['ours_noise_ridge_residual1']['rmse'], 3)}
+    peers = [label for label in scores if label.startswith(('pydms_window', 'otb_'))]
+    for label in peers:
+        ratios[f'default_rmse_over_{label}'] = round(ours / scores[label]['rmse'], 3)
+        ratios[f'{label}_seconds_over_default'] = round(seconds[label] / seconds['ours_default'], 1)
+    pydms = [label for label in peers if label.startswith('pydms')]
+    if pydms:
+        worst = max(ours / scores[label]['rmse'] for label in pydms)
+        slowest = min(seconds[label] / seconds['ours_default'] for label in pydms)
+        ratios['goal_met'] = bool(worst <= 0.95 and slowest >= 3.0)
+    return ratios
+
+
+def accuracy(work):
+    results = {name: wald_accuracy(name, wald, work) for name, wald in WALD_SETS.items()}
+    goals = [result['ratio'].get('goal_met') for result in results.values()]
+    return dict(sets=results, goal='ours_default RMSE <= 0.95 x every pyDMS run at >= 3x its speed, on every '
+                                   'Wald set', goal_met_on_every_set=None if None in goals else all(goals),
+                note='ours_default = the laplacianfusion algorithm\'s defaults (coherent mode, nonlinear '
+                     'regression, global, one residual pass); ours_paper = the article\'s formula with least '
+                     'squares; times are wall seconds of one run on this machine, inputs already on disk')
 
 
 def _large_inputs(work, rows, cols):

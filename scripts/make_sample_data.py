@@ -10,7 +10,8 @@ resources/sample/PROVENANCE.md). Outputs (all in resources/sample/, EPSG:32721, 
   atmosphere and the GF-2 PMS1 2016 calibration, with a GF-2-like scene XML (date, sun angles).
 - gf2like_surface_reflectance.tif: the surface reflectance the DN were made from (reference).
 - simulated_re2o3_samples.gpkg / simulated_re2o3_truth.tif: 374 SIMULATED topsoil RE2O3 samples
-  with the statistics of Cheng et al. (2023) and the true field they were drawn from.
+  with the statistics of Cheng et al. (2023) and the true field they were drawn from; the samples
+  lie anywhere inside their pixel (not on its centre) and carry a measurement error.
 - simulated_cu_survey_250m.gpkg / simulated_cu_grid_250m.tif / simulated_cu_truth.tif /
   simulated_cu_validation.gpkg: a SIMULATED coarse Cu survey for the fusion workflow, the fine
   true field and finer validation samples.
@@ -61,6 +62,13 @@ RE_COUNT, RE_MIN, RE_MAX, RE_MEAN, RE_SD = 374, 0.16, 15.99, 3.47, 2.06
 # variance shares of the simulated sample latent: spectral term (pixel scale), non-spectral field,
 # nugget. The premise of the paper: the content is expressed in the surface spectra.
 RE_SHARES = (0.75, 0.15, 0.10)
+# share of the nugget that is measurement error (sampling + analysis, what field duplicates show);
+# the rest is sub-pixel variation of the soil itself
+RE_ERROR_SHARE = 0.5
+# A second random stream places samples inside their pixels and splits the nugget, so that the
+# values, pixels and true field stay those drawn from SEED alone (the shipped model was trained on them)
+PLACEMENT_SEED = (SEED, 1)
+EDGE = 0.02  # samples keep 2 % of a pixel from its edges: float rounding never moves them to a neighbour
 # Cu: survey cell (m) and the weights of the regional field and of PC2 in log(Cu)
 CU_CELL = 250.0
 CU_REGIONAL, CU_PC2 = 0.25, 0.30
@@ -166,7 +174,7 @@ def exact_statistics(rng):
     return values
 
 
-def jittered_points(rng, land, geotransform, count, spacing):
+def jittered_points(rng, land, count, spacing):
     """`count` land pixels picked from a jittered square grid of `spacing` m (soil sampling)."""
     rows, cols = land.shape
     step = spacing / PIXEL
@@ -180,22 +188,38 @@ def jittered_points(rng, land, geotransform, count, spacing):
         raise RuntimeError(f'only {len(r)} land points on a {spacing} m grid; reduce the spacing')
     chosen = np.sort(rng.choice(len(r), count, replace=False))
     r, c = r[chosen], c[chosen]
+    return r, c
+
+
+def inside_pixels(placement, rows, cols, geotransform):
+    """Map coordinates of points placed uniformly at random inside pixels (rows, cols): a sample's
+    GPS position falls anywhere in the image pixel, not on its centre."""
     x0, dx, _, y0, _, dy = geotransform
-    return r, c, x0 + (c + 0.5) * dx, y0 + (r + 0.5) * dy
+    u, v = (placement.uniform(EDGE, 1.0 - EDGE, len(rows)) for _ in range(2))
+    return x0 + (cols + u) * dx, y0 + (rows + v) * dy
 
 
-def re2o3(rng, reflectance, land, geotransform):
+def re2o3(rng, placement, reflectance, land, geotransform):
     """Simulated RE2O3 (%). Sample latent = spectral term (RE_SHARES[0] of the variance, a function
     of each pixel's own reflectance) + non-spectral field (150 m smoothing) + nugget (measurement and
     sub-pixel variation); both mapped monotonically onto values with the paper's statistics. The
-    truth is the same monotone map of the noise-free latent."""
+    truth is the same monotone map of the noise-free latent.
+
+    The nugget draw n (variance N) is split into sub-pixel variation s and measurement error
+    e = n - s, independent with variances (1 - RE_ERROR_SHARE) N and RE_ERROR_SHARE N: given n,
+    e ~ N(RE_ERROR_SHARE n, RE_ERROR_SHARE (1 - RE_ERROR_SHARE) N). Returns also the error-free
+    sample values (the same map of latent + s) to measure the error variance in % RE2O3."""
     spectral_share, field_share, nugget_share = RE_SHARES
     latent = (np.sqrt(spectral_share) * spectral_component(reflectance, land)
               + np.sqrt(field_share) * smooth_field(rng, land.shape, 15))
     # sites whose whole 3x3 window is land (no water or shore pixel in a window-mean sample)
     sites = ndimage.binary_erosion(land, np.ones((3, 3)), border_value=0)
-    rows, cols, xs, ys = jittered_points(rng, sites, geotransform, RE_COUNT, 110.0)
-    sample_latent = latent[rows, cols] + rng.normal(0.0, np.sqrt(nugget_share), RE_COUNT)
+    rows, cols = jittered_points(rng, sites, RE_COUNT, 110.0)
+    xs, ys = inside_pixels(placement, rows, cols, geotransform)
+    nugget = rng.normal(0.0, np.sqrt(nugget_share), RE_COUNT)
+    sample_latent = latent[rows, cols] + nugget
+    error = placement.normal(RE_ERROR_SHARE * nugget,
+                             np.sqrt(RE_ERROR_SHARE * (1.0 - RE_ERROR_SHARE) * nugget_share))
     values = exact_statistics(rng)
     order = np.argsort(sample_latent)
     sample_values = np.empty(RE_COUNT)
@@ -203,7 +227,8 @@ def re2o3(rng, reflectance, land, geotransform):
     # true field: the same monotone map applied to the noise-free latent, clamped at the ends
     truth = np.interp(latent, sample_latent[order], values)
     truth[~land] = np.nan
-    return xs, ys, sample_values, truth, rows, cols
+    error_free = np.interp(sample_latent - error, sample_latent[order], values)
+    return xs, ys, sample_values, truth, rows, cols, error_free
 
 
 def principal_component(reflectance, number):
@@ -294,7 +319,7 @@ def scene_xml(width, height, geotransform):
             f'<ProductMetaData>\n{body}\n</ProductMetaData>\n')
 
 
-def cu_fields(rng, reflectance, geotransform):
+def cu_fields(rng, placement, reflectance, geotransform):
     """Simulated Cu (ppm): 40 exp(CU_REGIONAL R + CU_PC2 PC2) with R a 600 m-smoothed regional field
     and PC2 the image's second principal component (pixel scale); coarse survey = cell means over
     CU_CELL m cells x 5 % lognormal noise; 150 fine validation samples (truth x 5 % noise)."""
@@ -313,12 +338,13 @@ def cu_fields(rng, reflectance, geotransform):
     coarse_points = (x0 + centre_c * dx, y0 + centre_r * dy, coarse)
     pick = rng.choice(truth.size, 150, replace=False)
     r, c = np.unravel_index(np.sort(pick), truth.shape)
-    validation = (x0 + (c + 0.5) * dx, y0 + (r + 0.5) * dy, truth[r, c] * rng.lognormal(0.0, 0.05, 150))
+    validation = (*inside_pixels(placement, r, c, geotransform), truth[r, c] * rng.lognormal(0.0, 0.05, 150))
     return truth, coarse, coarse_points, validation, loadings, explained
 
 
 def main():
     rng = np.random.default_rng(SEED)
+    placement = np.random.default_rng(PLACEMENT_SEED)
     srs = osr.SpatialReference()
     srs.ImportFromEPSG(EPSG)
     wkt = srs.ExportToWkt()
@@ -332,7 +358,7 @@ def main():
     write_tif(SAMPLE / 'gf2like_surface_reflectance.tif', reflectance.astype(np.float32), geotransform,
               wkt, gdal.GDT_Float32, [f'{name} surface reflectance' for name in BAND_NAMES])
 
-    xs, ys, values, truth, rows, cols = re2o3(rng, reflectance, land, geotransform)
+    xs, ys, values, truth, rows, cols, error_free = re2o3(rng, placement, reflectance, land, geotransform)
     write_tif(SAMPLE / 'simulated_re2o3_truth.tif', truth.astype(np.float32), geotransform, wkt,
               gdal.GDT_Float32, ['simulated true RE2O3 (%)'], nodata=-9999.0)
     write_points(SAMPLE / 'simulated_re2o3_samples.gpkg', 'simulated_re2o3_samples', srs, xs, ys, [
@@ -342,7 +368,7 @@ def main():
         ('source', ogr.OFTString, ['simulated (scripts/make_sample_data.py)'] * RE_COUNT)])
 
     cu_truth, coarse, coarse_points, validation, loadings, explained = cu_fields(
-        rng, reflectance, geotransform)
+        rng, placement, reflectance, geotransform)
     write_tif(SAMPLE / 'simulated_cu_truth.tif', cu_truth.astype(np.float32), geotransform, wkt,
               gdal.GDT_Float32, ['simulated true Cu (ppm)'], nodata=-9999.0)
     x0, _, _, y0, _, _ = geotransform
@@ -358,8 +384,10 @@ def main():
             ('cu_ppm', ogr.OFTReal, pv),
             ('source', ogr.OFTString, ['simulated (scripts/make_sample_data.py)'] * len(px))])
 
+    error = values - error_free
     print(f'image {width} x {height} px, land {land.mean():.1%}; RE2O3 min {values.min():.2f} '
-          f'max {values.max():.2f} mean {values.mean():.3f} SD {values.std(ddof=1):.3f}')
+          f'max {values.max():.2f} mean {values.mean():.3f} SD {values.std(ddof=1):.3f}; measurement '
+          f'error variance {np.mean(error ** 2):.4f} %² (mean {np.mean(error):+.3f})')
     print(f'PC2 loadings {np.round(loadings, 3)}, explained {explained:.1%}; Cu grid {coarse.shape}')
     for b, name in enumerate(BAND_NAMES):
         pixel = stats.spearmanr(values, reflectance[b][rows, cols])[0]

@@ -244,6 +244,11 @@ def rare_earth_inversion(registry):
         'Numeric field with the measured content, e.g. RE2O3 in %.')
     add(QgsProcessingParameterString('UNITS', 'Content units', '% RE2O3', optional=True),
         'Units of the content field, written into the model and reports.')
+    add(QgsProcessingParameterNumber('MEASUREMENT_ERROR', 'Measurement-error variance of the content',
+                                     QgsProcessingParameterNumber.Type.Double, 0.0, False, 0.0),
+        'Variance of the analytical error of the content (units² of FIELD, e.g. from duplicate analyses) '
+        'for step 4: the kriged map then predicts the error-free content and is smoothed at the samples. '
+        '0: exact Kriging.')
     add(QgsProcessingParameterBoolean('MASK_VEGETATION', 'Mask vegetation (NDVI > 0.3)', False),
         'Leave vegetated pixels out of the training samples, the map and the anomalies (the paper '
         'names vegetation as a limitation). Off by default: on a forested scene it removes most '
@@ -297,7 +302,8 @@ def rare_earth_inversion(registry):
         'EXCLUDE_POLYGONS': FromParameter('EXCLUDE_POLYGONS')},
         {'OUTPUT': Output('surface_mask', 'Surface mask, 1 keep / 0 masked (GeoTIFF)')})
     step(krige, 'rsgeochem:kriging', '4 Ordinary Kriging onto the image grid', {
-        **KRIGING_SAMPLES, 'REFERENCE_RASTER': FromChild(dos), 'GRID_EXTENT': 1},
+        **KRIGING_SAMPLES, 'REFERENCE_RASTER': FromChild(dos), 'GRID_EXTENT': 1,
+        'MEASUREMENT_ERROR': FromParameter('MEASUREMENT_ERROR')},
         {'OUTPUT': Output('kriged', 'Kriged content (GeoTIFF)'),
          'OUTPUT_VARIANCE': Output('kriging_variance', 'Kriging variance (GeoTIFF)'),
          'OUTPUT_HTML': Output('kriging_report', 'Kriging report (HTML)')})
@@ -326,6 +332,19 @@ def rare_earth_inversion(registry):
         'MIN_AREA': FromParameter('MIN_AREA')},
         {'OUTPUT': Output('anomaly_areas', 'High-anomaly areas (polygons)'),
          'OUTPUT_HTML': Output('anomaly_report', 'Anomaly report (HTML)')})
+    step('accuracyassessment', 'rsgeochem:accuracyassessment', '10 Predicted content at the samples', {
+        'INPUT': FromChild(apply), 'POINTS': FromParameter('SAMPLES'), 'FIELD': FromParameter('FIELD')},
+        {'OUTPUT': Output('predicted_at_samples', 'Samples with the predicted content (points)'),
+         'OUTPUT_HTML': Output('accuracy_report', 'Predicted against measured at the samples (HTML)')})
+    step('kriging_predicted', 'rsgeochem:kriging', '11 Kriging of the predicted content', {
+        'INPUT': FromChild('accuracyassessment'), 'FIELD': 'predicted', 'REFERENCE_RASTER': FromChild(dos),
+        'GRID_EXTENT': 1},
+        {'OUTPUT': Output('kriged_predicted', 'Kriged predicted content (GeoTIFF)')})
+    step('comparemaps', 'rsgeochem:comparemaps', '12 Kriged predicted against kriged measured map', {
+        'INPUT': FromChild('kriging_predicted'), 'REFERENCE': FromChild(krige), 'MASK': FromChild(mask),
+        'UNITS': FromParameter('UNITS')},
+        {'OUTPUT': Output('map_difference', 'Kriged predicted - kriged measured (GeoTIFF)'),
+         'OUTPUT_HTML': Output('map_comparison_report', 'Map comparison report (HTML)')})
     return builder.finish()
 
 
@@ -363,9 +382,18 @@ def geochem_fusion(registry):
                                    defaultValue=1),
         'Coherent (default): the kriged grid is kept and only image detail is added. Paper: the low '
         'frequency is replaced by its regression on the image.')
+    add(QgsProcessingParameterEnum('REGRESSION', 'Regression',
+                                   list(LaplacianFusionAlgorithm.REGRESSION_LABELS), defaultValue=2),
+        'Least squares (the paper\'s), the noise-aware ridge, or the nonlinear regression (default, the '
+        'most accurate on our Wald benchmarks). The paper\'s configuration: MODE paper, REGRESSION least '
+        'squares, RESIDUAL_ITERATIONS 0.')
     add(number('CLUSTERS', 'K-means clusters (1 = global regression)', number.Type.Integer, 1, False, 1, 50),
         '1: one global regression (paper\'s global mode); 2 or more: one regression per cluster of '
-        'the image (local mode).')
+        'the image (the paper\'s local mode).')
+    add(number('RESIDUAL_ITERATIONS', 'Residual correction passes', number.Type.Integer, 1, False, 0, 10),
+        'Passes that average the fused map onto the coarse cells and add back the cubic-resampled '
+        'residual, so the map reproduces the grid (0: the paper; the nonlinear regression in coherent '
+        'mode always makes at least one).')
     add(number('LEVELS', 'Pyramid levels (0 = from resolution ratio)', number.Type.Integer, 0, False, 0, 8),
         'Levels of the Laplacian pyramid; 0 derives them from the grid/image resolution ratio.',
         advanced=True)
@@ -389,7 +417,8 @@ def geochem_fusion(registry):
     step('laplacianfusion', 'rsgeochem:laplacianfusion', '3 Laplacian pyramid fusion', {
         'INPUT_GEOCHEM': FromChild('kriging'), 'INPUT_IMAGE': FromChild('principalcomponents'),
         'BANDS': FromParameter('COMPONENT'), 'MASK': FromParameter('MASK'), 'MODE': FromParameter('MODE'),
-        'CLUSTERS': FromParameter('CLUSTERS'), 'LEVELS': FromParameter('LEVELS'),
+        'REGRESSION': FromParameter('REGRESSION'), 'CLUSTERS': FromParameter('CLUSTERS'),
+        'RESIDUAL_ITERATIONS': FromParameter('RESIDUAL_ITERATIONS'), 'LEVELS': FromParameter('LEVELS'),
         'REFERENCE': FromParameter('REFERENCE')},
         {'OUTPUT': Output('fused_map', 'Fused content map (GeoTIFF)', mandatory=True),
          'OUTPUT_TABLE': Output('coefficients', 'Regression coefficients (table)'),
@@ -409,10 +438,14 @@ RARE_EARTH_HELP = (
     '1 radiometric calibration of the GF-2 DN to TOA reflectance (your gains, offsets and ESUN; date and '
     'sun angle from the scene XML); 2 dark-object subtraction (DOS1) to surface reflectance; 3 a mask of '
     'water (NDWI, optionally dark NIR), optionally vegetation (NDVI) and villages/buildings; 4 ordinary '
-    'Kriging of the samples onto the image grid; 5 the surface-to-surface sample set (kriged content <-> '
-    'band values at each sample, masked pixels left out); 6 Spearman correlation of the content with each '
+    'Kriging of the samples onto the image grid (with MEASUREMENT_ERROR > 0: of the error-free content); '
+    '5 the surface-to-surface sample set (kriged content at each sample\'s pixel <-> band values, masked '
+    'pixels left out); 6 Spearman correlation of the content with each '
     'band; 7 training of the CNN (or a baseline) on a train/test split, R², RMSE, RPD; 8 the content map '
-    'over the image; 9 high-anomaly areas ranked by mean content x area.\n'
+    'over the image; 9 high-anomaly areas ranked by mean content x area; 10-12 the paper\'s map-to-map '
+    'check (its Fig. 10): the predicted content at the samples (with R², RMSE and RPD against the '
+    'measured values), kriged onto the image grid and compared with the kriged measured map of step 4 '
+    '(r, R², RMSE, bias, difference map).\n'
     'Headless: qgis_process run rsgeochem:rareearthinversion -- IMAGE=scene.tif METADATA=scene.xml '
     'GAINS=... ESUN=... SAMPLES=samples.gpkg FIELD=re2o3_pct '
     'applyinversionmodel:predicted_map=map.tif ... Every output is named <step>:<output>; '
@@ -426,8 +459,10 @@ FUSION_HELP = (
     '1:200,000 to 1:50,000):\n'
     '1 ordinary Kriging of the survey samples onto a coarse grid (CELL_SIZE); 2 principal components '
     'of the image (the paper injected PC2); 3 Laplacian-pyramid fusion of the grid with the chosen '
-    'component (global or K-means local regression; paper or coherent mode), with an optional '
-    'reference layer check; 4 high-anomaly areas of the fused map.\n'
+    'component (global or K-means local regression; least-squares, noise-aware or nonlinear '
+    'regression; paper or coherent mode; residual passes), with an optional reference layer check; 4 '
+    'high-anomaly areas of the fused map. The paper\'s own configuration: MODE paper, REGRESSION '
+    'least squares, RESIDUAL_ITERATIONS 0 (CLUSTERS 1 or more for its local mode).\n'
     'To inject mineral or alteration indices instead of a principal component, open the workflow in '
     'the Graphical Modeler and replace step 2 by rsgeochem:spectralindices (and COMPONENT by the '
     'index band).\n'

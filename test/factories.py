@@ -120,3 +120,26 @@ def run_as_in_the_toolbox(algorithm_id, parameters, layer_outputs):
             details.postProcessor().postProcessLayer(layer, context, feedback)
         loaded[key] = LoadedOutput(details.name, layer)
     return results, loaded
+
+
+def pykrige_with_error(x, y, z, model):
+    """pykrige's OrdinaryKriging with the same variogram for h > 0 and γ(0) = the error variance:
+    with exact_values=False pykrige evaluates the variogram function at zero distance for targets
+    on a sample (its variance is that of a new measurement, error included)."""
+    from pykrige.ok import OrdinaryKriging
+
+    def variogram(_, distance):
+        return np.where(distance > 0, model(np.maximum(distance, 1e-12)), model.error_variance)
+    return OrdinaryKriging(x, y, z, variogram_model='custom', variogram_parameters=[],
+                           variogram_function=variogram, exact_values=False)
+
+
+def hyperspectral_truth(n=300, bands=200, seed=9):
+    """Spectra mixed from 3 smooth endmembers over `bands` channels (abundances a, sum 1) plus
+    noise; target y = 2 + 5 a1 - 3 a2² (a nonlinear function of the mixture)."""
+    rng = np.random.default_rng(seed)
+    wavelength = np.linspace(0.0, 1.0, bands)
+    endmembers = np.stack([0.2 + 0.1 * np.sin(2 * np.pi * (k + 1) * wavelength + k) for k in range(3)])
+    abundances = rng.dirichlet([1.0, 1.0, 1.0], n)
+    spectra = abundances @ endmembers + rng.normal(0, 0.002, (n, bands))
+    return spectra, 2 + 5 * abundances[:, 0] - 3 * abundances[:, 1] ** 2

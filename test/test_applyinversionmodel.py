@@ -52,11 +52,12 @@ def linear_pixel_model(path, weights, bias, metadata=None):
 
 
 def linear_tile_model(path, cell_weights, bias, metadata=None):
-    """y = sum over the 16 cells of the (N, 1, 4, 4) tile of cell_weights * cell + bias."""
+    """y = sum over the S² cells of the (N, 1, S, S) tile of cell_weights * cell + bias."""
+    side = int(round(np.sqrt(len(cell_weights))))
     nodes = [helper.make_node('Flatten', ['x'], ['flat'], axis=1),
              helper.make_node('MatMul', ['flat', 'w'], ['xw']), helper.make_node('Add', ['xw', 'b'], ['y'])]
-    return save_model(path, nodes, ['N', 1, 4, 4],
-                      {'w': np.reshape(cell_weights, (16, 1)).astype(np.float32), 'b': [bias]}, metadata)
+    return save_model(path, nodes, ['N', 1, side, side],
+                      {'w': np.reshape(cell_weights, (-1, 1)).astype(np.float32), 'b': [bias]}, metadata)
 
 
 def patch_mean_model(path, n_features, k, metadata=None):
@@ -117,6 +118,21 @@ def test_tiled_model_fills_features_cyclically(tmp_path, bands3):
     valid = data[1] != NODATA
     np.testing.assert_allclose(out[valid], expected[valid], rtol=1e-5, atol=1e-5)
     assert out[4, 7] == NODATA
+
+
+def test_tiled_model_of_20_bands_takes_an_8x8_tile_and_refuses_another_count(tmp_path):
+    rng = np.random.default_rng(6)
+    data = rng.uniform(0.0, 0.5, size=(20, 9, 11)).astype(np.float32)
+    path = write_raster(tmp_path / 'stack.tif', data)
+    cell_weights = rng.normal(size=64)
+    model = linear_tile_model(tmp_path / 'tile.onnx', cell_weights, 0.25)  # no metadata
+    apply_model(path, model, tmp_path / 'out.tif', bands=list(range(1, 21)))
+    effective = [cell_weights[j::20].sum() for j in range(20)]  # cell i holds band i mod 20
+    expected = np.tensordot(effective, data.astype(np.float64), axes=1) + 0.25
+    np.testing.assert_allclose(read(tmp_path / 'out.tif')[0], expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(InputError, match='8x8 tile takes 17 to 64 bands, not 16') as error:
+        apply_model(path, model, tmp_path / 'other.tif', bands=list(range(1, 17)))
+    assert error.value.parameter == 'BANDS'
 
 
 def test_one_pixel_patch_model(tmp_path, bands3):

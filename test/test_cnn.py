@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
+from factories import hyperspectral_truth
 from rsgeochem.core.errors import CancelledError, InputError
 from rsgeochem.core.inversion import baselines, cnn, splits, training
 from rsgeochem.core.inversion.onnx_metadata import KEYS, read_metadata, write_metadata
@@ -37,8 +38,16 @@ def test_tiling_copies_four_bands_four_times_and_cycles_others():
     cyclic = tile_features(np.array([[1.0, 2.0, 3.0]]))[0, 0].ravel()
     assert_allclose(cyclic, [1, 2, 3] * 5 + [1])
     assert_allclose(tile_features(np.arange(16.0)[None])[0, 0].ravel(), np.arange(16.0))
-    with pytest.raises(InputError, match='1 to 16 features'):
-        tile_features(np.zeros((1, 17)))
+
+
+@pytest.mark.parametrize('count, side', [(1, 4), (12, 4), (16, 4), (17, 8), (64, 8), (65, 12), (200, 16),
+                                         (256, 16), (257, 20)])
+def test_tiling_takes_any_band_count_in_the_smallest_square_of_side_a_multiple_of_4(count, side):
+    features = np.arange(count, dtype=np.float64)[None] + 1
+    tile = tile_features(features)[0, 0]
+    assert tile.shape == (side, side)
+    assert_allclose(tile.ravel(), np.resize(features[0], side * side))  # cyclic, row-major
+    assert side - 4 < np.ceil(np.sqrt(count)) <= side
 
 
 def numeric_gradient(params, tiles, target, mask, key, index, step=1e-6):
@@ -51,16 +60,18 @@ def numeric_gradient(params, tiles, target, mask, key, index, step=1e-6):
     return (upper - lower) / (2 * step)
 
 
-@pytest.mark.parametrize('tiled', [False, True])
-def test_gradients_match_central_differences(tiled):
+@pytest.mark.parametrize('tiled, features', [(False, 4), (True, 4), (True, 20)])
+def test_gradients_match_central_differences(tiled, features):
     """Every parameter's analytic gradient against a central difference, with a fixed dropout mask;
-    the tiled case has the exact ties that tiling makes in the pooling windows."""
+    the tiled case has the exact ties that tiling makes in the pooling windows; 20 features make an
+    8x8 tile whose pooled 2x2 map feeds the fully connected layer."""
     config = cnn.CnnConfig(filters1=3, filters2=4, hidden=5)
     rng = np.random.default_rng(1)
+    side = 8 if features > 16 else 4
     params = {key: value + rng.normal(0, 0.1, value.shape)
-              for key, value in cnn.init_params(config, rng).items()}
+              for key, value in cnn.init_params(config, rng, side).items()}
     n = 7
-    tiles = (tile_features(rng.normal(size=(n, 4))).astype(np.float64) if tiled
+    tiles = (tile_features(rng.normal(size=(n, features))).astype(np.float64) if tiled
              else rng.normal(size=(n, 1, 4, 4)))
     target = rng.normal(size=n)
     mask = (rng.random((n, config.hidden)) < 0.7) / 0.7
@@ -156,7 +167,7 @@ def test_metadata_carries_the_contract_keys(tmp_path):
     assert metadata['target_field'] == 're2o3_pct' and metadata['target_units'] == '%'
     assert_allclose(metadata['normalisation']['mean'], features[split.train].mean(axis=0))
     assert_allclose(metadata['normalisation']['scale'], features[split.train].std(axis=0))
-    assert metadata['split'] == split.description
+    assert metadata['split'] == dict(split.description, refit_on_all_samples=False)
     assert metadata['metrics']['test']['rmse'] == pytest.approx(result.test.rmse)
     assert metadata['metrics']['train']['n'] == split.train.size
     assert 'conv2x2' in metadata['architecture'] and 'T' in metadata['training_date']
@@ -226,12 +237,10 @@ def test_check_samples_refuses_unlearnable_input(change, key, message):
         training.check_samples(features, target, ['b1', 'b2', 'b3', 'b4'], 're')
 
 
-def test_check_samples_refuses_target_among_features_and_too_many_cnn_features():
+def test_check_samples_refuses_target_among_features():
     features, target = linear_truth(n=40)
     with pytest.raises(InputError, match='^FEATURES: .*also a feature'):
         training.check_samples(features, target, ['b1', 'b2', 'b3', 're'], 're')
-    with pytest.raises(InputError, match='^FEATURES: .*at most 16'):
-        training.check_model_choice(('cnn',), 17)
 
 
 def test_split_that_leaves_too_few_training_samples_is_refused():
@@ -257,3 +266,20 @@ def test_best_model_is_the_one_with_lowest_test_rmse():
     rmse = {r.model_type: np.sqrt(np.mean((r.test_predicted - target[split.test]) ** 2)) for r in results}
     assert best.model_type == min(rmse, key=rmse.get)
     assert best.model_type in ('mlr', 'plsr')  # the truth is linear
+
+
+def test_cnn_learns_a_200_band_stack_and_its_onnx_graph_agrees():
+    """200 bands tile into 16x16: the model learns the mixture and the exported graph (pooled 4x4 map,
+    flattened in ONNX's channel-first order) gives the numpy model's predictions."""
+    import onnxruntime
+    spectra, target = hyperspectral_truth()
+    split = splits.random_split(target.size, 1 / 3, 0)
+    options = training.TrainingOptions(cnn=cnn.CnnConfig(iterations=150, batch_size=32))
+    result = fit_and_score('cnn', spectra, target, split, options)
+    assert result.model.side == 16 and result.model.params['w3'].shape == (16 * 32, 64)
+    assert result.test.r2 > 0.8, result.test
+    session = onnxruntime.InferenceSession(result.model.to_onnx().SerializeToString(),
+                                           providers=['CPUExecutionProvider'])
+    assert session.get_inputs()[0].shape == ['N', 1, 16, 16]
+    onnx_predicted = session.run(None, {'input': tile_features(spectra)})[0][:, 0]
+    assert_allclose(onnx_predicted, result.model.predict(spectra), rtol=1e-4, atol=1e-4)

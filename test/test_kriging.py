@@ -2,12 +2,13 @@
 as a second reference for neighbourhoods and external drift, shared-block against per-pixel
 neighbourhoods, bad inputs, and one qgis_process run."""
 import csv
+import dataclasses
 
 import numpy as np
 import pytest
 from osgeo import gdal
 
-from factories import run_as_in_the_toolbox
+from factories import pykrige_with_error, run_as_in_the_toolbox
 from rsgeochem.core.errors import InputError
 from rsgeochem.core.geostat import kriging, kriging_grid
 from rsgeochem.core.geostat.variogram import VariogramModel
@@ -267,6 +268,82 @@ def test_duplicate_locations_do_not_make_the_system_singular():
     prediction, variance = kriging.krige_points(samples, VariogramModel('spherical', 0.0, 1.0, 300.0),
                                                 [500.0], [500.0])
     assert np.isfinite(prediction).all() and np.isfinite(variance).all()
+
+
+# --- measurement error (gstat "Err", pykrige exact_values=False) --------------------------------
+
+@pytest.mark.parametrize('share', [1.0, 0.4])
+@pytest.mark.parametrize('neighbours', [0, 12])
+def test_measurement_error_matches_pykrige_non_exact(share, neighbours):
+    x, y, z = synthetic(60, 23)
+    model = VariogramModel('spherical', 0.3, 1.0, 400.0, error_variance=0.3 * share)
+    samples = kriging.prepare_samples(x, y, z)
+    tx = np.concatenate([x[:20], np.linspace(20, 980, 15)])
+    ty = np.concatenate([y[:20], np.linspace(30, 970, 15)])
+    prediction, variance = kriging.krige_points(samples, model, tx, ty, n_neighbours=neighbours)
+    theirs = pykrige_with_error(x, y, z, model)
+    their_prediction, their_variance = theirs.execute('points', tx, ty, backend='loop',
+                                                      n_closest_points=neighbours or None)
+    np.testing.assert_allclose(prediction, their_prediction, atol=1e-9)
+    np.testing.assert_allclose(variance, their_variance - model.error_variance, atol=1e-9)
+    # smoothed at the samples: no longer the measured values
+    assert np.sqrt(np.mean((prediction[:20] - z[:20]) ** 2)) > 0.01
+
+
+def test_measurement_error_on_a_pure_nugget_is_the_mean_with_variance_sill_over_n():
+    """Every difference is error: the error-free field is a constant, estimated by the sample mean
+    with variance c / n (also at the samples)."""
+    x, y, z = synthetic(40, 29)
+    model = VariogramModel('spherical', 0.5, 0.0, 300.0, error_variance=0.5)
+    samples = kriging.prepare_samples(x, y, z)
+    for neighbours in (0, 40):
+        prediction, variance = kriging.krige_points(samples, model, x, y, n_neighbours=neighbours)
+        np.testing.assert_allclose(prediction, z.mean(), atol=1e-12)
+        np.testing.assert_allclose(variance, 0.5 / 40, atol=1e-12)
+
+
+@pytest.mark.parametrize('block', [1, 4, 0])
+def test_measurement_error_grid_matches_points_on_pixel_centres(tmp_path, block):
+    grid = Grid(50, 40, (0.0, 10.0, 0.0, 400.0, 0.0, -10.0), '')
+    rng = np.random.default_rng(5)
+    col, row = rng.choice(50, 30, replace=False), rng.choice(40, 30)
+    x, y = 5.0 + 10.0 * col, 395.0 - 10.0 * row
+    samples = kriging.prepare_samples(x, y, rng.normal(size=30))
+    model = VariogramModel('exponential', 0.2, 1.0, 200.0, error_variance=0.15)
+    neighbours = 30 if block else 0
+    kriging_grid.krige_grid(samples, model, grid, tmp_path / 'p.tif', tmp_path / 'v.tif',
+                            n_neighbours=neighbours, block_pixels=block)
+    at = (row, col)
+    prediction = gdal.Open(str(tmp_path / 'p.tif')).ReadAsArray()[at]
+    variance = gdal.Open(str(tmp_path / 'v.tif')).ReadAsArray()[at]
+    expected, expected_variance = kriging.krige_points(samples, model, x, y)  # 30 neighbours = global
+    np.testing.assert_allclose(prediction, expected, atol=2e-5)
+    np.testing.assert_allclose(variance, expected_variance, atol=2e-5)
+    assert np.abs(prediction - samples.z).max() > 0.05
+
+
+def test_measurement_error_leaves_cross_validation_unchanged(meuse, gstat_cv):
+    """Leave-one-out predicts measured values (error included): same as without the error part."""
+    with_error = dataclasses.replace(GSTAT_MODEL, error_variance=0.03)
+    for neighbours in (0, 20):
+        cv = kriging.leave_one_out(meuse, with_error, n_neighbours=neighbours)
+        exact = kriging.leave_one_out(meuse, GSTAT_MODEL, n_neighbours=neighbours)
+        np.testing.assert_allclose(cv.predicted, exact.predicted, atol=1e-9)
+        np.testing.assert_allclose(cv.variance, exact.variance, atol=1e-9)
+
+
+def test_fitted_nugget_holds_the_measurement_error(meuse):
+    free = kriging.fit_for_samples(meuse, 'spherical').model
+    assert free.error_variance == 0.0
+    fitted = kriging.fit_for_samples(meuse, 'spherical', error_variance=0.02).model
+    assert fitted.error_variance == 0.02 and fitted.nugget == pytest.approx(free.nugget, rel=1e-6)
+    floor = kriging.fit_for_samples(meuse, 'spherical', error_variance=0.2).model  # above the free nugget
+    assert floor.nugget == pytest.approx(0.2) and floor.error_variance == 0.2
+    fixed = kriging.fit_for_samples(meuse, 'exponential', fit_nugget=False, error_variance=0.1).model
+    assert fixed.nugget == pytest.approx(0.1)
+    with pytest.raises(InputError, match='part of the nugget') as error:
+        VariogramModel('spherical', 0.05, 1.0, 100.0, error_variance=0.1)
+    assert error.value.parameter == 'MEASUREMENT_ERROR'
 
 
 @pytest.mark.parametrize('x, z, parameter, message', [

@@ -11,6 +11,7 @@ from factories import (
     crs_wkt,
     make_grid,
     pixel_centre,
+    pykrige_with_error,
     run_as_in_the_toolbox,
     write_points,
     write_test_raster,
@@ -275,3 +276,33 @@ def test_qgis_process_runs_surfacesamples(qgis_process, qgis_app, rasters, tmp_p
     for row, (r, c) in zip(rows, [(3, 4), (9, 1)]):
         assert row['band_2'] == pytest.approx(band_truth(2, r, c), abs=1e-3)  # 3x3 mean, interior
         assert row['kriging_var'] is None and row['window_px'] == 9
+
+
+@pytest.mark.parametrize('error_variance', [0.0, 0.04])
+def test_measurement_error_kriging_smooths_the_targets(run_alg, rasters, tmp_path, error_variance):
+    """kriging -> surfacesamples on samples at pixel centres: exact Kriging gives targets equal to the
+    measured values; with a measurement-error variance they are the error-free prediction (pykrige,
+    non-exact, computed here at the samples)."""
+    from rsgeochem.core.geostat.variogram import VariogramModel
+    rng = np.random.default_rng(8)
+    pixels = [(r, c) for r in range(1, HEIGHT, 3) for c in range(1, WIDTH, 3)]
+    points = np.array([pixel_centre(GRID, r, c) for r, c in pixels])
+    values = 2.0 + 0.002 * (points[:, 0] - points[:, 0].min()) + rng.normal(0.0, 0.3, len(pixels))
+    layer = write_points(tmp_path / 'samples.gpkg', points, {'re2o3': values})
+    run_alg('kriging', {'INPUT': layer, 'FIELD': 're2o3', 'REFERENCE_RASTER': rasters['image'],
+                        'GRID_EXTENT': 1, 'N_NEIGHBOURS': 0, 'VARIOGRAM_MODEL': 'spherical', 'NUGGET': 0.05,
+                        'SILL': 0.1, 'RANGE': 200.0, 'MEASUREMENT_ERROR': error_variance,
+                        'OUTPUT': str(tmp_path / 'kriged.tif')})
+    run_alg('surfacesamples', {'INPUT': rasters['image'], 'SAMPLES': layer, 'FIELD': 're2o3',
+                               'KRIGED': str(tmp_path / 'kriged.tif'), 'OUTPUT': str(tmp_path / 'set.gpkg')})
+    _, rows, _ = read_gpkg(tmp_path / 'set.gpkg')
+    kriged = np.array([row['kriged'] for row in rows])
+    measured = np.array([row['measured'] for row in rows])
+    if not error_variance:
+        np.testing.assert_allclose(kriged, measured, atol=1e-5)
+        return
+    model = VariogramModel('spherical', 0.05, 0.1, 200.0, error_variance=error_variance)
+    expected, _ = pykrige_with_error(points[:, 0], points[:, 1], values, model).execute(
+        'points', points[:, 0], points[:, 1])
+    np.testing.assert_allclose(kriged, expected, atol=1e-5)
+    assert np.sqrt(np.mean((kriged - measured) ** 2)) > 0.05

@@ -171,3 +171,83 @@ def test_shipped_default_model_maps_the_simulated_truth():
     predicted = session.run(None, {'input': tile_features(reflectance[:, land].T)})[0][:, 0]
     assert np.corrcoef(predicted, truth[land])[0, 1] > 0.65  # 0.77 measured when shipped
     assert abs(predicted.mean() - truth[land].mean()) < 0.5  # % RE2O3; truth mean 3.42
+
+
+def train_and_map(run_alg, tmp_path, image, table, xy, epsg, **train):
+    """traininversionmodel (CNN) on points carrying `table`'s fields, then applyinversionmodel on
+    `image` with the bands found from the model's feature names; returns the mapped array."""
+    from osgeo import gdal
+
+    from factories import write_points
+    layer = write_points(tmp_path / 'samples.gpkg', xy, {k: list(map(float, v)) for k, v in table.items()},
+                         epsg=epsg)
+    features = [name for name in table if name != 're']
+    result = run_alg('traininversionmodel', params(layer, tmp_path, FEATURES=features, **train))
+    assert result['MODEL_TYPE'] == 'cnn'
+    run_alg('applyinversionmodel', {'INPUT': image, 'MODEL': result['OUTPUT_MODEL'],
+                                    'OUTPUT': str(tmp_path / 'map.tif')})
+    dataset = gdal.Open(str(tmp_path / 'map.tif'))  # alive while its band is read
+    band = dataset.GetRasterBand(1)
+    mapped = band.ReadAsArray().astype(float)
+    mapped[mapped == band.GetNoDataValue()] = np.nan
+    return mapped, result
+
+
+def test_cnn_trains_and_maps_a_200_band_stack(qgis_app, run_alg, tmp_path):
+    """A synthetic 200-band image (3 mixed endmembers): the CNN (16x16 tiles) trained on 330 pixels
+    (training needs more samples than features) maps the known target over all 900."""
+    from factories import hyperspectral_truth, make_grid, pixel_centre, write_test_raster
+    rows, cols = 30, 30
+    spectra, truth = hyperspectral_truth(rows * cols, 200)
+    names = [f'b{k:03d}' for k in range(1, 201)]
+    grid = make_grid(cols, rows, pixel=10.0)
+    image = write_test_raster(tmp_path / 'stack.tif', spectra.T.reshape(200, rows, cols), grid,
+                              descriptions=names)
+    picked = np.random.default_rng(2).choice(rows * cols, 330, replace=False)
+    table = dict(zip(names, spectra[picked].T), re=truth[picked])
+    xy = [pixel_centre(grid, *divmod(int(i), cols)) for i in picked]
+    mapped, result = train_and_map(run_alg, tmp_path, image, table, xy, 32632, ITERATIONS=100,
+                                   BATCH_SIZE=32)
+    assert read_metadata(result['OUTPUT_MODEL'])['architecture'].startswith('tile 16x16')
+    assert np.corrcoef(mapped.ravel(), truth)[0, 1] > 0.9
+
+
+def test_cnn_maps_a_known_index_of_the_real_12_band_sentinel2_scene(qgis_app, run_alg, test_data, tmp_path):
+    """The real 12-band Sentinel-2 subset (bands 1-12 then 1-4 in a 4x4 tile): the target is a known
+    function of its reflectances, y = 2 + 4 NDVI + 10 B11; 150 sampled pixels, mapped over the scene."""
+    from osgeo import gdal
+    path = str(test_data / 'sentinel2' / 's2_para_subset_80x64.tif')
+    dataset = gdal.Open(path)
+    names = [dataset.GetRasterBand(k + 1).GetDescription() for k in range(dataset.RasterCount)]
+    bands = dataset.ReadAsArray().astype(float)
+    assert len(names) == 12
+    ndvi = (bands[7] - bands[3]) / (bands[7] + bands[3])
+    truth = 2 + 4 * ndvi + 10 * bands[10]
+    valid = np.flatnonzero(np.isfinite(truth).ravel())
+    picked = np.random.default_rng(4).choice(valid, N, replace=False)
+    rows, cols = np.unravel_index(picked, truth.shape)
+    x0, dx, _, y0, _, dy = dataset.GetGeoTransform()
+    xy = list(zip(x0 + (cols + 0.5) * dx, y0 + (rows + 0.5) * dy))
+    table = dict(zip(names, bands[:, rows, cols]), re=truth[rows, cols])
+    mapped, _ = train_and_map(run_alg, tmp_path, path, table, xy, 4326, ITERATIONS=400)
+    both = np.isfinite(mapped) & np.isfinite(truth)
+    assert both.sum() > 0.95 * np.isfinite(truth).sum()
+    assert np.corrcoef(mapped[both], truth[both])[0, 1] > 0.9
+
+
+def test_refit_on_all_samples_writes_the_model_fitted_on_every_sample(run_alg, layer, tmp_path):
+    """MLR refitted on all 150 samples equals numpy's least squares on all of them; the metrics stay
+    those of the split, and the metadata says the model was refitted."""
+    import onnxruntime
+    split_only = run_alg('traininversionmodel', params(layer, tmp_path / 'a', MODEL=1))
+    refitted = run_alg('traininversionmodel', params(layer, tmp_path / 'b', MODEL=1, REFIT_ALL=True))
+    for key in ('TEST_R2', 'TEST_RMSE', 'TRAIN_R2', 'N_TRAIN', 'N_TEST'):
+        assert refitted[key] == pytest.approx(split_only[key], rel=1e-12), key
+    _, _, bands, re = synthetic_table()
+    design = np.column_stack([np.ones(N), bands])
+    expected = design @ np.linalg.lstsq(design, re, rcond=None)[0]
+    session = onnxruntime.InferenceSession(refitted['OUTPUT_MODEL'], providers=['CPUExecutionProvider'])
+    predicted = session.run(None, {session.get_inputs()[0].name: bands.astype(np.float32)})[0].ravel()
+    np.testing.assert_allclose(predicted, expected, atol=1e-4)
+    assert read_metadata(refitted['OUTPUT_MODEL'])['split']['refit_on_all_samples'] is True
+    assert read_metadata(split_only['OUTPUT_MODEL'])['split']['refit_on_all_samples'] is False

@@ -12,8 +12,8 @@ from xml.etree import ElementTree
 
 import numpy as np
 import pytest
-from osgeo import gdal
-from scipy import ndimage
+from osgeo import gdal, ogr
+from scipy import ndimage, stats
 
 from paths import CHECKOUT
 from rsgeochem.core.inversion.onnx_metadata import read_metadata
@@ -37,6 +37,17 @@ def read(path, band=1):
     if nodata is not None:
         values[values == nodata] = np.nan
     return values
+
+
+def read_layer(path):
+    """{field name: float array} of a vector layer's numeric fields (OGR)."""
+    dataset = ogr.Open(str(path))
+    layer = dataset.GetLayer()
+    definition = layer.GetLayerDefn()
+    names = [definition.GetFieldDefn(i).GetName() for i in range(definition.GetFieldCount())
+             if definition.GetFieldDefn(i).GetType() in (ogr.OFTReal, ogr.OFTInteger, ogr.OFTInteger64)]
+    rows = [[feature.GetField(name) for name in names] for feature in layer]
+    return {name: np.array(column, dtype=float) for name, column in zip(names, zip(*rows))}
 
 
 def grid_of(path):
@@ -148,19 +159,45 @@ def test_rare_earth_workflow_end_to_end(rare_earth_run):
     assert np.all(np.isnan(mapped[mask == 0]))
     assert np.isfinite(mapped[mask == 1]).all()
     assert np.all(mask[~land] == 0) and (mask[land] == 0).mean() < 0.001
-    # the map (CNN, few iterations) carries the spectral term, most of the true field's variance
-    assert correlation(mapped, truth) > 0.4
-    # step 6: green, red and NIR correlate negatively with RE2O3 by construction, blue not at all
+    # the map (CNN, few iterations) carries part of the spectral term, most of the true field's
+    # variance: the samples lie off their pixel centres, so the training target (the kriged content at
+    # the pixel centre) has lost the nugget-scale part of it (0.34 measured; 0.5 with targets equal to
+    # the measured values)
+    assert correlation(mapped, truth) > 0.25
+    # step 5 pairs each sample's measured value with its own pixel's spectrum: green, red and NIR
+    # correlate negatively with the measured RE2O3 by construction, blue not at all (scipy here)
+    table = read_layer(parameters['surfacesamples:surface_samples'])
+    bands = sorted((name for name in table if name[:2] in ('B1', 'B2', 'B3', 'B4')), key=lambda n: n[:2])
+    measured = {name[:2]: stats.spearmanr(table['measured'], table[name])[0] for name in bands}
+    assert all(measured[band] < -0.15 for band in ('B2', 'B3', 'B4')) and abs(measured['B1']) < 0.1, measured
+    # its target, the kriged content at the pixel centre, differs from the measured value: the samples
+    # lie off the centres and the kriged surface is smoothed (measurement error and nugget)
+    assert np.sqrt(np.mean((table['kriged'] - table['measured']) ** 2)) > 0.5  # % RE2O3
+    # step 6 correlates that target with the bands (Spearman, as scipy on the same table)
     rows = demo_report.read_correlation_table(parameters['correlation:correlation_table'])
     coefficients = {demo_report.short_band_name(row['feature']): float(row['coefficient']) for row in rows}
     assert sorted(coefficients) == ['B1', 'B2', 'B3', 'B4']
-    assert all(coefficients[band] < -0.15 for band in ('B2', 'B3', 'B4')), coefficients
-    assert abs(coefficients['B1']) < 0.1, coefficients
+    for name in bands:
+        expected = stats.spearmanr(table['kriged'], table[name])[0]
+        assert coefficients[name[:2]] == pytest.approx(expected, abs=1e-9), name
     # step 7 trained on the four band fields in band order, written for step 8
     metadata = read_metadata(parameters['traininversionmodel:inversion_model'])
     assert metadata['model_type'] == 'cnn' and metadata['input_layout'] == 'tiled'
     assert [demo_report.short_band_name(name) for name in metadata['features']] == ['B1', 'B2', 'B3', 'B4']
     assert metadata['split']['method'] == 'spatial_blocks'  # the workflow's SPLIT default, not the step's
+    # steps 10-12, the paper's Fig. 10 check: the kriged predicted map against the kriged measured map,
+    # recomputed here from the two maps the workflow wrote
+    kriged_predicted = read(parameters['kriging_predicted:kriged_predicted'])
+    assert grid_of(parameters['kriging_predicted:kriged_predicted']) == grid_of(image)
+    difference = read(parameters['comparemaps:map_difference'])
+    both = np.isfinite(kriged_predicted) & np.isfinite(kriged) & (mask == 1)
+    np.testing.assert_allclose(difference[both], (kriged_predicted - kriged)[both], atol=1e-5)
+    assert np.all(np.isnan(difference[~both]))
+    # the predictions at the samples follow the spectral part of the content, so their kriged map
+    # follows the kriged measured map's broad pattern
+    assert correlation(kriged_predicted[both], kriged[both]) > 0.3
+    report = Path(parameters['comparemaps:map_comparison_report']).read_text()
+    assert report.count('<img') == 2 and '% RE2O3' in report
 
 
 def test_geochem_fusion_through_qgis_process(qgis_app, qgis_process, tmp_path):
@@ -188,15 +225,17 @@ def test_geochem_fusion_through_qgis_process(qgis_app, qgis_process, tmp_path):
 def test_geochem_fusion_through_processing_run(qgis_app, run_alg, tmp_path):
     parameters = {'IMAGE': str(SAMPLE / 'gf2like_surface_reflectance.tif'),
                   'SAMPLES': str(SAMPLE / 'simulated_cu_survey_250m.gpkg'), 'FIELD': 'cu_ppm',
-                  'CELL_SIZE': 250.0, 'MODE': 0, 'CLUSTERS': 3, 'MIN_AREA': 2500.0,
+                  'CELL_SIZE': 250.0, 'MODE': 0, 'REGRESSION': 0, 'RESIDUAL_ITERATIONS': 0, 'CLUSTERS': 3,
+                  'MIN_AREA': 2500.0,
                   **outputs('geochemfusion', tmp_path),
                   'laplacianfusion:coefficients': str(tmp_path / 'coefficients.csv')}
     results = run_alg('geochemfusion', parameters)
     fused = read(results['laplacianfusion:fused_map'])
     assert np.isfinite(fused).mean() > 0.99
-    # paper mode with local regressions: the truth's fine detail is PC2 by construction, so the fused
-    # map follows the simulated true field too
-    assert correlation(fused, read(SAMPLE / 'simulated_cu_truth.tif')) > 0.8
+    # the paper's configuration (paper mode, least squares, no residual pass) with local regressions:
+    # the truth's fine detail is PC2 by construction, so the fused map follows the simulated true field
+    # (r 0.72 measured; the coherent default reaches 0.86, see the qgis_process test)
+    assert correlation(fused, read(SAMPLE / 'simulated_cu_truth.tif')) > 0.65
     # local mode: one regression row per cluster plus the global one (cluster 0)
     table = (tmp_path / 'coefficients.csv').read_text().splitlines()
     assert len(table) == 1 + 4, table

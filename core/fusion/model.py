@@ -1,8 +1,8 @@
 """Regression model of a Laplacian-pyramid fusion: optional K-means clusters of the image and a
 multiple linear regression Geo_L ~ MS_L, globally or per cluster (Remote Sens. 2023, 15, 1993,
-§2.3: "global" and "local" regression). Fitted on a pixel sample, applied per block.
+Eqs. 1-3 and §4.3: "global" and "local" regression). Fitted on a pixel sample, applied per block.
 
-Two estimators:
+Three estimators:
 
 * 'ols': ordinary least squares, the paper's.
 * 'noise': ridge regression whose penalty is the image noise, b = (XcᵀXc + n·diag(σ²))⁻¹·Xcᵀyc
@@ -15,7 +15,18 @@ Two estimators:
   direction. σ per band is Donoho's robust estimate, MAD/0.6745 of the finest pyramid detail
   (Donoho & Johnstone 1994, Biometrika 81(3)), rescaled to white-noise units (core.fusion.pyramid).
   Cross-validation on the low frequencies cannot choose this penalty (it selects ≈ 0: the smooth
-  relation is well determined); the harm appears only where the slopes meet the noisy detail."""
+  relation is well determined); the harm appears only where the slopes meet the noisy detail.
+* 'nonlinear' (ours, the default): a ridge regression on nonlinear features of the bands (Basis:
+  a quadratic response surface plus a piecewise-linear spline per band), fitted so that the
+  low frequency of the features predicts the grid's low frequency: the features are transformed
+  per pixel first and smoothed afterwards, so the fit describes how smoothed pixel values relate
+  to the grid (mixed pixels included) rather than a function of smoothed bands, which is what a
+  nonlinear model applied back to single pixels needs (the scale problem of regression trees
+  trained on cell means, as in pyDMS, Gao et al. 2012, Remote Sens. 4(11)). The model predicts
+  the content of every pixel, F(MS); see core.fusion.pipeline for how F enters the fused map.
+  The ridge penalty NONLINEAR_PENALTY (on standardised features, times n) is our choice, set on
+  the Wald benchmarks of bench/bench_fusion.py (Sentinel-2 and Landsat 5): as for 'noise', a
+  validation on the low frequencies would choose none."""
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,7 +40,10 @@ LOW_R2 = 0.05
 # smallest/largest singular value of the standardised design below which bands are collinear
 COLLINEAR = 1e-6
 KMEANS_FIT_PIXELS = 50_000
-ESTIMATORS = ('ols', 'noise')
+ESTIMATORS = ('ols', 'noise', 'nonlinear')
+NONLINEAR_KNOTS = (0.1, 0.25, 0.5, 0.75, 0.9)   # quantiles of each band where a hinge starts
+NONLINEAR_PENALTY = 0.03
+MIN_CELLS_PER_FEATURE = 20   # coarse cells the nonlinear regression needs per feature
 
 
 @dataclass(frozen=True)
@@ -58,6 +72,24 @@ class FusionModel:
     scale: np.ndarray = None
     warnings: list = field(default_factory=list)
     noise: tuple = None             # noise SD per band (image units) of the 'noise' estimator
+    basis: object = None            # Basis of the 'nonlinear' estimator (coefficients are per feature)
+
+    @property
+    def feature_names(self):
+        """Names of the regression's predictors: the bands, or the nonlinear features."""
+        return self.band_names if self.basis is None else self.basis.names(self.band_names)
+
+    def predict(self, bands, labels):
+        """F = intercept + Σ θ_j·φ_j(bands) per pixel (float32, cluster coefficients by `labels`), the
+        features made one at a time so a block holds one extra array, not one per feature."""
+        def per_pixel(values):
+            return values[0] if len(values) == 1 else values[labels]
+        slopes = self.slopes
+        fitted = np.zeros(bands.shape[1:], np.float32)
+        fitted += per_pixel(self.intercepts)
+        for index, feature in enumerate(self.basis.features(bands)):
+            fitted += per_pixel(slopes[:, index]) * feature
+        return fitted
 
     @property
     def intercepts(self):
@@ -101,8 +133,8 @@ def _design_rank_problem(low, band_names):
 def fit_regression(low, target, cluster=0, noise=None):
     """Fit target ~ 1 + low with R² on the fit sample; `low` (n, bands), `target` (n,).
 
-    noise None: least squares (Remote Sens. 2023, 15, 1993, eq. 5). noise (bands,): ridge with
-    penalty n·diag(noise²) on the slopes, intercept unpenalised (module docstring; image units)."""
+    noise None: least squares (the regression of Remote Sens. 2023, 15, 1993). noise (bands,): ridge
+    with penalty n·diag(noise²) on the slopes, intercept unpenalised (module docstring; image units)."""
     low = np.asarray(low, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
     if noise is None:
@@ -117,6 +149,74 @@ def fit_regression(low, target, cluster=0, noise=None):
         intercept = target_mean - mean @ slopes
     residual = target - intercept - low @ slopes
     total = float(np.sum((target - target.mean()) ** 2))
+    r2 = 1.0 - float(np.sum(residual ** 2)) / total if total > 0 else float('nan')
+    return Fit(cluster, len(target), r2, float(intercept), tuple(float(c) for c in slopes))
+
+
+@dataclass(frozen=True)
+class Basis:
+    """Nonlinear features of B image bands for the 'nonlinear' estimator: z_b = (x_b − mean) / SD,
+    the products z_i·z_j of every pair (squares included: a quadratic response surface) and hinges
+    max(z_b − k, 0) at each band's NONLINEAR_KNOTS quantiles (a piecewise-linear spline per band,
+    as in MARS, Friedman 1991, Ann. Stat. 19(1)); B + B(B+1)/2 + 5B features, no constant."""
+    mean: np.ndarray
+    scale: np.ndarray
+    knots: np.ndarray        # (bands, knots), standardised units
+
+    @classmethod
+    def from_pixels(cls, pixels):
+        """Standardisation and knots from sampled pixel values (n, bands)."""
+        pixels = np.asarray(pixels, dtype=np.float64)
+        mean, scale = pixels.mean(axis=0), pixels.std(axis=0)
+        scale[scale == 0] = 1.0
+        return cls(mean, scale, np.quantile((pixels - mean) / scale, NONLINEAR_KNOTS, axis=0).T)
+
+    def _pairs(self):
+        bands = len(self.mean)
+        return [(i, j) for i in range(bands) for j in range(i, bands)]
+
+    def names(self, band_names):
+        names = list(band_names)
+        names += [f'{band_names[i]}*{band_names[j]}' for i, j in self._pairs()]
+        names += [f'{name}>q{round(100 * q)}' for name in band_names for q in NONLINEAR_KNOTS]
+        return tuple(names)
+
+    def features(self, bands):
+        """Yield each feature (float32, the shape of one band) of `bands` (B, ...)."""
+        shape = (-1,) + (1,) * (bands.ndim - 1)
+        z = ((bands - self.mean.reshape(shape).astype(np.float32))
+             / self.scale.reshape(shape).astype(np.float32)).astype(np.float32, copy=False)
+        yield from z
+        for i, j in self._pairs():
+            yield z[i] * z[j]
+        for band, knots in enumerate(self.knots):
+            for knot in knots.astype(np.float32):
+                yield np.maximum(z[band] - knot, np.float32(0.0))
+
+    def expand(self, bands):
+        """All features of `bands` (B, ...) stacked: (features, ...) float32 (for small samples)."""
+        return np.stack(list(self.features(bands)))
+
+
+def basis_size(band_count):
+    """Number of Basis features of `band_count` bands."""
+    return band_count + band_count * (band_count + 1) // 2 + len(NONLINEAR_KNOTS) * band_count
+
+
+def fit_features(features_low, target, cluster=0, penalty=NONLINEAR_PENALTY):
+    """Ridge regression target ~ 1 + features on standardised columns with penalty n·`penalty`,
+    intercept unpenalised; coefficients back in feature units. `features_low` (n, J)."""
+    features_low = np.asarray(features_low, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    mean, target_mean = features_low.mean(axis=0), target.mean()
+    scale = features_low.std(axis=0)
+    scale[scale == 0] = 1.0
+    standardised = (features_low - mean) / scale
+    gram = standardised.T @ standardised + penalty * len(target) * np.eye(len(mean))
+    slopes = np.linalg.solve(gram, standardised.T @ (target - target_mean)) / scale
+    intercept = target_mean - mean @ slopes
+    residual = target - intercept - features_low @ slopes
+    total = float(np.sum((target - target_mean) ** 2))
     r2 = 1.0 - float(np.sum(residual ** 2)) / total if total > 0 else float('nan')
     return Fit(cluster, len(target), r2, float(intercept), tuple(float(c) for c in slopes))
 
@@ -145,8 +245,11 @@ def fit_clusters(pixels, clusters, seed):
 
 def fit_model(sample, band_names, clusters=1, min_pixels=100, seed=1, bands_key='BANDS',
               clusters_key='CLUSTERS', data_key=None, estimator='ols'):
-    """Fit the fusion regression on a sample dict with 'pixels', 'low', 'fine_detail' (n, bands)
-    and 'target_low'; `estimator` one of ESTIMATORS (module docstring).
+    """Fit the fusion regression on a sample dict with 'pixels', 'low', 'fine_detail' (n, bands),
+    'target_low' and 'cluster_pixels' (the values of the bands K-means clusters by), and for the
+    'nonlinear' estimator 'basis' (a Basis), 'basis_pixels' (its sample's cluster-band values),
+    'basis_low' (n, features) and 'basis_target_low'; `estimator` one of ESTIMATORS (module
+    docstring).
 
     Global regression always; with clusters >= 2 one regression per K-means cluster, falling back
     to the global one (with a warning) where a cluster has fewer than `min_pixels` pixels or
@@ -164,19 +267,30 @@ def fit_model(sample, band_names, clusters=1, min_pixels=100, seed=1, bands_key=
         raise InputError(f'{problem}, so the regression is singular; remove the redundant band(s) '
                          'from the selection.', bands_key)
     noise = detail_noise(sample['fine_detail']) if estimator == 'noise' else None
-    global_fit = fit_regression(low, target, 0, noise)
+    basis = sample.get('basis') if estimator == 'nonlinear' else None
+
+    def regression(rows, cluster):
+        if basis is not None:
+            return fit_features(sample['basis_low'][rows], sample['basis_target_low'][rows], cluster)
+        return fit_regression(low[rows], target[rows], cluster, noise)
+    global_fit = regression(slice(None), 0)
     warnings = []
     if global_fit.explains_nothing:
         warnings.append(f'the global regression explains nothing (R² = {global_fit.r2:.3f} < {LOW_R2}): '
                         'the image bands do not predict the smoothed geochemical grid, so the '
                         'injected detail is not meaningful.')
     if clusters < 2:
-        return FusionModel(tuple(band_names), global_fit, [global_fit], warnings=warnings, noise=noise)
-    if len(np.unique(pixels, axis=0)) < clusters:
+        return FusionModel(tuple(band_names), global_fit, [global_fit], warnings=warnings, noise=noise,
+                           basis=basis)
+    clustered = sample.get('cluster_pixels', pixels)   # the bands K-means uses (CLUSTER_BANDS)
+    if len(np.unique(clustered, axis=0)) < clusters:
         raise InputError(f'the image has fewer distinct pixel values than {clusters} clusters; choose '
                          'fewer clusters.', clusters_key)
-    kmeans, mean, scale = fit_clusters(pixels, clusters, seed)
-    labels = kmeans.predict(((pixels - mean) / scale).astype(np.float32))
+    kmeans, mean, scale = fit_clusters(clustered, clusters, seed)
+    # the nonlinear regression has its own sample (core.fusion.pipeline.collect_basis_sample)
+    if basis is not None:
+        clustered = sample['basis_pixels']
+    labels = kmeans.predict(((clustered - mean) / scale).astype(np.float32))
     fits = []
     for cluster in range(clusters):
         inside = labels == cluster
@@ -184,16 +298,16 @@ def fit_model(sample, band_names, clusters=1, min_pixels=100, seed=1, bands_key=
         reason = None
         if count < needed:
             reason = f'too few pixels ({count} < {needed})'
-        else:
+        elif basis is None:  # the nonlinear fit's ridge penalty copes with collinear bands
             reason = _design_rank_problem(low[inside], band_names)
         if reason:
             fit = Fit(cluster + 1, count, global_fit.r2, global_fit.intercept, global_fit.coefficients,
                       f'global fit used: {reason}')
             warnings.append(f'cluster {cluster + 1}: {reason}; it uses the global regression.')
         else:
-            fit = fit_regression(low[inside], target[inside], cluster + 1, noise)
+            fit = regression(inside, cluster + 1)
             if fit.explains_nothing:
                 warnings.append(f'cluster {cluster + 1}: the regression explains nothing '
                                 f'(R² = {fit.r2:.3f} < {LOW_R2}); its injected detail is not meaningful.')
         fits.append(fit)
-    return FusionModel(tuple(band_names), global_fit, fits, kmeans, mean, scale, warnings, noise)
+    return FusionModel(tuple(band_names), global_fit, fits, kmeans, mean, scale, warnings, noise, basis)

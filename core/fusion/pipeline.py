@@ -6,14 +6,22 @@ pyramid gives low = lowpass(x) and high = x − low (core.fusion.pyramid). A reg
 (global, or per K-means cluster of the image) gives intercept a0 and slopes a, then
 
 * paper mode (the article's formula): Geo_Lre = a0 + a·MS_L, Geo_Hre = Geo_H + a·MS_H,
-  fused = Geo_Lre + Geo_Hre;
+  fused = Geo_Lre + Geo_Hre. The article's Eq. 2 writes Geo_Hre with the regression's constant a0
+  as well; summed with Geo_Lre (its Eq. 3) a0 would count twice and shift the map by a0, so it is
+  left out of Geo_Hre here: fused = a0 + a·MS + Geo_H;
 * coherent mode (ours, the default): fused = Geo + a·MS_H — the measured low frequency is kept
   and only regression-scaled image detail is injected, so averaging the fused map back to the
   coarse cells nearly reproduces the input grid (the coherence property of ATPRK, Wang et al.
   2015, IEEE TGRS 53(9)).
 
-The slopes a come from least squares (the paper) or, by default, from a ridge regression whose
-penalty is the image noise (core.fusion.model), which keeps collinear bands from amplifying noise.
+The slopes a come from least squares (the paper) or from a ridge regression whose penalty is the
+image noise (core.fusion.model), which keeps collinear bands from amplifying noise. The default
+'nonlinear' regression (core.fusion.model) predicts each pixel's content F(MS) from nonlinear band
+features fitted on cell averages (or the pyramid's low frequency); coherent mode then writes F and
+the residual passes (at least one) put the grid back: fused = F + cubic(coarse − cell means of F),
+the detail being F less what the grid can hold, measured the way the grid was made (cell means
+resampled by cubic convolution), which beat the pyramid's low frequency on the Wald benchmarks.
+Paper mode with it: fused = F + Geo_H.
 
 Optional residual correction (in the spirit of pyDMS, Gao et al. 2012, Remote Sens. 4(11)):
 the fused map is averaged onto the coarse grid, the residual coarse − average is resampled by
@@ -32,12 +40,13 @@ import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
+from ..metrics import PairStats
 from ..raster.blockio import (
     DEFAULT_MEMORY_MB,
     GTIFF_OPTIONS,
@@ -59,12 +68,12 @@ from .grid import (
     single_band_vrt,
     warp_to_grid,
 )
-from .model import ESTIMATORS, fit_model
-from .quality import PairStats
+from .model import ESTIMATORS, MIN_CELLS_PER_FEATURE, Basis, basis_size, fit_model
 
 MODES = ('paper', 'coherent')
 WORKERS = 2
 PREVIEW_SIZE = 400
+CELL_SAMPLE = 50_000   # coarse cells the nonlinear regression learns from at most (20 per feature: 2500)
 # bytes per pixel and band of a block: float32 read + mask, padded copy, cascade temporaries, low
 BYTES_PER_BAND_PIXEL = 40
 
@@ -76,13 +85,14 @@ KEYS = dict(geo='INPUT_GEOCHEM', image='INPUT_IMAGE', bands='BANDS', mask='MASK'
 class FusionSettings:
     mode: str = 'coherent'
     clusters: int = 1             # 1: global regression; >= 2: K-means clusters (local mode)
-    estimator: str = 'noise'      # core.fusion.model.ESTIMATORS: 'ols' (paper) or 'noise' (ridge)
+    estimator: str = 'nonlinear'  # core.fusion.model.ESTIMATORS: 'ols' (paper), 'noise', 'nonlinear'
     levels: int = 0               # pyramid levels, 0: from the resolution ratio
     residual_iterations: int = 0
     sample_size: int = 200_000
     min_cluster_pixels: int = 100
     seed: int = 1
     memory_mb: int = DEFAULT_MEMORY_MB
+    cluster_bands: tuple = ()     # 1-based image bands the K-means clusters use; () = the regression's
 
 
 @dataclass
@@ -101,9 +111,18 @@ class _Blocks:
     """Reads image bands, the cubic-resampled grid and the mask for a window, one set of GDAL
     handles per thread (GDAL datasets are not thread-safe)."""
 
-    def __init__(self, image_path, bands, cubic_path, mask_path):
+    def __init__(self, image_path, bands, cubic_path, mask_path, cluster_bands=()):
         self.paths = (image_path, bands, cubic_path, mask_path)
+        self.cluster_bands = list(cluster_bands)
         self.local = threading.local()
+
+    def cluster_values(self, window, bands_values):
+        """The values K-means clusters pixels by at the window's own rows: `bands_values` (the
+        regression bands of those rows) unless other cluster bands were chosen, then those."""
+        if not self.cluster_bands:
+            return bands_values
+        own = Window(window.row, window.rows)
+        return self._readers()[0].read(own, self.cluster_bands, np.float32).data
 
     def _readers(self):
         if not hasattr(self.local, 'readers'):
@@ -157,15 +176,14 @@ def collect_sample(blocks, grid, levels, settings, cancel=None, progress=None):
     """Pass 1: pixel values, their low frequencies and finest detail, and the grid's low frequency,
     on evenly spaced row strips (as many halo rows as own rows at most, whatever the block budget,
     so that the sample does not depend on it), randomly thinned to `settings.sample_size` pixels."""
-    halo = pyramid.halo(levels)
-    strip_rows = max(8, halo)
-    strips = math.ceil(math.ceil(settings.sample_size / grid.width) / strip_rows)
-    windows = _strip_windows(grid.height, strip_rows, strips, halo)
+    windows = _sample_strips(grid, levels, settings)
     parts = []
     for index, window in enumerate(windows):
         check_cancel(cancel)
         values, low, valid, detail = _decompose(blocks, window, levels, fine_detail=True)
-        parts.append((values[:-1, valid].T, low[:-1, valid].T, low[-1, valid], detail[:, valid].T))
+        clustered = blocks.cluster_values(window, values[:-1])
+        parts.append((values[:-1, valid].T, low[:-1, valid].T, low[-1, valid], detail[:, valid].T,
+                      clustered[:, valid].T))
         if progress:
             progress((index + 1) / len(windows))
     columns = [np.concatenate(column) for column in zip(*parts)]
@@ -173,12 +191,81 @@ def collect_sample(blocks, grid, levels, settings, cancel=None, progress=None):
     if count > settings.sample_size:
         keep = np.random.default_rng(settings.seed).choice(count, settings.sample_size, replace=False)
         columns = [column[keep] for column in columns]
-    names = ('pixels', 'low', 'target_low', 'fine_detail')
+    names = ('pixels', 'low', 'target_low', 'fine_detail', 'cluster_pixels')
     return {name: column.astype(np.float64) for name, column in zip(names, columns)}
+
+
+def _sample_strips(grid, levels, settings):
+    """The evenly spaced row strips (with their halo) the fit samples are read from."""
+    halo = pyramid.halo(levels)
+    strip_rows = max(8, halo)
+    strips = math.ceil(math.ceil(settings.sample_size / grid.width) / strip_rows)
+    return _strip_windows(grid.height, strip_rows, strips, halo)
+
+
+def _smooth(values, valid, levels, window):
+    """Low frequency of one band (rows with the window's halo) at the window's own rows."""
+    return pyramid.lowpass(values[None], valid, levels, window.top, window.bottom)[0][0]
+
+
+def collect_basis_sample(blocks, grid, levels, settings, basis, cancel=None):
+    """Pass 1b of the 'nonlinear' estimator (core.fusion.model) when the grids are not aligned: on
+    the strips of collect_sample, each basis feature smoothed by the pyramid (one at a time, so a
+    strip holds one feature), with the grid's low frequency and the cluster-band values, at every
+    step-th valid pixel: about CELL_SAMPLE pixels."""
+    windows = _sample_strips(grid, levels, settings)
+    step = max(1, math.ceil(sum(window.rows for window in windows) * grid.width / CELL_SAMPLE))
+    parts = []
+    for window in windows:
+        check_cancel(cancel)
+        stack, read_valid = blocks.read(window)
+        geo_low = _smooth(stack[-1], read_valid, levels, window)
+        picked = np.flatnonzero((window.core(read_valid) & np.isfinite(geo_low)).ravel())[::step]
+        features = np.stack([_smooth(feature, read_valid, levels, window).ravel()[picked]
+                             for feature in basis.features(stack[:-1])], axis=1)
+        clustered = blocks.cluster_values(window, window.core(stack)[:-1])
+        clustered = clustered.reshape(len(clustered), -1)[:, picked].T
+        parts.append((clustered, features, geo_low.ravel()[picked]))
+    names = ('basis_pixels', 'basis_low', 'basis_target_low')
+    return {'basis': basis, **{name: np.concatenate(column).astype(np.float64)
+                               for name, column in zip(names, zip(*parts))}}
+
+
+def collect_cell_sample(blocks, grids, settings, basis, cancel=None):
+    """Pass 1b of the 'nonlinear' estimator when every coarse cell is a whole block of image pixels
+    (grid.cell_factors): the basis features averaged over each cell, paired with the cell's value,
+    the aggregation a coarse grid of cell means stands for (exact in the Wald protocol). Evenly
+    spaced rows of cells up to about CELL_SAMPLE cells; None when the grids are not
+    aligned (collect_basis_sample then smooths with the pyramid instead)."""
+    factors = cell_factors(grids.coarse, grids.image)
+    if factors is None:
+        return None
+    rows, columns, row_offset, column_offset = factors
+    coarse = RasterReader(grids.coarse_path)
+    width = grids.coarse.width
+    first, last = -column_offset, -column_offset + width * columns     # fine columns of the cells
+    wanted = min(grids.coarse.height, math.ceil(min(settings.sample_size, CELL_SAMPLE) / width))
+    parts = []
+    for cell_row in np.unique(np.linspace(0, grids.coarse.height - 1, wanted).round().astype(int)):
+        check_cancel(cancel)
+        window = Window(int(cell_row) * rows - row_offset, rows)
+        stack, valid = blocks.read(window)
+        clustered = blocks.cluster_values(window, stack[:-1])
+        cells = np.concatenate([basis.expand(stack[:-1]), clustered])[:, :, first:last]
+        means = cells.reshape(len(cells), rows, width, columns).mean(axis=(1, 3), dtype=np.float64)
+        target = coarse.read(Window(int(cell_row), 1), [1])[0, 0]
+        keep = valid[:, first:last].reshape(rows, width, columns).all(axis=(0, 2)) & ~target.mask
+        parts.append((means[-len(clustered):, keep].T, means[:-len(clustered), keep].T, target.data[keep]))
+    columns_ = [np.concatenate(column) for column in zip(*parts)]
+    names = ('basis_pixels', 'basis_low', 'basis_target_low')
+    return {'basis': basis, **{name: column.astype(np.float64) for name, column in zip(names, columns_)}}
 
 
 def fuse_pixels(values, low, labels, model, mode):
     """Fused values: values/low (bands + 1, ...) with the grid last, labels (...) cluster indices."""
+    if model.basis is not None:  # nonlinear regression F(MS): coherent by the residual passes
+        fitted = model.predict(values[:-1], labels)
+        return fitted + (values[-1] - low[-1]) if mode == 'paper' else fitted   # F + Geo_H, or F
     def per_pixel(coefficients):
         return coefficients[0] if len(coefficients) == 1 else coefficients[labels]
     slopes, intercepts = model.slopes, model.intercepts
@@ -195,8 +282,12 @@ def fuse_pixels(values, low, labels, model, mode):
 
 
 def _apply_block(blocks, window, levels, model, mode):
-    values, low, valid = _decompose(blocks, window, levels)
-    labels = model.labels(values[:-1])
+    if model.basis is not None and mode == 'coherent':   # F(MS) is per pixel: no pyramid needed
+        values, valid = blocks.read(Window(window.row, window.rows))
+        low = None
+    else:
+        values, low, valid = _decompose(blocks, window, levels)
+    labels = model.labels(blocks.cluster_values(window, values[:-1]))
     fused = fuse_pixels(values, low, labels, model, mode)
     fused[~valid] = np.nan
     clusters = (labels + 1).astype(np.float32)
@@ -382,6 +473,10 @@ def _check_inputs(image_path, bands, mask_path, settings):
                          'choose existing bands.', KEYS['bands'])
     if len(set(bands)) != len(bands):
         raise InputError('a band is selected twice; select each band once.', KEYS['bands'])
+    wrong = [band for band in settings.cluster_bands if not 1 <= band <= info.band_count]
+    if wrong:
+        raise InputError(f'cluster band(s) {wrong} do not exist in the image ({info.band_count} bands); '
+                         'choose existing bands or none (the regression bands).', 'CLUSTER_BANDS')
     if mask_path and not raster_info(mask_path, KEYS['mask']).grid.same_as(info.grid):
         raise InputError('the mask must be on the image grid (same size, extent and CRS); warp it '
                          'onto the image (GDAL Warp with the image as target extent and resolution).',
@@ -392,6 +487,21 @@ def _check_inputs(image_path, bands, mask_path, settings):
         raise InputError(f'the regression estimator must be one of {ESTIMATORS}.', 'REGRESSION')
     names = [info.descriptions[band - 1] or f'band {band}' for band in bands]
     return bands, names
+
+
+def _enough_cells(settings, grids, band_count, warnings):
+    """The nonlinear regression learns from the coarse cells: with fewer than
+    MIN_CELLS_PER_FEATURE per feature (a grid of a few cells, e.g. a regional survey over one
+    scene) it would fit chance large-scale patterns, so the noise-aware ridge is used instead."""
+    if settings.estimator != 'nonlinear':
+        return settings
+    rows, columns = covered_rows_and_columns(grids.coarse, grids.image)
+    cells, needed = int(rows.sum()) * int(columns.sum()), MIN_CELLS_PER_FEATURE * basis_size(band_count)
+    if cells >= needed:
+        return settings
+    warnings.append(f'the grid has {cells} cells inside the image, fewer than the {needed} the nonlinear '
+                    'regression needs to learn from: the noise-aware ridge regression was used instead.')
+    return replace(settings, estimator='noise')
 
 
 def fuse(geo_path, geo_band, image_path, bands, fused_path, clusters_path=None, mask_path=None,
@@ -409,14 +519,21 @@ def fuse(geo_path, geo_band, image_path, bands, fused_path, clusters_path=None, 
                             'little detail to add.')
         levels = settings.levels or pyramid.levels_for_ratio(grids.ratio)
         log(f'resolution ratio {grids.ratio:.2f}, {levels} pyramid level(s), halo {pyramid.halo(levels)} px')
-        blocks = _Blocks(image_path, bands, grids.cubic_path, mask_path)
+        settings = _enough_cells(settings, grids, len(bands), warnings)
+        blocks = _Blocks(image_path, bands, grids.cubic_path, mask_path, settings.cluster_bands)
         sample = collect_sample(blocks, grids.image, levels, settings, cancel,
                                 _stage(progress, 0.0, 0.15))
+        if settings.estimator == 'nonlinear':
+            basis = Basis.from_pixels(sample['pixels'])
+            sample.update(collect_cell_sample(blocks, grids, settings, basis, cancel)
+                          or collect_basis_sample(blocks, grids.image, levels, settings, basis, cancel))
         model = fit_model(sample, names, settings.clusters, settings.min_cluster_pixels, settings.seed,
                           KEYS['bands'], KEYS['clusters'], KEYS['geo'], settings.estimator)
         warnings += model.warnings
         preview = _Preview(grids.image, ('fused', 'cubic', 'clusters'))
         iterations = settings.residual_iterations
+        if settings.estimator == 'nonlinear' and settings.mode == 'coherent' and not iterations:
+            iterations = 1   # F alone does not keep the grid: one residual pass brings it back
         paths = [Path(work_dir) / f'fused_{i}.tif' for i in range(iterations)] + [Path(fused_path)]
         geo_name = raster_info(geo_path).descriptions[geo_band - 1] or 'geochemical grid'
         means = cell_means(grids, work_dir, ('fused_0', 'cubic'))

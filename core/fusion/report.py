@@ -3,6 +3,7 @@ coarse grid, agreement with a reference layer, and maps of input, fused and diff
 import numpy as np
 
 from ..report.page import figure_html, new_figure, paragraph, table_html, write_report
+from .model import NONLINEAR_PENALTY
 
 PAPER = 'Remote Sens. 2023, 15, 1993 (Laplacian pyramid + multiple linear regression fusion)'
 
@@ -24,12 +25,27 @@ def _map(array, title, cmap='viridis', symmetric=False):
     return figure_html(figure, title)
 
 
+FORMULAS = {
+    ('paper', False): 'fused = Geo_Lre + Geo_Hre = (a0 + a·MS_L) + (Geo_H + a·MS_H); the article\'s '
+                      'Eq. 2 adds a0 to the high frequency too, which would count it twice, so it is '
+                      'left out there',
+    ('coherent', False): 'fused = Geo + a·MS_H (measured low frequency kept)',
+    ('paper', True): 'fused = F(MS) + Geo_H (the paper\'s formula with the nonlinear regression F)',
+    ('coherent', True): 'fused = F(MS) + cubic(coarse − F averaged onto the cells), repeated by the '
+                        'residual passes (at least one)',
+}
+
+
 def _stats_rows(stats_by_name):
     return [[name, stats['n'], stats['r'], stats['rmse'], stats['bias'], stats['max_abs']]
             for name, stats in stats_by_name.items()]
 
 
 def _estimator(model):
+    if model.basis is not None:
+        return (f'nonlinear: ridge (penalty {NONLINEAR_PENALTY:g} on standardised features) on '
+                f'{len(model.feature_names)} features of the bands (quadratic terms and hinges), fitted on '
+                'the features averaged over the coarse cells (or smoothed by the pyramid)')
     if model.noise is None:
         return 'least squares (paper)'
     noise = ', '.join(f'{name} {value:.4g}' for name, value in zip(model.band_names, model.noise))
@@ -50,13 +66,15 @@ def regression_rows(model):
 def write_fusion_report(path, result, settings, inputs, log_lines=()):
     """`inputs`: dict of display names (grid, image, bands, mask, reference)."""
     grids, model = result.grids, result.model
-    formula = ('fused = Geo_Lre + Geo_Hre = (a0 + a·MS_L) + (Geo_H + a·MS_H)' if settings.mode == 'paper'
-               else 'fused = Geo + a·MS_H (measured low frequency kept)')
+    formula = FORMULAS[settings.mode, model.basis is not None]
     setting_rows = [
         ['geochemical grid', inputs.get('grid', '')], ['image', inputs.get('image', '')],
         ['bands', ', '.join(model.band_names)], ['mask', inputs.get('mask') or 'none'],
         ['mode', f'{settings.mode}: {formula}'],
-        ['regression', 'global' if settings.clusters < 2 else f'local, {settings.clusters} K-means clusters'],
+        ['regression', 'global' if settings.clusters < 2 else
+         f'local, {settings.clusters} K-means clusters of '
+         + (f'image bands {", ".join(map(str, settings.cluster_bands))}' if settings.cluster_bands
+            else 'the regression bands')],
         ['estimator', _estimator(model)],
         ['resolution ratio (coarse/fine pixel)', grids.ratio],
         ['pyramid levels (halo px)', f'{result.levels} ({2 * (2 ** result.levels - 1)})'],
@@ -69,7 +87,7 @@ def write_fusion_report(path, result, settings, inputs, log_lines=()):
         'Laplacian pyramid, Geo_L is regressed on MS_L (globally or per K-means '
         'cluster) and the slopes a inject the image detail MS_H.')),
         ('Settings', table_html(['setting', 'value'], setting_rows))]
-    slopes = [f'a ({name})' for name in model.band_names]
+    slopes = [f'a ({name})' for name in model.feature_names]
     headers = ['cluster', 'pixels', 'R² (low freq.)', 'intercept a0', *slopes, 'status']
     fragment = table_html(headers, regression_rows(model))
     fragment += paragraph('R² is that of Geo_L ~ MS_L on the fit sample; cluster 0 is the global '

@@ -15,7 +15,7 @@ Neighbourhoods: `n_neighbours` nearest samples and/or those within `radius` map 
 target; 0 and 0 use every sample (global Kriging, as gstat's default). Units: predictions in units
 of z (its natural logarithm with log_transform, not back-transformed), variances in those units².
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -236,8 +236,9 @@ class CrossValidation:
 
 
 def leave_one_out(samples, model, n_neighbours=0, radius=0.0, cancel=None):
-    """Predict every sample from the others (with the same neighbourhood rules as krige_points)."""
-    frame = KrigingFrame(model, samples.x, samples.y, samples.z, samples.drift)
+    """Predict every sample from the others (with the same neighbourhood rules as krige_points).
+    The left-out value is a measurement, error included: its variance keeps the measurement error."""
+    frame = KrigingFrame(replace(model, error_variance=0.0), samples.x, samples.y, samples.z, samples.drift)
     n = len(samples)
     if is_global(n, n_neighbours, radius):
         check_global_size(n)
@@ -272,8 +273,9 @@ def _global_leave_one_out(frame):
 
 
 def choose_model(samples, experimental, candidates=MODELS, weighting='npairs_distance', fit_nugget=True,
-                 n_neighbours=0, radius=0.0, cancel=None):
-    """Fit each candidate model and keep the one with the smallest leave-one-out RMSE.
+                 n_neighbours=0, radius=0.0, cancel=None, error_variance=0.0):
+    """Fit each candidate model (with the measurement-error variance, see fit_variogram) and keep
+    the one with the smallest leave-one-out RMSE.
 
     Returns (best model, [(model, statistics dict) per candidate that could be fitted and solved]).
     """
@@ -281,7 +283,7 @@ def choose_model(samples, experimental, candidates=MODELS, weighting='npairs_dis
     for name in candidates:
         check_cancel(cancel)
         try:
-            model = fit_variogram(experimental, name, weighting, fit_nugget)
+            model = fit_variogram(experimental, name, weighting, fit_nugget, error_variance)
             statistics = leave_one_out(samples, model, n_neighbours, radius, cancel).statistics()
         except InputError:
             continue
@@ -314,15 +316,16 @@ class VariogramFit:
 
 
 def fit_for_samples(samples, model_name='auto', n_lags=15, max_distance=0.0, weighting='npairs_distance',
-                    fit_nugget=True, n_neighbours=0, radius=0.0, cancel=None):
-    """Experimental variogram of `variogram_values(samples)` and the fitted model; `model_name`
-    'auto' fits every model and keeps the best by leave-one-out RMSE (choose_model)."""
+                    fit_nugget=True, n_neighbours=0, radius=0.0, cancel=None, error_variance=0.0):
+    """Experimental variogram of `variogram_values(samples)` and the fitted model (nugget at least
+    `error_variance`, the measurement-error variance); `model_name` 'auto' fits every model and
+    keeps the best by leave-one-out RMSE (choose_model)."""
     values = variogram_values(samples)
     experimental = experimental_variogram(samples.x, samples.y, values, n_lags, max_distance, cancel)
     residuals = bool(samples.drift.shape[1])
     if model_name == 'auto':
         model, candidates = choose_model(samples, experimental, MODELS, weighting, fit_nugget, n_neighbours,
-                                         radius, cancel)
+                                         radius, cancel, error_variance)
         return VariogramFit(experimental, model, candidates, residuals)
-    return VariogramFit(experimental, fit_variogram(experimental, model_name, weighting, fit_nugget), None,
-                        residuals)
+    return VariogramFit(experimental, fit_variogram(experimental, model_name, weighting, fit_nugget,
+                                                    error_variance), None, residuals)

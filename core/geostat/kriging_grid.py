@@ -324,8 +324,9 @@ class _BlockWalker:
         model = systems.frame.model
         model.scaled_squared(gamma, overwrite=True, with_nugget=False)  # see KrigingSystems.predict
         zero_x, zero_y = dx2 == 0, dy2 == 0
-        if model.nugget and zero_x.any() and zero_y.any():  # a pixel centre on a sample: γ(0) = 0
-            gamma[(zero_y[:, :, :, None] & zero_x[:, :, None, :]).reshape(gamma.shape)] = -model.nugget
+        if model.nugget and zero_x.any() and zero_y.any():  # a pixel centre on a sample: γ₀ = σ²ₑ
+            gamma[(zero_y[:, :, :, None] & zero_x[:, :, None, :]).reshape(gamma.shape)] = \
+                model.error_variance - model.nugget
         if not systems.valid.all():
             gamma[~systems.valid] = 0.0
         x[:, n:] = f0.transpose(0, 2, 1)

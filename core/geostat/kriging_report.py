@@ -1,4 +1,6 @@
 """HTML report pieces shared by the `variogram` and `kriging` algorithms (matplotlib plots, tables)."""
+from dataclasses import replace
+
 import numpy as np
 
 from ..report import page
@@ -6,7 +8,11 @@ from .variogram import WEIGHTINGS
 
 
 def gstat_equivalent(model):
-    """The model in gstat's vgm() terms (its exponential/gaussian range parameters differ)."""
+    """The model in gstat's vgm() terms (its exponential/gaussian range parameters differ; the
+    measurement error is an "Err" component added to the rest of the nugget)."""
+    if model.error_variance:
+        rest = replace(model, nugget=model.nugget - model.error_variance, error_variance=0.0)
+        return gstat_equivalent(rest)[:-1] + f', add.to = vgm({model.error_variance:.6g}, "Err"))'
     if model.name == 'exponential':
         return f'vgm({model.psill:.6g}, "Exp", {model.range / 3.0:.6g}, {model.nugget:.6g})'
     if model.name == 'gaussian':
@@ -24,6 +30,8 @@ def model_table(model):
             ('total sill (nugget + partial sill)', model.sill), ('range (map units)', model.range)]
     if model.name == 'power':
         rows.append(('exponent', model.exponent))
+    if model.error_variance:
+        rows.append(('of the nugget: measurement-error variance', model.error_variance))
     rows.append(('gstat equivalent', gstat_equivalent(model)))
     return page.table_html(['parameter', 'value'], rows, digits=6)
 

@@ -177,7 +177,7 @@ class KrigingSystems:
         """X = [γ₀; f₀ᵀ] (T, N + p, P) for targets at scaled coordinates (T, P) with drift rows f0
         (T, P, p): γ₀ between each set's samples and its targets, in `dtype`."""
         squared = pairwise_squared_distances(self.sx, self.sy, tx, ty, dtype)
-        gamma = self.frame.model.scaled_squared(squared, overwrite=True)
+        gamma = self.frame.model.target_gamma(squared, overwrite=True)
         gamma[~self.valid] = 0.0
         return np.concatenate([gamma, f0.transpose(0, 2, 1).astype(dtype)], axis=1)
 
@@ -188,7 +188,10 @@ class KrigingSystems:
 
         `nugget_left_out` c: x's γ₀ rows lack a constant c (γ₀ - c·1 with -c where γ₀ = 0). Since
         1 = F e₁ lies in the drift space, H·1 = 0 and Aᵀ1 = e₁: only the variance changes, by 2c,
-        which is added back here (one pass less over the largest array on grids)."""
+        which is added back here (one pass less over the largest array on grids).
+
+        With a measurement-error variance σ²ₑ the target is the error-free field: its variance
+        is σ²ₑ less than that of a new measurement (gstat's "Err" convention)."""
         dtype = x.dtype
         if dtype not in self._cast:
             self._cast[dtype] = self.operator.astype(dtype)
@@ -202,7 +205,7 @@ class KrigingSystems:
         variance = 2.0 * a_gamma0.astype(np.float64)
         variance -= np.einsum('tpk,tpk->tk', f0t, self.e @ f0t)
         variance -= np.einsum('tmk,tmk->tk', y[:, :m], y[:, :m])
-        variance += 2.0 * nugget_left_out
+        variance += 2.0 * nugget_left_out - self.frame.model.error_variance
         prediction[~self.solvable] = np.nan
         variance[~self.solvable] = np.nan
         return prediction, variance

@@ -78,12 +78,18 @@ def _squared_structure_inplace(name, g, exponent, scale):
 
 @dataclass(frozen=True)
 class VariogramModel:
-    """γ(h) = nugget + psill·s(h / range) for h > 0 and γ(0) = 0 (see `structure`)."""
+    """γ(h) = nugget + psill·s(h / range) for h > 0 and γ(0) = 0 (see `structure`).
+
+    `error_variance` is the part of the nugget that is measurement error (gstat's "Err" component;
+    pykrige's exact_values=False when it is the whole nugget): it is in the data, not in the field
+    being mapped, so Kriging with it predicts the error-free field and smooths at the samples
+    instead of honouring them."""
     name: str
     nugget: float
     psill: float
     range: float
     exponent: float = 1.0  # power model only
+    error_variance: float = 0.0
 
     def __post_init__(self):
         if self.name not in MODELS:
@@ -93,6 +99,10 @@ class VariogramModel:
                              f'(got nugget {self.nugget}, partial sill {self.psill}).', 'SILL')
         if not self.range > 0:
             raise InputError(f'the variogram range must be positive (got {self.range}).', 'RANGE')
+        if not 0 <= self.error_variance <= self.nugget * (1 + 1e-9):
+            raise InputError(f'the measurement-error variance ({self.error_variance:g}) must lie between 0 '
+                             f'and the nugget ({self.nugget:g}): measurement error is part of the nugget.',
+                             'MEASUREMENT_ERROR')
 
     @property
     def bounded(self):
@@ -108,26 +118,34 @@ class VariogramModel:
         r = np.asarray(r, dtype=np.float64)
         return self.scaled_squared(r * r, overwrite=True)
 
-    def scaled_squared(self, r2, overwrite=False, with_nugget=True):
-        """γ at squared scaled distances r² = (h / range)²; 0 where r² == 0. A float32 `r2` gives
-        float32; `overwrite` computes in `r2` itself (saves memory on grids); `with_nugget` False
-        leaves the nugget out (for callers that account for it themselves)."""
+    def scaled_squared(self, r2, overwrite=False, with_nugget=True, at_zero=0.0):
+        """γ at squared scaled distances r² = (h / range)²; `at_zero` where r² == 0. A float32 `r2`
+        gives float32; `overwrite` computes in `r2` itself (saves memory on grids); `with_nugget`
+        False leaves the nugget out (for callers that account for it themselves)."""
         r2 = np.asarray(r2)
         if r2.dtype not in (np.float32, np.float64):
             r2 = r2.astype(np.float64)
-        positive = r2 > 0 if self.nugget and with_nugget else None
+        positive = r2 > 0 if (self.nugget and with_nugget) or at_zero else None
         gamma = r2 if overwrite else r2.copy()
         _squared_structure_inplace(self.name, gamma, self.exponent, self.psill)
-        if positive is not None:
+        if positive is not None and self.nugget and with_nugget:
             np.add(gamma, self.nugget, out=gamma, where=positive)
+        if at_zero:  # every structure is 0 at r = 0
+            np.add(gamma, at_zero, out=gamma, where=~positive)
         return gamma
+
+    def target_gamma(self, r2, overwrite=False):
+        """γ between samples and a target point at squared scaled distances r²: as `scaled_squared`,
+        but a target on a sample is `error_variance` away from it (the sample's measurement error
+        is not in the target, Cressie 1993, Statistics for Spatial Data, ch. 3 "noiseless" prediction)."""
+        return self.scaled_squared(r2, overwrite, at_zero=self.error_variance)
 
     def __call__(self, h):
         return self.scaled(np.asarray(h, dtype=np.float64) / self.range)
 
     def as_dict(self):
         return {'model': self.name, 'nugget': self.nugget, 'psill': self.psill, 'range': self.range,
-                'exponent': self.exponent}
+                'exponent': self.exponent, 'error_variance': self.error_variance}
 
 
 @dataclass(frozen=True)
@@ -203,32 +221,36 @@ def _weights(experimental, weighting, gamma_model=None):
                      'FIT_WEIGHTS')
 
 
-def _sills(experimental, name, range_, exponent, weighting, fit_nugget):
+def _sills(experimental, name, range_, exponent, weighting, fit_nugget, min_nugget=0.0):
     """Best (nugget, psill, weighted SSE) for a fixed range/exponent: the model is linear in the
-    sills, so they come from non-negative least squares (variable projection, Golub & Pereyra 1973)."""
+    sills, so they come from non-negative least squares (variable projection, Golub & Pereyra 1973).
+    The nugget is at least `min_nugget` (exactly that without `fit_nugget`)."""
     from scipy.optimize import nnls
     s = structure(name, experimental.distance / range_, exponent)
     design = np.column_stack([np.ones_like(s), s]) if fit_nugget else s[:, None]
+    excess = experimental.gamma - min_nugget  # the nugget's part above min_nugget is fitted
     # Cressie weights depend on the model: iterate them from the N_j weights (as gstat does)
     weights = _weights(experimental, 'npairs' if weighting == 'cressie' else weighting)
     for _ in range(5 if weighting == 'cressie' else 1):
         root = np.sqrt(weights)
-        coefficients, _ = nnls(design * root[:, None], experimental.gamma * root)
-        fitted = design @ coefficients
+        coefficients, _ = nnls(design * root[:, None], excess * root)
+        fitted = design @ coefficients + min_nugget
         if weighting == 'cressie':
             weights = _weights(experimental, weighting, fitted)
     sse = float(np.sum(weights * (experimental.gamma - fitted) ** 2))
     nugget, psill = (coefficients if fit_nugget else (0.0, coefficients[0]))
-    return float(nugget), float(psill), sse
+    return float(nugget) + min_nugget, float(psill), sse
 
 
-def fit_variogram(experimental, model='spherical', weighting='npairs_distance', fit_nugget=True):
+def fit_variogram(experimental, model='spherical', weighting='npairs_distance', fit_nugget=True,
+                  error_variance=0.0):
     """Weighted least-squares fit of `model` to an ExperimentalVariogram.
 
     Minimises Σ w_j (γ̂_j - γ(h_j))² (Cressie 1985; gstat `fit.variogram`); sills are solved exactly
     for each range (or power exponent) and the range is searched on a log grid then refined by
-    bounded scalar minimisation. Linear/power models take RANGE = the cutoff. Returns a
-    VariogramModel.
+    bounded scalar minimisation. Linear/power models take RANGE = the cutoff. A measurement-error
+    variance is part of the nugget, so the nugget is fitted from it upwards. Returns a
+    VariogramModel carrying `error_variance`.
     """
     from scipy.optimize import minimize_scalar
     if model not in MODELS:
@@ -238,36 +260,37 @@ def fit_variogram(experimental, model='spherical', weighting='npairs_distance', 
         raise InputError('every sample pair has the same value: the field is constant, so there is '
                          'nothing to fit or krige; choose another FIELD.', 'FIELD')
     cutoff = experimental.cutoff
+    floor = float(error_variance)
     if model == 'linear':
-        nugget, psill, _ = _sills(experimental, model, cutoff, 1.0, weighting, fit_nugget)
-        return _checked_model(model, nugget, psill, cutoff)
+        nugget, psill, _ = _sills(experimental, model, cutoff, 1.0, weighting, fit_nugget, floor)
+        return _checked_model(model, nugget, psill, cutoff, error_variance=floor)
     if model == 'power':
         low, high = POWER_EXPONENT_BOUNDS
         candidates = np.linspace(low, high, 40)
 
         def sse_of(value):
-            return _sills(experimental, model, cutoff, value, weighting, fit_nugget)[2]
+            return _sills(experimental, model, cutoff, value, weighting, fit_nugget, floor)[2]
     else:
         low, high = experimental.distance.min() / 4.0, 10.0 * cutoff
         candidates = np.geomspace(low, high, 60)
 
         def sse_of(value):
-            return _sills(experimental, model, value, 1.0, weighting, fit_nugget)[2]
+            return _sills(experimental, model, value, 1.0, weighting, fit_nugget, floor)[2]
     errors = [sse_of(value) for value in candidates]
     best = int(np.argmin(errors))
     bracket = (candidates[max(best - 1, 0)], candidates[min(best + 1, len(candidates) - 1)])
     refined = minimize_scalar(sse_of, bounds=bracket, method='bounded', options={'xatol': 1e-9 * bracket[1]})
     value = float(refined.x) if refined.fun <= errors[best] else float(candidates[best])
     if model == 'power':
-        nugget, psill, _ = _sills(experimental, model, cutoff, value, weighting, fit_nugget)
-        return _checked_model(model, nugget, psill, cutoff, value)
-    nugget, psill, _ = _sills(experimental, model, value, 1.0, weighting, fit_nugget)
-    return _checked_model(model, nugget, psill, value)
+        nugget, psill, _ = _sills(experimental, model, cutoff, value, weighting, fit_nugget, floor)
+        return _checked_model(model, nugget, psill, cutoff, value, floor)
+    nugget, psill, _ = _sills(experimental, model, value, 1.0, weighting, fit_nugget, floor)
+    return _checked_model(model, nugget, psill, value, error_variance=floor)
 
 
-def _checked_model(name, nugget, psill, range_, exponent=1.0):
+def _checked_model(name, nugget, psill, range_, exponent=1.0, error_variance=0.0):
     if nugget + psill <= 0:
         raise InputError('the fitted variogram is zero everywhere; the field looks constant at the '
                          'lag distances used. Choose another FIELD or MAX_DISTANCE.', 'FIELD')
-    return VariogramModel(name, nugget, psill, range_, exponent)
+    return VariogramModel(name, nugget, psill, range_, exponent, error_variance)
 

@@ -1,17 +1,20 @@
 """The small regression CNN of Cheng et al. (2023), ion-adsorption rare-earth ore on GF-2, in numpy.
 
-Input: the 4x4 tile of standardised band values (core/inversion/tiling.py). Layers (the paper's: 2x2
-convolutions with ReLU, max pooling, a fully connected layer, dropout with keep probability 0.7):
-  conv 2x2 'same' (C1) -> ReLU -> max-pool 2x2/2 (4x4 -> 2x2)
-  -> conv 2x2 'same' (C2) -> ReLU -> max-pool 2x2/2 (2x2 -> 1x1)
+Input: the S x S tile of standardised band values (core/inversion/tiling.py; S = 4 for up to 16
+bands, the paper's 4x4 matrix). Layers (the paper's: 2x2 convolutions with ReLU, max pooling, a
+fully connected layer, dropout with keep probability 0.7, learning rate 0.001, 5000 iterations):
+  conv 2x2 'same' (C1) -> ReLU -> max-pool 2x2/2 (S -> S/2)
+  -> conv 2x2 'same' (C2) -> ReLU -> max-pool 2x2/2 (S/2 -> S/4; 4x4 -> 2x2 -> 1x1)
   -> fully connected (H) -> ReLU -> dropout (training only) -> fully connected (1).
-Loss: mean squared error of the standardised target (the paper names softmax cross-entropy, which
-has no meaning for one continuous output). Optimiser: Adam (Kingma & Ba 2015), learning rate 0.001.
+Our choices, where the paper gives none: widths C1 = 16, C2 = 32, H = 64, batches of 64, He
+initialisation, standardised inputs and target, the Adam optimiser (Kingma & Ba 2015), and the
+loss: mean squared error of the standardised target (the paper names softmax cross-entropy, which
+has no meaning for one continuous output).
 
 Hand-written because the plugin must not depend on a deep-learning framework at run time and the
 network is tiny; gradients are checked against finite differences in test/test_cnn.py.
-'same' padding follows TensorFlow (the paper's framework): the one padding row/column of a 2x2
-kernel goes after the data (ONNX pads = [0, 0, 1, 1]).
+'same' padding puts the one padding row/column of a 2x2 kernel after the data, as TensorFlow
+does (ONNX pads = [0, 0, 1, 1]); the paper names no framework beyond Python.
 Internal layout is NHWC with HWIO kernels; export transposes to ONNX's NCHW/OIHW.
 """
 from dataclasses import dataclass, field
@@ -19,12 +22,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import CancelledError
-from .tiling import tile_features, tile_indices
+from .tiling import TILE, tile_features, tile_indices, tile_side
 
 OFFSETS = ((0, 0), (0, 1), (1, 0), (1, 1))  # kernel cells (row, column), row-major
 ONNX_OPSET = 17   # onnxruntime >= 1.13 runs it (1.32 in our environment)
 ONNX_IR_VERSION = 8  # the IR version that goes with opset 17, readable by older runtimes
 INPUT_NAME = 'input'
+# what the paper fixes and what we chose (help texts and reports say so)
+CHOICES = ('Paper (Cheng et al. 2023): the 4 band values tiled 4 times into a 4x4 matrix, 2x2 '
+           'convolutions, max pooling, a fully connected layer, dropout keep probability 0.7, '
+           'learning rate 0.001, 5000 iterations. Ours: any band count (tiling.py), 16/32 filters, '
+           '64 hidden units, batches of 64, standardised inputs and target, He initialisation, the '
+           'Adam optimiser and a mean-squared-error loss.')
 OUTPUT_NAME = 'prediction'
 
 
@@ -39,21 +48,23 @@ class CnnConfig:
     batch_size: int = 64
     seed: int = 0
 
-    def architecture(self):
-        return (f'tile 4x4 -> conv2x2 same {self.filters1} -> ReLU -> maxpool 2x2 -> conv2x2 same '
-                f'{self.filters2} -> ReLU -> maxpool 2x2 -> FC {self.hidden} -> ReLU -> dropout keep '
+    def architecture(self, side=TILE):
+        return (f'tile {side}x{side} -> conv2x2 same {self.filters1} -> ReLU -> maxpool 2x2 -> conv2x2 '
+                f'same {self.filters2} -> ReLU -> maxpool 2x2 -> FC {self.hidden} -> ReLU -> dropout keep '
                 f'{self.keep_prob:g} -> FC 1; MSE, Adam lr {self.learning_rate:g}, '
                 f'{self.iterations} iterations, batch {self.batch_size}, seed {self.seed}')
 
 
-def init_params(config, rng):
-    """He-normal weights (He et al. 2015, for ReLU layers), zero biases; float64."""
+def init_params(config, rng, side=TILE):
+    """He-normal weights (He et al. 2015, for ReLU layers), zero biases; float64. The fully
+    connected layer takes the (side/4)² cells x C2 filters left after the two poolings."""
     def he(shape, fan_in):
         return rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)
     c1, c2, h = config.filters1, config.filters2, config.hidden
+    flat = c2 * (side // TILE) ** 2
     return {'w1': he((2, 2, 1, c1), 4), 'b1': np.zeros(c1),
             'w2': he((2, 2, c1, c2), 4 * c1), 'b2': np.zeros(c2),
-            'w3': he((c2, h), c2), 'b3': np.zeros(h),
+            'w3': he((flat, h), flat), 'b3': np.zeros(h),
             'w4': he((h, 1), h) * 0.5, 'b4': np.zeros(1)}
 
 
@@ -91,9 +102,10 @@ def _pool_backward(d_out, index):
 
 
 def forward(params, tiles, keep_mask=None):
-    """Standardised (N, 1, 4, 4) tiles -> ((N,) standardised output, cache for backward).
+    """Standardised (N, 1, S, S) tiles -> ((N,) standardised output, cache for backward).
     keep_mask: (N, hidden) inverted-dropout multipliers (0 or 1/keep), None at inference."""
-    x = tiles.reshape(-1, 4, 4, 1)
+    side = tiles.shape[-1]
+    x = tiles.reshape(-1, side, side, 1)
     cols1 = _columns(x)
     a1 = np.maximum(cols1 @ params['w1'].reshape(4, -1) + params['b1'], 0.0)
     p1, i1 = _pool(a1)
@@ -121,7 +133,7 @@ def loss_and_gradients(params, tiles, target, keep_mask=None):
         d_hidden = d_hidden * keep_mask
     d_hidden = d_hidden * (hidden > 0)
     grads['w3'], grads['b3'] = flat.T @ d_hidden, d_hidden.sum(axis=0)
-    d_a2 = _pool_backward((d_hidden @ params['w3'].T).reshape(n, 1, 1, -1), i2) * (a2 > 0)
+    d_a2 = _pool_backward((d_hidden @ params['w3'].T).reshape(i2.shape), i2) * (a2 > 0)
     c1, c2 = a1.shape[3], a2.shape[3]
     grads['w2'] = (cols2.reshape(-1, 4 * c1).T @ d_a2.reshape(-1, c2)).reshape(params['w2'].shape)
     grads['b2'] = d_a2.sum(axis=(0, 1, 2))
@@ -145,6 +157,11 @@ class CnnModel:
     model_type = 'cnn'
     input_layout = 'tiled'
 
+    @property
+    def side(self):
+        """Side of the input tile (4 for up to 16 features)."""
+        return tile_side(self.x_mean.size)
+
     def standardised_tiles(self, features):
         return tile_features((np.asarray(features, np.float64) - self.x_mean) / self.x_scale) \
             .astype(np.float64)
@@ -165,10 +182,9 @@ def train_cnn(features, target, config=None, progress=None, cancel=None):
     config = config or CnnConfig()
     features = np.asarray(features, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
-    tile_indices(features.shape[1])  # refuses more than 16 features early
     rng = np.random.default_rng(config.seed)
-    model = CnnModel(config, init_params(config, rng), features.mean(axis=0), features.std(axis=0),
-                     float(target.mean()), float(target.std()))
+    model = CnnModel(config, init_params(config, rng, tile_side(features.shape[1])),
+                     features.mean(axis=0), features.std(axis=0), float(target.mean()), float(target.std()))
     tiles = model.standardised_tiles(features)
     y = (target - model.y_mean) / model.y_scale
     n = y.size
@@ -202,23 +218,29 @@ def train_cnn(features, target, config=None, progress=None, cancel=None):
 
 
 def cnn_onnx(model):
-    """ONNX graph of a CnnModel: raw (N, 1, 4, 4) tiles in, (N, 1) target units out; the feature
+    """ONNX graph of a CnnModel: raw (N, 1, S, S) tiles in, (N, 1) target units out; the feature
     standardisation and the target de-standardisation are graph nodes."""
     from ..dependencies import require
     onnx = require('onnx')
     helper, numpy_helper = onnx.helper, onnx.numpy_helper
     cells = tile_indices(model.x_mean.size)
+    side = model.side
     p = model.params
+    # our flatten runs over (row, column, filter) of the pooled NHWC map, ONNX's over (filter, row,
+    # column) of NCHW: reorder the fully connected layer's rows (the identity for a 4x4 tile)
+    pooled = side // TILE
+    w3 = p['w3'].reshape(pooled, pooled, -1, p['w3'].shape[1]).transpose(2, 0, 1, 3)
 
     def tensor(name, array):
         return numpy_helper.from_array(np.asarray(array, dtype=np.float32), name)
 
     initializers = [
-        tensor('x_mean', model.x_mean[cells].reshape(1, 1, 4, 4)),
-        tensor('x_scale', model.x_scale[cells].reshape(1, 1, 4, 4)),
+        tensor('x_mean', model.x_mean[cells].reshape(1, 1, side, side)),
+        tensor('x_scale', model.x_scale[cells].reshape(1, 1, side, side)),
         tensor('w1', p['w1'].transpose(3, 2, 0, 1)), tensor('b1', p['b1']),
         tensor('w2', p['w2'].transpose(3, 2, 0, 1)), tensor('b2', p['b2']),
-        tensor('w3', p['w3']), tensor('b3', p['b3']), tensor('w4', p['w4']), tensor('b4', p['b4']),
+        tensor('w3', w3.reshape(p['w3'].shape)), tensor('b3', p['b3']),
+        tensor('w4', p['w4']), tensor('b4', p['b4']),
         tensor('y_scale', [model.y_scale]), tensor('y_mean', [model.y_mean]),
     ]
     same = {'kernel_shape': [2, 2], 'pads': [0, 0, 1, 1], 'strides': [1, 1]}
@@ -243,7 +265,7 @@ def cnn_onnx(model):
     float_type = onnx.TensorProto.FLOAT
     graph = helper.make_graph(
         nodes, 'rsgeochem_cnn',
-        [helper.make_tensor_value_info(INPUT_NAME, float_type, ['N', 1, 4, 4])],
+        [helper.make_tensor_value_info(INPUT_NAME, float_type, ['N', 1, side, side])],
         [helper.make_tensor_value_info(OUTPUT_NAME, float_type, ['N', 1])], initializers)
     onnx_model = helper.make_model(graph, producer_name='rsgeochem',
                                    opset_imports=[helper.make_opsetid('', ONNX_OPSET)])

@@ -1,5 +1,6 @@
 """Applying an ONNX regression model over a raster, block by block (see the ONNX model contract:
-'pixel' (N, F), 'tiled' (N, 1, 4, 4) and 'patch' (N, F, k, k) inputs; one float32 output per pixel).
+'pixel' (N, F), 'tiled' (N, 1, S, S) (core.inversion.tiling: S = 4 for up to 16 bands) and 'patch'
+(N, F, k, k) inputs; one float32 output per pixel).
 
 The onnxruntime session is created once. Memory is bounded by the block budget whatever the raster
 size: a quarter goes to the model's batches of valid pixels (sized from the per-sample intermediate
@@ -30,7 +31,7 @@ from ..raster.blockio import (
     rows_per_block,
 )
 from .onnx_metadata import parse_metadata
-from .tiling import CELLS, TILE, tile_features
+from .tiling import TILE, tile_features, tile_side
 
 # Processing parameter keys the errors name (the algorithm applyinversionmodel uses the same keys)
 INPUT, MODEL, BANDS, MASK, OUTPUT = 'INPUT', 'MODEL', 'BANDS', 'MASK', 'OUTPUT'
@@ -52,6 +53,7 @@ class ModelSpec:
     features: tuple             # feature names from the metadata, () without metadata
     target: str                 # output band description
     bytes_per_sample: int       # estimate of the runtime's memory per sample
+    tile_side: int = TILE       # S of the tiled layout
 
     @property
     def halo(self):
@@ -119,15 +121,16 @@ def infer_layout(shape, metadata):
     dims = [d if isinstance(d, int) and d > 0 else None for d in shape[1:]]
     if len(dims) == 1 and layout in (None, 'pixel'):
         return 'pixel', dims[0], 1
-    if len(dims) == 3 and dims == [1, TILE, TILE] and layout in (None, 'tiled'):
+    if (len(dims) == 3 and dims[0] == 1 and dims[1] == dims[2] and dims[1] and dims[1] % TILE == 0
+            and layout in (None, 'tiled')):
         return 'tiled', None, 1
     if len(dims) == 3 and layout in (None, 'patch'):
         k = metadata.get('patch_size', dims[1])
         if k is not None and k % 2 == 1 and dims[1] in (None, k) and dims[2] in (None, k):
             return 'patch', dims[0], k
-    raise InputError(f'the model\'s input shape {list(shape)} does not fit the '
-                     f'{layout or "pixel (N, F), tiled (N, 1, 4, 4) or patch (N, F, k, k), k odd,"} '
-                     'layout; choose a per-pixel regression model (see the help).', MODEL)
+    expected = layout or 'pixel (N, F), tiled (N, 1, S, S), S a multiple of 4, or patch (N, F, k, k), k odd,'
+    raise InputError(f'the model\'s input shape {list(shape)} does not fit the {expected} layout; choose a '
+                     'per-pixel regression model (see the help).', MODEL)
 
 
 def model_spec(session, model_path):
@@ -153,12 +156,17 @@ def model_spec(session, model_path):
                              f'{len(features)} ({", ".join(features)}); the model file is inconsistent.',
                              MODEL)
         n_features = len(features)
+    side = model_input.shape[-1] if layout == 'tiled' else TILE
+    if layout == 'tiled' and features and tile_side(len(features)) != side:
+        fits = tile_side(len(features))
+        raise InputError(f'the model\'s {side}x{side} tile does not fit its {len(features)} features (they '
+                         f'fill a {fits}x{fits} tile); the model file is inconsistent.', MODEL)
     intermediate = per_sample_bytes(model_path, batch) if isinstance(batch, str) else None
     runtime = max(MIN_RUNTIME_BYTES, intermediate or 0)
     target = metadata.get('target_field') or 'prediction'
     if metadata.get('target_units'):
         target = f'{target} ({metadata["target_units"]})'
-    return ModelSpec(model_input.name, layout, n_features, patch_size, features, target, runtime)
+    return ModelSpec(model_input.name, layout, n_features, patch_size, features, target, runtime, side)
 
 
 def select_bands(spec, info, bands=None):
@@ -179,9 +187,10 @@ def select_bands(spec, info, bands=None):
             raise InputError(f'{len(bands)} bands given but the model takes {spec.n_features} features '
                              f'{list(spec.features) or ""}; give exactly {spec.n_features} band numbers '
                              'in the model\'s input order.', BANDS)
-        if spec.layout == 'tiled' and len(bands) > CELLS:
-            raise InputError(f'the tiled (4x4) layout takes at most {CELLS} bands, not {len(bands)}.',
-                             BANDS)
+        if spec.layout == 'tiled' and tile_side(len(bands)) != spec.tile_side:
+            low, high = (spec.tile_side - TILE) ** 2 + 1, spec.tile_side ** 2
+            raise InputError(f'the model\'s {spec.tile_side}x{spec.tile_side} tile takes {low} to {high} '
+                             f'bands, not {len(bands)}; give the bands it was trained on.', BANDS)
         notes = [f'band {b} ("{info.descriptions[b - 1]}") feeds feature "{name}"'
                  for b, name in zip(bands, spec.features)
                  if descriptions[b - 1] and descriptions[b - 1] != name.strip().lower()]
@@ -266,7 +275,7 @@ def predict(session, spec, tensor):
 def batch_size(spec, n_bands, memory_mb):
     """Pixels per onnxruntime run: the model's share of the budget over its bytes per sample
     (features, input tensor, intermediate tensors, output)."""
-    cells = CELLS if spec.layout == 'tiled' else n_bands * spec.patch_size ** 2
+    cells = spec.tile_side ** 2 if spec.layout == 'tiled' else n_bands * spec.patch_size ** 2
     sample = (n_bands + cells + 1) * FLOAT_BYTES + spec.bytes_per_sample
     return max(MIN_BATCH, memory_mb * 2 ** 20 // RUNTIME_SHARE // sample)
 

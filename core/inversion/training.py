@@ -15,7 +15,6 @@ from ..metrics import regression_metrics
 from . import baselines
 from .cnn import CnnConfig, train_cnn
 from .onnx_metadata import write_metadata
-from .tiling import CELLS
 
 INPUT = 'INPUT'
 TARGET = 'TARGET'
@@ -72,12 +71,6 @@ def check_samples(features, target, feature_names, target_name):
                          'and carry no information; remove them.', FEATURES)
 
 
-def check_model_choice(model_types, n_features):
-    if 'cnn' in model_types and n_features > CELLS:
-        raise InputError(f'the CNN tiles at most {CELLS} features into its 4x4 input, not '
-                         f'{n_features}; choose fewer feature fields or another model.', FEATURES)
-
-
 def fit(model_type, features, target, options, progress=None, cancel=None):
     """Fit one model type on training data."""
     if model_type == 'cnn':
@@ -118,19 +111,30 @@ def best_by_test_rmse(results):
     return min(results, key=lambda result: result.test.rmse)
 
 
-def model_proto(result, feature_names, target_field, target_units, split):
-    """The ONNX model of a trained result with every rsgeochem.* metadata key of the contract."""
+def refit_on_all_samples(result, features, target, options, progress=None, cancel=None):
+    """`result` with its model type fitted again, with the same settings, on every sample: once the
+    split has measured how well this kind of model predicts unseen samples, the model that maps the
+    image may learn from all of them. The metrics stay those of the split (the refitted model has no
+    held-out samples left to be scored on)."""
+    options = replace(options, cnn=replace(options.cnn, seed=options.seed))
+    return replace(result, model=fit(result.model_type, features, target, options, progress, cancel))
+
+
+def model_proto(result, feature_names, target_field, target_units, split, refitted=False):
+    """The ONNX model of a trained result with every rsgeochem.* metadata key of the contract;
+    `refitted`: the model was refitted on all samples after the split (said in the split's entry)."""
     model = result.model
     onnx_model = model.to_onnx()
     normalisation = {'mean': model.x_mean.tolist(), 'scale': model.x_scale.tolist()}
     if model.model_type == 'cnn':
         normalisation.update(target_mean=model.y_mean, target_scale=model.y_scale)
-    architecture = (model.config.architecture() if model.model_type == 'cnn' else model.architecture)
+    architecture = model.config.architecture(model.side) if model.model_type == 'cnn' else model.architecture
     return write_metadata(onnx_model, {
         'features': list(feature_names), 'input_layout': model.input_layout, 'patch_size': 1,
         'normalisation': normalisation, 'target_field': target_field, 'target_units': target_units,
         'model_type': model.model_type, 'architecture': architecture,
-        'split': split.description, 'metrics': result.metrics_dict()})
+        'split': dict(split.description, refit_on_all_samples=bool(refitted)),
+        'metrics': result.metrics_dict()})
 
 
 def save_onnx(proto, path):

@@ -6,14 +6,15 @@ import json
 import numpy as np
 
 from ..report import page
+from .cnn import CHOICES as CNN_CHOICES
 from .training import MODEL_NAMES
 
 PAPER_NOTE = ('Cheng et al. (2023) report for their CNN on GF-2 (ion-adsorption rare-earth ore, '
               'RE2O3 %) train R² 0.95 / RPD 4.65 and test R² 0.91 / RPD 3.33 (their Fig. 9), on a '
               'random 2:1 split of surface-to-surface samples. A random split of densified, '
               'neighbouring samples lets near-duplicates into both sets; a spatial-block split '
-              'gives the more honest figure. RPD > 2 is usually read as a good quantitative model, '
-              '1.4-2 as fair (Chang et al. 2001).')
+              'gives the more honest figure. The paper takes R² >= 0.9 with RPD >= 3 as a good model; '
+              'elsewhere RPD > 2 is often read as good and 1.4-2 as fair (Chang et al. 2001).')
 METRIC_KEYS = ('r2', 'rmse', 'rpd', 'rpiq', 'bias')
 METRIC_LABELS = ('R²', 'RMSE', 'RPD', 'RPIQ', 'bias')
 
@@ -96,8 +97,9 @@ def write_training_report(path, title, data, results, written, split, notes=()):
     ]
     for result in results:
         if result.model_type == 'cnn':
+            architecture = result.model.config.architecture(result.model.side)
             sections.append(('CNN training loss', loss_figure(result.model.losses)
-                             + page.paragraph(result.model.config.architecture(), 'note')))
+                             + page.paragraph(architecture, 'note') + page.paragraph(CNN_CHOICES, 'note')))
     sections.append(('Train/test split', split_figure(data['x'], data['y'], split)
                      + f'<pre>{html.escape(json.dumps(split.description, indent=1))}</pre>'))
     return page.write_report(path, title, sections)

@@ -17,8 +17,9 @@ th{background:#eee}td:first-child,th:first-child{text-align:left}.note{color:#55
 .warning{color:#a40}img{max-width:100%}"""
 
 
-def new_figure(width=6.0, height=4.0):
-    return plt.subplots(figsize=(width, height), dpi=100)
+def new_figure(width=6.0, height=4.0, columns=1):
+    """(figure, axes): one axes, or an array of `columns` side by side."""
+    return plt.subplots(1, columns, figsize=(width, height), dpi=100)
 
 
 def figure_html(figure, alt=''):
