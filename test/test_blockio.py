@@ -32,7 +32,7 @@ def test_blocks_with_halo_reproduce_whole_array_kernel(tmp_path, shape, block_ro
     rng = np.random.default_rng(1)
     data = rng.normal(size=(2, *shape)).astype(np.float32)
     path = write_test_raster(tmp_path / 'in.tif', data)
-    reader = blockio.RasterReader(path)
+    reader = blockio.RasterReader(path, 'INPUT')
     expected = np.stack([box_sum_3x3(band.astype(np.float64)) for band in data])
     result = np.full(expected.shape, np.nan)
     for window in blockio.block_windows(shape[0], block_rows, halo=1):
@@ -52,7 +52,7 @@ def test_read_blocks_and_writer_round_trip_with_nodata(tmp_path, memory_mb):
     info = blockio.raster_info(source)
     windows = 0
     with blockio.RasterWriter(tmp_path / 'out.tif', info.grid, 3, descriptions=['x', 'y', 'z']) as writer:
-        for window, block in blockio.read_blocks(source, memory_mb=memory_mb):
+        for window, block in blockio.read_blocks(source, memory_mb=memory_mb, parameter='INPUT'):
             windows += 1
             own_rows = data[1, window.row:window.row + window.rows]
             assert block.mask[1].sum() == np.count_nonzero(own_rows == -9999)
@@ -93,7 +93,7 @@ def test_cancel_stops_before_next_block(tmp_path):
     seen = []
     with pytest.raises(CancelledError):
         for window, _ in blockio.read_blocks(source, memory_mb=1, extra_bytes_per_pixel=2 ** 20 // 500,
-                                             cancel=lambda: len(seen) >= 2):
+                                             cancel=lambda: len(seen) >= 2, parameter='INPUT'):
             seen.append(window)
     assert len(seen) == 2
 

@@ -128,7 +128,7 @@ def test_polygon_burn_all_touched_or_centre(all_touched, first_col):
 def test_read_mask_block_keeps_nonzero_and_drops_nodata(tmp_path):
     path = blockio.write_raster(tmp_path / 'm.tif', grid(3, 2), np.array([[1, 0, 255], [1, 1, 0]]),
                                 nodata=255)
-    keep = read_mask_block(blockio.RasterReader(path), blockio.Window(0, 2))
+    keep = read_mask_block(blockio.RasterReader(path, 'MASK'), blockio.Window(0, 2))
     assert keep.tolist() == [[True, False, False], [True, True, False]]
 
 

@@ -12,7 +12,6 @@ and max come from rasterising the polygon ids back onto the grid (exact: the pol
 pixel edges) and a block-wise pass over values and ids.
 """
 import math
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,15 @@ from osgeo import gdal, ogr, osr
 from scipy import ndimage
 
 from ..errors import InputError
-from ..raster.blockio import RasterReader, RasterWriter, check_cancel, raster_info, read_blocks
+from ..raster.blockio import (
+    RasterReader,
+    RasterWriter,
+    check_cancel,
+    raster_info,
+    read_blocks,
+    read_window,
+)
+from ..raster.scratch import scratch_folder
 from ..report import page
 from .fractal import ca_figure_html
 
@@ -274,7 +281,7 @@ def rasterize_ids(gpkg_path, layer_name, grid, path):
 
 def polygon_statistics(source, id_path, progress=None, cancel=None):
     """pid -> [pixels, sum, max, sum x, sum y] accumulated block-wise over values and ids."""
-    ids_reader = RasterReader(id_path)
+    ids_reader = RasterReader(id_path, None)  # rasterised polygons of this run
     table = {}
     for window, values in source.blocks(progress, cancel, extra_bytes_per_pixel=48):
         ids = ids_reader.read(window, dtype=np.int64)[0].filled(0)
@@ -304,7 +311,7 @@ def polygon_statistics(source, id_path, progress=None, cancel=None):
 def anomaly_polygons(source, threshold, min_area=0.0, progress=None, cancel=None):
     """Connected areas (4-connected pixels) with value >= threshold, at least `min_area` map
     units^2, ranked I, II, ... by mean content x area (largest first)."""
-    with tempfile.TemporaryDirectory(prefix='rsgeochem-anomalies-') as work:
+    with scratch_folder('rsgeochem-anomalies') as work:
         work = Path(work)
         write_classes(source, threshold, work / 'classes.tif', stage(progress, 0, 0.35), cancel)
         check_cancel(cancel)
@@ -342,13 +349,15 @@ def quicklook(source, max_pixels=MAP_PIXELS):
         if scale > 1 else (grid.width, grid.height)
     dataset = gdal.Open(source.path)
     band = dataset.GetRasterBand(source.band)
-    values = band.ReadAsArray(buf_xsize=width, buf_ysize=height).astype(np.float64)
+    values = read_window(band, source.input_key, 0, 0, grid.width, grid.height, buf_xsize=width,
+                         buf_ysize=height).astype(np.float64)
     invalid = ~np.isfinite(values)
     if band.GetNoDataValue() is not None:
         invalid |= values == band.GetNoDataValue()
     if source.mask is not None:
         keep = source.mask.dataset.GetRasterBand(1)
-        keep_values = keep.ReadAsArray(buf_xsize=width, buf_ysize=height)
+        keep_values = read_window(keep, source.mask.parameter, 0, 0, grid.width, grid.height,
+                                  buf_xsize=width, buf_ysize=height)
         invalid |= keep_values == 0
         if keep.GetNoDataValue() is not None:
             invalid |= keep_values == keep.GetNoDataValue()

@@ -35,7 +35,6 @@ block (two worker threads), with halo rows = pyramid support so the result does 
 the block size. Memory is bounded by the block budget.
 """
 import math
-import tempfile
 import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -58,6 +57,7 @@ from ..raster.blockio import (
     raster_info,
     rows_per_block,
 )
+from ..raster.scratch import scratch_folder
 from . import pyramid
 from .grid import (
     TEMPORARY_GTIFF,
@@ -127,7 +127,8 @@ class _Blocks:
     def _readers(self):
         if not hasattr(self.local, 'readers'):
             image_path, _, cubic_path, mask_path = self.paths
-            self.local.readers = (RasterReader(image_path, KEYS['image']), RasterReader(cubic_path),
+            self.local.readers = (RasterReader(image_path, KEYS['image']),
+                                  RasterReader(cubic_path, KEYS['geo']),  # a VRT of the coarse grid
                                   RasterReader(mask_path, KEYS['mask']) if mask_path else None)
         return self.local.readers
 
@@ -359,9 +360,10 @@ def _block_rows(grid, bands, settings, halo):
                           settings.memory_mb, halo)
 
 
-def _stream(paths, grid, memory_mb, cancel=None):
-    """Yield (window, [arrays]) reading band 1 of rasters that share `grid`, NaN for nodata."""
-    readers = [RasterReader(path) for path in paths]
+def _stream(paths, keys, grid, memory_mb, cancel=None):
+    """Yield (window, [arrays]) reading band 1 of rasters that share `grid`, NaN for nodata; `keys`
+    are the parameters they come from (None for files of this run)."""
+    readers = [RasterReader(path, key) for path, key in zip(paths, keys)]
     # per raster: float64 read + mask, the filled copy and PairStats' float64 temporaries
     for window in block_windows(grid.height, rows_per_block(grid.width, 64 * len(paths), memory_mb)):
         check_cancel(cancel)
@@ -377,7 +379,8 @@ def coherence(fused_path, grids, work_dir, memory_mb, cancel=None, averages=None
         for name, path in zip(names, (fused_path, grids.cubic_path))]
     rows, columns = covered_rows_and_columns(grids.coarse, grids.image)
     stats = {name: PairStats() for name in names}
-    streams = _stream([grids.coarse_path, *sources], grids.coarse, memory_mb, cancel)
+    streams = _stream([grids.coarse_path, *sources], [KEYS['geo'], None, KEYS['geo']], grids.coarse,
+                      memory_mb, cancel)
     for window, (coarse, *means) in streams:
         inside = rows[window.row:window.row + window.rows, None] & columns[None, :]
         for name, mean in zip(names, means):
@@ -403,8 +406,8 @@ def residual_correction(source_path, target_path, grids, work_dir, iteration, se
     residual_path = work_dir / f'residual_{iteration}.tif'
     with RasterWriter(residual_path, grids.coarse, 1, descriptions=['residual'],
                       options=TEMPORARY_GTIFF) as writer:
-        for window, (coarse, mean) in _stream([grids.coarse_path, average], grids.coarse,
-                                              settings.memory_mb, cancel):
+        for window, (coarse, mean) in _stream([grids.coarse_path, average], [KEYS['geo'], None],
+                                              grids.coarse, settings.memory_mb, cancel):
             writer.write(window.row, np.ma.masked_invalid(coarse - mean))
     fine = warp_to_grid(residual_path, grids.image, work_dir / f'residual_{iteration}_cubic.vrt', 'cubic')
     description = raster_info(source_path).descriptions[0]
@@ -413,7 +416,7 @@ def residual_correction(source_path, target_path, grids, work_dir, iteration, se
 
     def correct(window):
         if not hasattr(readers, 'pair'):        # GDAL datasets are not thread-safe: one pair per thread
-            readers.pair = (RasterReader(source_path), RasterReader(fine))
+            readers.pair = (RasterReader(source_path, None), RasterReader(fine, None))  # this run's files
         fused, residual = (reader.read(window, [1], np.float32).filled(np.nan)[0] for reader in readers.pair)
         return window, fused + np.nan_to_num(residual)
     # per pixel of a block in flight: two float32 reads with masks, their filled copies, the sum
@@ -445,7 +448,8 @@ def reference_check(fused_path, cubic_path, reference_path, reference_band, imag
     sources = [warp_to_grid(path, grid, work_dir / f'{name}_on_reference.vrt', resample)
                for name, path in zip(names, (fused_path, cubic_path))]
     stats = {name: PairStats() for name in names}
-    for _, (reference, *estimates) in _stream([reference_vrt, *sources], grid, memory_mb, cancel):
+    keys = [KEYS['reference'], None, KEYS['geo']]  # the fused map, the cubic-resampled grid
+    for _, (reference, *estimates) in _stream([reference_vrt, *sources], keys, grid, memory_mb, cancel):
         both = np.isfinite(estimates[0]) & np.isfinite(estimates[1])
         for name, estimate in zip(names, estimates):
             stats[name].add(estimate[both], reference[both])
@@ -511,7 +515,7 @@ def fuse(geo_path, geo_band, image_path, bands, fused_path, clusters_path=None, 
     all) into `fused_path` (and the cluster map into `clusters_path`); returns a FusionResult."""
     settings = settings or FusionSettings()
     bands, names = _check_inputs(image_path, bands, mask_path, settings)
-    with tempfile.TemporaryDirectory(prefix='rsgeochem-fusion-') as work_dir:
+    with scratch_folder('rsgeochem-fusion') as work_dir:
         grids = prepare_grids(geo_path, geo_band, image_path, work_dir, KEYS['geo'], KEYS['image'], log)
         warnings = []
         if grids.ratio < 2:

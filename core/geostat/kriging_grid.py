@@ -23,7 +23,15 @@ import numpy as np
 from osgeo import gdal
 
 from ..errors import InputError
-from ..raster.blockio import DEFAULT_MEMORY_MB, Grid, RasterWriter, check_cancel, raster_info, same_crs
+from ..raster.blockio import (
+    DEFAULT_MEMORY_MB,
+    Grid,
+    RasterWriter,
+    check_cancel,
+    raster_info,
+    read_window,
+    same_crs,
+)
 from .kriging import NeighbourSearch, group_targets, is_global, krige_global, solve_groups
 from .kriging_system import KrigingFrame, KrigingSystems, check_global_size, single_threaded_blas
 
@@ -80,7 +88,7 @@ class DriftRasters:
     variable. Values outside a raster or equal to its nodata are NaN."""
 
     def __init__(self, paths, grid, parameter='DRIFT_RASTERS'):
-        self.grid = grid
+        self.grid, self.parameter = grid, parameter
         self.datasets, self.offsets, self.nodata = [], [], []
         for path in paths:
             info = raster_info(path, parameter)
@@ -119,7 +127,8 @@ class DriftRasters:
             c0, c1 = max(col0 + col, 0), min(col0 + col + cols, dataset.RasterXSize)
             for band_number in range(1, dataset.RasterCount + 1):
                 if r1 > r0 and c1 > c0:
-                    values = dataset.GetRasterBand(band_number).ReadAsArray(c0, r0, c1 - c0, r1 - r0)
+                    values = read_window(dataset.GetRasterBand(band_number), self.parameter, c0, r0,
+                                         c1 - c0, r1 - r0)
                     values = values.astype(np.float64)
                     if nodata[band_number - 1] is not None:
                         values[values == nodata[band_number - 1]] = np.nan

@@ -307,7 +307,6 @@ class BlockIO:
     def __init__(self, spec, bands, reader, mask_reader, writer, windows):
         self.spec, self.bands, self.windows = spec, bands, windows
         self.reader, self.mask_reader, self.writer = reader, mask_reader, writer
-        self.tile_rows = writer.dataset.GetRasterBand(1).GetBlockSize()[1]
 
     def read(self, number):
         """(values (F, read rows, width) float32, valid (rows, width)) of block `number`."""
@@ -324,9 +323,7 @@ class BlockIO:
 
     def write(self, number, output):
         window = self.windows[number]
-        self.writer.write(window.row, output.reshape(window.rows, -1))
-        if (window.row + window.rows) % self.tile_rows == 0:
-            self.writer.dataset.FlushCache()  # complete output tiles leave GDAL's cache
+        self.writer.write(window.row, output.reshape(window.rows, -1))  # flushes complete tiles
 
 
 def patch_note(spec):

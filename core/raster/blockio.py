@@ -5,7 +5,7 @@ Memory never grows with the raster size: readers hold one block (plus halo) at a
 writer streams blocks to disk.
 """
 import os
-import uuid
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +13,7 @@ import numpy as np
 from osgeo import gdal, gdal_array, osr
 
 from ..errors import CancelledError, InputError
+from .scratch import partial_path, remove_stale_partials
 
 gdal.UseExceptions()
 
@@ -123,6 +124,10 @@ def raster_info(path, parameter=None):
     bands = [dataset.GetRasterBand(i + 1) for i in range(dataset.RasterCount)]
     grid = Grid(dataset.RasterXSize, dataset.RasterYSize, tuple(dataset.GetGeoTransform()),
                 dataset.GetProjection() or '')
+    if not (grid.pixel_width > 0 and grid.pixel_height > 0):
+        raise InputError(f'"{path}" has a pixel size of {grid.pixel_width:g} x {grid.pixel_height:g} map '
+                         'units (a broken geotransform); assign its georeferencing (GDAL Translate -a_ullr '
+                         'or Georeferencer) and run again.', parameter)
     return RasterInfo(
         path=str(path), grid=grid, band_count=dataset.RasterCount,
         nodata=tuple(band.GetNoDataValue() for band in bands),
@@ -150,10 +155,23 @@ def block_windows(height, block_rows, halo=0):
     return windows
 
 
-class RasterReader:
-    """Reads windows of selected bands as masked arrays (nodata and non-finite values masked)."""
+def read_window(band, parameter, col, row, cols, rows, **options):
+    """`band.ReadAsArray` of a window; a GDAL read failure (a truncated or damaged file) becomes an
+    InputError naming the parameter the raster came from."""
+    try:
+        return band.ReadAsArray(col, row, cols, rows, **options)
+    except RuntimeError as error:
+        raise InputError(f'the file is damaged at rows {row + 1}-{row + rows} of band {band.GetBand()} '
+                         f'(GDAL: {str(error).strip()}); copy or download it again, or choose another '
+                         'raster.', parameter) from error
 
-    def __init__(self, path, parameter=None):
+
+class RasterReader:
+    """Reads windows of selected bands as masked arrays (nodata and non-finite values masked).
+    `parameter` is the key of the Processing parameter the raster comes from (None for a temporary
+    file of the run): errors name it."""
+
+    def __init__(self, path, parameter):
         self.parameter = parameter
         self.dataset = open_raster(path, parameter)
         self.info = raster_info(path, parameter)
@@ -177,7 +195,8 @@ class RasterReader:
         mask = np.zeros(data.shape, dtype=bool)
         for index, band_number in enumerate(bands):
             band = self.dataset.GetRasterBand(band_number)
-            values = band.ReadAsArray(0, window.read_row, self.info.grid.width, window.read_rows)
+            values = read_window(band, self.parameter, 0, window.read_row, self.info.grid.width,
+                                 window.read_rows)
             nodata = band.GetNoDataValue()
             if nodata is not None:
                 mask[index] = values == nodata
@@ -193,12 +212,13 @@ def check_cancel(cancel):
 
 
 def read_blocks(path, bands=None, memory_mb=DEFAULT_MEMORY_MB, halo=0, extra_bytes_per_pixel=0,
-                dtype=np.float64, cancel=None, progress=None, parameter=None):
+                dtype=np.float64, cancel=None, progress=None, *, parameter):
     """Yield (window, masked array) over a raster in row blocks sized from `memory_mb`.
 
     `extra_bytes_per_pixel` is what the caller allocates per pixel on top of the read, so the
     whole step fits the budget. `progress(fraction)` is called after each block is consumed;
-    `cancel()` returning True stops with CancelledError before the next read.
+    `cancel()` returning True stops with CancelledError before the next read; `parameter` is the key
+    errors name (see RasterReader).
     """
     reader = RasterReader(path, parameter)
     count = len(bands) if bands else reader.info.band_count
@@ -220,16 +240,40 @@ def remove_quietly(path):
         pass
 
 
+def raster_bytes(grid, band_count=1, data_type=gdal.GDT_Float32):
+    """Uncompressed size of a raster on `grid`: what its file takes at most (compression of noisy
+    values gains little)."""
+    return grid.width * grid.height * band_count * gdal.GetDataTypeSize(data_type) // 8
+
+
+def check_free_space(folder, needed, parameter):
+    """InputError naming `parameter` when the file system of `folder` (or of its nearest existing
+    parent) has less than `needed` bytes free."""
+    folder = Path(folder)
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise InputError(f'the output needs up to {needed / 2 ** 30:.3g} GB and "{folder}" has '
+                         f'{free / 2 ** 30:.3g} GB free; free disk space, write to another disk or '
+                         'make the output smaller (larger pixels, smaller extent).', parameter)
+
+
 class RasterWriter:
     """Float32 GeoTIFF (tiled, deflate) written block by block under a temporary name.
 
     Use as a context manager: the file appears at `path` only when the block exits without an
     exception; on error or cancel the partial file is deleted and `path` is left untouched.
+    Complete rows of tiles are flushed as they are written, so GDAL's cache holds at most one row
+    of tiles that is not on disk yet: memory stays bounded, and a cancelled run has little to
+    drop. Partial files of the same output left by killed runs are removed on entry.
+    `parameter` is the output's Processing key, named in errors.
     """
 
     def __init__(self, path, grid, band_count=1, nodata=DEFAULT_NODATA, descriptions=None,
                  data_type=gdal.GDT_Float32, options=GTIFF_OPTIONS, parameter=None):
         self.path = Path(path)
+        self.parameter = parameter
         if self.path.suffix.lower() not in ('.tif', '.tiff'):
             raise InputError(f'output "{path}" must be a GeoTIFF (.tif); choose a .tif file name.',
                              parameter)
@@ -242,14 +286,23 @@ class RasterWriter:
         self.options = list(options)
         if data_type != gdal.GDT_Float32:
             self.options = [o for o in self.options if not o.startswith('PREDICTOR')]
-        self.temporary = self.path.with_name(f'.{self.path.stem}.{uuid.uuid4().hex[:8]}.partial.tif')
+        self.temporary = partial_path(self.path)
         self.dataset = None
+        self.tile_rows = 1
 
     def __enter__(self):
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_partials(self.path)
+        check_free_space(self.path.parent, raster_bytes(self.grid, self.band_count, self.data_type),
+                         self.parameter)
         driver = gdal.GetDriverByName('GTiff')
-        self.dataset = driver.Create(str(self.temporary), self.grid.width, self.grid.height,
-                                     self.band_count, self.data_type, self.options)
+        try:
+            self.dataset = driver.Create(str(self.temporary), self.grid.width, self.grid.height,
+                                         self.band_count, self.data_type, self.options)
+        except RuntimeError as error:
+            remove_quietly(self.temporary)
+            raise InputError(f'cannot create "{self.path}" ({error}); choose a folder you can write '
+                             'to.', self.parameter) from error
         self.dataset.SetGeoTransform(self.grid.geotransform)
         if self.grid.crs_wkt:
             self.dataset.SetProjection(self.grid.crs_wkt)
@@ -259,6 +312,7 @@ class RasterWriter:
                 band.SetNoDataValue(self.nodata)
             if index < len(self.descriptions):
                 band.SetDescription(str(self.descriptions[index]))
+        self.tile_rows = self.dataset.GetRasterBand(1).GetBlockSize()[1]
         return self
 
     def write(self, row, array):
@@ -270,6 +324,16 @@ class RasterWriter:
         if array.shape[0] != self.band_count or array.shape[2] != self.grid.width:
             raise ValueError(f'block shape {array.shape} does not fit a {self.band_count}-band '
                              f'{self.grid.width}-column raster')
+        row, end = int(row), int(row) + array.shape[1]
+        start = row
+        while start < end:  # in parts that end where a row of tiles ends
+            stop = min(end, (start // self.tile_rows + 1) * self.tile_rows)
+            self._write_rows(start, array[:, start - row:stop - row])
+            if stop % self.tile_rows == 0:
+                self.dataset.FlushCache()  # the row of tiles is complete: compress and write it now
+            start = stop
+
+    def _write_rows(self, row, array):
         fill = self.nodata if self.nodata is not None else np.nan
         for index in range(self.band_count):  # band by band: one band-sized copy at a time
             values = np.array(np.ma.getdata(array[index]), dtype=self.numpy_type)
@@ -277,13 +341,19 @@ class RasterWriter:
             if np.issubdtype(self.numpy_type, np.floating):
                 invalid |= ~np.isfinite(values)
             values[invalid] = fill
-            self.dataset.GetRasterBand(index + 1).WriteArray(values, 0, int(row))
+            try:
+                self.dataset.GetRasterBand(index + 1).WriteArray(values, 0, row)
+            except RuntimeError as error:
+                raise InputError(f'writing "{self.path}" failed ({error}); check the free disk space '
+                                 'and that the folder is writable.', self.parameter) from error
 
     def __exit__(self, exc_type, exc, traceback):
         dataset, self.dataset = self.dataset, None
         if dataset is not None:
             if exc_type is None:
                 dataset.FlushCache()
+            elif hasattr(dataset, 'DropCache'):  # GDAL >= 3.9: discard unwritten tiles, no flush
+                dataset.DropCache()
             dataset = None  # noqa: F841 - releasing the handle closes the file
         if exc_type is None:
             os.replace(self.temporary, self.path)

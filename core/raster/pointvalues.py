@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
-from .blockio import open_raster, raster_info
+from .blockio import open_raster, raster_info, read_window
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def sample_points(path, x, y, bands=None, parameter=None):
         band = dataset.GetRasterBand(band_number)
         nodata = band.GetNoDataValue()
         for index in np.flatnonzero(inside):
-            value = float(band.ReadAsArray(int(cols[index]), int(rows[index]), 1, 1)[0, 0])
+            value = float(read_window(band, parameter, int(cols[index]), int(rows[index]), 1, 1)[0, 0])
             if value != nodata:
                 values[index, column] = value
     values[~np.isfinite(values)] = np.nan
