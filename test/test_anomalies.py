@@ -226,7 +226,7 @@ def test_algorithm_rejects_bad_inputs(run_alg, tmp_path):
     with pytest.raises(QgsProcessingException, match='^INPUT: .*constant'):
         run_alg('anomalies', {'INPUT': constant, 'METHOD': 0, **common})
     varied = raster(tmp_path, 'varied.tif', np.arange(30.0).reshape(5, 6))
-    with pytest.raises(QgsProcessingException, match='parameter value for K$'):  # K > its maximum 10
+    with pytest.raises(QgsProcessingException, match='K: 25.0 is not accepted. Range: 0 to 10.$'):
         run_alg('anomalies', {'INPUT': varied, 'METHOD': 0, 'K': 25.0, **common})
     negative = raster(tmp_path, 'negative.tif', -np.arange(1.0, 31.0).reshape(5, 6))
     with pytest.raises(QgsProcessingException, match='^INPUT: .*positive'):

@@ -1,5 +1,8 @@
-"""Shared glue for every rsgeochem algorithm: naming, help, dependency checks, error mapping,
-progress/cancel callables for core code."""
+"""Shared glue for every rsgeochem algorithm: naming, help, dependency checks, up-front parameter
+checks, error mapping, progress/cancel callables for core code."""
+import signal
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from qgis.core import (
@@ -15,6 +18,7 @@ from ...core.errors import CancelledError, InputError, MissingDependencyError
 from ...core.raster.blockio import DEFAULT_MEMORY_MB
 from . import compat
 from .cluster import CLUSTER_HELP
+from .checks import PROVIDER_PREFIX, check_parameters, explain_invalid, range_text
 
 PLUGIN_DIR = Path(__file__).resolve().parents[2]
 ICON_PATH = PLUGIN_DIR / 'resources' / 'icon.svg'
@@ -72,8 +76,9 @@ class RsGeochemAlgorithm(QgsProcessingAlgorithm):
         return QCoreApplication.translate(type(self).__name__, text)
 
     def add(self, parameter, help_text, advanced=False):
-        """Add a parameter with its help text (shown by `qgis_process help`) and return it."""
-        parameter.setHelp(self.tr(help_text))
+        """Add a parameter with its help text (shown by `qgis_process help`), followed by the range
+        QGIS enforces for a number, and return it."""
+        parameter.setHelp(' '.join(part for part in (self.tr(help_text), range_text(parameter)) if part))
         if advanced:
             parameter.setFlags(parameter.flags() | compat.PARAMETER_ADVANCED)
         self.addParameter(parameter)
@@ -89,10 +94,26 @@ class RsGeochemAlgorithm(QgsProcessingAlgorithm):
     def block_memory(self, parameters, context):
         return self.parameterAsInt(parameters, BLOCK_MEMORY_MB, context)
 
+    def checkParameterValues(self, parameters, context):  # noqa: N802 - QGIS API
+        """QGIS's checks, with a reason instead of "Incorrect parameter value for KEY"."""
+        accepted, message = super().checkParameterValues(parameters, context)
+        if accepted:
+            return accepted, message
+        return accepted, explain_invalid(self, parameters, context) or message
+
+    def parameterAsSink(self, parameters, name, context, *args, **kwargs):  # noqa: N802 - QGIS API
+        """QGIS's sink, in a folder created when missing (as raster outputs are)."""
+        destination = self.parameterAsOutputLayer(parameters, name, context)
+        if destination and not PROVIDER_PREFIX.match(destination):
+            Path(destination).parent.mkdir(parents=True, exist_ok=True)
+        return super().parameterAsSink(parameters, name, context, *args, **kwargs)
+
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 - QGIS API
         try:
             require_all(self.REQUIRES)
-            return self.execute(parameters, context, feedback)
+            check_parameters(self, parameters, context, feedback)
+            with terminate_as_cancel(feedback):
+                return self.execute(parameters, context, feedback)
         except (InputError, MissingDependencyError) as error:
             raise QgsProcessingException(str(error)) from error
         except CancelledError as error:
@@ -100,6 +121,28 @@ class RsGeochemAlgorithm(QgsProcessingAlgorithm):
 
     def execute(self, parameters, context, feedback):
         raise NotImplementedError
+
+
+@contextmanager
+def terminate_as_cancel(feedback):
+    """While the block runs, SIGTERM (a killed qgis_process) cancels the run like the Cancel button,
+    so partial outputs and temporary folders are removed; a second SIGTERM ends the process at once.
+    Only where Python can install a handler (the main thread, e.g. qgis_process; the desktop runs
+    algorithms on worker threads) and one of Python's own is in place."""
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or previous is None:
+        yield
+        return
+
+    def cancel(signum, frame):
+        signal.signal(signal.SIGTERM, previous)
+        feedback.cancel()
+
+    signal.signal(signal.SIGTERM, cancel)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def progress_callbacks(feedback, start=0.0, end=100.0):

@@ -51,6 +51,9 @@ class RsGeochemProvider(QgsProcessingProvider):
     def versionInfo(self):  # noqa: N802 - QGIS API
         return plugin_version()
 
+    def supportedOutputRasterLayerExtensions(self):  # noqa: N802 - QGIS API
+        return ['tif', 'tiff']  # every raster output is written by core.raster.blockio.RasterWriter
+
     def load(self):
         # the "Dask scheduler address" field in Processing > Options > Providers (glue/cluster.py)
         from processing.core.ProcessingConfig import ProcessingConfig, Setting
