@@ -12,6 +12,7 @@ from qgis.core import (
 
 from ..core.distributed import steps
 from ..core.imagery.calibration import (
+    PLAUSIBLE_REFLECTANCE,
     QUANTITY_LABELS,
     RADIANCE,
     REFLECTANCE,
@@ -178,8 +179,13 @@ class RadiometricCalibrationAlgorithm(RsGeochemAlgorithm):
         if run is not None:
             steps.calibrate(run, path, output, a, b, descriptions, zero_is_nodata, memory_mb)
         else:
-            calibrate_raster(path, output, a, b, descriptions, zero_is_nodata, memory_mb, progress, cancel,
-                             self.INPUT)
+            valid, implausible = calibrate_raster(path, output, a, b, descriptions, zero_is_nodata, memory_mb,
+                                                  progress, cancel, self.INPUT, quantity == REFLECTANCE)
+            if implausible:
+                low, high = PLAUSIBLE_REFLECTANCE
+                feedback.pushWarning(f'{implausible} of {valid} reflectance values lie outside {low:g} to '
+                                     f'{high:g}, which is not physical: check GAINS, OFFSETS, ESUN, '
+                                     'SUN_ELEVATION, the sensor and the band order.')
         input_name = self.parameterAsRasterLayer(parameters, self.INPUT, context).name()
         name_output_layer(context, output,
                           f'{input_name} {"TOA reflectance" if quantity == REFLECTANCE else "radiance"}')

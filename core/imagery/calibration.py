@@ -198,17 +198,40 @@ def apply_linear(dn, a, b):
     return dn * a[:, None, None] + b[:, None, None]
 
 
+# TOA reflectance outside this range is not physical (bright snow and cloud stay below ~1.2; dark
+# water with a slightly high offset dips just below 0): values beyond it mean wrong coefficients
+PLAUSIBLE_REFLECTANCE = (-0.1, 1.5)
+
+
+def implausible_reflectances(values):
+    """Number of unmasked values of a masked block outside PLAUSIBLE_REFLECTANCE."""
+    low, high = PLAUSIBLE_REFLECTANCE
+    return int(np.count_nonzero(np.ma.filled((values < low) | (values > high), False)))
+
+
 def calibrate_raster(path, output, a, b, descriptions, zero_is_nodata=True, memory_mb=DEFAULT_MEMORY_MB,
-                     progress=None, cancel=None, parameter=None):
+                     progress=None, cancel=None, parameter=None, reflectance=False):
     """Write a * DN + b of every band of the raster at `path` to a float32 GeoTIFF, block by block;
-    DN 0 is nodata when `zero_is_nodata` (the fill value of the supported products)."""
+    DN 0 is nodata when `zero_is_nodata` (the fill value of the supported products). Returns the
+    number of valid values and, for `reflectance`, of those outside PLAUSIBLE_REFLECTANCE; a raster
+    without a valid pixel is an InputError naming `parameter`, and nothing is written."""
+    valid = implausible = 0
     with RasterWriter(output, raster_info(path, parameter).grid, len(a), DEFAULT_NODATA,
                       descriptions) as writer:
         for window, block in read_blocks(path, memory_mb=memory_mb, extra_bytes_per_pixel=16 * len(a),
                                          cancel=cancel, progress=progress, parameter=parameter):
             if zero_is_nodata:
                 block = np.ma.masked_where(block.data == 0, block)
-            writer.write(window.row, apply_linear(block, a, b))
+            calibrated = apply_linear(block, a, b)
+            valid += int(calibrated.count())
+            if reflectance:
+                implausible += implausible_reflectances(calibrated)
+            writer.write(window.row, calibrated)
+        if not valid:
+            raise InputError('every pixel is nodata' + (' or DN 0' if zero_is_nodata else '') +
+                             ': nothing to calibrate; check the raster\'s nodata value and ZERO_IS_NODATA.',
+                             parameter)
+    return valid, implausible
 
 
 def band_description(band_name, quantity):

@@ -146,9 +146,16 @@ def parse_band_list(text, parameter=None):
                  for sign, token in re.findall(rf'([+-]?)\s*({TOKEN})', text))
 
 
+def cell_text(cell):
+    """A matrix cell as text; a whole number QGIS has turned into a float (qgis_process reads the cells
+    "4" and "3" of CUSTOM_RATIOS=r,4,3 as 4.0 and 3.0) as the band number it was."""
+    text = str(cell).strip()
+    return text[:text.index('.')] if re.fullmatch(r'\d+\.0*', text) else text
+
+
 def parse_custom_ratios(cells, parameter=None):
     """Custom ratios from a flat list [name, numerator, denominator, name, ...] (a matrix parameter)."""
-    cells = [str(cell).strip() for cell in (cells or [])]
+    cells = [cell_text(cell) for cell in (cells or [])]
     if not any(cells):
         return []
     if len(cells) % 3:

@@ -4,6 +4,7 @@ A table lists each sensor's bands (name, label, and where published: ESUN in W m
 unit conversion coefficients), the metadata file kind it reads and its natural band order.
 """
 import json
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -85,10 +86,14 @@ def parse_list(text, parameter, convert=float, what='number'):
     """Comma- or space-separated values of a text parameter; [] for empty text."""
     items = [item for item in str(text or '').replace(';', ',').replace(' ', ',').split(',') if item]
     try:
-        return [convert(item) for item in items]
+        values = [convert(item) for item in items]
     except ValueError as error:
         raise InputError(f'"{text}" is not a comma-separated list of {what}s ({error}).',
                          parameter) from error
+    if convert is float and not all(math.isfinite(value) for value in values):
+        raise InputError(f'"{text}" holds a value that is not a finite number; give finite numbers.',
+                         parameter)
+    return values
 
 
 def resolve_band_names(sensor, text, band_count, parameter='BAND_LIST'):
