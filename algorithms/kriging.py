@@ -1,4 +1,7 @@
 """Processing glue: ordinary / universal (external drift) Kriging of point samples onto a raster grid."""
+from pathlib import Path
+
+import numpy as np
 from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsFeature,
@@ -23,9 +26,9 @@ from qgis.core import (
 from ..core.distributed import steps
 from ..core.geostat import kriging_report
 from ..core.geostat.kriging import VariogramFit, fit_for_samples, leave_one_out, variogram_values
-from ..core.geostat.kriging_grid import DriftRasters, count_inside, krige_grid, samples_grid
+from ..core.geostat.kriging_grid import DriftRasters, check_grid_size, count_inside, krige_grid, samples_grid
 from ..core.geostat.variogram import VariogramModel, experimental_variogram
-from ..core.raster.blockio import raster_info
+from ..core.raster.blockio import check_free_space, raster_bytes, raster_info
 from ..core.report import page
 from .glue import compat
 from .glue.base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
@@ -210,6 +213,7 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
             check_projected(target_crs, reference_key, 'the grid\'s reference raster')
         points, field = read_point_values(self, parameters, context, feedback, target_crs)
         grid = self.output_grid(parameters, context, points, reference)
+        self.check_outputs_fit(parameters, context, grid, reference)
         if count_inside(grid, points.x, points.y) == 0:
             raise QgsProcessingException(
                 f'{INPUT}: none of the {len(points)} samples lies inside the output grid {grid.extent}; '
@@ -222,7 +226,7 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
         radius = self.parameterAsDouble(parameters, self.SEARCH_RADIUS, context)
         settings = fit_settings(self, parameters, context)
         settings['error_variance'] = self.parameterAsDouble(parameters, self.MEASUREMENT_ERROR, context)
-        fit = self.variogram(parameters, context, settings, samples, n_neighbours, radius, cancel)
+        fit = self.variogram(parameters, context, feedback, settings, samples, n_neighbours, radius, cancel)
         model = fit.model
         feedback.pushInfo(f'variogram {model.name}: nugget {model.nugget:.6g}, partial sill '
                           f'{model.psill:.6g}, range {model.range:.6g}; {len(samples)} samples')
@@ -302,7 +306,19 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
                 pixel_size = longer / AUTO_PIXELS if longer > 0 else 1.0
         return samples_grid(points.x, points.y, margin, reference, pixel_size, crs_wkt)
 
-    def variogram(self, parameters, context, settings, samples, n_neighbours, radius, cancel):
+    def check_outputs_fit(self, parameters, context, grid, reference):
+        """Refuse, before any work, a grid too large to krige or to store on the output disk."""
+        if reference is None:
+            check_grid_size(grid, self.PIXEL_SIZE, f'set {self.PIXEL_SIZE} to it.')
+        else:
+            check_grid_size(grid, self.GRID_EXTENT, f'choose the samples\' extent ({self.GRID_EXTENT}), a '
+                            f'smaller {self.MARGIN} or a coarser {self.REFERENCE_RASTER}.')
+        for key in (self.OUTPUT, self.OUTPUT_VARIANCE):
+            path = self.parameterAsOutputLayer(parameters, key, context)
+            if path:
+                check_free_space(Path(path).parent, raster_bytes(grid), key)
+
+    def variogram(self, parameters, context, feedback, settings, samples, n_neighbours, radius, cancel):
         sill = self.parameterAsDouble(parameters, self.SILL, context)
         range_ = self.parameterAsDouble(parameters, self.RANGE, context)
         if (sill > 0) != (range_ > 0):
@@ -319,6 +335,10 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
         exponent = self.parameterAsDouble(parameters, self.POWER_EXPONENT, context)
         model = VariogramModel(settings['model_name'], nugget, sill, range_, exponent,
                                settings['error_variance'])
+        diagonal = float(np.hypot(np.ptp(samples.x), np.ptp(samples.y)))
+        if not diagonal / 1e4 <= range_ <= diagonal * 1e3:
+            feedback.pushWarning(f'{self.RANGE} {range_:g} is far from the scale of the samples (extent '
+                                 f'diagonal {diagonal:.4g} map units): check that it is in map units.')
         experimental = experimental_variogram(samples.x, samples.y, variogram_values(samples),
                                               settings['n_lags'], settings['max_distance'], cancel)
         return VariogramFit(experimental, model, None, bool(samples.drift.shape[1]), given=True)

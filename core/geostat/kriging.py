@@ -227,6 +227,10 @@ class CrossValidation:
         """ME = mean residual, RMSE, R² = 1 - SSres/SStot, MSDR = mean(residual² / variance)
         (mean squared deviation ratio, 1 when the variances are right)."""
         ok = np.isfinite(self.predicted) & np.isfinite(self.variance)
+        if not ok.any():
+            raise InputError('no sample could be predicted from the others (every Kriging system is '
+                             'singular); check the variogram (a given SILL and RANGE, in map units) and '
+                             'the drift rasters.', 'VARIOGRAM_MODEL')
         residual = self.residual[ok]
         metrics = regression_metrics(self.observed[ok], self.predicted[ok])
         with np.errstate(divide='ignore'):
@@ -269,7 +273,7 @@ def _global_leave_one_out(frame):
                          'collinear bands.', 'DRIFT_RASTERS') from error
     diagonal = np.diagonal(inverse)[:n]
     weights = inverse[:n, :n] @ frame.z
-    return frame.z - weights / diagonal, -1.0 / diagonal
+    return frame.z - weights / diagonal, -frame.variance_scale / diagonal
 
 
 def choose_model(samples, experimental, candidates=MODELS, weighting='npairs_distance', fit_nugget=True,

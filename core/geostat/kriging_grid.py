@@ -42,6 +42,10 @@ from .kriging_system import KrigingFrame, KrigingSystems, check_global_size, sin
 GRID_DTYPE = np.float32
 BYTES_PER_SYSTEM_ENTRY = 8 * 6  # bytes of arrays per (sample × target) entry alive at once
 MAX_BLOCK_PIXELS = 64
+# largest grid: 4 GB per float32 output, and a row of pixels in per-pixel mode (32 neighbours)
+# stays within ~300 MB
+MAX_GRID_PIXELS = 10 ** 9
+MAX_GRID_SIDE = 50_000
 MAX_THREADS = 4
 
 
@@ -64,6 +68,20 @@ def samples_grid(x, y, margin=0.0, reference=None, pixel_size=0.0, crs_wkt=''):
             raise InputError('set PIXEL_SIZE (map units) or choose a REFERENCE_RASTER.', 'PIXEL_SIZE')
         reference = Grid(1, 1, (0.0, float(pixel_size), 0.0, 0.0, 0.0, -float(pixel_size)), crs_wkt)
     return snapped_grid(reference, xmin, ymin, xmax, ymax)
+
+
+def check_grid_size(grid, parameter, advice):
+    """InputError naming `parameter` for a grid beyond MAX_GRID_PIXELS or MAX_GRID_SIDE (memory per
+    row of pixels and file size grow with it), with the pixel size that would fit and `advice`."""
+    pixels = grid.width * grid.height
+    if pixels <= MAX_GRID_PIXELS and max(grid.width, grid.height) <= MAX_GRID_SIDE:
+        return
+    factor = max(math.sqrt(pixels / MAX_GRID_PIXELS), max(grid.width, grid.height) / MAX_GRID_SIDE)
+    suggested = float(f'{grid.pixel_width * factor * 1.01:.2g}')
+    raise InputError(f'the grid would have {grid.width} x {grid.height} = {pixels:.3g} pixels of '
+                     f'{grid.pixel_width:g} map units (at most {MAX_GRID_PIXELS:.0e} pixels and '
+                     f'{MAX_GRID_SIDE} per side); a pixel size of {suggested:g} or more fits: {advice}',
+                     parameter)
 
 
 def count_inside(grid, x, y):

@@ -16,6 +16,7 @@ valid variogram, bounded or not. With L Lᵀ = M, H = L⁻¹Q₂ᵀ and w = H(Γ
 F = 0, γ₀ = 0), which receive zero weight, so sets of unequal size stack.
 """
 from contextlib import nullcontext
+from dataclasses import replace
 
 import numpy as np
 from scipy.linalg import lapack
@@ -27,10 +28,16 @@ PAD = -1
 
 class KrigingFrame:
     """Samples in a numerically convenient frame: coordinates centred and divided by the variogram
-    range (so distances are r = h / range), external drifts standardised (mean 0, SD 1)."""
+    range (so distances are r = h / range), the variogram divided by its sill (variances are scaled
+    back by `variance_scale`), external drifts standardised (mean 0, SD 1). Kriging weights do not
+    change when γ is scaled, and in units of the sill the systems are conditioned alike whatever the
+    units of z: values of 1e30 would overflow float32 grids and swamp the padding's unit
+    covariance."""
 
     def __init__(self, model, x, y, z, drift=None):
-        self.model = model
+        self.variance_scale = model.sill
+        self.model = replace(model, nugget=model.nugget / model.sill, psill=model.psill / model.sill,
+                             error_variance=model.error_variance / model.sill)
         self.x0, self.y0 = float(np.mean(x)), float(np.mean(y))
         self.x, self.y = self.scale_xy(x, y)
         self.z = np.asarray(z, dtype=np.float64)
@@ -206,6 +213,7 @@ class KrigingSystems:
         variance -= np.einsum('tpk,tpk->tk', f0t, self.e @ f0t)
         variance -= np.einsum('tmk,tmk->tk', y[:, :m], y[:, :m])
         variance += 2.0 * nugget_left_out - self.frame.model.error_variance
+        variance *= self.frame.variance_scale
         prediction[~self.solvable] = np.nan
         variance[~self.solvable] = np.nan
         return prediction, variance
