@@ -1,4 +1,6 @@
 """Processing glue: apply an ONNX inversion model to every pixel of a raster (core/inversion/inference.py)."""
+import os
+
 from qgis.core import (
     QgsProcessingParameterBand,
     QgsProcessingParameterFile,
@@ -54,6 +56,7 @@ class ApplyInversionModelAlgorithm(RsGeochemAlgorithm):
     MASK = 'MASK'
     THREADS = 'THREADS'
     OUTPUT = 'OUTPUT'
+    OUTPUT_OUT_OF_RANGE = 'OUTPUT_OUT_OF_RANGE'
 
     def initAlgorithm(self, config=None):
         self.add(QgsProcessingParameterRasterLayer(self.INPUT, self.tr('Image')),
@@ -84,14 +87,20 @@ class ApplyInversionModelAlgorithm(RsGeochemAlgorithm):
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr('Predicted content')),
                  'Float32 GeoTIFF (.tif) of the predictions in the target\'s units, on the image grid, '
                  'nodata -9999.')
+        self.add(QgsProcessingParameterRasterDestination(
+            self.OUTPUT_OUT_OF_RANGE, self.tr('Pixels outside the training range'), optional=True,
+            createByDefault=False),
+            'Optional byte GeoTIFF: 1 where a band value lies outside what the model was fitted on (its '
+            'training range plus 10 %, or 4 standard deviations from the training mean for models that '
+            'only store their standardisation), 0 inside, 255 nodata. Predictions flagged 1 are '
+            'extrapolations. The log counts them in any case.')
 
     def execute(self, parameters, context, feedback):
         input_path = raster_path(self, parameters, self.INPUT, context)
         mask = mask_reader(self, parameters, self.MASK, context, raster_info(input_path, self.INPUT).grid,
                            feedback)
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        if not output.lower().endswith(('.tif', '.tiff')):
-            raise InputError(f'"{output}" is not a GeoTIFF; give the output a .tif name.', self.OUTPUT)
+        flags = self.parameterAsOutputLayer(parameters, self.OUTPUT_OUT_OF_RANGE, context) or None
         bands = self.parameterAsInts(parameters, self.BANDS, context)
         if 0 in bands:  # what QGIS makes of a list it cannot parse, e.g. "3,2,1"
             raise InputError('give band numbers from 1 up, separated by ";" (e.g. 3;2;1).', self.BANDS)
@@ -102,11 +111,15 @@ class ApplyInversionModelAlgorithm(RsGeochemAlgorithm):
         if run is not None:
             result = steps.infer(run, input_path, model_path, output, bands, mask and mask.info.path,
                                  memory_mb)
+            if flags:
+                feedback.pushWarning(f'{self.OUTPUT_OUT_OF_RANGE} is not written on a Dask cluster; run '
+                                     'without the scheduler for it.')
+                flags = None
         else:
             result = apply_model(
                 input_path, model_path, output, bands=bands, mask_path=mask and mask.info.path,
                 threads=self.parameterAsInt(parameters, self.THREADS, context),
-                memory_mb=memory_mb, progress=progress, cancel=cancel)
+                memory_mb=memory_mb, progress=progress, cancel=cancel, flags_path=flags)
         for note in result.notes:
             feedback.pushWarning(note)
         feedback.pushInfo(f'Layout {result.layout}; bands {", ".join(map(str, result.bands))} feed the '
@@ -114,4 +127,11 @@ class ApplyInversionModelAlgorithm(RsGeochemAlgorithm):
                           f'{result.blocks} blocks, batches of up to {result.batch} pixels.')
         name_output_layer(context, output, 'Predicted content' if result.target == 'prediction'
                           else f'Predicted {result.target}')
-        return {self.OUTPUT: output}
+        outputs = {self.OUTPUT: output}
+        if flags and os.path.exists(flags):
+            name_output_layer(context, flags, 'Pixels outside the training range')
+            outputs[self.OUTPUT_OUT_OF_RANGE] = flags
+        elif flags:
+            feedback.pushWarning(f'{self.OUTPUT_OUT_OF_RANGE}: the model carries no training range or '
+                                 'standardisation in its metadata, so pixels cannot be flagged; not written.')
+        return outputs

@@ -167,6 +167,8 @@ def test_metadata_carries_the_contract_keys(tmp_path):
     assert metadata['target_field'] == 're2o3_pct' and metadata['target_units'] == '%'
     assert_allclose(metadata['normalisation']['mean'], features[split.train].mean(axis=0))
     assert_allclose(metadata['normalisation']['scale'], features[split.train].std(axis=0))
+    assert_allclose(metadata['feature_range']['min'], features[split.train].min(axis=0))
+    assert_allclose(metadata['feature_range']['max'], features[split.train].max(axis=0))
     assert metadata['split'] == dict(split.description, refit_on_all_samples=False)
     assert metadata['metrics']['test']['rmse'] == pytest.approx(result.test.rmse)
     assert metadata['metrics']['train']['n'] == split.train.size

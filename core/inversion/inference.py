@@ -10,10 +10,12 @@ cache is released as blocks are consumed.
 """
 import math
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+from osgeo import gdal
 from scipy import ndimage
 
 from ..dependencies import require
@@ -41,6 +43,12 @@ FLOAT_BYTES = 4
 MIN_RUNTIME_BYTES = 1024
 RUNTIME_SHARE = 4   # the model's batches get 1/RUNTIME_SHARE of the block memory budget
 MIN_BATCH = 256
+# a band value is outside what the model was fitted on beyond RANGE_MARGIN of the training span
+# (metadata feature_range) or, for models that only store their standardisation, beyond
+# SD_RANGE standard deviations from the training mean
+RANGE_MARGIN = 0.1
+SD_RANGE = 4.0
+OUTSIDE, INSIDE, FLAG_NODATA = 1, 0, 255
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,7 @@ class ModelSpec:
     target: str                 # output band description
     bytes_per_sample: int       # estimate of the runtime's memory per sample
     tile_side: int = TILE       # S of the tiled layout
+    fitted_range: tuple = None  # (low, high, description): band values the model was fitted on
 
     @property
     def halo(self):
@@ -69,6 +78,7 @@ class ApplyResult:
     blocks: int = 0             # blocks of rows
     predicted: int = 0          # pixels with a prediction
     nodata: int = 0             # pixels written as nodata (nodata input, mask, edge of a patch model)
+    outside: int = 0            # predicted pixels with a band value outside the fitted range
     notes: list = field(default_factory=list)
 
 
@@ -140,6 +150,10 @@ def model_spec(session, model_path):
         raise InputError(f'the model has {len(inputs)} inputs and {len(outputs)} outputs; apply needs '
                          'one float32 input and one output.', MODEL)
     model_input = inputs[0]
+    if outputs[0].type not in ('tensor(float)', 'tensor(double)'):
+        raise InputError(f'the model\'s output is {outputs[0].type}, not a float: it is a classifier (class '
+                         'labels) or not a regression model; choose a regression model whose output is '
+                         'the content (e.g. from "Train inversion model").', MODEL)
     if model_input.type != 'tensor(float)':
         raise InputError(f'the model\'s input is {model_input.type}, not tensor(float); re-export it '
                          'with a float32 input.', MODEL)
@@ -166,7 +180,27 @@ def model_spec(session, model_path):
     target = metadata.get('target_field') or 'prediction'
     if metadata.get('target_units'):
         target = f'{target} ({metadata["target_units"]})'
-    return ModelSpec(model_input.name, layout, n_features, patch_size, features, target, runtime, side)
+    return ModelSpec(model_input.name, layout, n_features, patch_size, features, target, runtime, side,
+                     fitted_range(metadata, n_features))
+
+
+def fitted_range(metadata, n_features):
+    """(low, high, description) of the band values the model was fitted on, from the metadata's
+    training range (widened by RANGE_MARGIN of the span) or its standardisation; None without."""
+    def vector(values):
+        usable = isinstance(values, list) and len(values) == n_features and None not in values
+        return np.asarray(values, dtype=np.float64) if usable else None
+    stored = metadata.get('feature_range') or {}
+    low, high = vector(stored.get('min')), vector(stored.get('max'))
+    if low is not None and high is not None:
+        margin = RANGE_MARGIN * (high - low)
+        return low - margin, high + margin, 'the training range'
+    normalisation = metadata.get('normalisation') or {}
+    mean, scale = vector(normalisation.get('mean')), vector(normalisation.get('scale'))
+    if mean is None or scale is None or (not mean.any() and np.all(scale == 1)):
+        return None
+    return (mean - SD_RANGE * scale, mean + SD_RANGE * scale,
+            f'{SD_RANGE:g} standard deviations around the training mean')
 
 
 def select_bands(spec, info, bands=None):
@@ -283,10 +317,12 @@ def batch_size(spec, n_bands, memory_mb):
 def block_bytes_per_pixel(spec, n_bands):
     """Bytes per pixel of a block's arrays besides the model's batches: the read (values, nodata
     mask and GDAL's temporaries), validity and mask, the batch indices, the output and the writer's
-    float64 copy, and for patch models the padded copy of the block."""
+    float64 copy, the range flags and their comparisons, and for patch models the padded copy of
+    the block."""
     read = n_bands * (FLOAT_BYTES + 3) + FLOAT_BYTES
     patch = n_bands * FLOAT_BYTES + 2 if spec.layout == 'patch' else 0
-    return read + 4 + 8 + FLOAT_BYTES + 17 + patch
+    flags = 4 if spec.fitted_range is not None else 0
+    return read + 4 + 8 + FLOAT_BYTES + 17 + patch + flags
 
 
 def aligned_rows(rows, tile_rows):
@@ -304,12 +340,14 @@ class BlockIO:
     that GDAL's decoding and compression overlap with onnxruntime (both release the GIL). Each GDAL
     dataset is only ever used by that thread."""
 
-    def __init__(self, spec, bands, reader, mask_reader, writer, windows):
+    def __init__(self, spec, bands, reader, mask_reader, writer, windows, flag_writer=None):
         self.spec, self.bands, self.windows = spec, bands, windows
         self.reader, self.mask_reader, self.writer = reader, mask_reader, writer
+        self.flag_writer = flag_writer
 
     def read(self, number):
-        """(values (F, read rows, width) float32, valid (rows, width)) of block `number`."""
+        """(values (F, read rows, width) float32, valid (rows, width), flags (rows, width) uint8:
+        OUTSIDE / INSIDE the fitted range or FLAG_NODATA, None without a fitted range)."""
         window = self.windows[number]
         block = self.reader.read(window, self.bands, np.float32)
         invalid = np.ma.getmaskarray(block).any(axis=0)
@@ -319,11 +357,22 @@ class BlockIO:
             valid = ~invalid
         if self.mask_reader is not None:
             valid &= self.mask_reader.read(Window(window.row, window.rows), [1])[0].filled(0) != 0
-        return block.data, valid
+        return block.data, valid, self.range_flags(window.core(block.data), valid)
 
-    def write(self, number, output):
+    def range_flags(self, values, valid):
+        if self.spec.fitted_range is None:
+            return None
+        low, high, _ = self.spec.fitted_range
+        outside = ((values < low[:, None, None]) | (values > high[:, None, None])).any(axis=0)
+        flags = np.where(outside, OUTSIDE, INSIDE).astype(np.uint8)
+        flags[~valid] = FLAG_NODATA
+        return flags
+
+    def write(self, number, output, flags):
         window = self.windows[number]
         self.writer.write(window.row, output.reshape(window.rows, -1))  # flushes complete tiles
+        if self.flag_writer is not None:
+            self.flag_writer.write(window.row, flags)
 
 
 def patch_note(spec):
@@ -333,14 +382,17 @@ def patch_note(spec):
 
 
 def apply_model(input_path, model_path, output_path, bands=None, mask_path=None, threads=2,
-                memory_mb=DEFAULT_MEMORY_MB, progress=None, cancel=None, require_predictions=True):
+                memory_mb=DEFAULT_MEMORY_MB, progress=None, cancel=None, require_predictions=True,
+                flags_path=None):
     """Predict every pixel of `input_path` with the ONNX model and write a float32 GeoTIFF.
 
     Pixels where a used band (or, for patch models, any pixel of the k x k neighbourhood, the raster
     edge included) is nodata or non-finite, or where the mask is 0 or nodata, become nodata.
     A quarter of `memory_mb` goes to the model's batches, the rest to two blocks of rows (the one
-    predicted and the next one, read meanwhile). Returns an ApplyResult. Without a single predicted
-    pixel (and `require_predictions`) nothing is written and InputError says why.
+    predicted and the next one, read meanwhile). Predicted pixels whose band values lie outside the
+    range the model was fitted on (see fitted_range) are counted, noted and, with `flags_path`,
+    flagged in a byte raster (1 outside, 0 inside, 255 nodata). Returns an ApplyResult. Without a
+    single predicted pixel (and `require_predictions`) nothing is written and InputError says why.
     """
     info = raster_info(input_path, INPUT)
     session = open_session(model_path, threads)
@@ -350,17 +402,22 @@ def apply_model(input_path, model_path, output_path, bands=None, mask_path=None,
     result = ApplyResult(bands, spec.layout, spec.target, batch_size(spec, len(bands), memory_mb),
                          notes=notes)
     width = info.grid.width
-    with RasterWriter(output_path, info.grid, 1, DEFAULT_NODATA, [spec.target]) as writer, \
-            ThreadPoolExecutor(1, thread_name_prefix='rsgeochem-apply-io') as worker:
+    flags_path = flags_path if spec.fitted_range is not None else None
+    with ExitStack() as stack:
+        writer = stack.enter_context(RasterWriter(output_path, info.grid, 1, DEFAULT_NODATA, [spec.target]))
+        flag_writer = stack.enter_context(RasterWriter(
+            flags_path, info.grid, 1, FLAG_NODATA, [f'outside {spec.fitted_range[2]} (1)'],
+            gdal.GDT_Byte)) if flags_path else None
+        worker = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix='rsgeochem-apply-io'))
         rows = rows_per_block(width, 2 * block_bytes_per_pixel(spec, len(bands)),
                               memory_mb - memory_mb // RUNTIME_SHARE, spec.halo)
         windows = block_windows(info.grid.height, aligned_rows(rows, writer.dataset.GetRasterBand(1)
                                                                .GetBlockSize()[1]), spec.halo)
-        io = BlockIO(spec, bands, RasterReader(input_path, INPUT), mask_reader, writer, windows)
+        io = BlockIO(spec, bands, RasterReader(input_path, INPUT), mask_reader, writer, windows, flag_writer)
         try:
             upcoming, written = worker.submit(io.read, 0), None
             for number in range(len(windows)):
-                values, valid = upcoming.result()
+                values, valid, flags = upcoming.result()
                 check_cancel(cancel)
                 if number + 1 < len(windows):
                     upcoming = worker.submit(io.read, number + 1)
@@ -370,10 +427,12 @@ def apply_model(input_path, model_path, output_path, bands=None, mask_path=None,
                 count = int(np.count_nonzero(valid))
                 result.predicted += count
                 result.nodata += valid.size - count
+                if flags is not None:
+                    result.outside += int(np.count_nonzero(flags == OUTSIDE))
                 del values, valid
                 if written is not None:
                     written.result()
-                written = worker.submit(io.write, number, output)
+                written = worker.submit(io.write, number, output, flags)
                 if progress is not None:
                     progress((number + 1) / len(windows))
             written.result()
@@ -384,4 +443,10 @@ def apply_model(input_path, model_path, output_path, bands=None, mask_path=None,
         finally:
             worker.shutdown(cancel_futures=True)
     result.blocks = len(windows)
+    if result.outside:
+        share = 100 * result.outside / result.predicted
+        result.notes.append(
+            f'{result.outside} of {result.predicted} predicted pixels ({share:.1f}%) have band values '
+            f'outside {spec.fitted_range[2]} of the model: their predictions are extrapolations; check '
+            'that the image has the corrections and units of the training data.')
     return result

@@ -18,6 +18,7 @@ KEYS = {
     'input_layout': 'text',
     'patch_size': 'int',
     'normalisation': 'json',
+    'feature_range': 'json',   # {'min': [...], 'max': [...]} of the training features
     'target_field': 'text',
     'target_units': 'text',
     'model_type': 'text',

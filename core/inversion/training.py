@@ -42,6 +42,7 @@ class TrainedModel:
     test_predicted: np.ndarray
     train: object               # RegressionMetrics
     test: object
+    feature_range: dict = None  # {'min': [...], 'max': [...]} of the training features
 
     @property
     def model_type(self):
@@ -102,9 +103,15 @@ def train_models(features, target, split, model_types, options, progress=None, c
         test_predicted = model.predict(features[split.test])
         results.append(TrainedModel(model, train_predicted, test_predicted,
                                     regression_metrics(train_y, train_predicted),
-                                    regression_metrics(target[split.test], test_predicted)))
+                                    regression_metrics(target[split.test], test_predicted),
+                                    feature_range(train_x)))
         part_progress(1.0)
     return results
+
+
+def feature_range(features):
+    """The range of each feature a model is fitted on (metadata `feature_range`)."""
+    return {'min': features.min(axis=0).tolist(), 'max': features.max(axis=0).tolist()}
 
 
 def best_by_test_rmse(results):
@@ -117,7 +124,8 @@ def refit_on_all_samples(result, features, target, options, progress=None, cance
     image may learn from all of them. The metrics stay those of the split (the refitted model has no
     held-out samples left to be scored on)."""
     options = replace(options, cnn=replace(options.cnn, seed=options.seed))
-    return replace(result, model=fit(result.model_type, features, target, options, progress, cancel))
+    return replace(result, model=fit(result.model_type, features, target, options, progress, cancel),
+                   feature_range=feature_range(features))
 
 
 def model_proto(result, feature_names, target_field, target_units, split, refitted=False):
@@ -131,7 +139,8 @@ def model_proto(result, feature_names, target_field, target_units, split, refitt
     architecture = model.config.architecture(model.side) if model.model_type == 'cnn' else model.architecture
     return write_metadata(onnx_model, {
         'features': list(feature_names), 'input_layout': model.input_layout, 'patch_size': 1,
-        'normalisation': normalisation, 'target_field': target_field, 'target_units': target_units,
+        'normalisation': normalisation, 'feature_range': result.feature_range,
+        'target_field': target_field, 'target_units': target_units,
         'model_type': model.model_type, 'architecture': architecture,
         'split': dict(split.description, refit_on_all_samples=bool(refitted)),
         'metrics': result.metrics_dict()})
