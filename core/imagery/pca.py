@@ -7,6 +7,7 @@ matrices, it returns every component at once so N components or a variance targe
 after one fit, and it needs no optional package (scikit-learn's PCA gives the same result through
 an SVD of the centred sample). Richards & Jia, Remote Sensing Digital Image Analysis, ch. 6.
 """
+import html
 from dataclasses import dataclass
 
 import numpy as np
@@ -142,8 +143,9 @@ def report_sections(model, band_names, kept, settings):
     axis.set_yticks(range(len(band_names)), band_names)
     figure.colorbar(image, ax=axis, label='eigenvector coefficient')
     heatmap = figure_html(figure, 'coefficients')
-    meaning = ''.join(f'<li>{name}: {component_summary(model.vectors, band_names, i)}</li>'
-                      for i, name in enumerate(components[:shown]))
+    summaries = (f'{name}: {component_summary(model.vectors, band_names, i)}'
+                 for i, name in enumerate(components[:shown]))
+    meaning = ''.join(f'<li>{html.escape(summary)}</li>' for summary in summaries)
     headers = ['component', 'eigenvalue', 'variance %', 'cumulative %', 'in output', *band_names]
     return [
         ('Settings', paragraph(settings)),

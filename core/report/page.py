@@ -9,6 +9,7 @@ import matplotlib
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402 - backend must be chosen first
+from matplotlib.text import Text  # noqa: E402
 
 STYLE = """body{font-family:sans-serif;margin:1.5em;max-width:70em;color:#222}
 h1{font-size:1.4em}h2{font-size:1.15em;border-bottom:1px solid #ccc}
@@ -22,20 +23,29 @@ def new_figure(width=6.0, height=4.0, columns=1):
     return plt.subplots(1, columns, figsize=(width, height), dpi=100)
 
 
+def render_png(figure, target):
+    """Lay out `figure`, save it as PNG to `target` (a path or a binary file) and close it. Every
+    text is drawn as written: labels hold user strings (band descriptions, field names, units) in
+    which a "$" would otherwise start matplotlib's mathtext, and an unbalanced one fail the report.
+    Texts made while drawing (ticks) take the setting from the rc context."""
+    for text in figure.findobj(Text):
+        text.set_parse_math(False)
+    with matplotlib.rc_context({'text.parse_math': False}):
+        figure.tight_layout()
+        figure.savefig(target, format='png')
+    plt.close(figure)
+
+
 def figure_html(figure, alt=''):
     """Embed a matplotlib figure as a base64 PNG <img> and close the figure."""
     buffer = io.BytesIO()
-    figure.tight_layout()
-    figure.savefig(buffer, format='png')
-    plt.close(figure)
+    render_png(figure, buffer)
     data = base64.b64encode(buffer.getvalue()).decode('ascii')
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"/>'
 
 
 def save_figure_png(figure, path):
-    figure.tight_layout()
-    figure.savefig(path, format='png')
-    plt.close(figure)
+    render_png(figure, path)
     return str(path)
 
 
