@@ -12,9 +12,11 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from ..core.errors import InputError
 from ..core.inversion import splits, training
 from ..core.inversion.cnn import CnnConfig
 from ..core.inversion.training_report import write_training_report
+from ..core.raster.blockio import check_cancel
 from .glue import compat
 from .glue.base import RsGeochemAlgorithm, progress_callbacks
 from .glue.fields import read_sample_points, target_and_features
@@ -188,7 +190,7 @@ class TrainInversionModelAlgorithm(RsGeochemAlgorithm):
     def model_types(self, parameters, context):
         return MODEL_CHOICES[self.parameterAsEnum(parameters, self.MODEL, context)][0]
 
-    def make_split(self, parameters, context, samples, n_features, feedback):
+    def make_split(self, parameters, context, samples, n_features, feedback, crs):
         fraction = self.parameterAsDouble(parameters, self.TEST_FRACTION, context)
         seed = self.parameterAsInt(parameters, self.SEED, context)
         if self.parameterAsEnum(parameters, self.SPLIT, context) == 0:
@@ -197,11 +199,24 @@ class TrainInversionModelAlgorithm(RsGeochemAlgorithm):
         else:
             size = self.parameterAsDouble(parameters, self.BLOCK_SIZE, context)
             size = size or splits.default_block_size(samples.x, samples.y)
-            feedback.pushInfo(f'Spatial blocks of {size:g} map units.')
+            units = 'degrees (the layer\'s CRS is geographic)' if crs.isGeographic() else 'map units'
+            feedback.pushInfo(f'Spatial blocks of {size:g} {units}.')
+            extent = max(np.ptp(samples.x), np.ptp(samples.y))
+            if crs.isGeographic() and size >= extent:
+                raise InputError(f'the layer\'s CRS ({crs.authid()}) is geographic, so the block size is '
+                                 f'in degrees: {size:g} covers the samples\' whole extent ({extent:.3g} '
+                                 'degrees). Give it in degrees or reproject the layer to a projected CRS '
+                                 '(metres).', self.BLOCK_SIZE)
             split = splits.spatial_block_split(samples.x, samples.y, size, fraction, seed,
                                                self.BLOCK_SIZE)
             key = self.BLOCK_SIZE
         return split.check(n_features + 2, key)
+
+    def warn_pls_components(self, parameters, context, model_types, n_features, feedback):
+        requested = self.parameterAsInt(parameters, self.PLS_COMPONENTS, context)
+        if 'plsr' in model_types and requested > n_features:
+            feedback.pushWarning(f'{self.PLS_COMPONENTS}: {requested} components asked for, but PLS has at '
+                                 f'most one per feature: {n_features} are used.')
 
     def options(self, parameters, context):
         value = self.parameterAsInt
@@ -220,14 +235,14 @@ class TrainInversionModelAlgorithm(RsGeochemAlgorithm):
         features = np.column_stack([samples.values[name] for name in feature_names])
         training.check_samples(features, target, feature_names, target_name)
         model_types = self.model_types(parameters, context)
-        split = self.make_split(parameters, context, samples, len(feature_names), feedback)
-        if crs.isGeographic() and split.description['method'] == 'spatial_blocks':
-            feedback.pushWarning('The layer\'s CRS is geographic: the block size is in degrees.')
+        split = self.make_split(parameters, context, samples, len(feature_names), feedback, crs)
+        self.warn_pls_components(parameters, context, model_types, len(feature_names), feedback)
         feedback.pushInfo(f'{split.train.size} training and {split.test.size} test samples.')
 
         progress, cancel = progress_callbacks(feedback, 0, 90)
         results = training.train_models(features, target, split, model_types,
                                         self.options(parameters, context), progress, cancel)
+        check_cancel(cancel)  # nothing is written after a cancel
         written = training.best_by_test_rmse(results)
         for result in results:
             feedback.pushInfo(f'{result.model_type}: train R² {result.train.r2:.3f} RMSE '
@@ -238,17 +253,18 @@ class TrainInversionModelAlgorithm(RsGeochemAlgorithm):
         data = {'x': samples.x, 'y': samples.y, 'target': target, 'feature_names': feature_names,
                 'target_field': target_name, 'target_units': units}
         notes = [f'Skipped samples: {samples.skipped_text()}.'] if samples.skipped_text() else []
-        write_training_report(html_path, f'Inversion model for {target_name}', data, results,
-                              written, split, notes)
         refit = self.parameterAsBool(parameters, self.REFIT_ALL, context)
+        saved = written
         if refit:
             feedback.pushInfo(f'Refitting the {written.model_type} on all {len(target)} samples.')
-            written = training.refit_on_all_samples(written, features, target,
-                                                    self.options(parameters, context),
-                                                    progress_callbacks(feedback, 90, 99)[0], cancel)
+            saved = training.refit_on_all_samples(written, features, target, self.options(parameters, context),
+                                                  progress_callbacks(feedback, 90, 99)[0], cancel)
+            check_cancel(cancel)  # before anything is written
+        write_training_report(html_path, f'Inversion model for {target_name}', data, results,
+                              written, split, notes)
         # the model last: it only appears when everything else has succeeded
         model_path = self.parameterAsFileOutput(parameters, self.OUTPUT_MODEL, context)
-        training.save_onnx(training.model_proto(written, feature_names, target_name, units, split, refit),
+        training.save_onnx(training.model_proto(saved, feature_names, target_name, units, split, refit),
                            model_path)
         feedback.setProgress(100)
         outputs = {self.OUTPUT_MODEL: model_path, self.OUTPUT_HTML: html_path,

@@ -11,11 +11,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..dependencies import require
+from ..raster.blockio import check_cancel
 from .cnn import INPUT_NAME, ONNX_OPSET, OUTPUT_NAME
 
 ML_OPSET = 3  # ai.onnx.ml domain (TreeEnsembleRegressor, LinearRegressor, Scaler)
 PLS_MAX_COMPONENTS = 10
 CV_FOLDS = 5
+RF_BATCH = 20  # trees grown between two checks for a cancel
 
 
 @dataclass
@@ -83,11 +85,21 @@ def fit_plsr(features, target, components=0, seed=0):
                         *_scaler_stats(pipeline))
 
 
-def fit_rf(features, target, trees=100, seed=0):
-    """Random forest regression (Breiman 2001) on raw features, one thread."""
+def fit_rf(features, target, trees=100, seed=0, progress=None, cancel=None):
+    """Random forest regression (Breiman 2001) on raw features, one thread. The trees are grown
+    RF_BATCH at a time (warm start: the same forest as grown in one go, scikit-learn draws each
+    tree's seed from one stream), checking `cancel` and reporting `progress` in between."""
     ensemble = require('sklearn.ensemble')
-    forest = ensemble.RandomForestRegressor(n_estimators=trees, random_state=seed, n_jobs=1)
-    forest.fit(features, target)
+    forest = ensemble.RandomForestRegressor(n_estimators=min(trees, RF_BATCH), random_state=seed,
+                                            n_jobs=1, warm_start=True)
+    while True:
+        check_cancel(cancel)
+        forest.fit(features, target)
+        if progress is not None:
+            progress(forest.n_estimators / trees)
+        if forest.n_estimators >= trees:
+            break
+        forest.set_params(n_estimators=min(trees, forest.n_estimators + RF_BATCH))
     n_features = features.shape[1]
     return SklearnModel('rf', forest, f'random forest, {trees} trees, seed {seed}',
                         np.zeros(n_features), np.ones(n_features))

@@ -10,8 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from ..dependencies import require
-from ..errors import CancelledError, InputError
+from ..errors import InputError
 from ..metrics import regression_metrics
+from ..raster.blockio import check_cancel
 from . import baselines
 from .cnn import CnnConfig, train_cnn
 from .onnx_metadata import write_metadata
@@ -80,7 +81,7 @@ def fit(model_type, features, target, options, progress=None, cancel=None):
         return baselines.fit_mlr(features, target)
     if model_type == 'plsr':
         return baselines.fit_plsr(features, target, options.pls_components, options.seed)
-    return baselines.fit_rf(features, target, options.rf_trees, options.seed)
+    return baselines.fit_rf(features, target, options.rf_trees, options.seed, progress, cancel)
 
 
 def train_models(features, target, split, model_types, options, progress=None, cancel=None):
@@ -96,9 +97,9 @@ def train_models(features, target, split, model_types, options, progress=None, c
         def part_progress(fraction, position=position):
             if progress is not None:
                 progress((position + fraction) / len(model_types))
-        if cancel is not None and cancel():
-            raise CancelledError('training cancelled')
+        check_cancel(cancel)
         model = fit(model_type, train_x, train_y, options, part_progress, cancel)
+        check_cancel(cancel)
         train_predicted = model.predict(train_x)
         test_predicted = model.predict(features[split.test])
         results.append(TrainedModel(model, train_predicted, test_predicted,
