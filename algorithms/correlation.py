@@ -95,6 +95,9 @@ class CorrelationAlgorithm(RsGeochemAlgorithm):
     def execute(self, parameters, context, feedback):
         source, target, features = target_and_features(self, parameters, context, 'to explain',
                                                        every_numeric_by_default=True)
+        if target in features or len(set(features)) != len(features):
+            feedback.pushWarning(f'{self.FEATURES}: the target field {target} is left out of the features '
+                                 'and repeated fields are correlated once.')
         features = [name for name in dict.fromkeys(features) if name != target]
         methods = METHOD_CHOICES[self.parameterAsEnum(parameters, self.METHOD, context)][0]
         missing = MISSING_MODES[self.parameterAsEnum(parameters, self.MISSING, context)]

@@ -37,6 +37,9 @@ TABLE_FIELDS = (('band', compat.FIELD_INT), ('name', compat.FIELD_STRING),
                 ('transmittance', compat.FIELD_DOUBLE))
 
 
+MIN_SCENE_PIXELS = 1000  # Chavez's dark-object count for a full scene
+
+
 class DarkObjectSubtractionAlgorithm(RsGeochemAlgorithm):
     ALGORITHM_ID = 'darkobjectsubtraction'
     DISPLAY_NAME = 'Dark object subtraction (DOS1 / COST)'
@@ -140,6 +143,11 @@ class DarkObjectSubtractionAlgorithm(RsGeochemAlgorithm):
                                self.parameterAsDouble(parameters, self.PERCENTILE, context), names,
                                self.INPUT)
         paths = [path_reflectance(obj.value, tz) for obj in objects]
+        fewest = min(obj.valid for obj in objects)
+        if fewest < MIN_SCENE_PIXELS:
+            feedback.pushWarning(f'{self.INPUT}: only {fewest} valid pixels in a band: in so small an image '
+                                 'the darkest pixels need not be dark objects (shadow, water), so the path '
+                                 'reflectance is a guess; run the correction on the whole scene.')
         for name, obj, value in zip(names, objects, paths):
             feedback.pushInfo(f'{name}: dark value {obj.value:.5f} (pixel {obj.count} of {obj.valid}), '
                               f'path reflectance {value:.5f}')

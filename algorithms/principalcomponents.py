@@ -102,6 +102,9 @@ class PrincipalComponentsAlgorithm(RsGeochemAlgorithm):
         bands = self.parameterAsInts(parameters, self.BANDS, context) or list(range(1, info.band_count + 1))
         if len(bands) < 2:
             raise InputError('choose at least two bands for a PCA.', self.BANDS)
+        if len(set(bands)) != len(bands):
+            raise InputError('a band is selected twice; a repeated band adds no information and makes '
+                             'the covariance singular: select each band once.', self.BANDS)
         names = [info.descriptions[b - 1] or f'band {b}' for b in bands]
         mask = mask_reader(self, parameters, self.MASK, context, info.grid, feedback)
         memory = self.block_memory(parameters, context)

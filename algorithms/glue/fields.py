@@ -18,6 +18,9 @@ def target_and_features(algorithm, parameters, context, target_role, every_numer
     source = algorithm.parameterAsSource(parameters, INPUT, context)
     if source is None:
         raise QgsProcessingException(f'{INPUT}: choose a layer or table holding numeric fields.')
+    if source.featureCount() == 0:
+        raise QgsProcessingException(f'{INPUT}: the layer has no features; choose the layer that holds '
+                                     'the samples.')
     target = compat.parameter_as_strings(algorithm, parameters, TARGET, context)
     if not target:
         raise QgsProcessingException(f'{TARGET}: choose the numeric field {target_role}.')

@@ -2,6 +2,7 @@
 coarse grid resampled onto the image grid by cubic convolution, and fine rasters aggregated back
 onto a coarser grid. Everything is a virtual (VRT) warp read block by block, so memory does not
 grow with the raster size."""
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from ..raster.blockio import Grid, RasterWriter, open_raster, raster_info, same_
 gdal.UseExceptions()
 
 NODATA = float('nan')
+MIN_CELLS = 4  # coarse cells over the image below which there is nothing to regress
 # intermediate rasters: uncompressed (written once, read once or twice, deleted)
 TEMPORARY_GTIFF = ('TILED=YES', 'BIGTIFF=IF_SAFER')
 
@@ -86,12 +88,27 @@ def prepare_grids(geo_path, geo_band, image_path, work_dir, geo_key, image_key, 
         raise InputError(f'the geochemical grid ({coarse_size:.4g} map units per cell) is finer than '
                          f'the image ({fine_size:.4g}); this tool sharpens a coarse grid with a finer '
                          'image: aggregate the grid or choose a finer image.', geo_key)
+    cells = overlapping_cells(coarse, image)
+    if cells < MIN_CELLS:
+        raise InputError(f'only {cells} cell(s) of the geochemical grid lie over the image: the '
+                         f'regression needs the grid to vary over it (at least {MIN_CELLS} cells); choose a '
+                         'finer grid or a larger image.', geo_key)
     cubic_path = str(work_dir / 'coarse_cubic.vrt')
     xmin, ymin, xmax, ymax = image.extent
     gdal.Warp(cubic_path, coarse_path, format='VRT', dstSRS=image.crs_wkt or None,
               outputBounds=(xmin, ymin, xmax, ymax), width=image.width, height=image.height,
               resampleAlg='cubic', dstNodata=NODATA, outputType=gdal.GDT_Float32)
     return FusionGrids(image, coarse_path, coarse, cubic_path, ratio, reprojected)
+
+
+def overlapping_cells(coarse, image):
+    """Number of cells of the coarse grid that overlap the image extent (same CRS, north-up)."""
+    xmin, ymin, xmax, ymax = _intersection(coarse.extent, image.extent)
+    col0, row0 = coarse.to_pixel(xmin, ymax)
+    col1, row1 = coarse.to_pixel(xmax, ymin)
+    columns = math.ceil(float(max(col0, col1)) - 1e-9) - math.floor(float(min(col0, col1)) + 1e-9)
+    rows = math.ceil(float(max(row0, row1)) - 1e-9) - math.floor(float(min(row0, row1)) + 1e-9)
+    return max(columns, 0) * max(rows, 0)
 
 
 def warp_to_grid(source_path, grid, out_path, resample):
