@@ -30,7 +30,8 @@ def make_input(path, size):
 def block_copy(source, target):
     info = blockio.raster_info(source)
     with blockio.RasterWriter(target, info.grid, info.band_count) as writer:
-        for window, block in blockio.read_blocks(source, memory_mb=MEMORY_MB, dtype=np.float32, parameter='INPUT'):
+        for window, block in blockio.read_blocks(source, memory_mb=MEMORY_MB, dtype=np.float32,
+                                                 parameter='INPUT'):
             writer.write(window.row, block)
 
 

@@ -12,14 +12,10 @@ import time
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR.parent / 'scripts'))
+from checkout_package import plugin_package  # noqa: E402 - the scripts folder first
+
 OUT_DIR = BENCH_DIR.parent / 'out' / 'bench'
-
-
-def make_plugin_importable():
-    """Expose the checkout as package `rsgeochem` (the checkout folder has another name)."""
-    folder = Path(tempfile.mkdtemp(prefix='rsgeochem-bench-'))
-    (folder / 'rsgeochem').symlink_to(BENCH_DIR.parent, target_is_directory=True)
-    sys.path.insert(0, str(folder))
 
 
 def load(path):
@@ -30,7 +26,11 @@ def load(path):
 
 
 def main(names):
-    make_plugin_importable()
+    with plugin_package('rsgeochem-bench-'):
+        run_benchmarks(names)
+
+
+def run_benchmarks(names):
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     paths = sorted(BENCH_DIR.glob('bench_*.py'))
     if names:

@@ -2,10 +2,6 @@
 import os
 import re
 import sys
-import tempfile
-from pathlib import Path
-
-CHECKOUT = Path(__file__).resolve().parent.parent
 
 
 def first_sentence(text, limit=180):
@@ -28,9 +24,7 @@ def markdown_table(algorithms):
 
 
 def algorithm_table():
-    folder = Path(tempfile.mkdtemp(prefix='rsgeochem-table-'))
-    (folder / 'rsgeochem').symlink_to(CHECKOUT, target_is_directory=True)
-    sys.path.insert(0, str(folder))
+    """The table of the algorithms as the provider registers them (`rsgeochem` must be importable)."""
     sys.path.append('/usr/share/qgis/python/plugins')
     os.environ.setdefault('QT_QPA_PLATFORM', 'offscreen')
     from qgis.core import QgsApplication
@@ -43,4 +37,6 @@ def algorithm_table():
 
 
 if __name__ == '__main__':
-    print(algorithm_table())
+    from checkout_package import plugin_package  # scripts/ is on sys.path (the script's folder)
+    with plugin_package('rsgeochem-table-'):
+        print(algorithm_table())

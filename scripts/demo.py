@@ -21,7 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-CHECKOUT = Path(__file__).resolve().parent.parent
+from checkout_package import CHECKOUT, plugin_package  # scripts/ is on sys.path (the script's folder)
+
 SAMPLE = CHECKOUT / 'resources' / 'sample'
 OUT = CHECKOUT / 'out' / 'demo'
 DOCS_IMAGES = CHECKOUT / 'docs' / 'images'
@@ -50,14 +51,6 @@ CU_CELL_SIZE = 250  # m, the cell of the SIMULATED coarse Cu survey (simulated_c
 # figures of the report copied for the README (docs/images/<name>)
 README_IMAGES = ('re2o3_maps.png', 're2o3_correlation.png', 're2o3_scatter.png', 're2o3_anomalies.png',
                  'cu_fusion_maps.png')
-
-
-def import_plugin():
-    """The checkout as package `rsgeochem` in a temp folder that also serves as QGIS_PLUGINPATH."""
-    folder = Path(tempfile.mkdtemp(prefix='rsgeochem-demo-'))
-    (folder / 'rsgeochem').symlink_to(CHECKOUT, target_is_directory=True)
-    sys.path.insert(0, str(folder))
-    return folder
 
 
 def qgis_process_env(plugin_path, profile):
@@ -242,9 +235,14 @@ def main(argv=None):
                         help='folder for the README figures ("" to skip)')
     parser.add_argument('--iterations', type=int, default=5000, help='CNN iterations (paper: 5000)')
     args = parser.parse_args(argv)
+    # temporary folders (the plugin package, the QGIS profile) are removed however the demo ends
+    with plugin_package('rsgeochem-demo-') as plugin_path, \
+            tempfile.TemporaryDirectory(prefix='rsgeochem-demo-profile-') as profile:
+        return run_demo(args, plugin_path, Path(profile))
+
+
+def run_demo(args, plugin_path, profile):
     started = time.monotonic()
-    plugin_path = import_plugin()
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
     import demo_report as dr
 
     out = Path(args.out)
@@ -253,7 +251,7 @@ def main(argv=None):
     folders = {name: out / name for name in ('rareearth', 'fusion', 'figures', 'logs')}
     for folder in folders.values():
         folder.mkdir(parents=True)
-    env = qgis_process_env(plugin_path, Path(tempfile.mkdtemp(prefix='rsgeochem-demo-profile-')))
+    env = qgis_process_env(plugin_path, profile)
     subprocess.run([QGIS_PROCESS, 'plugins', 'enable', 'rsgeochem'], env=env, check=True,
                    capture_output=True, timeout=120)
 

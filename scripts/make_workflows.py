@@ -76,13 +76,6 @@ class Output:
     mandatory: bool = False
 
 
-def import_plugin():
-    """The checkout as package `rsgeochem` (the checkout folder has another name)."""
-    folder = Path(tempfile.mkdtemp(prefix='rsgeochem-script-'))
-    (folder / 'rsgeochem').symlink_to(CHECKOUT, target_is_directory=True)
-    sys.path.insert(0, str(folder))
-
-
 class ModelBuilder:
     """Adds inputs and steps to a QgsProcessingModelAlgorithm, checking every key against the
     registered algorithms."""
@@ -493,8 +486,8 @@ def write_models(registry, folder):
 
 def start_qgis():
     """A QgsApplication with Processing and the rsgeochem algorithms (not the shipped models, which
-    are what this script writes). Returns (app, provider): keep both referenced."""
-    import_plugin()
+    are what this script writes; `rsgeochem` must be importable). Returns (app, provider): keep both
+    referenced."""
     sys.path.append('/usr/share/qgis/python/plugins')
     from qgis.core import QgsApplication
     app = QgsApplication([], False)
@@ -517,12 +510,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--output-dir', default=str(MODELS_DIR), help='folder for the .model3 files')
     args = parser.parse_args(argv)
-    app, provider = start_qgis()
-    from qgis.core import QgsApplication
-    for path in write_models(QgsApplication.processingRegistry(), args.output_dir):
-        print(f'wrote {path}')
-    QgsApplication.processingRegistry().removeProvider(provider)
-    app.exitQgis()
+    from checkout_package import plugin_package  # scripts/ is on sys.path (the script's folder)
+    with plugin_package():
+        app, provider = start_qgis()
+        from qgis.core import QgsApplication
+        for path in write_models(QgsApplication.processingRegistry(), args.output_dir):
+            print(f'wrote {path}')
+        QgsApplication.processingRegistry().removeProvider(provider)
+        app.exitQgis()
 
 
 if __name__ == '__main__':

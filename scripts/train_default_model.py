@@ -18,14 +18,13 @@ Run from the checkout root: .venv/bin/python scripts/train_default_model.py [--o
 [--report PATH.html]
 """
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+from checkout_package import CHECKOUT, plugin_package  # scripts/ is on sys.path (the script's folder)
 from osgeo import ogr
 
-CHECKOUT = Path(__file__).resolve().parent.parent
 SAMPLE = CHECKOUT / 'resources' / 'sample'
 SAMPLES = SAMPLE / 'simulated_re2o3_samples.gpkg'
 IMAGE = SAMPLE / 'gf2like_surface_reflectance.tif'
@@ -35,13 +34,6 @@ DEFAULT_OUTPUT = CHECKOUT / 'models' / 're2o3_cnn_gf2.onnx'
 BLOCK_SIZE = 500.0  # m; about 4x the 110 m sample spacing, beyond the 150 m smoothing of the field
 SEED = 20230101
 WINDOW = 1  # pixel: band values of the sample's own pixel (the simulated content is pixel-scale)
-
-
-def import_plugin():
-    """The checkout as package `rsgeochem` (the checkout folder has another name)."""
-    folder = Path(tempfile.mkdtemp(prefix='rsgeochem-script-'))
-    (folder / 'rsgeochem').symlink_to(CHECKOUT, target_is_directory=True)
-    sys.path.insert(0, str(folder))
 
 
 def read_samples(path, field):
@@ -76,7 +68,11 @@ def main():
     parser.add_argument('--output', default=str(DEFAULT_OUTPUT), help='the .onnx file to write')
     parser.add_argument('--report', help='also write the HTML training report here')
     arguments = parser.parse_args()
-    import_plugin()
+    with plugin_package():
+        train(arguments)
+
+
+def train(arguments):
     from rsgeochem.core.inversion import splits, training
     from rsgeochem.core.inversion.training_report import write_training_report
 

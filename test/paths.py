@@ -7,7 +7,9 @@ from pathlib import Path
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 TEST_DATA = CHECKOUT / 'test' / 'data'
-PLUGIN_PATH = Path(tempfile.mkdtemp(prefix='rsgeochem-plugins-'))
+# removed when the test session ends (the finaliser of TemporaryDirectory; rmtree unlinks the symlink)
+_PLUGIN_FOLDER = tempfile.TemporaryDirectory(prefix='rsgeochem-plugins-')
+PLUGIN_PATH = Path(_PLUGIN_FOLDER.name)
 (PLUGIN_PATH / 'rsgeochem').symlink_to(CHECKOUT, target_is_directory=True)
 sys.path.insert(0, str(PLUGIN_PATH))
 
