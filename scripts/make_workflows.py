@@ -89,7 +89,8 @@ class ModelBuilder:
 
     def add_input(self, definition, help_text, advanced=False):
         from rsgeochem.algorithms.glue import compat
-
+        from rsgeochem.algorithms.glue.checks import range_text  # as the algorithms' help: the range
+        help_text = ' '.join(part for part in (help_text, range_text(definition)) if part)
         definition.setHelp(help_text)
         if advanced:
             definition.setFlags(definition.flags() | compat.PARAMETER_ADVANCED)
