@@ -4,12 +4,13 @@ import importlib
 import inspect
 import pkgutil
 
-from qgis.core import QgsApplication, QgsProcessingModelAlgorithm, QgsProcessingProvider
+from qgis.core import QgsApplication, QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from ...core.version import plugin_version
 from .base import ICON_PATH, PLUGIN_DIR, RsGeochemAlgorithm
 from .cluster import SCHEDULER_SETTING, SETTING_LABEL
+from .workflow import Workflow
 
 PROVIDER_ID = 'rsgeochem'
 MODELS_DIR = PLUGIN_DIR / 'models'
@@ -77,7 +78,7 @@ class RsGeochemProvider(QgsProcessingProvider):
             registry.providerAdded.connect(self._load_models_when_registered)
             return
         for path in model_files():
-            model = QgsProcessingModelAlgorithm()
+            model = Workflow()
             if model.fromFile(str(path)):
                 self.addAlgorithm(model)
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from osgeo import gdal
+from osgeo import gdal, osr
 
 from ..errors import InputError
 from ..raster.blockio import Grid, RasterWriter, open_raster, raster_info, same_crs
@@ -40,6 +40,19 @@ def _intersection(a, b):
     xmin, ymin = max(a[0], b[0]), max(a[1], b[1])
     xmax, ymax = min(a[2], b[2]), min(a[3], b[3])
     return (xmin, ymin, xmax, ymax) if xmin < xmax and ymin < ymax else None
+
+
+def overlaps(grid, other):
+    """True when the extents of two grids intersect (`other` brought into `grid`'s CRS)."""
+    extent = other.extent
+    if grid.crs_wkt and other.crs_wkt and not same_crs(grid.crs_wkt, other.crs_wkt):
+        source, target = osr.SpatialReference(), osr.SpatialReference()
+        source.ImportFromWkt(other.crs_wkt)
+        target.ImportFromWkt(grid.crs_wkt)
+        for reference in (source, target):
+            reference.SetAxisMappingStrategy(osr.OAMS_TRADITIONAL_GIS_ORDER)
+        extent = osr.CoordinateTransformation(source, target).TransformBounds(*extent, 21)
+    return _intersection(grid.extent, extent) is not None
 
 
 def single_band_vrt(path, band, out_path, parameter):

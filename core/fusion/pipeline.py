@@ -64,6 +64,7 @@ from .grid import (
     CellMeans,
     cell_factors,
     covered_rows_and_columns,
+    overlaps,
     prepare_grids,
     single_band_vrt,
     warp_to_grid,
@@ -467,8 +468,11 @@ def _stage(progress, start, end):
     return lambda fraction: progress(start + (end - start) * fraction)
 
 
-def _check_inputs(image_path, bands, mask_path, settings):
+def _check_inputs(image_path, bands, mask_path, reference_path, settings):
     info = raster_info(image_path, KEYS['image'])
+    if reference_path and not overlaps(info.grid, raster_info(reference_path, KEYS['reference']).grid):
+        raise InputError('the reference layer does not overlap the image; choose a reference covering '
+                         'the image (or leave it empty).', KEYS['reference'])
     if not bands:
         bands = list(range(1, info.band_count + 1))
     wrong = [band for band in bands if not 1 <= band <= info.band_count]
@@ -514,7 +518,7 @@ def fuse(geo_path, geo_band, image_path, bands, fused_path, clusters_path=None, 
     """Fuse band `geo_band` of the coarse grid `geo_path` with image bands `bands` (1-based, empty =
     all) into `fused_path` (and the cluster map into `clusters_path`); returns a FusionResult."""
     settings = settings or FusionSettings()
-    bands, names = _check_inputs(image_path, bands, mask_path, settings)
+    bands, names = _check_inputs(image_path, bands, mask_path, reference_path, settings)
     with scratch_folder('rsgeochem-fusion') as work_dir:
         grids = prepare_grids(geo_path, geo_band, image_path, work_dir, KEYS['geo'], KEYS['image'], log)
         warnings = []
