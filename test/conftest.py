@@ -69,4 +69,5 @@ def qgis_process(tmp_path_factory):
             raise AssertionError(f'qgis_process {args} failed ({result.returncode}):\n'
                                  f'{result.stdout}\n{result.stderr}')
         return result
+    run.env = env  # for tests that start qgis_process themselves (signals)
     return run

@@ -143,3 +143,71 @@ def hyperspectral_truth(n=300, bands=200, seed=9):
     abundances = rng.dirichlet([1.0, 1.0, 1.0], n)
     spectra = abundances @ endmembers + rng.normal(0, 0.002, (n, bands))
     return spectra, 2 + 5 * abundances[:, 0] - 3 * abundances[:, 1] ** 2
+
+
+class LogFeedback:
+    """A QgsProcessingFeedback that keeps what the algorithm logs in `lines` (info, warnings and
+    errors). Needs the session QgsApplication."""
+
+    def __new__(cls):
+        from qgis.core import QgsProcessingFeedback
+
+        class Feedback(QgsProcessingFeedback):
+            def __init__(self):
+                super().__init__()
+                self.lines = []
+
+            def pushInfo(self, text):
+                self.lines.append(text)
+
+            def pushWarning(self, text):
+                self.lines.append(text)
+
+            def reportError(self, text, fatalError=False):
+                self.lines.append(text)
+        return Feedback()
+
+
+def snapshot(*folders):
+    """{path: sha256 of the file, or 'folder'} of everything under `folders`, hidden files
+    included: equal snapshots before and after a run mean nothing was written or changed."""
+    import hashlib
+    from pathlib import Path
+    found = {}
+    for folder in folders:
+        for path in sorted(Path(folder).rglob('*')):
+            found[str(path)] = 'folder' if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()
+    return found
+
+
+def damaged_copy(source, path, keep=0.6):
+    """A tiled, compressed copy of `source` cut after `keep` of its bytes: GDAL opens it (the
+    header and tile index come first) but fails to read the tiles past the cut."""
+    from osgeo import gdal
+    whole = f'{path}.whole.tif'
+    gdal.Translate(whole, str(source), creationOptions=['TILED=YES', 'BLOCKXSIZE=16', 'BLOCKYSIZE=16',
+                                                        'COMPRESS=DEFLATE'])
+    with open(whole, 'rb') as handle:
+        data = handle.read()
+    with open(path, 'wb') as handle:
+        handle.write(data[:int(len(data) * keep)])
+    gdal.Unlink(whole)
+    return str(path)
+
+
+def small_survey(folder, seed=16):
+    """Small synthetic inputs in `folder`: a 4-band reflectance image (40 x 32 px of 30 m, bands
+    described B1-B4), a coarse grid over it (10 x 8 cells of 120 m), 30 sample points inside with a
+    field `cu`, and a damaged copy of the image. Returns {name: path as str}. Needs the session
+    QgsApplication."""
+    rng = np.random.default_rng(seed)
+    grid = make_grid(40, 32)
+    xy = [(grid.extent[0] + 30 * rng.uniform(1, 39), grid.extent[1] + 30 * rng.uniform(1, 31))
+          for _ in range(30)]
+    image = write_test_raster(folder / 'image.tif', rng.uniform(0.02, 0.4, (4, 32, 40)), grid,
+                              descriptions=['B1', 'B2', 'B3', 'B4'])
+    return {'image': image,
+            'coarse': write_test_raster(folder / 'coarse.tif', rng.uniform(10, 50, (8, 10)),
+                                        make_grid(10, 8, pixel=120.0)),
+            'samples': write_points(folder / 'samples.gpkg', xy, {'cu': list(rng.uniform(5, 60, 30))}),
+            'damaged': damaged_copy(image, folder / 'damaged.tif')}

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from osgeo import gdal, osr
 
+from factories import LogFeedback
 from rsgeochem.core.imagery.mask import PolygonBurner, read_mask_block, surface_mask
 from rsgeochem.core.raster import blockio
 
@@ -33,25 +34,6 @@ def pixel_box(col0, col1, row0, row1, inset):
 
 def ma(values):
     return np.ma.asarray(np.array(values, dtype=float))
-
-
-class LogFeedback:
-    """A QgsProcessingFeedback that keeps what the algorithm logs."""
-
-    def __new__(cls):
-        from qgis.core import QgsProcessingFeedback
-
-        class Feedback(QgsProcessingFeedback):
-            def __init__(self):
-                super().__init__()
-                self.lines = []
-
-            def pushInfo(self, text):
-                self.lines.append(text)
-
-            def pushWarning(self, text):
-                self.lines.append(text)
-        return Feedback()
 
 
 def test_ndvi_ndwi_thresholds_on_analytic_values():
