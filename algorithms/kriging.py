@@ -45,6 +45,7 @@ from .variogram import (
     to_samples,
 )
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 AUTO_PIXELS = 250  # pixels along the longer side when neither PIXEL_SIZE nor a reference raster is given
 CV_FIELDS = (('x', compat.FIELD_DOUBLE), ('y', compat.FIELD_DOUBLE), ('observed', compat.FIELD_DOUBLE),
              ('predicted', compat.FIELD_DOUBLE), ('variance', compat.FIELD_DOUBLE),
@@ -248,8 +249,15 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
             summary = krige_grid(samples, model, grid, prediction_path, variance_path or None, drift,
                                  n_neighbours, radius, block_pixels, memory_mb, grid_progress, cancel)
         if summary.nodata_pixels:
+            possible = (('drift values missing there', drift is not None),
+                        (f'too few samples within {self.SEARCH_RADIUS}', radius > 0))
+            causes = [cause for cause, applies in possible if applies] or ['no solution of the system']
             feedback.pushWarning(f'{summary.nodata_pixels} of {summary.pixels} pixels have no prediction '
-                                 '(missing drift values or too few samples within SEARCH_RADIUS).')
+                                 f'({" or ".join(causes)}).')
+        if variance_path and 2 * model.sill > FLOAT32_MAX:
+            feedback.pushWarning(f'{self.OUTPUT_VARIANCE}: variances of order {model.sill:.3g} exceed what '
+                                 'a float32 raster holds and are written as nodata; express the field in '
+                                 'larger units.')
         label = field_label(self, parameters, context, field)
         name_output_layer(context, prediction_path, f'Kriging prediction of {label}')
         results = {self.OUTPUT: prediction_path, self.NUGGET: model.nugget, self.SILL: model.psill,
