@@ -2,6 +2,7 @@
 import base64
 import html
 import io
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -74,6 +75,12 @@ def write_report(path, title, sections):
     page = (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f'<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>'
             f'<p class="note">RS Geochem Inversion, {stamp}</p>{body}</body></html>')
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(page, encoding='utf-8')
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f'.{path.name}.pid{os.getpid()}.partial')  # the page appears whole or not at all
+    try:
+        partial.write_text(page, encoding='utf-8')
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
     return str(path)
