@@ -40,7 +40,7 @@ def mirrored(count, period):
 def full_scene(path):
     """The sample image mirror-tiled to SCENE pixels, same pixel size, band descriptions kept."""
     info = raster_info(SAMPLE)
-    source = RasterReader(SAMPLE).read(Window(0, info.grid.height)).data.astype(np.float32)
+    source = RasterReader(SAMPLE, None).read(Window(0, info.grid.height)).data.astype(np.float32)
     x0, dx, _, y0, _, dy = info.grid.geotransform
     grid = Grid(SCENE[0], SCENE[1], (x0, dx, 0.0, y0, 0.0, dy), info.grid.crs_wkt)
     columns = mirrored(SCENE[0], info.grid.width)

@@ -17,8 +17,8 @@ from ...core.dependencies import require_all
 from ...core.errors import CancelledError, InputError, MissingDependencyError
 from ...core.raster.blockio import DEFAULT_MEMORY_MB
 from . import compat
-from .cluster import CLUSTER_HELP
 from .checks import PROVIDER_PREFIX, check_parameters, explain_invalid, range_text
+from .cluster import CLUSTER_HELP
 
 PLUGIN_DIR = Path(__file__).resolve().parents[2]
 ICON_PATH = PLUGIN_DIR / 'resources' / 'icon.svg'

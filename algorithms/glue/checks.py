@@ -16,7 +16,6 @@ from pathlib import Path
 from osgeo import gdal
 from qgis.core import (
     QgsProcessingFeatureSourceDefinition,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFeatureSource,
@@ -31,6 +30,7 @@ from qgis.core import (
 )
 
 from ...core.errors import InputError
+from . import compat
 
 PROVIDER_PREFIX = re.compile(r'^[a-z]{2,}:', re.IGNORECASE)  # memory:, ogr:, postgres:, ...
 FILTER_EXTENSION = re.compile(r'\*\.(\w+)')
@@ -187,7 +187,7 @@ def explain_invalid(algorithm, parameters, context):
         if definition.checkValueIsAcceptable(value, context):
             continue
         if value is None or value == '':
-            if not definition.flags() & QgsProcessingParameterDefinition.FlagOptional:
+            if not definition.flags() & compat.PARAMETER_OPTIONAL:
                 return f'{key}: this parameter is required; give a value.'
             continue
         return reason(definition, value) or ''

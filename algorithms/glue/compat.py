@@ -33,6 +33,8 @@ SOURCE_RASTER = _SOURCE_TYPE.Raster if _SOURCE_TYPE else QgsProcessing.SourceTyp
 _PARAMETER_FLAG = getattr(Qgis, 'ProcessingParameterFlag', None)
 PARAMETER_ADVANCED = (_PARAMETER_FLAG.Advanced if _PARAMETER_FLAG
                       else QgsProcessingParameterDefinition.Flag.FlagAdvanced)
+PARAMETER_OPTIONAL = (_PARAMETER_FLAG.Optional if _PARAMETER_FLAG
+                      else QgsProcessingParameterDefinition.Flag.FlagOptional)
 
 # "Not in the Graphical Modeler": Qgis.ProcessingAlgorithmFlag since QGIS 3.36 (FlagHideFromModeler
 # -> HideFromModeler)

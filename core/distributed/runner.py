@@ -18,6 +18,7 @@ from osgeo import gdal
 from ..dependencies import require
 from ..errors import InputError
 from ..raster.blockio import GTIFF_OPTIONS, check_cancel, remove_quietly
+from ..raster.scratch import scratch_folder
 from ..version import PLUGIN_ROOT
 from .manifest import Manifest, file_sha256, fingerprint, input_stamp
 from .tiles import DEFAULT_TILE_SIZE, tile_layout, tile_size_for
@@ -182,16 +183,13 @@ def halo_outputs(folder, tile, keys):
             path.parent.mkdir(parents=True, exist_ok=True)
         yield paths
         return
-    scratch = tempfile.mkdtemp(prefix='rsgeochem-tile-')
-    try:
+    with scratch_folder('rsgeochem-tile') as scratch:
         written = {key: Path(scratch) / f'{key}.tif' for key in keys}
         yield written
         for key, path in written.items():
             final = tile_path(folder, key, tile)
             final.parent.mkdir(parents=True, exist_ok=True)
             crop_to_tile(path, final, tile)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def write_tile(folder, tile, keys, write):
