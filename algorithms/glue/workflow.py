@@ -14,8 +14,9 @@ from .checks import check_parameters, destination_path, explain_invalid
 class Workflow(QgsProcessingModelAlgorithm):
 
     def createInstance(self):  # noqa: N802 - QGIS API
-        instance = Workflow()
+        instance = Workflow()  # as QgsProcessingModelAlgorithm::createInstance, of this class
         instance.loadVariant(self.toVariant())
+        instance.setSourceFilePath(self.sourceFilePath())
         return instance
 
     def checkParameterValues(self, parameters, context):  # noqa: N802 - QGIS API
