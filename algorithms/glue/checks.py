@@ -101,9 +101,9 @@ def checked_extension(definition, path, feedback):
         return path
     if extensions and suffix not in [extension.lower() for extension in extensions]:
         shown = ', '.join(f'.{extension}' for extension in extensions[:8])
-        raise InputError(f'"{path}" does not end in {shown}{"..." if len(extensions) > 8 else ""}: this '
-                         f'output is written as {shown.split(",")[0]}; choose a file name with that '
-                         'extension.', key)
+        raise InputError(f'"{path}" does not end in {shown}{"..." if len(extensions) > 8 else ""}, the '
+                         'formats this output can be written in; choose a file name with one of these '
+                         'extensions.', key)
     return path
 
 
