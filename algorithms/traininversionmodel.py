@@ -257,7 +257,8 @@ class TrainInversionModelAlgorithm(RsGeochemAlgorithm):
         saved = written
         if refit:
             feedback.pushInfo(f'Refitting the {written.model_type} on all {len(target)} samples.')
-            saved = training.refit_on_all_samples(written, features, target, self.options(parameters, context),
+            saved = training.refit_on_all_samples(written, features, target,
+                                                  self.options(parameters, context),
                                                   progress_callbacks(feedback, 90, 99)[0], cancel)
             check_cancel(cancel)  # before anything is written
         write_training_report(html_path, f'Inversion model for {target_name}', data, results,
