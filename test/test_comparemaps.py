@@ -74,7 +74,7 @@ def test_mask_leaves_pixels_out(rasters, tmp_path):
     a_path, b_path, estimate, reference = rasters
     keep = np.ones(estimate.shape, dtype=np.float32)
     keep[10:20, :] = 0
-    mask = RasterReader(write_test_raster(tmp_path / 'mask.tif', keep, GRID, None))
+    mask = RasterReader(write_test_raster(tmp_path / 'mask.tif', keep, GRID, None), 'MASK')
     result = compare_maps(a_path, b_path, tmp_path / 'difference.tif', mask=mask)
     want = expected(estimate, reference, keep == 1)
     assert result.n == want['N']

@@ -243,7 +243,7 @@ def collect_cell_sample(blocks, grids, settings, basis, cancel=None):
     if factors is None:
         return None
     rows, columns, row_offset, column_offset = factors
-    coarse = RasterReader(grids.coarse_path)
+    coarse = RasterReader(grids.coarse_path, KEYS['geo'])
     width = grids.coarse.width
     first, last = -column_offset, -column_offset + width * columns     # fine columns of the cells
     wanted = min(grids.coarse.height, math.ceil(min(settings.sample_size, CELL_SAMPLE) / width))
