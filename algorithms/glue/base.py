@@ -19,17 +19,19 @@ from ...core.raster.blockio import DEFAULT_MEMORY_MB
 from . import compat
 from .checks import PROVIDER_PREFIX, check_parameters, explain_invalid, range_text
 from .cluster import CLUSTER_HELP
+from .styles import OutputLayer
 
 PLUGIN_DIR = Path(__file__).resolve().parents[2]
 ICON_PATH = PLUGIN_DIR / 'resources' / 'icon.svg'
 
+# numbered so that the toolbox, which sorts groups by name, lists them in the order of the work
 GROUPS = {
-    'imagecorrection': 'Image correction',
-    'sampling': 'Geochemical sampling',
-    'inversion': 'Inversion',
-    'fusion': 'Fusion',
-    'anomalies': 'Anomalies',
-    'setup': 'Setup',
+    'imagecorrection': '1 Image correction',
+    'sampling': '2 Geochemical sampling',
+    'inversion': '3 Inversion',
+    'fusion': '4 Fusion',
+    'anomalies': '5 Anomalies',
+    'setup': '0 Setup',
 }
 
 BLOCK_MEMORY_MB = 'BLOCK_MEMORY_MB'
@@ -154,13 +156,14 @@ def progress_callbacks(feedback, start=0.0, end=100.0):
     return progress, feedback.isCanceled
 
 
-def name_output_layer(context, destination, name, post_processor=None):
-    """Name (and optionally style) an output that QGIS loads into the project when the run ends."""
+def name_output_layer(context, destination, name, style=None):
+    """Name (and style: a function of the loaded layer from glue/styles.py) an output that QGIS
+    loads into the project when the run ends."""
     if context.willLoadLayerOnCompletion(destination):
         details = context.layerToLoadOnCompletionDetails(destination)
         details.name = name
-        if post_processor is not None:
-            details.setPostProcessor(post_processor)
+        details.forceName = True  # not the file name, whatever Processing's setting says
+        details.setPostProcessor(OutputLayer.create(name, style))
 
 
 def raster_path(algorithm, parameters, key, context):

@@ -14,7 +14,8 @@ CLUSTER_HELP = (
     'Providers > RS Geochem Inversion) set, e.g. to tcp://host:8786, this step runs tile by tile on '
     'that Dask cluster with the same result. Every input and output path must then be visible to '
     'every worker under the same name (a shared file system, or /vsis3/ style paths for inputs); a '
-    'restarted run reuses the tiles of an interrupted one (folder "<output>.tiles").')
+    'restarted run reuses the tiles of an interrupted one (the folder named after the output with '
+    '".tiles" added).')
 
 
 def scheduler_address():
