@@ -1,14 +1,14 @@
 """Processing glue: threshold a content raster and output ranked high-anomaly polygons."""
+import tempfile
+from pathlib import Path
+
 from qgis.core import (
     QgsFeature,
     QgsFeatureSink,
     QgsField,
     QgsFields,
-    QgsFillSymbol,
     QgsGeometry,
-    QgsPalLayerSettings,
     QgsProcessingException,
-    QgsProcessingLayerPostProcessorInterface,
     QgsProcessingOutputNumber,
     QgsProcessingOutputString,
     QgsProcessingParameterBand,
@@ -17,23 +17,23 @@ from qgis.core import (
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterLayer,
-    QgsSingleSymbolRenderer,
-    QgsTextFormat,
-    QgsVectorLayer,
-    QgsVectorLayerSimpleLabeling,
     QgsWkbTypes,
 )
 
 from ..core.anomalies import areas as core
 from ..core.anomalies.fractal import concentration_area
+from ..core.anomalies.smoothing import focal_mean
 from ..core.distributed import steps
 from ..core.errors import InputError
-from .glue import compat
+from .glue import compat, styles
 from .glue.base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
 from .glue.cluster import cluster_run
 
-METHODS = ('Mean + k × SD', 'Median + k × MAD', 'Percentile', 'Concentration-area (C-A) fractal')
-MEAN_SD, MEDIAN_MAD, PERCENTILE_METHOD, CONCENTRATION_AREA = range(4)
+METHODS = ('Mean + k × SD', 'Median + k × MAD', 'Percentile', 'Concentration-area (C-A) fractal',
+           'Fixed value')
+MEAN_SD, MEDIAN_MAD, PERCENTILE_METHOD, CONCENTRATION_AREA, FIXED_VALUE = range(5)
+DEFAULT_SMOOTHING = 5   # pixels: a 5 x 5 focal mean (50 m on a 10 m image, 20 m on GF-2's 4 m)
+MAX_SMOOTHING = 101
 
 
 class AnomaliesAlgorithm(RsGeochemAlgorithm):
@@ -41,31 +41,35 @@ class AnomaliesAlgorithm(RsGeochemAlgorithm):
     DISPLAY_NAME = 'High-anomaly areas'
     GROUP_ID = 'anomalies'
     TAGS = ('anomaly', 'threshold', 'fractal', 'concentration-area', 'C-A', 'MAD', 'geochemistry',
-            'polygons', 'prospecting')
+            'polygons', 'prospecting', 'targets')
     HELP = (
-        'Finds the high-anomaly areas of a content raster (e.g. an inversion map of RE2O3 % or a fused '
-        'Cu map) and outputs them as polygons ranked I, II, ... by mean content x area, as Cheng et '
-        'al. (2023) delineated and graded high-anomaly areas of their inversion map.\n'
-        'Threshold methods: mean + k x SD (Hawkes & Webb 1962); median + k x MAD with MAD scaled by '
-        '1.4826 (robust, Reimann, Filzmoser & Garrett 2005); a percentile; or the concentration-area '
-        '(C-A) fractal method of Cheng, Agterberg & Ballantyne (1994): log10 area(content >= c) '
-        'against log10 c is fitted by 2 or 3 straight segments (exhaustive least-squares search); the '
-        'concentrations where adjacent segments meet are the breakpoints and the highest one is the '
-        'threshold. C-A uses the positive values only.\n'
-        'Statistics are accumulated block by block: mean and SD are exact; median, MAD, percentiles '
-        'and the C-A curve come from histograms of HISTOGRAM_BINS bins (linear over min..max, and '
-        'log10 over the positive values) and are exact to one bin width.\n'
-        'An optional exclusion MASK raster on the same grid (1 = keep, 0 = exclude; nodata = exclude), '
-        'e.g. villages, buildings, water or vegetation from rsgeochem:surfacemask, removes pixels from '
-        'both the statistics and the polygons (the paper names buildings as a source of false '
-        'anomalies).\n'
-        'Polygons: connected (4-neighbour) pixels with content >= threshold, polygonised with GDAL '
-        '(holes kept); areas smaller than MIN_AREA are dropped. Fields: rank, rank_label (Roman), '
-        'area (map units², use a projected CRS), mean, max, pixels, score = mean x area.\n'
-        'Outputs: the polygons, THRESHOLD (the threshold used), BREAKPOINTS (all C-A breakpoints, '
-        'comma-separated, empty for other methods), ANOMALY_COUNT, and an HTML report with the '
-        'statistics, histogram, C-A plot (always drawn when the raster has positive values), a map and '
-        'the ranked table.')
+        'Outlines the high-anomaly areas of a content map as polygons ranked I, II, ... by mean content '
+        '× area: the prospecting targets, as Cheng et al. (2023) outlined and graded the high-anomaly '
+        'areas of their RE2O3 map.\n'
+        'Use it on a content map: the output of "Apply inversion model", "Laplacian pyramid fusion" or '
+        '"Kriging". Give the Content raster; add an Exclusion mask (e.g. from "Surface mask": villages, '
+        'buildings, water and vegetation give false anomalies). The defaults suit most maps: the map is '
+        'smoothed by a 5 × 5 pixel mean, the threshold comes from the concentration-area fractal method, '
+        'and areas no larger than the smoothing window (which one pixel can make) are dropped. For a '
+        'threshold known from the literature choose Threshold method "Fixed value" and set Fixed '
+        'threshold (Cheng et al. 2023 outlined RE2O3 ≥ 0.065 %).\n'
+        'Outputs: the ranked polygons (fields rank, rank_label, area in map units², mean and max '
+        'content, pixels, score = mean × area; loaded outlined in red and labelled with the rank), an '
+        'HTML report (statistics, histogram, C-A plot, map, ranked table), the Threshold used, the C-A '
+        'breakpoints and the Number of anomaly areas.\n'
+        'Method details. Smoothing: the mean over a square Smoothing window (pixels, odd); a pixel whose '
+        'window crosses the raster edge, nodata or masked pixels gets no value, which trims the edges '
+        'and shores where mixed pixels and processing artefacts make false anomalies, and removes the '
+        'single-pixel spikes of a kriged map at its samples. The threshold and the polygons come from '
+        'the smoothed map; mean and max in the table are those of the unsmoothed content. Thresholds: '
+        'mean + k × SD (Hawkes & Webb 1962); median + k × MAD, MAD scaled by 1.4826 (Reimann, Filzmoser '
+        '& Garrett 2005); a percentile; a fixed value in the content\'s units; or the concentration-area '
+        'fractal method of Cheng, Agterberg & Ballantyne (1994): log10 area(content ≥ c) against log10 c '
+        'is fitted by 2 or 3 straight segments (exhaustive least squares) and the highest breakpoint is '
+        'the threshold (positive values only). Statistics are accumulated block by block: mean and SD '
+        'exactly, median, MAD, percentiles and the C-A curve from histograms of Histogram bins bins '
+        '(exact to one bin width). Polygons: 4-connected pixels at or above the threshold, polygonised '
+        'with GDAL (holes kept); areas smaller than Minimum area are dropped.')
 
     INPUT = 'INPUT'
     BAND = 'BAND'
@@ -81,17 +85,20 @@ class AnomaliesAlgorithm(RsGeochemAlgorithm):
     THRESHOLD = 'THRESHOLD'
     BREAKPOINTS = 'BREAKPOINTS'
     ANOMALY_COUNT = 'ANOMALY_COUNT'
+    FIXED_THRESHOLD = 'FIXED_THRESHOLD'
+    SMOOTHING = 'SMOOTHING'
 
     def initAlgorithm(self, config=None):
         self.add(QgsProcessingParameterRasterLayer(self.INPUT, self.tr('Content raster')),
-                 'Raster of element content (e.g. the output of rsgeochem:applyinversionmodel or '
-                 'rsgeochem:laplacianfusion); nodata pixels are ignored.')
+                 'Map of element content, e.g. from "Apply inversion model", "Laplacian pyramid fusion" or '
+                 '"Kriging"; nodata pixels are ignored.')
         self.add(QgsProcessingParameterBand(self.BAND, self.tr('Band'), 1, self.INPUT, optional=True),
                  'Band holding the content (default 1).')
         self.add(QgsProcessingParameterEnum(self.METHOD, self.tr('Threshold method'), list(METHODS),
                                             defaultValue=CONCENTRATION_AREA),
-                 'Mean + k x SD, median + k x MAD (robust), percentile, or the concentration-area '
-                 'fractal method (highest breakpoint).')
+                 'How the threshold is set: mean + k × SD, median + k × MAD (robust to outliers), a '
+                 'percentile, the concentration-area fractal method (default: the highest breakpoint of '
+                 'the C-A curve) or a fixed value (Fixed threshold).')
         self.add(QgsProcessingParameterNumber(self.K, self.tr('k (for mean + k × SD, median + k × MAD)'),
                                               QgsProcessingParameterNumber.Type.Double, 2.0, False, 0.0,
                                               core.MAX_K),
@@ -101,6 +108,11 @@ class AnomaliesAlgorithm(RsGeochemAlgorithm):
                                               99.999),
                  'For the percentile method: pixels above this percentile of the valid values are '
                  'anomalous.')
+        self.add(QgsProcessingParameterNumber(self.FIXED_THRESHOLD,
+                                              self.tr('Fixed threshold (content units)'),
+                                              QgsProcessingParameterNumber.Type.Double, 0.065),
+                 'For the fixed-value method: content at or above this value is anomalous, in the units of '
+                 'the Content raster (Cheng et al. 2023: RE2O3 ≥ 0.065 %). It applies to the smoothed map.')
         self.add(QgsProcessingParameterNumber(self.CA_SEGMENTS, self.tr('C-A segments'),
                                               QgsProcessingParameterNumber.Type.Integer, 3, False, 2, 3),
                  'Straight segments fitted to the log-log concentration-area curve: 2 (background, '
@@ -108,11 +120,24 @@ class AnomaliesAlgorithm(RsGeochemAlgorithm):
                  'threshold.')
         self.add(QgsProcessingParameterRasterLayer(self.MASK, self.tr('Exclusion mask (1 keep, 0 exclude)'),
                                                    optional=True),
-                 'Optional raster on the same grid as the content: 0 (or nodata) excludes a pixel from '
-                 'the statistics and the polygons (villages, buildings, water, dense vegetation).')
-        self.add(QgsProcessingParameterNumber(self.MIN_AREA, self.tr('Minimum area (map units²)'),
+                 'Optional raster on the same grid as the content, e.g. from "Surface mask": 0 (or nodata) '
+                 'leaves a pixel out of the statistics and the polygons (villages, buildings, water, dense '
+                 'vegetation).')
+        self.add(QgsProcessingParameterNumber(self.SMOOTHING,
+                                              self.tr('Smoothing window (pixels, odd; 1 = none)'),
+                                              QgsProcessingParameterNumber.Type.Integer, DEFAULT_SMOOTHING,
+                                              False, 1, MAX_SMOOTHING),
+                 'The map is averaged over a square of this many pixels a side before thresholding, so '
+                 'areas are at least about this wide and pixel noise or the spikes of a kriged map at its '
+                 'samples do not make anomalies; pixels whose window crosses the raster edge, nodata or '
+                 'the mask are left out. 1 thresholds the map as it is.')
+        self.add(QgsProcessingParameterNumber(self.MIN_AREA, self.tr('Minimum area (map units², 0 = larger '
+                                                                     'than the smoothing window)'),
                                               QgsProcessingParameterNumber.Type.Double, 0.0, False, 0.0),
-                 'Anomaly areas smaller than this are dropped (e.g. 10000 = 1 ha in a metric CRS).')
+                 'Anomaly areas smaller than this are dropped (e.g. 10000 = 1 ha in a metric CRS). 0 keeps '
+                 'the areas larger than the smoothing window (26 pixels or more for a 5-pixel window, 2 or '
+                 'more without smoothing): smaller ones can come from a single pixel, e.g. one sample of a '
+                 'kriged map.')
         self.add(QgsProcessingParameterNumber(self.HISTOGRAM_BINS, self.tr('Histogram bins'),
                                               QgsProcessingParameterNumber.Type.Integer, 10000, False, 100,
                                               1000000),
@@ -121,7 +146,7 @@ class AnomaliesAlgorithm(RsGeochemAlgorithm):
         self.add_block_memory()
         self.add(QgsProcessingParameterFeatureSink(self.OUTPUT, self.tr('High-anomaly areas'),
                                                    compat.SOURCE_POLYGONS),
-                 'Polygons ranked I, II, ... by mean content x area with area, mean, max, pixel count; '
+                 'Polygons ranked I, II, ... by mean content × area with area, mean, max, pixel count; '
                  'loaded outlined in red and labelled with the rank.')
         self.add(QgsProcessingParameterFileDestination(self.OUTPUT_HTML, self.tr('Anomaly report'),
                                                        'HTML files (*.html)'),
@@ -135,30 +160,39 @@ class AnomaliesAlgorithm(RsGeochemAlgorithm):
         mask_layer = self.parameterAsRasterLayer(parameters, self.MASK, context)
         mask_path = raster_path(self, parameters, self.MASK, context) if mask_layer is not None else None
         method = self.parameterAsEnum(parameters, self.METHOD, context)
-        min_area = self.parameterAsDouble(parameters, self.MIN_AREA, context)
-        source = core.ValueSource(path, self.parameterAsInt(parameters, self.BAND, context), mask_path,
-                                  self.block_memory(parameters, context))
-        crs = self.parameterAsRasterLayer(parameters, self.INPUT, context).crs()
+        window = self.parameterAsInt(parameters, self.SMOOTHING, context)
+        if window % 2 == 0:
+            raise InputError(f'the smoothing window must be an odd number of pixels (1, 3, 5, ...), not '
+                             f'{window}.', self.SMOOTHING)
+        band = self.parameterAsInt(parameters, self.BAND, context)
+        content = core.ValueSource(path, band, mask_path, self.block_memory(parameters, context))
+        # one pixel spreads over window² pixels of the smoothed map: an area must be larger
+        min_area = self.parameterAsDouble(parameters, self.MIN_AREA, context) or \
+            (window * window + 1) * content.pixel_area
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        crs = layer.crs()
         if crs.isGeographic():
-            feedback.pushWarning('The content raster has a geographic CRS: areas and MIN_AREA are in '
-                                 'degrees²; reproject it for areas in m².')
+            feedback.pushWarning('The content raster has a geographic CRS: areas and the minimum area are '
+                                 'in degrees²; reproject it for areas in m².')
+        with tempfile.TemporaryDirectory(prefix='rsgeochem-smoothing-') as work:
+            source, smoothing_note = self.smoothed(content, window, Path(work), feedback)
+            progress, cancel = progress_callbacks(feedback, 20, 50)
+            bins = self.parameterAsInt(parameters, self.HISTOGRAM_BINS, context)
+            # the smoothed map is a local temporary file the cluster's workers cannot read
+            run = cluster_run(feedback, progress, cancel) if window == 1 else None
+            if run is not None:
+                statistics = steps.anomaly_statistics(run, source, bins)
+            else:
+                statistics = core.raster_statistics(source, bins, progress, cancel)
+            ca_result, ca_note = self.fit_concentration_area(parameters, context, statistics, method)
+            threshold, method_text = self.threshold(parameters, context, statistics, method, ca_result)
+            feedback.pushInfo(f'{method_text}: threshold {threshold:.6g}')
 
-        progress, cancel = progress_callbacks(feedback, 0, 50)
-        bins = self.parameterAsInt(parameters, self.HISTOGRAM_BINS, context)
-        run = cluster_run(feedback, progress, cancel)
-        if run is not None:
-            statistics = steps.anomaly_statistics(run, source, bins)
-        else:
-            statistics = core.raster_statistics(source, bins, progress, cancel)
-        ca_result, ca_note = self.fit_concentration_area(parameters, context, statistics, method)
-        threshold, method_text = self.threshold(parameters, context, statistics, method, ca_result)
-        feedback.pushInfo(f'{method_text}: threshold {threshold:.6g}')
-
-        progress, cancel = progress_callbacks(feedback, 50, 95)
-        found = core.anomaly_polygons(source, threshold, min_area, progress, cancel)
+            progress, cancel = progress_callbacks(feedback, 50, 95)
+            found = core.anomaly_polygons(source, threshold, min_area, progress, cancel, content=content)
         if not found:
-            feedback.pushWarning(f'No area with content >= {threshold:.6g} of at least {min_area:g} '
-                                 'map units²: the output layer is empty.')
+            feedback.pushWarning(f'No area with {smoothing_note or "content"} ≥ {threshold:.6g} of at least '
+                                 f'{min_area:g} map units²: the output layer is empty.')
         sink, sink_id = self.parameterAsSink(parameters, self.OUTPUT, context, output_fields(),
                                              QgsWkbTypes.Type.Polygon, crs)
         if sink is None:
@@ -172,17 +206,34 @@ class AnomaliesAlgorithm(RsGeochemAlgorithm):
                                    anomaly.maximum, anomaly.pixels, anomaly.score])
             sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert)
         del sink  # closes (commits) a file output now, not when the garbage collector runs
-        name_output_layer(context, sink_id, f'High-anomaly areas ({method_text}, >= {threshold:.4g})',
-                          AnomalyStyle.create())
+        units = styles.units_in(content.info.descriptions[band - 1])
+        name_output_layer(context, sink_id, f'High-anomaly areas ({method_text} ≥ {threshold:.4g}'
+                          f'{" " + units if units else ""})', styles.anomaly_areas())
 
         html_path = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
-        core.write_anomaly_report(html_path, source, statistics, method_text, threshold, found, min_area,
-                                  ca_result, ca_note)
+        core.write_anomaly_report(html_path, content, statistics, method_text, threshold, found, min_area,
+                                  ca_result, ca_note, smoothing_note)
         breakpoints = ','.join(f'{value:.6g}' for value in ca_result.breakpoints) \
             if method == CONCENTRATION_AREA else ''
         feedback.setProgress(100)
         return {self.OUTPUT: sink_id, self.OUTPUT_HTML: html_path, self.THRESHOLD: threshold,
                 self.BREAKPOINTS: breakpoints, self.ANOMALY_COUNT: len(found)}
+
+    def smoothed(self, content, window, folder, feedback):
+        """(ValueSource to threshold, its description for the log and report): the focal mean of
+        `content` written into `folder`, or `content` itself for a 1-pixel window."""
+        if window == 1:
+            return content, ''
+        progress, cancel = progress_callbacks(feedback, 0, 20)
+        source, count = focal_mean(content, window, folder / 'smoothed.tif', progress, cancel)
+        if count == 0:
+            raise InputError(f'no pixel has a complete {window} × {window} window of valid pixels (the '
+                             'raster is too small or too fragmented by nodata and the mask); choose a '
+                             'smaller smoothing window, or 1.', self.SMOOTHING)
+        note = f'content smoothed by a {window} × {window} pixel mean'
+        feedback.pushInfo(f'{note}: {count} pixels have a complete window (pixels within {window // 2} of '
+                          'the raster edge, nodata or masked pixels are left out).')
+        return source, note
 
     def fit_concentration_area(self, parameters, context, statistics, method):
         """C-A fit (needed for the C-A method, drawn in the report for every method)."""
@@ -211,7 +262,9 @@ class AnomaliesAlgorithm(RsGeochemAlgorithm):
             percent = self.parameterAsDouble(parameters, self.PERCENTILE, context)
             threshold = core.percentile_threshold(statistics, percent, self.PERCENTILE)
             return threshold, f'{percent:g}th percentile'
-        return ca_result.threshold, f'concentration-area fractal, {len(ca_result.segments)} segments'
+        if method == FIXED_VALUE:
+            return self.parameterAsDouble(parameters, self.FIXED_THRESHOLD, context), 'fixed value'
+        return ca_result.threshold, f'C-A fractal, {len(ca_result.segments)} segments'
 
 
 def output_fields():
@@ -222,34 +275,3 @@ def output_fields():
                        ('score', compat.FIELD_DOUBLE)):
         fields.append(QgsField(name, kind))
     return fields
-
-
-class AnomalyStyle(QgsProcessingLayerPostProcessorInterface):
-    """Style of the loaded anomaly layer, as anomalies are drawn on a prospecting map: red outline
-    over a light red fill that leaves the content map visible, labelled with the rank I, II, ..."""
-
-    # Processing holds only a C++ pointer: each run's instance is kept here, or Python deletes it
-    # before the layer is loaded (a class attribute holding only the last one would fail two runs
-    # finishing together, e.g. in batch mode; the objects are tiny)
-    instances = []
-
-    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 - QGIS API
-        if not isinstance(layer, QgsVectorLayer):
-            return
-        layer.setRenderer(QgsSingleSymbolRenderer(QgsFillSymbol.createSimple(
-            {'color': '227,26,28,50', 'outline_color': '227,26,28,255', 'outline_width': '0.6'})))
-        labels = QgsPalLayerSettings()
-        labels.fieldName = 'rank_label'
-        labels.placement = compat.LABEL_OVER_POINT
-        text = QgsTextFormat()
-        text.setSize(10)
-        text.buffer().setEnabled(True)
-        labels.setFormat(text)
-        layer.setLabeling(QgsVectorLayerSimpleLabeling(labels))
-        layer.setLabelsEnabled(True)
-        layer.triggerRepaint()
-
-    @staticmethod
-    def create():
-        AnomalyStyle.instances.append(AnomalyStyle())
-        return AnomalyStyle.instances[-1]

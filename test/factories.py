@@ -6,7 +6,7 @@ Raster helpers work without QGIS; `write_points` needs the session QgsApplicatio
 from dataclasses import dataclass
 
 import numpy as np
-from osgeo import osr
+from osgeo import gdal, ogr, osr
 
 from rsgeochem.core.raster.blockio import Grid, write_raster
 
@@ -89,7 +89,7 @@ class LoadedOutput:
     layer: object  # the layer as loaded, after the algorithm's post-processor (style) ran
 
 
-def run_as_in_the_toolbox(algorithm_id, parameters, layer_outputs):
+def run_as_in_the_toolbox(algorithm_id, parameters, layer_outputs, feedback=None):
     """processing.run with the `layer_outputs` keys loaded on completion, as the toolbox does:
     returns (results, {output key: LoadedOutput}). The post-processors run here, while the context
     that owns them is alive (it deletes them with itself). Needs the session QgsApplication."""
@@ -104,7 +104,7 @@ def run_as_in_the_toolbox(algorithm_id, parameters, layer_outputs):
     project = QgsProject()
     context = QgsProcessingContext()
     context.setProject(project)
-    feedback = QgsProcessingFeedback()
+    feedback = feedback or QgsProcessingFeedback()
     parameters = dict(parameters)
     for key in layer_outputs:
         parameters[key] = QgsProcessingOutputLayerDefinition(str(parameters[key]), project)
@@ -211,3 +211,17 @@ def small_survey(folder, seed=16):
                                         make_grid(10, 8, pixel=120.0)),
             'samples': write_points(folder / 'samples.gpkg', xy, {'cu': list(rng.uniform(5, 60, 30))}),
             'damaged': damaged_copy(image, folder / 'damaged.tif')}
+def check_few_areas_inside(areas_path, raster_path, count, margin_pixels=2):
+    """1-10 areas, each of at least 25 pixels, none within `margin_pixels` of the raster's edge."""
+    dataset = gdal.Open(str(raster_path))
+    x0, dx, _, y0, _, dy = dataset.GetGeoTransform()
+    inner = (x0 + margin_pixels * dx, x0 + (dataset.RasterXSize - margin_pixels) * dx,
+             y0 + (dataset.RasterYSize - margin_pixels) * dy, y0 + margin_pixels * dy)
+    vectors = ogr.Open(str(areas_path))
+    features = list(vectors.GetLayer(0))
+    assert 1 <= count == len(features) <= 10
+    for feature in features:
+        assert feature['pixels'] >= 25
+        xmin, xmax, ymin, ymax = feature.GetGeometryRef().GetEnvelope()
+        assert xmin >= inner[0] - 1e-6 and xmax <= inner[1] + 1e-6
+        assert ymin >= inner[2] - 1e-6 and ymax <= inner[3] + 1e-6

@@ -71,8 +71,9 @@ class ValueSource:
     def pixel_area(self):
         return self.info.grid.pixel_width * self.info.grid.pixel_height
 
-    def blocks(self, progress=None, cancel=None, extra_bytes_per_pixel=32):
-        for window, block in read_blocks(self.path, [self.band], self.memory_mb, cancel=cancel,
+    def blocks(self, progress=None, cancel=None, extra_bytes_per_pixel=32, halo=0):
+        """(window, masked values) row blocks, with `halo` rows read around each (see blockio)."""
+        for window, block in read_blocks(self.path, [self.band], self.memory_mb, halo=halo, cancel=cancel,
                                          progress=progress, parameter=self.input_key,
                                          extra_bytes_per_pixel=extra_bytes_per_pixel + 9):
             values = block[0]
@@ -308,9 +309,11 @@ def polygon_statistics(source, id_path, progress=None, cancel=None):
     return table
 
 
-def anomaly_polygons(source, threshold, min_area=0.0, progress=None, cancel=None):
+def anomaly_polygons(source, threshold, min_area=0.0, progress=None, cancel=None, content=None):
     """Connected areas (4-connected pixels) with value >= threshold, at least `min_area` map
-    units^2, ranked I, II, ... by mean content x area (largest first)."""
+    units^2, ranked I, II, ... by mean content x area (largest first). Pixel count, mean and max
+    are those of `content` (a ValueSource on the same grid, e.g. the map before smoothing;
+    default `source` itself)."""
     with scratch_folder('rsgeochem-anomalies') as work:
         work = Path(work)
         write_classes(source, threshold, work / 'classes.tif', stage(progress, 0, 0.35), cancel)
@@ -320,7 +323,7 @@ def anomaly_polygons(source, threshold, min_area=0.0, progress=None, cancel=None
             progress(0.5)
         check_cancel(cancel)
         rasterize_ids(work / 'polygons.gpkg', layer_name, source.info.grid, work / 'ids.tif')
-        table = polygon_statistics(source, work / 'ids.tif', stage(progress, 0.6, 0.95), cancel)
+        table = polygon_statistics(content or source, work / 'ids.tif', stage(progress, 0.6, 0.95), cancel)
         kept = []
         for pid, (pixels, total, peak, sx, sy) in table.items():
             area = pixels * source.pixel_area
@@ -390,7 +393,8 @@ def map_html(source, anomalies, labelled=10):
     values = quicklook(source)
     xmin, ymin, xmax, ymax = source.info.grid.extent
     figure, axes = page.new_figure(6.5, 6.5 * (ymax - ymin) / max(xmax - xmin, 1e-12) + 0.6)
-    image = axes.imshow(values, extent=(xmin, xmax, ymin, ymax), cmap='viridis')
+    low, high = np.percentile(values.compressed(), (2, 98)) if values.count() else (None, None)
+    image = axes.imshow(values, extent=(xmin, xmax, ymin, ymax), cmap='Spectral_r', vmin=low, vmax=high)
     figure.colorbar(image, ax=axes, shrink=0.8, label='content')
     # one collection for every outline: an axes.plot per polygon takes seconds for thousands
     outlines = [exterior_ring(anomaly.wkb) for anomaly in anomalies]
@@ -398,28 +402,30 @@ def map_html(source, anomalies, labelled=10):
     for anomaly in anomalies[:labelled]:
         axes.annotate(anomaly.label, anomaly.centroid, color='white', fontsize=9, fontweight='bold',
                       ha='center', va='center')
-    axes.set_xlim(xmin, xmax)
-    axes.set_ylim(ymin, ymax)
-    axes.ticklabel_format(useOffset=False, style='plain')
-    axes.tick_params(labelsize=7)
+    page.map_frame(axes, (xmin, xmax, ymin, ymax), source.info.grid.crs_wkt)
     return page.figure_html(figure, 'anomaly map')
 
 
 def write_anomaly_report(path, source, statistics, method, threshold, anomalies, min_area,
-                         ca_result=None, ca_note=''):
-    """HTML report: summary, statistics, histogram, C-A plot, map and the ranked table."""
+                         ca_result=None, ca_note='', smoothing=''):
+    """HTML report: summary, statistics, histogram, C-A plot, map and the ranked table. `statistics`
+    are those of the thresholded map: the content `source`, or its smoothed version described by
+    `smoothing` (e.g. "content smoothed by a 5 × 5 pixel mean")."""
     units = '(map units²)'
+    thresholded = smoothing or 'content'
     summary = (f'Raster "{source.path}", band {source.band}; {statistics.count} valid pixels'
-               f'{" outside the mask" if source.mask is not None else ""}. Method: {method}; '
+               f'{" outside the mask" if source.mask is not None else ""}'
+               f'{" with a complete smoothing window" if smoothing else ""}. Method: {method}; '
                f'threshold {threshold:.6g}. {len(anomalies)} anomaly area(s) of at least '
-               f'{min_area:g} {units}, 4-connected pixels with content >= threshold, ranked I, II, ... '
-               'by mean content x area.')
+               f'{min_area:g} {units}: 4-connected pixels with {thresholded} ≥ threshold, ranked I, II, ... '
+               'by mean content × area (mean and max of the unsmoothed content).')
     rows = [('valid pixels', statistics.count), ('mean', statistics.mean), ('SD', statistics.sd),
             ('minimum', statistics.minimum), ('median', statistics.median()),
             ('MAD (x 1.4826)', statistics.mad()), ('maximum', statistics.maximum),
             ('histogram bin width', statistics.bin_width)]
     sections = [('Summary', page.paragraph(summary)),
-                ('Statistics', page.table_html(['statistic', 'value'], rows) + page.paragraph(
+                (f'Statistics ({thresholded})', page.table_html(['statistic', 'value'], rows)
+                 + page.paragraph(
                     'Mean and SD are exact; median, MAD and percentiles come from a histogram of '
                     f'{len(statistics.counts)} bins and are exact to one bin width.', 'note')),
                 ('Histogram', histogram_html(statistics, threshold, ''))]
