@@ -279,13 +279,33 @@ def test_qgis_process_applies_model_with_metadata(tmp_path, bands3, qgis_process
     np.testing.assert_allclose(out, data[2] - data[0].astype(np.float64) + 0.5, rtol=1e-5)
 
 
-def test_runs_out_of_the_box_with_the_shipped_model(run_alg, tmp_path):
-    """MODEL left out: the shipped CNN maps the sample image; checked against the simulated truth."""
+class LogFeedback:
+    """A QgsProcessingFeedback that keeps the warnings (made on first use: it needs qgis)."""
+
+    @staticmethod
+    def create():
+        from qgis.core import QgsProcessingFeedback
+
+        class Feedback(QgsProcessingFeedback):
+            def __init__(self):
+                super().__init__()
+                self.warnings = []
+
+            def pushWarning(self, text):  # noqa: N802 - QGIS API
+                self.warnings.append(text)
+                super().pushWarning(text)
+        return Feedback()
+
+
+def test_runs_out_of_the_box_with_the_shipped_model(qgis_app, tmp_path):
+    """MODEL left out: the shipped CNN maps the sample image; checked against the simulated truth. The
+    log and the layer name say it is the demonstration model."""
     from paths import CHECKOUT
     sample = CHECKOUT / 'resources' / 'sample'
     output = tmp_path / 're2o3.tif'
-    run_alg('applyinversionmodel', {'INPUT': str(sample / 'gf2like_surface_reflectance.tif'),
-                                    'OUTPUT': str(output)})
+    feedback = LogFeedback.create()
+    parameters = {'INPUT': str(sample / 'gf2like_surface_reflectance.tif'), 'OUTPUT': str(output)}
+    _, loaded = run_as_in_the_toolbox('applyinversionmodel', parameters, ['OUTPUT'], feedback)
     predicted, nodata, description = read(output)
     truth_dataset = gdal.Open(str(sample / 'simulated_re2o3_truth.tif'))
     truth_band = truth_dataset.GetRasterBand(1)
@@ -293,3 +313,31 @@ def test_runs_out_of_the_box_with_the_shipped_model(run_alg, tmp_path):
     both = (predicted != nodata) & (truth != truth_band.GetNoDataValue())
     assert 're2o3' in description.lower()
     assert np.corrcoef(predicted[both], truth[both])[0, 1] > 0.6
+    assert loaded['OUTPUT'].name == 'RE2O3 predicted (%) - DEMO model, simulated data'
+    assert any('DEMONSTRATION model' in text for text in feedback.warnings)
+    assert predicted[both].min() >= 0.0
+
+
+def test_negative_predictions_are_set_to_zero_and_counted(tmp_path, bands3, run_alg):
+    """y = green - 0.25 on green values uniform in 0-0.5: about half the predictions are negative."""
+    path, data = bands3
+    model = linear_pixel_model(tmp_path / 'lin.onnx', [1.0], -0.25, {'features': ['green']})
+    raw = data[2].astype(np.float64) - 0.25
+    result = apply_model(path, model, tmp_path / 'clipped.tif', minimum=0.0)
+    assert result.clipped == np.count_nonzero(raw < 0)
+    assert result.lowest == pytest.approx(raw.min(), abs=1e-6)
+    np.testing.assert_allclose(read(tmp_path / 'clipped.tif')[0], np.maximum(raw, 0.0), atol=1e-6)
+    run_alg('applyinversionmodel', {'INPUT': path, 'MODEL': model, 'CLIP_NEGATIVE': False,
+                                    'OUTPUT': str(tmp_path / 'raw.tif')})
+    np.testing.assert_allclose(read(tmp_path / 'raw.tif')[0], raw, atol=1e-6)
+
+
+def test_digital_numbers_need_calibration_first(run_alg, tmp_path):
+    """The sample GF-2 DN image (UInt16) with the shipped reflectance model: "calibrate first", not a
+    request for band numbers."""
+    from qgis.core import QgsProcessingException
+
+    from paths import CHECKOUT
+    image = CHECKOUT / 'resources' / 'sample' / 'gf2like_pms1_dn.tif'
+    with pytest.raises(QgsProcessingException, match='^INPUT: .*UInt16.*calibrate the image first'):
+        run_alg('applyinversionmodel', {'INPUT': str(image), 'OUTPUT': str(tmp_path / 'out.tif')})

@@ -50,6 +50,7 @@ CATEGORY_COLOURS = ('#66c2a5', '#fc8d62', '#8da0cb', '#e78ac3', '#a6d854', '#ffd
 CONCENTRATION_UNITS = ('%', 'wt%', 'ppm', 'ppb', 'g/t', 'mg/kg', 'µg/g', 'ug/g', 'µg/kg', 'ppt')
 MASKED_COLOUR = QColor(90, 90, 90, 200)
 ANOMALY_RED = '227,26,28'
+ANOMALY_COLOUR = '#e31a1c'
 
 
 class OutputLayer(QgsProcessingLayerPostProcessorInterface):
@@ -178,6 +179,12 @@ def keep_mask():
     mask can lie over the image."""
     return categorical([(0, MASKED_COLOUR, 'masked (water, vegetation, buildings, polygons)'),
                         (1, QColor(255, 255, 255, 0), 'kept (bare soil and rock)')])
+
+
+def out_of_range():
+    """Flags of pixels outside the range a model was fitted on: outside in red, inside transparent."""
+    return categorical([(1, QColor(ANOMALY_COLOUR), 'outside the training range'),
+                        (0, QColor(255, 255, 255, 0), 'inside the training range')])
 
 
 def categories(label='class'):

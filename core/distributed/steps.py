@@ -2,6 +2,7 @@
 window of its inputs (halo included) and writes its own GeoTIFF tile; the driver-side functions
 resolve everything global once (band choice, model layout, neighbourhood block size), broadcast
 it with the samples / model, and sum the tiles' partial counts."""
+import math
 from dataclasses import asdict, dataclass, replace
 from functools import reduce
 
@@ -23,6 +24,7 @@ from ..inversion.inference import (
     apply_model,
     batch_size,
     check_mask,
+    check_not_digital_numbers,
     model_spec,
     open_session,
     patch_note,
@@ -180,6 +182,7 @@ class Inference:
     bands: tuple
     mask_path: str | None
     memory_mb: int
+    minimum: float | None = None     # predictions below are set to it (a content cannot be negative)
 
 
 def inference_task(tile, folder, p):
@@ -187,22 +190,25 @@ def inference_task(tile, folder, p):
     with window_rasters(paths, tile.read_window) as windows:
         files, result = write_tile(folder, tile, [OUTPUT], lambda out: apply_model(
             windows[0], p.model_path, out[OUTPUT], list(p.bands), windows[1] if p.mask_path else None,
-            TASK_THREADS, p.memory_mb, require_predictions=False))
+            TASK_THREADS, p.memory_mb, require_predictions=False, minimum=p.minimum))
     # counted in the tile file: a patch model also predicts the halo, which is not the tile's own
-    return tile_result(folder, files, predicted=valid_pixels(files[OUTPUT]), blocks=result.blocks)
+    # (its clipped count includes the halo's)
+    return tile_result(folder, files, predicted=valid_pixels(files[OUTPUT]), blocks=result.blocks,
+                       clipped=result.clipped, lowest=result.lowest if result.clipped else None)
 
 
 def infer(run, input_path, model_path, output_path, bands=None, mask_path=None,
-          memory_mb=DEFAULT_MEMORY_MB):
+          memory_mb=DEFAULT_MEMORY_MB, minimum=None):
     """core.inversion.inference.apply_model tile by tile (a patch model's tiles read the k // 2
     pixels around them); returns an ApplyResult summed over the tiles."""
     info = raster_info(input_path, INPUT)
     spec = model_spec(open_session(model_path, TASK_THREADS), model_path)
+    check_not_digital_numbers(spec, info)
     bands, notes = select_bands(spec, info, bands)
     if mask_path:
         check_mask(mask_path, info.grid)
     p = Inference(str(input_path), str(model_path), tuple(bands), str(mask_path) if mask_path else None,
-                  int(memory_mb))
+                  int(memory_mb), minimum)
     inputs = [(INPUT, input_path), (MODEL, model_path)] + ([(MASK, mask_path)] if mask_path else [])
 
     def check(results):
@@ -213,9 +219,12 @@ def infer(run, input_path, model_path, output_path, bands=None, mask_path=None,
     results = run_step(run, inference_task, info.grid, p, inputs, {OUTPUT: (output_path, [spec.target])},
                        asdict(p), halo=spec.halo, check=check)
     predicted = sum(result['predicted'] for result in results)
+    lowest = [result['lowest'] for result in results if result.get('lowest') is not None]
     return ApplyResult(bands, spec.layout, spec.target, batch_size(spec, len(bands), memory_mb),
                        sum(result['blocks'] for result in results), predicted,
-                       info.grid.width * info.grid.height - predicted, notes)
+                       info.grid.width * info.grid.height - predicted, notes=notes,
+                       clipped=sum(result.get('clipped', 0) for result in results),
+                       lowest=min(lowest, default=math.inf))
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,9 @@ MIN_BATCH = 256
 RANGE_MARGIN = 0.1
 SD_RANGE = 4.0
 OUTSIDE, INSIDE, FLAG_NODATA = 1, 0, 255
+# features whose training means all lie within ±REFLECTANCE_LIMIT are taken for reflectance (0-1)
+REFLECTANCE_LIMIT = 2.0
+INTEGER_TYPES = ('Byte', 'Int8', 'UInt16', 'Int16', 'UInt32', 'Int32', 'UInt64', 'Int64')
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class ModelSpec:
     bytes_per_sample: int       # estimate of the runtime's memory per sample
     tile_side: int = TILE       # S of the tiled layout
     fitted_range: tuple = None  # (low, high, description): band values the model was fitted on
+    reflectance_inputs: bool = False  # trained on reflectance-like features (metadata means within ±2)
 
     @property
     def halo(self):
@@ -80,6 +84,8 @@ class ApplyResult:
     nodata: int = 0             # pixels written as nodata (nodata input, mask, edge of a patch model)
     outside: int = 0            # predicted pixels with a band value outside the fitted range
     notes: list = field(default_factory=list)
+    clipped: int = 0            # predictions below `minimum` set to it
+    lowest: float = math.inf    # lowest prediction before clipping
 
 
 def runtime_errors():
@@ -180,8 +186,10 @@ def model_spec(session, model_path):
     target = metadata.get('target_field') or 'prediction'
     if metadata.get('target_units'):
         target = f'{target} ({metadata["target_units"]})'
+    means = (metadata.get('normalisation') or {}).get('mean') or []
+    reflectance = bool(means) and all(abs(float(mean)) <= REFLECTANCE_LIMIT for mean in means)
     return ModelSpec(model_input.name, layout, n_features, patch_size, features, target, runtime, side,
-                     fitted_range(metadata, n_features))
+                     fitted_range(metadata, n_features), reflectance)
 
 
 def fitted_range(metadata, n_features):
@@ -201,6 +209,17 @@ def fitted_range(metadata, n_features):
         return None
     return (mean - SD_RANGE * scale, mean + SD_RANGE * scale,
             f'{SD_RANGE:g} standard deviations around the training mean')
+
+
+def check_not_digital_numbers(spec, info):
+    """A model trained on reflectance cannot map an image of integer digital numbers (DN): its values
+    are tens to thousands of times larger. InputError with the advice to calibrate first."""
+    if spec.reflectance_inputs and info.data_type in INTEGER_TYPES:
+        raise InputError(
+            f'the image is stored as {info.data_type} integers (digital numbers, DN, or scaled reflectance) '
+            'but the model was trained on reflectance (0-1); calibrate the image first, as for the model\'s '
+            'training data: "Radiometric calibration" then "Dark object subtraction" (or divide scaled '
+            'reflectance by its scale factor, e.g. 10000).', INPUT)
 
 
 def select_bands(spec, info, bands=None):
@@ -381,13 +400,24 @@ def patch_note(spec):
     return f', or no complete {spec.patch_size} x {spec.patch_size} neighbourhood'
 
 
+def clip_below(output, minimum, result):
+    """Set predictions below `minimum` to it (in place; nodata NaNs untouched), counting them."""
+    below = output < minimum
+    count = int(np.count_nonzero(below))
+    if count:
+        result.clipped += count
+        result.lowest = min(result.lowest, float(output[below].min()))
+        output[below] = minimum
+
+
 def apply_model(input_path, model_path, output_path, bands=None, mask_path=None, threads=2,
                 memory_mb=DEFAULT_MEMORY_MB, progress=None, cancel=None, require_predictions=True,
-                flags_path=None):
+                flags_path=None, minimum=None):
     """Predict every pixel of `input_path` with the ONNX model and write a float32 GeoTIFF.
 
     Pixels where a used band (or, for patch models, any pixel of the k x k neighbourhood, the raster
     edge included) is nodata or non-finite, or where the mask is 0 or nodata, become nodata.
+    Predictions below `minimum` (e.g. 0: a content cannot be negative) are set to it and counted.
     A quarter of `memory_mb` goes to the model's batches, the rest to two blocks of rows (the one
     predicted and the next one, read meanwhile). Predicted pixels whose band values lie outside the
     range the model was fitted on (see fitted_range) are counted, noted and, with `flags_path`,
@@ -397,6 +427,7 @@ def apply_model(input_path, model_path, output_path, bands=None, mask_path=None,
     info = raster_info(input_path, INPUT)
     session = open_session(model_path, threads)
     spec = model_spec(session, model_path)
+    check_not_digital_numbers(spec, info)
     bands, notes = select_bands(spec, info, bands)
     mask_reader = check_mask(mask_path, info.grid) if mask_path else None
     result = ApplyResult(bands, spec.layout, spec.target, batch_size(spec, len(bands), memory_mb),
@@ -424,6 +455,8 @@ def apply_model(input_path, model_path, output_path, bands=None, mask_path=None,
                 output = np.full(valid.size, np.nan, dtype=np.float32)
                 for index, tensor in block_tensors(spec, values, valid, windows[number], result.batch):
                     output[index] = predict(session, spec, tensor)
+                if minimum is not None:
+                    clip_below(output, minimum, result)
                 count = int(np.count_nonzero(valid))
                 result.predicted += count
                 result.nodata += valid.size - count
