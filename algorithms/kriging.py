@@ -30,7 +30,7 @@ from ..core.geostat.kriging_grid import DriftRasters, check_grid_size, count_ins
 from ..core.geostat.variogram import VariogramModel, experimental_variogram
 from ..core.raster.blockio import check_free_space, raster_bytes, raster_info
 from ..core.report import page
-from .glue import compat
+from .glue import compat, styles
 from .glue.base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
 from .glue.cluster import cluster_run
 from .variogram import (
@@ -60,42 +60,38 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
     TAGS = ('kriging', 'interpolation', 'geostatistics', 'universal kriging', 'external drift', 'variogram',
             'cross-validation', 'gstat')
     HELP = (
-        'Interpolates a numeric field of point samples onto a raster grid by ordinary Kriging, or by '
-        'universal Kriging with external drifts (KED: the mean is a linear function of co-located '
-        'rasters such as the square root of the distance to a river, elevation or an image band) '
-        '(Matheron 1963; Webster & Oliver 2007; gstat\'s krige()). Writes the prediction and the '
-        'Kriging variance, leave-one-out cross-validation and an HTML report.\n'
-        'Grid: by default it snaps to REFERENCE_RASTER (same CRS, pixel size and alignment, e.g. the '
-        'satellite image) and covers the samples\' extent plus MARGIN; GRID_EXTENT can take the '
-        'reference raster\'s whole extent. Without a reference raster (and without drift rasters, the '
-        'first of which then serves as reference) the grid uses the layer\'s CRS and PIXEL_SIZE. '
-        'Points in another CRS are transformed to the grid CRS, which must be projected.\n'
-        'Drift rasters: every band of each raster is one drift variable; they must lie on the grid\'s '
-        'lattice (align them first). Pixels where a drift is nodata stay nodata; samples outside the '
-        'drift rasters are skipped. The variogram is then fitted to the residuals of the least-squares '
-        'drift fit, as gstat does.\n'
-        'Variogram: fitted here (as rsgeochem:variogram: weighted least squares, "auto" picks the '
-        'model with the smallest leave-one-out RMSE) unless SILL and RANGE are given (e.g. the '
-        'outputs of rsgeochem:variogram in a model).\n'
-        'Neighbourhood: the N_NEIGHBOURS nearest samples and/or those within SEARCH_RADIUS; 0 and 0 '
-        'use all samples (global Kriging, gstat\'s default; up to 5000 samples). On grids, square '
-        'blocks of pixels share the neighbourhood of their centre so that one factorisation serves '
-        'the block (NEIGHBOURHOOD_BLOCK; 1 gives every pixel its own neighbourhood); their results '
-        'differ from per-pixel neighbourhoods by about as much as per-pixel neighbourhoods differ from '
-        'global Kriging. Neighbourhood grids compute the per-pixel products in float32 (differences '
-        'from float64 of order 1e-6 of the values).\n'
-        'Measurement error (MEASUREMENT_ERROR > 0): the part of the nugget that is analytical error '
-        'is left out of the predicted field, so the map is smooth through the samples rather than '
-        'honouring each measured value (gstat\'s "Err" component; pykrige\'s exact_values=False when '
-        'it is the whole nugget).\n'
-        'Input care: NULL / non-finite values are skipped and counted, samples at one location are '
-        'merged (mean); fewer than 5 usable samples, a constant field, or samples that miss the grid '
-        'are errors.\n'
-        'Outputs: prediction and variance rasters (float32, units of the field or of its natural '
-        'log, not back-transformed, and their square), the leave-one-out table (observed, predicted, '
-        'variance, residual = observed - predicted, z-score) and its statistics CV_ME, CV_RMSE, '
-        'CV_R2, CV_MSDR (mean squared deviation ratio, ideally 1), and the variogram used (NUGGET, '
-        'SILL, RANGE, MODEL).')
+        'Interpolates point samples onto a raster grid by Kriging: a map of the content with its Kriging '
+        'variance (the uncertainty), a cross-validation and a report.\n'
+        'Use it to map geochemical samples, to put them on the grid of an image (as the rare-earth '
+        'inversion does before pairing content with spectra), or to grid a coarse survey for "Laplacian '
+        'pyramid fusion". Give the Sample points and their Value field, and a Reference raster (grid '
+        'template) to take its CRS, pixel size and alignment (e.g. the satellite image); without one, the '
+        'grid uses the layer\'s CRS and the Pixel size. When part of the nugget is analytical error, give '
+        'the Measurement-error variance: the map is then smooth through the samples instead of honouring '
+        'each measured value. The variogram is fitted automatically (the model with the smallest '
+        'cross-validation error); give a Given partial sill and Given range (e.g. from "Variogram") to use '
+        'your own. The log and the report warn when the fitted variogram sits on a bound of the fit.\n'
+        'Outputs: the Kriging prediction (loaded with a colour ramp), the Kriging variance (its own ramp), '
+        'the leave-one-out cross-validation points, an HTML report (grid, variogram, cross-validation), '
+        'and as numbers the variogram used (nugget, partial sill, range, model) and the cross-validation '
+        'statistics (mean error, RMSE, R², MSDR, ideally 1).\n'
+        'Method details. Ordinary Kriging, or universal Kriging with external drifts (KED: the mean is a '
+        'linear function of co-located rasters such as elevation, the square root of the distance to a '
+        'river or an image band; each band of the External drift rasters is one drift, on the grid\'s '
+        'lattice) (Matheron 1963; Webster & Oliver 2007; gstat\'s krige()). Grid: snapped to the reference '
+        'raster and covering the samples\' extent plus the Margin around the samples, or the Whole '
+        'reference raster (Grid extent). Points in another CRS are transformed to the grid CRS, which must '
+        'be projected. Variogram: fitted as "Variogram" does (weighted least squares); with drifts, on the '
+        'residuals of the drift fit, as gstat does. Measurement error: the part of the nugget that is '
+        'analytical error is left out of the predicted field (gstat\'s "Err" component; pykrige\'s '
+        'exact_values=False when it is the whole nugget). Neighbourhood: the Nearest samples used and/or '
+        'those within the Search radius; 0 and 0 use every sample (global Kriging, up to 5000 samples). On '
+        'grids, square blocks of pixels share the neighbourhood of their centre so that one factorisation '
+        'serves the block (Shared-neighbourhood block; 1 gives each pixel its own); products are computed '
+        'in float32 (differences of order 1e-6 of the values). NULL or non-finite values are skipped and '
+        'counted, samples at one location merged (mean); fewer than 5 usable samples, a constant field or '
+        'samples outside the grid are errors. Values are in the units of the field (or of its natural log, '
+        'not back-transformed), variances in those units squared.')
 
     REFERENCE_RASTER = 'REFERENCE_RASTER'
     GRID_EXTENT = 'GRID_EXTENT'
@@ -130,8 +126,8 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
         self.add(QgsProcessingParameterEnum(
             self.GRID_EXTENT, self.tr('Grid extent'),
             ['Samples\' extent plus margin', 'Whole reference raster'], defaultValue=0),
-            'Samples\' extent enlarged by MARGIN (snapped outwards to the reference grid), or the full '
-            'extent of REFERENCE_RASTER.')
+            'The samples\' extent enlarged by the Margin around the samples (snapped outwards to the '
+            'reference grid), or the full extent of the Reference raster.')
         self.add(QgsProcessingParameterNumber(
             self.MARGIN, self.tr('Margin around the samples (map units)'),
             QgsProcessingParameterNumber.Type.Double, 0.0, False, 0.0),
@@ -148,9 +144,11 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
             'distance to the river, elevation, a band). Empty: ordinary Kriging.')
         add_fit_parameters(self)
         for key, label, text in (
-                (self.NUGGET, 'Given nugget', 'Nugget of a given variogram (with SILL and RANGE).'),
+                (self.NUGGET, 'Given nugget', 'Nugget of a given variogram (with the given partial sill and '
+                 'range).'),
                 (self.SILL, 'Given partial sill (0 = fit)',
-                 'Partial sill of a given variogram; with RANGE > 0 the variogram is not fitted.'),
+                 'Partial sill of a given variogram; with it and a given range above 0 the variogram is not '
+                 'fitted.'),
                 (self.RANGE, 'Given range (0 = fit)', 'Range (map units) of a given variogram.')):
             self.add(QgsProcessingParameterNumber(key, self.tr(label),
                                                   QgsProcessingParameterNumber.Type.Double, 0.0, False, 0.0),
@@ -231,6 +229,8 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
         model = fit.model
         feedback.pushInfo(f'variogram {model.name}: nugget {model.nugget:.6g}, partial sill '
                           f'{model.psill:.6g}, range {model.range:.6g}; {len(samples)} samples')
+        for warning in fit.warnings:
+            feedback.pushWarning(f'Variogram: {warning}')
         progress(1.0)
         cv = leave_one_out(samples, model, n_neighbours, radius, cancel)
         statistics = cv.statistics()
@@ -259,17 +259,17 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
                                  'a float32 raster holds and are written as nodata; express the field in '
                                  'larger units.')
         label = field_label(self, parameters, context, field)
-        name_output_layer(context, prediction_path, f'Kriging prediction of {label}')
+        name_output_layer(context, prediction_path, f'Kriged {label}', styles.content())
         results = {self.OUTPUT: prediction_path, self.NUGGET: model.nugget, self.SILL: model.psill,
                    self.RANGE: model.range, self.MODEL: model.name, self.CV_ME: statistics['ME'],
                    self.CV_RMSE: statistics['RMSE'], self.CV_R2: statistics['R2'],
                    self.CV_MSDR: statistics['MSDR'], self.N_SAMPLES: len(samples)}
         if variance_path:
-            name_output_layer(context, variance_path, f'Kriging variance of {label}')
+            name_output_layer(context, variance_path, f'Kriging variance of {label}', styles.variance())
             results[self.OUTPUT_VARIANCE] = variance_path
         sink_id = self.write_cv(parameters, context, cv, samples, grid)
         if sink_id is not None:
-            name_output_layer(context, sink_id, f'Leave-one-out cross-validation of {label}')
+            name_output_layer(context, sink_id, f'Kriging cross-validation of {label} (leave-one-out)')
             results[self.OUTPUT_CV] = sink_id
         html = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
         if html:
@@ -383,6 +383,7 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
             ('Summary', page.table_html(['item', 'value'], grid_rows)),
             ('Variogram', kriging_report.variogram_figure(fit.experimental, curves)
              + kriging_report.fit_note(fit.experimental, None if fit.given else weighting, fit.on_residuals)
+             + kriging_report.bound_warnings_html(fit.warnings)
              + kriging_report.model_table(fit.model)),
         ]
         if fit.candidates:

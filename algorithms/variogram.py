@@ -35,12 +35,14 @@ FIT_NUGGET = 'FIT_NUGGET'
 FIT_WEIGHTS = 'FIT_WEIGHTS'
 
 MODEL_HELP = (
-    'Variogram models, γ(h) = nugget + partial sill · s(h / range) for h > 0: spherical '
-    's = 1.5r - 0.5r³ (r < 1, else 1); exponential s = 1 - exp(-3r); gaussian s = 1 - exp(-(7r/4)²) '
-    '(RANGE is the practical range, as in pykrige: gstat\'s Exp range is RANGE/3, its Gau range '
-    'RANGE·4/7); linear s = r and power s = r^exponent (0 < exponent < 2) have no sill: RANGE is the '
-    'fitting cutoff and the partial sill is the semivariance reached there. "auto" fits every model '
-    'and keeps the one with the smallest leave-one-out RMSE.')
+    '"auto" fits every model and keeps the one with the smallest leave-one-out RMSE; or one model. '
+    'qgis_process and scripts take the name, not a number: VARIOGRAM_MODEL=auto, spherical, '
+    'exponential, gaussian, linear or power. Models, γ(h) = nugget + partial sill × s(h / range) for '
+    'h above 0: spherical s = 1.5r - 0.5r³ (r below 1, else 1); exponential s = 1 - exp(-3r); gaussian '
+    's = 1 - exp(-(7r/4)²) (the range is the practical range, as in pykrige: gstat\'s Exp range is the '
+    'range / 3, its Gau range the range × 4/7); linear s = r and power s = r^exponent (exponent between 0 '
+    'and 2) have no sill: the range is the fitting cutoff and the partial sill the semivariance reached '
+    'there.')
 
 
 def add_sample_parameters(algorithm, what):
@@ -55,8 +57,8 @@ def add_sample_parameters(algorithm, what):
         'Numeric field to analyse, e.g. the RE2O3 content in % or Zn in ppm.')
     algorithm.add(QgsProcessingParameterBoolean(
         LOG_TRANSFORM, algorithm.tr('Natural logarithm of the values'), False),
-        'Work on ln(value), as usual for skewed contents (values <= 0 are skipped and counted). Results '
-        '(semivariances, predictions, variances) are then in log units, not back-transformed.')
+        'Work on ln(value), as usual for skewed contents (values of 0 or less are skipped and counted). '
+        'Results (semivariances, predictions, variances) are then in log units, not back-transformed.')
 
 
 def add_fit_parameters(algorithm, default_model=0):
@@ -135,17 +137,25 @@ class VariogramAlgorithm(RsGeochemAlgorithm):
     GROUP_ID = 'sampling'
     TAGS = ('variogram', 'semivariogram', 'geostatistics', 'kriging', 'nugget', 'sill', 'range', 'gstat')
     HELP = (
-        'Computes the isotropic experimental variogram of a numeric field of a point layer and fits a '
-        'variogram model, the first step of Kriging (Matheron 1962; Webster & Oliver 2007).\n'
-        'Experimental variogram: γ(h_j) = Σ (z_i - z_k)² / (2 N_j) over the N_j pairs whose distance falls '
-        'in lag j; the lags are N_LAGS classes of equal width up to MAX_DISTANCE (default one third of the '
-        'bounding-box diagonal), as gstat\'s variogram(). Optional natural-log transform.\n'
-        'Fit: weighted least squares as gstat\'s fit.variogram (default weights N_j/h_j², fit.method 7; '
-        'Cressie 1985). ' + MODEL_HELP + '\n'
-        'Outputs: NUGGET, SILL (the partial sill), RANGE, EXPONENT (power model) and MODEL, which a '
-        'Graphical Modeler workflow can pass to rsgeochem:kriging, and an HTML report with the plot, '
-        'the lag table, the model in gstat terms and, for "auto", every candidate\'s leave-one-out '
-        'statistics (ME, RMSE, R², MSDR).')
+        'Computes the experimental variogram of a numeric field of point samples and fits a variogram '
+        'model: how the difference between two samples grows with their distance, the first step of '
+        'Kriging.\n'
+        'Use it to look at the spatial structure of a survey, or to fix the variogram that "Kriging" uses '
+        '(its nugget, partial sill and range outputs feed "Kriging" in a Graphical Modeler workflow). Give '
+        'the Sample points (in a projected CRS) and the Value field; tick Natural logarithm of the values '
+        'for skewed contents. The Variogram model "auto" tries every model and keeps the one with the '
+        'smallest leave-one-out error. The log and the report warn when a fitted parameter sits on a bound '
+        'of the fit (e.g. a range as long as the sampled area: the variogram shows no sill).\n'
+        'Outputs: an HTML report (plot, lag table, the model in gstat terms and, for "auto", every '
+        'candidate\'s leave-one-out statistics) and the fitted nugget, partial sill, range, power exponent '
+        'and model name as numbers.\n'
+        'Method details. Experimental variogram: γ(h) = Σ (z_i - z_k)² / (2 N) over the N pairs whose '
+        'distance falls in each lag; the Number of lags classes of equal width up to the Maximum distance '
+        '(default one third of the bounding-box diagonal), as gstat\'s variogram() (Matheron 1962; Webster '
+        '& Oliver 2007). Fit: weighted least squares as gstat\'s fit.variogram (default weights N/h², '
+        'fit.method 7; Cressie 1985); the range is searched between a quarter of the first lag distance '
+        'and the diagonal of the samples\' bounding box (no pair of samples is farther apart; Journel & '
+        'Huijbregts 1978 trust the experimental variogram to about half the extent).')
 
     OUTPUT_HTML = 'OUTPUT_HTML'
     NUGGET = 'NUGGET'
@@ -175,6 +185,8 @@ class VariogramAlgorithm(RsGeochemAlgorithm):
         model = fit.model
         feedback.pushInfo(f'{model.name}: nugget {model.nugget:.6g}, partial sill {model.psill:.6g}, '
                           f'range {model.range:.6g} ({kriging_report.gstat_equivalent(model)})')
+        for warning in fit.warnings:
+            feedback.pushWarning(f'Variogram: {warning}')
         html = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
         if html:
             self.write_report(html, label, samples, notes, fit, settings)
@@ -189,7 +201,8 @@ class VariogramAlgorithm(RsGeochemAlgorithm):
             ('Samples', page.paragraph(f'Field {field}: {len(samples)} samples used'
                                        + (f'; {notes}.' if notes else '.'))),
             ('Variogram', kriging_report.variogram_figure(fit.experimental, curves)
-             + kriging_report.fit_note(fit.experimental, settings['weighting'])),
+             + kriging_report.fit_note(fit.experimental, settings['weighting'])
+             + kriging_report.bound_warnings_html(fit.warnings)),
             ('Fitted model', kriging_report.model_table(fit.model)),
         ]
         if fit.candidates:

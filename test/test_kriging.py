@@ -386,8 +386,8 @@ def test_algorithm_matches_gstat(qgis_app, test_data, tmp_path, meuse_grid, gsta
     result, loaded = run_as_in_the_toolbox('kriging', meuse_parameters(
         test_data, tmp_path, GRID_EXTENT=1, OUTPUT_CV=str(tmp_path / 'cv.gpkg')), layers)
     assert [loaded[key].name for key in layers] == [
-        'Kriging prediction of ln(zinc)', 'Kriging variance of ln(zinc)',
-        'Leave-one-out cross-validation of ln(zinc)']
+        'Kriged ln(zinc)', 'Kriging variance of ln(zinc)',
+        'Kriging cross-validation of ln(zinc) (leave-one-out)']
     x, y = gstat_grid['x'], gstat_grid['y']
     np.testing.assert_allclose(at_cells(result['OUTPUT'], meuse_grid, x, y), gstat_grid['pred'],
                                atol=GRID_ATOL)

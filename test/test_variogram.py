@@ -100,6 +100,28 @@ def test_fit_recovers_a_known_model(truth):
                                [truth.nugget, truth.psill, truth.range, truth.exponent], rtol=1e-5)
 
 
+def test_range_is_bounded_by_the_samples_diagonal_and_warned_about():
+    """A variogram that rises linearly over every lag has no sill: a bounded model's range runs to its
+    upper bound, the samples' diagonal, and the fit says so. A flat one (pure nugget) is warned about
+    too. The Meuse fit (a clear sill at 897 m) is not."""
+    distance = np.linspace(50.0, 1450.0, 15)
+    rising = variogram.ExperimentalVariogram(np.full(15, 100.0), distance, 0.1 + distance / 1000.0, 1500.0,
+                                             100.0, diagonal=4500.0)
+    model = variogram.fit_variogram(rising, 'spherical')
+    assert model.range == pytest.approx(4500.0, rel=1e-6)
+    assert 'upper bound' in ' '.join(variogram.bound_warnings(model, rising))
+    flat = variogram.ExperimentalVariogram(np.full(15, 100.0), distance, np.full(15, 0.8), 1500.0, 100.0,
+                                           diagonal=4500.0)
+    assert 'pure nugget' in ' '.join(variogram.bound_warnings(variogram.fit_variogram(flat, 'exponential'),
+                                                                flat))
+
+
+def test_meuse_fit_has_no_bound_warning(meuse):
+    experimental = variogram.experimental_variogram(*meuse)
+    assert experimental.diagonal == pytest.approx(np.hypot(np.ptp(meuse[0]), np.ptp(meuse[1])))
+    assert variogram.bound_warnings(variogram.fit_variogram(experimental, 'spherical'), experimental) == []
+
+
 def test_fit_without_nugget_and_other_weights(meuse):
     experimental = variogram.experimental_variogram(*meuse)
     model = variogram.fit_variogram(experimental, 'exponential', 'ols', fit_nugget=False)

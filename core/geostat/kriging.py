@@ -23,7 +23,7 @@ from ..errors import InputError
 from ..metrics import regression_metrics
 from ..raster.blockio import check_cancel
 from .kriging_system import PAD, KrigingFrame, KrigingSystems, check_global_size, single_threaded_blas
-from .variogram import MODELS, experimental_variogram, fit_variogram
+from .variogram import MODELS, bound_warnings, experimental_variogram, fit_variogram
 
 MIN_SAMPLES = 5
 GROUP_TARGETS = 64          # targets per factorised system when targets share a neighbour set
@@ -317,6 +317,11 @@ class VariogramFit:
     candidates: list = None   # [(model, leave-one-out statistics)] when the model was chosen automatically
     on_residuals: bool = False
     given: bool = False       # the model was given, not fitted
+
+    @property
+    def warnings(self):
+        """Fitted parameters on a bound of the fit (variogram.bound_warnings); none for a given model."""
+        return [] if self.given else bound_warnings(self.model, self.experimental)
 
 
 def fit_for_samples(samples, model_name='auto', n_lags=15, max_distance=0.0, weighting='npairs_distance',

@@ -80,6 +80,11 @@ def fit_note(experimental, weighting=None, on_residuals=False):
         'Ranges are practical ranges (see the gstat equivalent).', 'note')
 
 
+def bound_warnings_html(warnings):
+    """The fit's bound warnings (VariogramFit.warnings), one paragraph each."""
+    return ''.join(page.paragraph(f'Warning: {text}', 'warning') for text in warnings)
+
+
 def statistics_table(statistics):
     rows = [('samples', statistics['n']), ('ME (mean of observed - predicted)', statistics['ME']),
             ('RMSE', statistics['RMSE']), ('R²', statistics['R2']),

@@ -156,9 +156,19 @@ class ExperimentalVariogram:
     gamma: np.ndarray     # Σ (z_i - z_k)² / (2 N_j) (Matheron 1962)
     cutoff: float
     width: float
+    diagonal: float = 0.0  # of the samples' bounding box (map units); 0 when not known
 
     def __len__(self):
         return len(self.pairs)
+
+    @property
+    def longest_range(self):
+        """Upper bound of a fitted range: the samples' bounding-box diagonal, the longest distance any
+        pair of samples can span and so the longest correlation the data can show; a longer range is
+        an extrapolation no pair checks. (Journel & Huijbregts 1978 trust the experimental variogram up
+        to about half the field's extent; pykrige bounds the range by the largest lag.) Without a known
+        diagonal: 3 x the cutoff (the diagonal for gstat's default cutoff); never below the cutoff."""
+        return max(self.diagonal or 3.0 * self.cutoff, self.cutoff)
 
 
 def default_cutoff(x, y):
@@ -204,7 +214,8 @@ def experimental_variogram(x, y, z, n_lags=DEFAULT_LAGS, max_distance=None, canc
                          'increase MAX_DISTANCE or use fewer lags (N_LAGS).', 'MAX_DISTANCE')
     return ExperimentalVariogram(
         pairs=counts[used], distance=distance_sums[used] / counts[used],
-        gamma=squared_sums[used] / (2.0 * counts[used]), cutoff=cutoff, width=width)
+        gamma=squared_sums[used] / (2.0 * counts[used]), cutoff=cutoff, width=width,
+        diagonal=float(np.hypot(np.ptp(x), np.ptp(y))))
 
 
 def _weights(experimental, weighting, gamma_model=None):
@@ -271,7 +282,7 @@ def fit_variogram(experimental, model='spherical', weighting='npairs_distance', 
         def sse_of(value):
             return _sills(experimental, model, cutoff, value, weighting, fit_nugget, floor)[2]
     else:
-        low, high = experimental.distance.min() / 4.0, 10.0 * cutoff
+        low, high = shortest_range(experimental), experimental.longest_range
         candidates = np.geomspace(low, high, 60)
 
         def sse_of(value):
@@ -286,6 +297,41 @@ def fit_variogram(experimental, model='spherical', weighting='npairs_distance', 
         return _checked_model(model, nugget, psill, cutoff, value, floor)
     nugget, psill, _ = _sills(experimental, model, value, 1.0, weighting, fit_nugget, floor)
     return _checked_model(model, nugget, psill, value, error_variance=floor)
+
+
+def shortest_range(experimental):
+    """Lower bound of a fitted range: a quarter of the mean distance of the first lag (shorter ranges
+    are not resolved by the samples)."""
+    return float(experimental.distance.min()) / 4.0
+
+
+def bound_warnings(model, experimental, tolerance=1e-3):
+    """Warnings for fitted parameters that sit on a bound of the fit (the search stopped there, so
+    the value says more about the bound than about the data). A nugget of 0 is not warned about: it
+    is a value a variogram can have (no measurement error or micro-scale variation), not a search
+    limit."""
+    warnings = []
+    if model.name in ('linear', 'power'):
+        low, high = POWER_EXPONENT_BOUNDS
+        if model.name == 'power' and not low * (1 + tolerance) < model.exponent < high * (1 - tolerance):
+            warnings.append(f'the fitted power exponent {model.exponent:.3g} sits on a bound of its valid '
+                            f'range ({low:g}-{high:g}); the experimental variogram is not a power law.')
+    elif model.range >= experimental.longest_range * (1 - tolerance):
+        warnings.append(
+            f'the fitted range {model.range:.6g} sits on its upper bound, the diagonal of the samples\' '
+            f'extent ({experimental.longest_range:.6g} map units): the variogram still rises at the largest '
+            'lags, so the data show no sill (a trend, or a correlation longer than the sampled area). The '
+            'range is not determined: consider a linear or power model, Kriging with an external drift, '
+            'or a wider survey.')
+    elif model.range <= shortest_range(experimental) * (1 + tolerance):
+        warnings.append(
+            f'the fitted range {model.range:.6g} sits on its lower bound, a quarter of the first lag '
+            f'distance ({shortest_range(experimental):.6g}): no spatial correlation is resolved at this '
+            'sample spacing, and Kriging gives about the mean between samples.')
+    if model.psill <= 0:
+        warnings.append('the fitted partial sill is 0 (pure nugget): the samples show no spatial '
+                        'correlation, and Kriging gives the mean between samples.')
+    return warnings
 
 
 def _checked_model(name, nugget, psill, range_, exponent=1.0, error_variance=0.0):
