@@ -31,22 +31,21 @@ class CorrelationAlgorithm(RsGeochemAlgorithm):
     GROUP_ID = 'inversion'
     TAGS = ('spearman', 'pearson', 'correlation', 'feature selection', 'fdr', 'benjamini-hochberg')
     HELP = (
-        'Correlates a target field (e.g. the kriged or measured element content of a surface-to-'
-        'surface sample set) with each feature field (e.g. band values) to choose the bands an '
-        'inversion model should use, as Cheng et al. (2023, rare-earth inversion from GF-2) did '
-        'with Spearman\'s rank correlation, which suits contents that are not normally distributed. '
-        'Pearson\'s r can be computed too.\n'
-        'For each feature: coefficient, two-sided p-value (scipy.stats.spearmanr / pearsonr), '
-        'number of samples n, the p-value adjusted for testing many features at once with the '
-        'Benjamini-Hochberg (1995) false discovery rate procedure (one family per method), and '
-        'whether the adjusted p-value is <= ALPHA.\n'
-        'NULL values: pairwise by default (each feature uses every sample where target and that '
-        'feature are both present; n can differ between features) or listwise (only samples with '
-        'all chosen fields present). A constant feature, or fewer than 3 usable samples, has no '
-        'defined coefficient: its row is kept with NULL values and a note, and it is left out of '
-        'the adjustment. A constant target, or fewer than 3 target values, is an error.\n'
-        'Outputs: a table (no geometry) with one row per feature and method, and an HTML report '
-        'with a bar chart of the coefficients (significant ones marked with *).')
+        'Correlates the content of a sample set with each band (or any other feature field) to show which '
+        'bands an inversion model should use, as Cheng et al. (2023) did with Spearman\'s rank correlation.\n'
+        'Use it on the output of "Surface-to-surface sample set" before "Train inversion model". Give the '
+        'Samples (layer or table), the Target field (e.g. the kriged content) and the Feature fields (e.g. '
+        'the band values; empty = every other numeric field).\n'
+        'Outputs: the Correlation table (one row per feature and method: n, coefficient, p-value, adjusted '
+        'p-value, significant) and an HTML report with a bar chart of the coefficients (significant ones '
+        'marked with *).\n'
+        'Method details. Spearman (rank, suited to skewed contents; the paper\'s choice), Pearson, or both; '
+        'two-sided p-values from scipy.stats. The p-values are adjusted for testing many features at once '
+        'by the Benjamini-Hochberg (1995) false discovery rate procedure (one family per method); a '
+        'feature is significant when its adjusted p-value is at most the Significance level (alpha). NULL '
+        'values: pairwise by default (each feature uses the samples where it and the target are present, '
+        'so n can differ) or listwise. A constant feature or fewer than 3 usable samples gives an empty '
+        'row with a note; a constant target is an error.')
 
     INPUT = 'INPUT'
     TARGET = 'TARGET'
@@ -61,7 +60,7 @@ class CorrelationAlgorithm(RsGeochemAlgorithm):
         self.add(QgsProcessingParameterFeatureSource(
             self.INPUT, self.tr('Samples (layer or table)'), [compat.SOURCE_TABLE]),
             'Layer or table holding the target and feature fields, e.g. the output of '
-            'rsgeochem:surfacesamples.')
+            '"Surface-to-surface sample set".')
         self.add(QgsProcessingParameterField(
             self.TARGET, self.tr('Target field'), parentLayerParameterName=self.INPUT,
             type=QgsProcessingParameterField.DataType.Numeric),
@@ -82,7 +81,7 @@ class CorrelationAlgorithm(RsGeochemAlgorithm):
         self.add(QgsProcessingParameterNumber(
             self.ALPHA, self.tr('Significance level (alpha)'), QgsProcessingParameterNumber.Type.Double,
             0.05, False, 1e-6, 0.5),
-            'A feature is significant when its Benjamini-Hochberg adjusted p-value is <= alpha '
+            'A feature is significant when its Benjamini-Hochberg adjusted p-value is at most alpha '
             '(false discovery rate controlled at alpha).')
         self.add(QgsProcessingParameterFeatureSink(
             self.OUTPUT, self.tr('Correlation table'), compat.SOURCE_TABLE),

@@ -25,7 +25,7 @@ from ..core.imagery.darkobject import (
 from ..core.imagery.sensor_metadata import read_metadata
 from ..core.raster.blockio import raster_info
 from ..core.report import page
-from .glue import compat
+from .glue import compat, styles
 from .glue.base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
 from .glue.cluster import cluster_run
 from .glue.tables import table_fields, write_table
@@ -48,23 +48,23 @@ class DarkObjectSubtractionAlgorithm(RsGeochemAlgorithm):
     TAGS = ('atmospheric correction', 'dos', 'dos1', 'cost', 'dark object', 'haze', 'path radiance',
             'surface reflectance', 'chavez')
     HELP = (
-        'Image-based atmospheric correction of a TOA reflectance raster (e.g. the output of '
-        'rsgeochem:radiometriccalibration) with the dark-object method of Chavez (1996, Photogramm. '
-        'Eng. Remote Sens. 62, 1025-1036): the darkest pixels of each band are assumed 1 % '
-        'reflective, so what they show above 1 % is path reflectance (haze).\n'
-        'Per band: path reflectance rho_p = rho_dark - 0.01 * Tz; surface reflectance '
-        'rho = (rho_toa - rho_p) / Tz, negative results set to 0. DOS1: Tz = 1. COST: Tz = '
-        'cos(sun zenith), which needs the sun elevation (SUN_ELEVATION or METADATA).\n'
-        'Dark value: the reflectance of the k-th darkest valid pixel of the band, k = the smaller '
-        'of PIXEL_COUNT (Chavez\'s 1000 pixels for a full scene) and PERCENTILE % of the valid '
-        'pixels, so small subsets are not corrected with a mid-histogram value; set PERCENTILE to '
-        '100 for the pure count rule or PIXEL_COUNT very large for the pure percentile rule. The '
-        'histogram (1e-5 reflectance bins) is accumulated block by block, then the image is '
-        'corrected block by block. Unlike a "lowest DN with at least N pixels" rule this does not '
-        'depend on bit depth (GRASS i.landsat.toar falls back to DN 1 on 16-bit subsets).\n'
-        'Outputs: the corrected float32 raster (nodata -9999, bands described), a table (no '
-        'geometry) and output strings with each band\'s dark value and path reflectance, and an '
-        'optional HTML report with the dark end of each histogram.')
+        'Corrects a TOA reflectance image for the haze of the atmosphere, giving surface reflectance: the '
+        'image-based dark-object method of Chavez (1996).\n'
+        'Use it after "Radiometric calibration" and before any step that compares pixels with ground '
+        'samples (masks, sample sets, inversion). Give the TOA reflectance image; DOS1 (default) needs '
+        'nothing else; COST also needs the sun elevation (Sun elevation, or the Product metadata file).\n'
+        'Outputs: the surface reflectance (loaded as a colour composite), a table and output strings with '
+        'each band\'s dark value and path reflectance, and an optional HTML report with the dark end of '
+        'each histogram.\n'
+        'Method details. The darkest pixels of each band are assumed to reflect 1 %, so what they show '
+        'above that is path reflectance (haze): path reflectance = dark value - 0.01 × Tz, surface '
+        'reflectance = (TOA - path) / Tz, negative results set to 0; DOS1: Tz = 1; COST: Tz = cos(sun '
+        'zenith) (Chavez 1996, Photogramm. Eng. Remote Sens. 62, 1025-1036). Dark value: the reflectance '
+        'of the k-th darkest valid pixel of the band, k = the smaller of Dark object: pixel count N '
+        '(Chavez\'s 1000 pixels for a full scene) and Dark object: at most this percentile of the valid '
+        'pixels, so small subsets are not corrected with a mid-histogram value (set the percentile to 100 '
+        'for the pure count rule). Unlike a "lowest DN with at least N pixels" rule this does not depend '
+        'on bit depth. The histogram (1e-5 reflectance bins) and the correction run block by block.')
 
     INPUT = 'INPUT'
     METHOD = 'METHOD'
@@ -81,7 +81,7 @@ class DarkObjectSubtractionAlgorithm(RsGeochemAlgorithm):
     def initAlgorithm(self, config=None):
         self.add(QgsProcessingParameterRasterLayer(self.INPUT, self.tr('TOA reflectance image')),
                  'Multiband top-of-atmosphere reflectance (unitless, about 0-1), e.g. from '
-                 'rsgeochem:radiometriccalibration. Nodata pixels are skipped and stay nodata.')
+                 '"Radiometric calibration". Nodata pixels are skipped and stay nodata.')
         self.add(QgsProcessingParameterEnum(self.METHOD, self.tr('Method'),
                                             [label for _, label in METHODS], defaultValue=0),
                  'DOS1: subtract the path reflectance only. COST: also divide by the downward '
@@ -89,16 +89,16 @@ class DarkObjectSubtractionAlgorithm(RsGeochemAlgorithm):
         self.add(QgsProcessingParameterNumber(
             self.SUN_ELEVATION, self.tr('Sun elevation (degrees, 0 = from metadata)'),
             QgsProcessingParameterNumber.Type.Double, 0.0, True, 0.0, 90.0),
-            'COST only: sun elevation in degrees (90 - sun zenith); 0 reads it from METADATA. '
-            'rsgeochem:radiometriccalibration reports it as USED_SUN_ELEVATION.')
+            'COST only: sun elevation in degrees (90 - sun zenith); 0 reads it from the Product metadata '
+            'file. "Radiometric calibration" reports it as Sun elevation used.')
         self.add(QgsProcessingParameterFile(self.METADATA, self.tr('Product metadata file'),
                                             QgsProcessingParameterFile.Behavior.File, optional=True),
-                 'COST only, when SUN_ELEVATION is 0: Landsat *_MTL.txt, Sentinel-2 MTD_MSIL1C.xml '
+                 'COST only, when the Sun elevation is 0: Landsat *_MTL.txt, Sentinel-2 MTD_MSIL1C.xml '
                  'or GF-2 scene .xml holding the sun angle.')
         self.add(QgsProcessingParameterNumber(
             self.PIXEL_COUNT, self.tr('Dark object: pixel count N'),
             QgsProcessingParameterNumber.Type.Integer, 1000, False, 1, 10 ** 9),
-            'The dark value is that of the N-th darkest pixel (at most PERCENTILE % of the valid '
+            'The dark value is that of the N-th darkest pixel (at most the percentile below, of the valid '
             'pixels). 1000 follows Chavez (1996) for full scenes.', advanced=True)
         self.add(QgsProcessingParameterNumber(
             self.PERCENTILE, self.tr('Dark object: at most this percentile (%)'),
@@ -168,8 +168,8 @@ class DarkObjectSubtractionAlgorithm(RsGeochemAlgorithm):
                 for i, (name, obj, value) in enumerate(zip(names, objects, paths))]
         results.update(write_table(self, parameters, self.OUTPUT_TABLE, context, table_fields(TABLE_FIELDS),
                                    rows, f'Dark objects ({method})'))
-        input_name = self.parameterAsRasterLayer(parameters, self.INPUT, context).name()
-        name_output_layer(context, output, f'{input_name} {method} surface reflectance')
+        name_output_layer(context, output, f'Surface reflectance ({method})',
+                          styles.natural_colour(descriptions))
         html_path = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
         if html_path:
             write_dark_object_report(html_path, method, rows, histogram, objects)

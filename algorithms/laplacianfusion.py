@@ -13,7 +13,7 @@ from qgis.core import (
 from ..core.fusion.model import ESTIMATORS
 from ..core.fusion.pipeline import MODES, FusionSettings, fuse
 from ..core.fusion.report import regression_rows, write_fusion_report
-from .glue import compat
+from .glue import compat, styles
 from .glue.base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
 from .glue.tables import field_names, table_fields, write_table
 
@@ -26,46 +26,47 @@ class LaplacianFusionAlgorithm(RsGeochemAlgorithm):
             'pansharpening', 'coherent')
     REQUIRES = ()
     HELP = (
-        'Sharpens a coarse geochemical grid (e.g. a 1:200,000 survey kriged at 500 m-1 km, from the '
-        '"kriging" algorithm) with a fine multiband image, after Remote Sens. 2023, 15, 1993 (Cu, '
-        '1:200,000 to 1:50,000).\n\n'
-        'Method: the grid is resampled to the image grid by cubic convolution (GDAL); the grid and each '
-        'image band are split into low (L) and high (H) frequencies by an undecimated Laplacian pyramid '
-        '(Burt-Adelson kernel, levels from the resolution ratio); Geo_L is regressed on the bands MS_L '
-        'by least squares, globally or per K-means cluster of the image (local mode, needs '
-        'scikit-learn). Paper mode: fused = (a0 + a*MS_L) + (Geo_H + a*MS_H); the article\'s Eq. 2 '
-        'also adds the constant a0 to the high frequency, which summed with the low frequency (its Eq. '
-        '3) would count a0 twice and shift the map by a0, so a0 is left out there: fused = a0 + a*MS + '
-        'Geo_H. Coherent mode (default) keeps the measured low frequency: fused = Geo + a*MS_H.\n'
-        'Regression: least squares (the paper); a ridge regression whose penalty is the image noise '
-        '(Bishop 1995: least squares on noisy inputs equals ridge; noise per band by Donoho\'s MAD of '
-        'the finest detail), which keeps strongly correlated bands from giving large opposite-sign '
-        'slopes that amplify noise; or (default, ours) a nonlinear regression F(MS) on quadratic terms '
-        'and per-band hinges of the bands, ridge-fitted so that the features averaged over each coarse '
-        'cell (or smoothed by the pyramid when the grids are not aligned) predict the grid: it '
-        'follows nonlinear band-content relations and mixed pixels, where pyDMS (Gao et al. 2012) uses '
-        'regression trees fitted on cell means. With it, coherent mode writes F and puts the grid back '
-        'by residual correction (at least one pass); paper mode gives F + Geo_H. It learns from the '
-        'coarse cells: with fewer than 20 cells inside the image per feature (B + B(B+1)/2 + 5B '
-        'features for B bands: 140 for one band, 480 for three) the noise ridge is used instead and '
-        'the log says so.\n'
-        'Residual correction (as in pyDMS) averages the fused map back onto the coarse cells and adds '
-        'the cubic-resampled residual, so the result reproduces the input grid when averaged.\n\n'
-        'Accuracy (Wald protocol, a band block-averaged 4x and fused back, RMSE in DN; make bench): '
+        'Sharpens a coarse geochemical grid (e.g. a 1:200,000 survey kriged at 500 m to 1 km) with a fine '
+        'image, giving a content map at the image\'s resolution, after Remote Sens. 2023, 15, 1993 (Cu, '
+        '1:200,000 to 1:50,000).\n'
+        'Use it when the survey is coarse but an image (or its principal components, or mineral indices) '
+        'carries the fine detail of the geology. Give the Coarse geochemical grid (e.g. from "Kriging"), '
+        'the Fine image and the Image bands to use (e.g. PC2 from "Principal components", as in the '
+        'paper); optionally a Mask, Bands for the K-means clusters (e.g. alteration indices, when K-means '
+        'clusters is above 1) and a finer Reference layer to check the result. The defaults keep the '
+        'measured grid and add the image\'s detail (Mode "Coherent", Regression "Nonlinear"); choose Mode '
+        '"Paper", Regression "Least squares" and 0 Residual correction iterations to reproduce the '
+        'article.\n'
+        'Outputs: the fused map on the image grid (loaded with a colour ramp), the clusters (local mode), '
+        'a table of the regression coefficients and R² per cluster (cluster 0 = global), and an HTML '
+        'report (coherence error, reference correlation, maps of input, fused and difference).\n'
+        'Method details. The grid is resampled to the image grid by cubic convolution (GDAL); grid and '
+        'image bands are split into low and high frequencies by an undecimated Laplacian pyramid (Burt & '
+        'Adelson 1983 kernel, levels from the resolution ratio); the grid\'s low frequency is regressed on '
+        'the bands\' low frequency, globally or per K-means cluster of the image (local mode, '
+        'scikit-learn). Paper mode: fused = (a0 + a × image low) + (grid high + a × image high); the '
+        'article\'s Eq. 2 also adds the constant a0 to the high frequency, which summed with the low '
+        'frequency (its Eq. 3) would count a0 twice and shift the map by a0, so a0 is left out there: '
+        'fused = a0 + a × image + grid high. Coherent mode: fused = grid + a × image high. Regression: '
+        'least squares (the paper); a ridge regression whose penalty is the image noise (Bishop 1995: '
+        'least squares on noisy inputs equals ridge; noise per band from the median absolute deviation of '
+        'the finest detail, Donoho & Johnstone 1994), which keeps strongly correlated bands from giving '
+        'large opposite-sign slopes that amplify noise; or (default, ours) a nonlinear regression F(image) '
+        'on quadratic terms and per-band hinges of the bands, ridge-fitted so that the features averaged '
+        'over each coarse cell (or smoothed by the pyramid when the grids are not aligned) predict the '
+        'grid: it follows nonlinear band-content relations and mixed pixels, where pyDMS (Gao et al. 2012) '
+        'uses regression trees fitted on cell means. With it, coherent mode writes F and puts the grid '
+        'back by residual correction (at least one pass); paper mode gives F + grid high. It learns from '
+        'the coarse cells: with fewer than 20 cells inside the image per feature (B + B(B+1)/2 + 5B '
+        'features for B bands: 140 for one band, 480 for three) the noise ridge is used instead and the '
+        'log says so. Residual correction (as in pyDMS) averages the fused map back onto the coarse cells '
+        'and adds the cubic-resampled residual, so the result reproduces the input grid when averaged. '
+        'Accuracy (Wald protocol, a band block-averaged 4× and fused back, RMSE in DN; make bench): '
         'Sentinel-2 B4 from B2, B3, B8 at 10 m: cubic resampling 149, paper configuration (paper mode, '
-        'least squares) 113, noise ridge with one residual pass 61, the defaults (coherent, nonlinear, '
-        'global, one pass) 52, pyDMS 59-65, Orfeo ToolBox Pansharpening rcs 67. Landsat 5 TM B7 from '
-        'B1-B5 at 30 m: cubic 2.41, paper 1.56, noise ridge 1.13, defaults 1.01, pyDMS 1.03-1.05, OTB '
-        'rcs 1.55. K-means clusters (4) did not improve the defaults there. To reproduce the article '
-        'choose paper mode, least squares and 0 residual passes.\n\n'
-        'Inputs: the coarse grid and its band; the image (raw bands, principal components from '
-        '"principalcomponents" or mineral indices from "spectralindices") and the bands to use; an '
-        'optional mask on the image grid (1 keep, 0 masked); an optional reference layer (e.g. a finer '
-        'survey) to check the result.\n\n'
-        'Outputs: fused raster on the image grid, cluster raster, table of regression coefficients '
-        'and R² per cluster (cluster 0 = global), HTML report with coherence error, reference '
-        'correlation and maps of input, fused and difference. Works block by block: memory does not '
-        'grow with the raster size.')
+        'least squares) 113, noise ridge with one residual pass 61, the defaults 52, pyDMS 59-65, Orfeo '
+        'ToolBox Pansharpening rcs 67; Landsat 5 TM B7 from B1-B5 at 30 m: cubic 2.41, paper 1.56, noise '
+        'ridge 1.13, defaults 1.01, pyDMS 1.03-1.05, OTB rcs 1.55. K-means clusters (4) did not improve '
+        'the defaults there. Works block by block: memory does not grow with the raster size.')
 
     INPUT_GEOCHEM = 'INPUT_GEOCHEM'
     GEOCHEM_BAND = 'GEOCHEM_BAND'
@@ -233,12 +234,15 @@ class LaplacianFusionAlgorithm(RsGeochemAlgorithm):
         if result.reference:
             feedback.pushInfo(f'reference r: fused {result.reference["fused"]["r"]:.4f}, cubic '
                               f'{result.reference["cubic"]["r"]:.4f}')
-        grid_name = self.parameterAsRasterLayer(parameters, self.INPUT_GEOCHEM, context).name()
-        name_output_layer(context, output, f'{grid_name} fused')
+        grid_layer = self.parameterAsRasterLayer(parameters, self.INPUT_GEOCHEM, context)
+        grid_name = styles.layer_label(grid_layer, 'Geochemical grid')
+        units = styles.units_in(grid_layer.bandName(1))
+        name_output_layer(context, output, f'{grid_name} fused with the image', styles.content(units))
         if clusters_output:
             outputs[self.OUTPUT_CLUSTERS] = clusters_output
-            name_output_layer(context, clusters_output, f'{grid_name} fusion clusters')
-        outputs.update(self._write_table(parameters, context, result.model, grid_name))
+            name_output_layer(context, clusters_output, 'Fusion clusters (K-means of the image)',
+                              styles.categories('cluster'))
+        outputs.update(self._write_table(parameters, context, result.model))
         html = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
         if html:
             inputs = dict(grid=geo_path, image=image_path, mask=mask_path, reference=reference_path)
@@ -246,7 +250,7 @@ class LaplacianFusionAlgorithm(RsGeochemAlgorithm):
         feedback.setProgress(100)
         return outputs
 
-    def _write_table(self, parameters, context, model, grid_name):
+    def _write_table(self, parameters, context, model):
         columns = [('cluster', compat.FIELD_INT), ('pixels', compat.FIELD_INT), ('r2', compat.FIELD_DOUBLE),
                    ('intercept', compat.FIELD_DOUBLE)]
         columns += [(name, compat.FIELD_DOUBLE)
@@ -255,4 +259,4 @@ class LaplacianFusionAlgorithm(RsGeochemAlgorithm):
         rows = ([int(row[0]), int(row[1]), *[float(value) for value in row[2:-1]], row[-1]]
                 for row in regression_rows(model))
         return write_table(self, parameters, self.OUTPUT_TABLE, context, table_fields(columns), rows,
-                           f'{grid_name} fusion regression coefficients')
+                           'Fusion regression coefficients')

@@ -15,7 +15,7 @@ from ..core.imagery import pca
 from ..core.imagery.mask import read_mask_block
 from ..core.raster.blockio import RasterWriter, raster_info, read_blocks
 from ..core.report.page import write_report
-from .glue import compat
+from .glue import compat, styles
 from .glue.base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
 from .glue.mask_input import add_mask_parameter, mask_reader
 from .glue.tables import field_names, table_fields, write_table
@@ -39,20 +39,23 @@ class PrincipalComponentsAlgorithm(RsGeochemAlgorithm):
     GROUP_ID = 'imagecorrection'
     TAGS = ('PCA', 'principal component', 'Crosta', 'feature-oriented', 'loadings', 'eigenvector')
     HELP = (
-        'Principal component analysis of the selected bands (Richards & Jia, Remote Sensing Digital Image '
-        'Analysis, ch. 6). The components are fitted on a uniform random sample of valid pixels (all of '
-        'them when there are fewer than MAX_SAMPLES): pixels with nodata in any band or masked by MASK '
-        'are left out. Covariance PCA by default; with STANDARDIZE the correlation matrix is used, so '
-        'bands with large values do not dominate. Eigen-decomposition with numpy.linalg.eigh of the '
-        'bands x bands matrix (exact, deterministic, all components from one fit, no optional package).'
-        '\n\nKeeps COMPONENTS components, or when that is 0 the fewest whose cumulative explained '
-        'variance reaches VARIANCE_TARGET %. Scores are written block by block as float32 bands PC1, '
-        'PC2, ... (nodata -9999 where a band is nodata or the mask excludes the pixel).\n\n'
-        'The table output (no geometry) and the HTML report give, per component, the eigenvalue, % and '
-        'cumulative % of variance and the eigenvector coefficient of each band, so you can see what a '
-        'component carries (e.g. PC2 used by the Remote Sens. 2023, 15, 1993 fusion, or the '
-        'feature-oriented PC of Crosta & Moore 1989 for iron oxides or clays). Signs are arbitrary; '
-        'each component\'s largest coefficient is made positive.')
+        'Principal component analysis of the bands of an image: new bands (PC1, PC2, ...) that concentrate '
+        'its variance, with their loadings, so that a component carrying a mineral or alteration signal '
+        'can be picked.\n'
+        'Use it to make the predictor of "Laplacian pyramid fusion" (the paper used PC2) or a '
+        'feature-oriented component (Crosta & Moore 1989: iron oxides, clays). Give the Multispectral '
+        'raster and, optionally, the Bands and a Mask (e.g. from "Surface mask") to leave water and '
+        'vegetation out of the fit. Tick Standardise bands when the bands differ much in brightness.\n'
+        'Outputs: the components (loaded as a PC1/PC2/PC3 colour composite), a table and an HTML report '
+        'with each component\'s eigenvalue, % and cumulative % of variance and the coefficient of each band '
+        '(signs are arbitrary; each component\'s largest coefficient is made positive).\n'
+        'Method details. Covariance PCA by default, correlation PCA with Standardise bands (Richards & '
+        'Jia, Remote Sensing Digital Image Analysis, ch. 6); eigen-decomposition of the bands × bands '
+        'matrix (numpy.linalg.eigh: exact, deterministic). Fitted on a uniform random sample of the valid '
+        'pixels (all when fewer than Maximum pixels for the fit); pixels with nodata in any band or masked '
+        'are left out. Keeps the Number of components, or when that is 0 the fewest whose cumulative '
+        'explained variance reaches the Variance target. Scores are written block by block as float32 '
+        '(nodata -9999 where a band is nodata or the mask excludes the pixel).')
 
     def initAlgorithm(self, config=None):
         self.add(QgsProcessingParameterRasterLayer(self.INPUT, self.tr('Multispectral raster')),
@@ -67,11 +70,11 @@ class PrincipalComponentsAlgorithm(RsGeochemAlgorithm):
         self.add(QgsProcessingParameterNumber(self.COMPONENTS, self.tr('Number of components (0 = use the '
                                                                        'variance target)'),
                                               QgsProcessingParameterNumber.Type.Integer, 0, False, 0, 1000),
-                 'Components written to the output raster. 0: decided by VARIANCE_TARGET.')
+                 'Components written to the output raster. 0: decided by the Variance target.')
         self.add(QgsProcessingParameterNumber(self.VARIANCE_TARGET, self.tr('Variance target (%)'),
                                               QgsProcessingParameterNumber.Type.Double, 100.0, False, 1.0,
                                               100.0),
-                 'With COMPONENTS = 0: keep the fewest components whose cumulative explained variance '
+                 'With 0 components asked: keep the fewest components whose cumulative explained variance '
                  'reaches this percentage (100 keeps all).')
         self.add(QgsProcessingParameterNumber(self.MAX_SAMPLES, self.tr('Maximum pixels for the fit'),
                                               QgsProcessingParameterNumber.Type.Integer, 200000, False, 100,
@@ -146,8 +149,8 @@ class PrincipalComponentsAlgorithm(RsGeochemAlgorithm):
                 scores = np.ma.masked_all((kept, window.rows, info.grid.width))
                 scores[:, valid] = model.transform(data[:, valid].T, kept).T
                 writer.write(window.row, scores)
-        input_name = self.parameterAsRasterLayer(parameters, self.INPUT, context).name()
-        name_output_layer(context, output, f'{input_name} principal components')
+        name_output_layer(context, output, f'Principal components (PC1-PC{kept})' if kept > 1 else
+                          'Principal component PC1', styles.rgb(1, 2, 3) if kept >= 3 else styles.diverging())
         results = {self.OUTPUT: output}
         results.update(self.write_table(parameters, context, model, names, kept))
         html = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)

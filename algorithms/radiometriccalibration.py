@@ -25,6 +25,7 @@ from ..core.imagery.calibration import (
 from ..core.imagery.sensor_metadata import parse_date, read_metadata
 from ..core.imagery.sensors import parse_list, resolve_band_names, sensor_by_index, sensor_names
 from ..core.raster.blockio import raster_info
+from .glue import styles
 from .glue.base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
 from .glue.cluster import cluster_run
 
@@ -39,33 +40,31 @@ class RadiometricCalibrationAlgorithm(RsGeochemAlgorithm):
     TAGS = ('radiometric calibration', 'toa reflectance', 'radiance', 'dn', 'gf-2', 'gaofen', 'landsat',
             'sentinel-2', 'aster', 'esun', 'mtl')
     HELP = (
-        'Converts digital numbers (DN) to at-sensor radiance L = gain * DN + offset '
-        '(W m-2 sr-1 um-1) and to top-of-atmosphere reflectance '
-        'rho = pi * L * d^2 / (ESUN * cos(theta_z)) (Chander, Markham & Helder 2009, Remote Sens. '
-        'Environ. 113, 893-903), with d the Earth-Sun distance in AU on the acquisition date, ESUN '
-        'the band solar irradiance (W m-2 um-1) and theta_z = 90 deg - sun elevation.\n'
-        'Sensors and where the coefficients come from (tables in resources/sensors/*.json, each '
-        'number with its source):\n'
-        '- GF-2 PMS1 / PMS2 multispectral (B1-B4): CRESDA publishes gains, offsets and ESUN per '
-        'year; they are not tabulated here, so give GAINS, OFFSETS and ESUN. The scene XML '
-        '(METADATA) gives the date (CenterTime, else StartTime, else ReceiveTime) and the sun '
-        'angle (SolarZenith, else SolarElevation).\n'
-        '- Landsat 8 / 9 OLI: everything from the MTL.txt (RADIANCE_MULT/ADD, REFLECTANCE_MULT, '
-        'SUN_ELEVATION, EARTH_SUN_DISTANCE); ESUN is implied by the MTL, so reflectance equals the '
-        'USGS rescaling (REFLECTANCE_MULT * DN + REFLECTANCE_ADD) / sin(sun elevation).\n'
-        '- Landsat 4/5 TM, 7 ETM+: gains from the MTL.txt, ESUN from Chander et al. (2009).\n'
-        '- Sentinel-2 MSI L1C: rho = (DN + RADIO_ADD_OFFSET) / QUANTIFICATION_VALUE from '
-        'MTD_MSIL1C.xml; without it the processing baseline >= 04.00 values (-1000, 10000). '
-        'Radiance needs ESUN (SOLAR_IRRADIANCE of the XML) and the sun zenith (GRANULE/*/MTD_TL.xml '
-        'or SUN_ELEVATION).\n'
-        '- ASTER L1T VNIR/SWIR: L = (DN - 1) * UCC with the unit conversion coefficient of each '
-        'band\'s gain setting (ASTER User Handbook v2, table 5), ESUN of Thome et al.\n'
-        '- Generic: your GAINS, OFFSETS and ESUN.\n'
-        'Values you give (GAINS, OFFSETS, ESUN, SUN_ELEVATION, DATE) override the metadata file and '
-        'tables. Where a coefficient is neither tabulated nor given the algorithm stops and says '
-        'which parameter to fill. Nodata pixels (and DN 0, the fill value of these products, unless '
-        'switched off) stay nodata. Output: float32 GeoTIFF, one band per input band, described as '
-        '"<band> <quantity>".')
+        'Converts the digital numbers (DN) of a satellite image to at-sensor radiance or top-of-atmosphere '
+        '(TOA) reflectance, the first correction before any comparison with the ground.\n'
+        'Use it on the raw product of GF-2 PMS, Sentinel-2 L1C, Landsat 4-9 or ASTER L1T (or any sensor '
+        'with your own coefficients), then run "Dark object subtraction". Give the Image (DN), the Sensor '
+        'and the Product metadata file (MTL.txt, MTD XML, GF-2 scene XML) for the date and sun angle. '
+        'GF-2: CRESDA publishes the Radiance gains, Radiance offsets and Solar irradiance ESUN per year; '
+        'they are not tabulated here, so give them. Values you give (gains, offsets, ESUN, Sun elevation, '
+        'Acquisition date) override the metadata file and the tables; where a coefficient is neither '
+        'tabulated nor given the algorithm stops and says which to fill.\n'
+        'Output: a float32 GeoTIFF, one band per input band, loaded as a natural-colour composite; nodata '
+        'pixels (and DN 0, the fill value of these products, unless DN 0 is nodata is unticked) stay '
+        'nodata.\n'
+        'Method details. Radiance L = gain × DN + offset (W m-2 sr-1 um-1); TOA reflectance = pi × L × d² '
+        '/ (ESUN × cos(sun zenith)) (Chander, Markham & Helder 2009, Remote Sens. Environ. 113, 893-903), '
+        'd the Earth-Sun distance in AU on the acquisition date, ESUN in W m-2 um-1. Sources '
+        '(resources/sensors/*.json, each number with its source): GF-2 PMS1/PMS2 B1-B4: the scene XML '
+        'gives the date (CenterTime, else StartTime, else ReceiveTime) and the sun angle (SolarZenith, '
+        'else SolarElevation). Landsat 8/9 OLI: everything from the MTL.txt; reflectance equals the USGS '
+        'rescaling (REFLECTANCE_MULT × DN + REFLECTANCE_ADD) / sin(sun elevation). Landsat 4/5 TM, 7 ETM+: '
+        'gains from the MTL.txt, ESUN from Chander et al. (2009). Sentinel-2 MSI L1C: reflectance = (DN + '
+        'RADIO_ADD_OFFSET) / QUANTIFICATION_VALUE from MTD_MSIL1C.xml (without it the processing baseline '
+        '04.00 values -1000 and 10000); radiance needs ESUN (SOLAR_IRRADIANCE) and the sun zenith '
+        '(GRANULE/*/MTD_TL.xml or Sun elevation). ASTER L1T VNIR/SWIR: L = (DN - 1) × UCC of each band\'s '
+        'gain setting (ASTER User Handbook v2, table 5), ESUN of Thome et al. Band descriptions: the '
+        'sensor band and the quantity, e.g. "B4 TOA reflectance (unitless)".')
 
     INPUT = 'INPUT'
     SENSOR = 'SENSOR'
@@ -94,7 +93,7 @@ class RadiometricCalibrationAlgorithm(RsGeochemAlgorithm):
             self.METADATA, self.tr('Product metadata file'), QgsProcessingParameterFile.Behavior.File,
             optional=True),
             'Landsat *_MTL.txt, Sentinel-2 MTD_MSIL1C.xml or the GF-2 scene .xml. Gives gains, '
-            'offsets, date and sun elevation where the product has them. Must belong to SENSOR.')
+            'offsets, date and sun elevation where the product has them. Must belong to the Sensor.')
         self.add(QgsProcessingParameterString(self.BAND_LIST, self.tr('Sensor band of each raster band'),
                                               optional=True),
                  'Comma-separated sensor band names in raster band order, e.g. "B2,B3,B4,B5,B6,B7" for '
@@ -107,7 +106,7 @@ class RadiometricCalibrationAlgorithm(RsGeochemAlgorithm):
                  'Generic; overrides the metadata for the other sensors.')
         self.add(QgsProcessingParameterString(self.OFFSETS, self.tr('Radiance offsets'), optional=True),
                  'One offset per raster band (W m-2 sr-1 um-1), comma-separated; 0 for every band when '
-                 'GAINS are given without offsets.')
+                 'Radiance gains are given without offsets.')
         self.add(QgsProcessingParameterString(self.ESUN, self.tr('Solar irradiance ESUN'), optional=True),
                  'One exo-atmospheric solar irradiance per raster band (W m-2 um-1), comma-separated. '
                  'Required for reflectance from GF-2 and Generic, and for Sentinel-2 radiance without '
@@ -120,11 +119,11 @@ class RadiometricCalibrationAlgorithm(RsGeochemAlgorithm):
             self.SUN_ELEVATION, self.tr('Sun elevation (degrees, 0 = from metadata)'),
             QgsProcessingParameterNumber.Type.Double, 0.0, True, 0.0, 90.0),
             'Sun elevation angle at acquisition, degrees above the horizon (90 - sun zenith). 0 '
-            'reads it from METADATA. Needed for reflectance (and Sentinel-2 radiance).')
+            'reads it from the Product metadata file. Needed for reflectance (and Sentinel-2 radiance).')
         self.add(QgsProcessingParameterString(self.DATE, self.tr('Acquisition date (YYYY-MM-DD)'),
                                               optional=True),
-                 'Acquisition date for the Earth-Sun distance. Empty: from METADATA (Landsat MTL '
-                 'EARTH_SUN_DISTANCE or DATE_ACQUIRED, Sentinel-2 U, GF-2 CenterTime).')
+                 'Acquisition date for the Earth-Sun distance. Empty: from the Product metadata file '
+                 '(Landsat MTL EARTH_SUN_DISTANCE or DATE_ACQUIRED, Sentinel-2 U, GF-2 CenterTime).')
         self.add(QgsProcessingParameterEnum(self.QUANTITY, self.tr('Output quantity'),
                                             [QUANTITY_LABELS[q] for q in QUANTITIES], defaultValue=0),
                  'TOA reflectance (default) or at-sensor radiance.')
@@ -186,9 +185,11 @@ class RadiometricCalibrationAlgorithm(RsGeochemAlgorithm):
                 feedback.pushWarning(f'{implausible} of {valid} reflectance values lie outside {low:g} to '
                                      f'{high:g}, which is not physical: check GAINS, OFFSETS, ESUN, '
                                      'SUN_ELEVATION, the sensor and the band order.')
-        input_name = self.parameterAsRasterLayer(parameters, self.INPUT, context).name()
-        name_output_layer(context, output,
-                          f'{input_name} {"TOA reflectance" if quantity == REFLECTANCE else "radiance"}')
+        labels = [band.label.lower() for band in calibrations]
+        rgb = [labels.index(colour) + 1 for colour in ('red', 'green', 'blue') if colour in labels]
+        title = 'TOA reflectance' if quantity == REFLECTANCE else 'Radiance (W m-2 sr-1 µm-1)'
+        name_output_layer(context, output, f'{title} ({sensor.name})',
+                          styles.natural_colour(descriptions, rgb if len(rgb) == 3 else None))
         return {self.OUTPUT: output,
                 self.USED_SUN_ELEVATION: geometry.sun_elevation,
                 self.USED_EARTH_SUN_DISTANCE: geometry.distance}

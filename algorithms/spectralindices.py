@@ -12,6 +12,7 @@ from ..core.distributed import steps
 from ..core.errors import InputError
 from ..core.imagery import indices as core
 from ..core.raster.blockio import raster_info
+from .glue import styles
 from .glue.base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
 from .glue.cluster import cluster_run
 
@@ -43,25 +44,28 @@ class SpectralIndicesAlgorithm(RsGeochemAlgorithm):
     TAGS = ('band ratio', 'mineral index', 'alteration', 'NDVI', 'NDWI', 'ASTER', 'Sentinel-2', 'Landsat',
             'GF-2', 'iron oxide', 'clay')
     HELP = (
-        'Computes band ratios and normalised differences, one output band per index (float32, band '
-        'description = index name, nodata -9999), block by block.\n\n'
-        'Presets per sensor come from resources/indices.json, each index with its source: the ASTER '
-        'mineral-index list of Kalinowski & Oliver (2004, ASTER Mineral Index Processing Manual, '
-        'Geoscience Australia) - ferric iron 2/1, ferrous iron 5/3+1/2, gossan 4/2, ferric oxides 4/3, '
-        '(7+9)/8, (6+9)/(7+8), (6+9)/8, dolomite (6+8)/7, carbonate 13/14, sericite (5+7)/6, '
-        'alunite/kaolinite (4+6)/5, phengite 5/6, kaolinite 7/5, clay (5x7)/6^2, silica 11/10, 11/12, '
-        '13/10, SiO2 13/12, ...; for Sentinel-2, Landsat 8/9 and GF-2 the iron-oxide (red/blue, Segal '
-        '1982), ferric-iron (red/green), ferrous (SWIR1/NIR, Sabins 1999), clay/hydroxyl (SWIR1/SWIR2, '
-        'Sabins 1999) ratios the bands allow, NDVI (Rouse et al. 1974) and NDWI (McFeeters 1996).\n\n'
-        'Bands are found by their descriptions (B4, B04, B8A, B3N, ...) when the raster has them, else '
-        'by position in the sensor\'s standard stack order, or by the names given in BAND_ORDER. '
-        'Indices are unitless; use reflectance (e.g. from "Radiometric calibration" and "Dark object '
-        'subtraction") for values comparable between scenes.\n\n'
-        'Custom ratios are rows of name, numerator bands, denominator bands, where a band list is band '
-        'numbers or names joined by + or - (e.g. "4+6" over "5", or "B8-B4" over "B8+B4"); they are '
-        'parsed, never evaluated as code.\n\n'
-        'A pixel is nodata where any band it needs is nodata, a denominator is exactly zero, or the '
-        'result is not finite.\n\nPreset index ids:\n') + preset_list()
+        'Computes band ratios and normalised differences - mineral, alteration, vegetation and water '
+        'indices - one output band per index, to map iron oxides, clays, carbonates or silica, or to make '
+        'inputs for "Laplacian pyramid fusion".\n'
+        'Use it on reflectance (from "Radiometric calibration" and "Dark object subtraction") for values '
+        'comparable between scenes. Give the Multispectral raster and a Sensor preset (its indices are '
+        'listed below; choose some by their ids in Preset index ids), and/or Custom ratios: rows of name, '
+        'numerator bands, denominator bands, a band list being band numbers or names joined by + or - '
+        '(e.g. "4+6" over "5", or "B8-B4" over "B8+B4"; parsed, never run as code).\n'
+        'Output: a float32 raster, one band per index described by its name (nodata -9999), loaded with a '
+        'red-to-green colour ramp on the first index.\n'
+        'Method details. Presets (resources/indices.json, each index with its source): the ASTER mineral '
+        'indices of Kalinowski & Oliver (2004, ASTER Mineral Index Processing Manual, Geoscience '
+        'Australia) - ferric iron 2/1, ferrous iron 5/3+1/2, gossan 4/2, ferric oxides 4/3, (7+9)/8, '
+        '(6+9)/(7+8), (6+9)/8, dolomite (6+8)/7, carbonate 13/14, sericite (5+7)/6, alunite/kaolinite '
+        '(4+6)/5, phengite 5/6, kaolinite 7/5, clay (5×7)/6², silica 11/10, 11/12, 13/10, SiO2 13/12, ...; '
+        'for Sentinel-2, Landsat 8/9 and GF-2 the iron-oxide (red/blue, Segal 1982), ferric-iron '
+        '(red/green), ferrous (SWIR1/NIR, Sabins 1999) and clay/hydroxyl (SWIR1/SWIR2, Sabins 1999) ratios '
+        'the bands allow, NDVI (Rouse et al. 1974) and NDWI (McFeeters 1996). Bands are found by their '
+        'descriptions (B4, B04, B8A, B3N, ...), else by position in the sensor\'s standard stack order, or '
+        'by the Band names of the input, in order. A pixel is nodata where a band it needs is nodata, a '
+        'denominator is exactly zero or the result is not finite.\n'
+        '\nPreset index ids:\n') + preset_list()
 
     def initAlgorithm(self, config=None):
         self.add(QgsProcessingParameterRasterLayer(self.INPUT, self.tr('Multispectral raster')),
@@ -122,8 +126,9 @@ class SpectralIndicesAlgorithm(RsGeochemAlgorithm):
         pixels = info.grid.width * info.grid.height
         for index, count in zip(selected, valid):
             feedback.pushInfo(f'{index.name}: {count} valid pixels ({100 * count / pixels:.1f}%)')
-        input_name = self.parameterAsRasterLayer(parameters, self.INPUT, context).name()
-        name_output_layer(context, output, f'{input_name} spectral indices')
+        names = [index.name.split(' (')[0] for index in selected]
+        listed = ', '.join(names[:4]) + (', ...' if len(names) > 4 else '')
+        name_output_layer(context, output, f'Spectral indices ({listed})', styles.diverging())
         return {self.OUTPUT: output}
 
     def names(self, parameters, key, context):

@@ -13,8 +13,8 @@ from ..core.distributed import steps
 from ..core.errors import InputError
 from ..core.imagery.mask import PolygonBurner, write_surface_mask
 from ..core.raster.blockio import raster_info
-from .glue import compat
-from .glue.base import RsGeochemAlgorithm, progress_callbacks, raster_path
+from .glue import compat, styles
+from .glue.base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
 from .glue.cluster import cluster_run
 from .glue.mask_input import polygon_wkts
 
@@ -41,21 +41,24 @@ class SurfaceMaskAlgorithm(RsGeochemAlgorithm):
     RUNS_ON_CLUSTER = True
     TAGS = ('mask', 'NDVI', 'NDWI', 'NIR', 'vegetation', 'water', 'buildings', 'villages', 'false anomalies')
     HELP = (
-        'Makes a keep/mask raster on the input grid: 1 = keep (bare rock and soil), 0 = masked, '
-        '255 = nodata where the input bands have no data. Vegetation is masked where NDVI = '
-        '(NIR - red)/(NIR + red) exceeds a threshold (Rouse et al. 1974), open water where NDWI = '
-        '(green - NIR)/(green + NIR) exceeds a threshold (McFeeters 1996) or, optionally, where the NIR '
-        'is darker than a threshold (water absorbs the near infrared; turbid, sediment-laden rivers can '
-        'have NDWI below 0), and every pixel touched by (or, unticking ALL_TOUCHED, centred in) a '
-        'polygon of an optional layer of villages, buildings, '
-        'mine ponds or other surfaces that give false anomalies. Cheng et al. (2023) name vegetation and '
-        'buildings as the limitations of their rare-earth inversion; "Principal components" and later '
-        'steps take this raster as their optional MASK.\n\n'
-        'Band numbers default to GF-2 PMS order (green 2, red 3, NIR 4); Sentinel-2 12-band L2A: 3, 4, 8; '
-        'Landsat 8/9 (bands 1-7): 3, 4, 5; ASTER: 1, 2, 3. Thresholds are unitless and scene dependent: '
-        'check the log\'s fractions and adjust. Use reflectance for thresholds that carry between scenes.'
-        '\n\nPolygons in another CRS are reprojected to the raster CRS (the log says so). The masked '
-        'fractions of the valid pixels are logged and returned as outputs.')
+        'Masks the pixels that are not bare soil or rock - vegetation, open water, villages and buildings '
+        '- which give false contents and false anomalies (Cheng et al. 2023 name vegetation and buildings '
+        'as the limits of their method).\n'
+        'Use it on surface reflectance (from "Dark object subtraction") and give its output as the Mask of '
+        'the later steps ("Surface-to-surface sample set", "Apply inversion model", "High-anomaly areas", '
+        '"Principal components"). Give the Multispectral raster and check the band numbers (defaults: GF-2 '
+        'PMS order, green 2, red 3, NIR 4; Sentinel-2 12-band L2A: 3, 4, 8; Landsat 8/9: 3, 4, 5; ASTER: '
+        '1, 2, 3); optionally Polygons to exclude (villages, buildings, ponds). Thresholds depend on the '
+        'scene: check the masked fractions in the log and adjust.\n'
+        'Output: a byte raster on the input grid, 1 = keep, 0 = masked, 255 = nodata where the input has '
+        'no data; loaded with masked pixels in grey and kept pixels transparent. The masked fractions are '
+        'logged and returned as numbers.\n'
+        'Method details. Vegetation: NDVI = (NIR - red)/(NIR + red) above the NDVI threshold (Rouse et al. '
+        '1974). Water: NDWI = (green - NIR)/(green + NIR) above the NDWI threshold (McFeeters 1996) or, '
+        'when Water: NIR below is above 0, a NIR darker than it (water absorbs the near infrared; turbid, '
+        'sediment-laden rivers can have an NDWI below 0). Polygons: every pixel a polygon touches (or, '
+        'unticking Mask every pixel a polygon touches, whose centre it holds); polygons in another CRS are '
+        'reprojected (the log says so). Use reflectance for thresholds that carry between scenes.')
 
     def initAlgorithm(self, config=None):
         self.add(QgsProcessingParameterRasterLayer(self.INPUT, self.tr('Multispectral raster')),
@@ -66,15 +69,15 @@ class SurfaceMaskAlgorithm(RsGeochemAlgorithm):
                      f'{label} of the input (default: GF-2 PMS band {default}). Needed for NDVI (red, NIR) '
                      'and NDWI (green, NIR).')
         self.add(QgsProcessingParameterBoolean(self.MASK_VEGETATION, self.tr('Mask vegetation'), True),
-                 'Mask pixels whose NDVI exceeds NDVI_THRESHOLD.')
+                 'Mask pixels whose NDVI exceeds the NDVI threshold.')
         self.add(QgsProcessingParameterNumber(self.NDVI_THRESHOLD, self.tr('NDVI threshold'),
                                               QgsProcessingParameterNumber.Type.Double, 0.3, False, -1.0,
                                               1.0),
                  'Pixels with NDVI above this value (unitless, -1..1) are vegetation. 0.2-0.3 separates '
                  'green vegetation from bare soil in most reflectance images.')
         self.add(QgsProcessingParameterBoolean(self.MASK_WATER, self.tr('Mask open water'), True),
-                 'Mask pixels whose NDWI exceeds NDWI_THRESHOLD (or whose NIR is below '
-                 'NIR_WATER_THRESHOLD, when that is above 0).')
+                 'Mask pixels whose NDWI exceeds the NDWI threshold (or whose NIR is below the Water: NIR '
+                 'below threshold, when that is above 0).')
         self.add(QgsProcessingParameterNumber(self.NDWI_THRESHOLD, self.tr('NDWI threshold'),
                                               QgsProcessingParameterNumber.Type.Double, 0.0, False, -1.0,
                                               1.0),
@@ -82,10 +85,10 @@ class SurfaceMaskAlgorithm(RsGeochemAlgorithm):
                  'published threshold.')
         self.add(QgsProcessingParameterNumber(self.NIR_WATER_THRESHOLD, self.tr('Water: NIR below (0 = off)'),
                                               QgsProcessingParameterNumber.Type.Double, 0.0, False, 0.0),
-                 'Optional second water rule (with MASK_WATER): pixels whose NIR value is below this are '
-                 'water too, whatever their NDWI. Same unit as the NIR band, e.g. surface reflectance '
-                 '0.05-0.08 catches turbid rivers that NDWI > 0 misses (clear water reflects < 0.05 in the '
-                 'NIR, soil and vegetation well above 0.1). 0 (default) switches the rule off.')
+                 'Optional second water rule (with Mask open water): pixels whose NIR value is below this '
+                 'are water too, whatever their NDWI. Same unit as the NIR band, e.g. surface reflectance '
+                 '0.05-0.08 catches turbid rivers that NDWI > 0 misses (clear water reflects below 0.05 in '
+                 'the NIR, soil and vegetation well above 0.1). 0 (default) switches the rule off.')
         self.add(QgsProcessingParameterFeatureSource(
             self.EXCLUDE_POLYGONS, self.tr('Polygons to exclude (villages, buildings, ponds)'),
             [compat.SOURCE_POLYGONS], optional=True),
@@ -137,6 +140,9 @@ class SurfaceMaskAlgorithm(RsGeochemAlgorithm):
             total = write_surface_mask(path, output, bands, thresholds, burner, memory_mb, progress, cancel,
                                        self.INPUT)
         results = {self.OUTPUT: output}
+        masked = [name for name, used in (('water', water), ('vegetation', vegetation), ('polygons', burner))
+                  if used]
+        name_output_layer(context, output, f'Surface mask ({", ".join(masked)} masked)', styles.keep_mask())
         for key, name in zip(FRACTIONS, ('masked', 'vegetation', 'water', 'polygons')):
             results[key] = total.fraction(name)
             feedback.pushInfo(f'{name}: {getattr(total, name)} of {total.valid} valid pixels '

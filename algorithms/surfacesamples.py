@@ -35,30 +35,29 @@ class SurfaceSamplesAlgorithm(RsGeochemAlgorithm):
     GROUP_ID = 'sampling'
     TAGS = ('samples', 'kriging', 'training set', 'extract', 'band values', 'densify')
     HELP = (
-        'Builds the "surface-to-surface" sample set of Cheng et al. (2023, rare-earth inversion '
-        'from GF-2): for each geochemical sample, the kriged content at its pixel (from the '
-        'prediction raster of rsgeochem:kriging) and the image\'s band values, so that a model '
-        'learns content from spectra (rsgeochem:correlation, rsgeochem:traininversionmodel). The '
-        'kriged value is that of the pixel centre, so it differs from the measured one wherever the '
-        'variogram has a nugget and the sample is off the centre, and everywhere when the kriging used '
-        'a measurement-error variance (rsgeochem:kriging MEASUREMENT_ERROR: the error-free content).\n'
-        'Band values are the mean over a 1x1, 3x3 or 5x5 window centred on the sample\'s pixel, '
-        'skipping nodata and MASKed pixels and the parts outside the image. Samples outside the '
-        'image, on a MASKed pixel (MASK value 0 or nodata) or on nodata in any band, KRIGED or '
-        'VARIANCE are left out and counted in the log; samples with a NULL value in FIELD or no '
-        'geometry are left out too. Sample points are transformed to the image CRS.\n'
-        'Densification (RADIUS > 0): every other valid pixel whose centre lies within RADIUS (map '
-        'units of the image CRS) of a sample inside the image (also one left out for nodata or '
-        'MASK: its place was still sampled) and whose kriging variance is below MAX_VARIANCE is '
-        'added once, at its pixel centre, with densified = 1 and a NULL measured value.\n'
-        'KRIGED, VARIANCE and MASK must be on the image grid (same size, geotransform and CRS): '
-        'they are not resampled; run rsgeochem:kriging with the image as reference raster, or '
-        'align them with GDAL Warp.\n'
-        'Output points (image CRS), fields: sample_fid (input feature id), measured (FIELD), '
-        'kriged, kriging_var (NULL without VARIANCE), densified (0/1), window_px (valid pixels '
-        'averaged), then one field per band named after the band description (letters, digits '
-        'and _, unique; band_1, band_2, ... where a band has none).\n'
-        'Only the row blocks around samples are read, so memory does not grow with the image.')
+        'Builds the "surface-to-surface" sample set of Cheng et al. (2023): for each geochemical sample, '
+        'the kriged content at its pixel and the image\'s band values there, so that a model can learn '
+        'content from spectra. The kriged value is that of the pixel centre, so it differs from the '
+        'measured one wherever the variogram has a nugget and the sample is off the centre, and everywhere '
+        'when "Kriging" used a Measurement-error variance (then it is the error-free content).\n'
+        'Use it after "Kriging" (with the image as reference raster) and before "Correlation of a field '
+        'with features" and "Train inversion model". Give the Image (surface reflectance), the Geochemical '
+        'samples and their Measured value field, the Kriged prediction and optionally the Kriging variance '
+        'and a Mask (e.g. from "Surface mask"); these rasters must be on the image grid.\n'
+        'Output: points in the image\'s CRS with the fields sample_fid, measured, kriged, kriging_var (NULL '
+        'without a variance raster), densified (0/1), window_px (valid pixels averaged), then one field '
+        'per band named after the band description (letters, digits and _, unique; band_1, band_2, ... '
+        'where a band has none).\n'
+        'Method details. Band values are the mean over a 1 × 1, 3 × 3 or 5 × 5 window (Window for band '
+        'values) centred on the sample\'s pixel, skipping nodata and masked pixels and the parts outside '
+        'the image. Samples outside the image, on a masked pixel (mask value 0 or nodata), on nodata in '
+        'any band or in the kriged or variance raster, with a NULL value or without geometry are left out '
+        'and counted in the log. Densification (Densification radius above 0): every other valid pixel '
+        'whose centre lies within the radius (image CRS units) of a sample inside the image and whose '
+        'kriging variance is below the Largest kriging variance of a densified pixel is added once, at its '
+        'pixel centre, with densified = 1 and a NULL measured value. The rasters are not resampled: run '
+        '"Kriging" with the image as reference raster, or align them with GDAL Warp. Only the row blocks '
+        'around samples are read, so memory does not grow with the image.')
 
     INPUT = 'INPUT'
     SAMPLES = 'SAMPLES'
@@ -82,14 +81,14 @@ class SurfaceSamplesAlgorithm(RsGeochemAlgorithm):
             type=QgsProcessingParameterField.DataType.Numeric),
             'Numeric field with the measured content (e.g. RE2O3 %), copied to "measured".')
         self.add(QgsProcessingParameterRasterLayer(self.KRIGED, self.tr('Kriged prediction')),
-                 'Kriged content on the image grid (band 1), e.g. the prediction of rsgeochem:kriging.')
+                 'Kriged content on the image grid (band 1), e.g. the prediction of "Kriging".')
         self.add(QgsProcessingParameterRasterLayer(
             self.VARIANCE, self.tr('Kriging variance'), optional=True),
             'Kriging variance on the image grid (band 1, units² of the content). Needed for '
             'densification.')
         self.add(QgsProcessingParameterRasterLayer(self.MASK, self.tr('Mask'), optional=True),
                  'Optional raster on the image grid: 1 keeps a pixel, 0 (or nodata) excludes it, '
-                 'e.g. rsgeochem:surfacemask to drop vegetation, water and buildings.')
+                 'e.g. from "Surface mask" to drop vegetation, water and buildings.')
         self.add(QgsProcessingParameterEnum(
             self.WINDOW, self.tr('Window for band values'), [f'{n}x{n} pixels' for n in WINDOW_SIZES],
             defaultValue=0),
@@ -98,13 +97,14 @@ class SurfaceSamplesAlgorithm(RsGeochemAlgorithm):
             self.RADIUS, self.tr('Densification radius (map units, 0 = none)'),
             QgsProcessingParameterNumber.Type.Double, 0.0, False, 0.0, 1e9),
             'Also add every pixel whose centre lies within this distance (map units of the image '
-            'CRS) of a sample and whose kriging variance is below MAX_VARIANCE. 0 adds none.',
+            'CRS) of a sample and whose kriging variance is below the Largest kriging variance of a '
+            'densified pixel. 0 adds none.',
             advanced=True)
         self.add(QgsProcessingParameterNumber(
             self.MAX_VARIANCE, self.tr('Largest kriging variance of a densified pixel'),
             QgsProcessingParameterNumber.Type.Double, 0.0, False, 0.0, 1e30),
             'Densified pixels need a kriging variance strictly below this (units² of the content). '
-            'Required (> 0) when RADIUS > 0.', advanced=True)
+            'Required (above 0) with a Densification radius above 0.', advanced=True)
         self.add_block_memory()
         self.add(QgsProcessingParameterFeatureSink(
             self.OUTPUT, self.tr('Surface-to-surface samples'), compat.SOURCE_POINTS),

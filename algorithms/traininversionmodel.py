@@ -41,44 +41,42 @@ class TrainInversionModelAlgorithm(RsGeochemAlgorithm):
     TAGS = ('cnn', 'convolutional neural network', 'regression', 'onnx', 'pls', 'random forest',
             'rare earth', 'inversion', 'gf-2', 'rpd')
     HELP = (
-        'Trains a model that predicts element content (TARGET, e.g. kriged RE2O3 %) from feature '
-        'values (FEATURES, e.g. band reflectances) on a point layer such as the output of '
-        'rsgeochem:surfacesamples, and writes it as an ONNX file for rsgeochem:applyinversionmodel.\n'
-        'CNN (default) after Cheng et al. (2023, ion-adsorption rare-earth ore, GF-2): the feature '
-        'values are tiled into a square matrix (paper: the 4 band values copied 4 times into 4x4, each '
-        'row b1..b4), then two 2x2 convolutions with ReLU each followed by 2x2 max pooling '
-        '(4x4 -> 2x2 -> 1x1), a fully connected layer with ReLU, dropout with keep probability 0.7, '
-        'and one output; learning rate 0.001, 5000 iterations (all the paper\'s). Any number of '
-        'features (our rule, for hyperspectral or SAR + optical stacks): the matrix is the smallest '
-        'square whose side is a multiple of 4 (so the two poolings divide it exactly) that holds every '
-        'feature once, filled row by row with the features repeated cyclically: 1-16 features 4x4, '
-        '17-64 8x8, 65-144 12x12, 145-256 (e.g. 200 bands) 16x16; a 12-band Sentinel-2 stack fills '
-        '4x4 with bands 1-12 then 1-4. Our choices where the paper gives none: 16 and 32 filters, 64 '
-        'hidden units, batches of 64, features and target standardised with the training mean and '
-        'SD, He initialisation, the Adam optimiser, and the mean squared error as the loss (the paper '
-        'names softmax cross-entropy, which has no meaning for one continuous output). Trained in '
-        'numpy (no deep-learning framework needed).\n'
-        'Baselines the paper lacked: multiple linear regression, PLS regression (components by '
-        '5-fold cross-validation unless given) and random forest (scikit-learn, exported with '
-        'skl2onnx). "Compare all" trains every model on the same split, tabulates them and writes '
-        'the one with the lowest test RMSE (the others are only reported; train one alone to '
-        'keep it).\n'
-        'Split: random (TEST_FRACTION, the paper\'s 2:1 is 1/3) or spatial blocks: squares of '
-        'BLOCK_SIZE map units go wholly to train or test, so neighbouring near-duplicate '
-        'surface-to-surface samples do not leak into the test. The written model is the one '
-        'fitted on the training samples, so its metrics describe it; with REFIT_ALL it is fitted again '
-        'on every sample once the split has measured its accuracy (the metrics stay the split\'s; the '
-        'model\'s metadata says so).\n'
-        'Metrics on train and test: R², RMSE (target units), RPD = SD/RMSE, RPIQ = IQR/RMSE and '
-        'bias = mean(predicted - measured); the paper reports train R² 0.95 / RPD 4.65 and test '
-        'R² 0.91 / RPD 3.33, and takes R² >= 0.9 with RPD >= 3 as a good model. Outputs: the .onnx '
-        'model (raw feature values in, target units out; standardisation inside the graph; metadata: '
-        'feature order, layout, normalisation, target, metrics, split, architecture), an HTML report '
-        '(comparison table, predicted-vs-measured '
-        'scatter plots, CNN loss, split map) and the metrics as numbers (TRAIN_R2, TEST_RMSE, ...).\n'
-        'Samples with NULL values in the target or a feature are skipped (and counted in the log). '
-        'At least (number of features + 2) samples are needed; a constant target or feature is an '
-        'error.')
+        'Trains a model that predicts element content from band values - the CNN of Cheng et al. (2023) '
+        'and, for comparison, multiple linear regression, PLS regression and random forest - reports its '
+        'accuracy and writes it as an ONNX file for "Apply inversion model".\n'
+        'Use it on the output of "Surface-to-surface sample set". Give the Samples, the Target field (e.g. '
+        'the kriged content) and the Feature fields in the order of the raster bands (any number: 4 GF-2 '
+        'bands, a 12-band Sentinel-2 stack, 200 hyperspectral bands), and the Target units (e.g. "% '
+        'RE2O3": the map is then named "RE2O3 predicted (%)"). Model type "Compare all" trains every model '
+        'on the same split and writes the best by test RMSE. Train/test split "Spatial blocks" keeps '
+        'neighbouring, nearly identical samples out of the test set; "Random" is the paper\'s 2:1 split '
+        '(Test fraction 1/3). Tick Refit the written model on all samples to fit it again on every sample '
+        'once the split has measured its accuracy.\n'
+        'Outputs: the Trained model (ONNX: raw band values in, target units out, with metadata: feature '
+        'order, normalisation, target, metrics, split, architecture), an HTML report (comparison table, '
+        'predicted-against-measured plots, CNN loss, split map), the metrics as numbers (train and test '
+        'R², RMSE, RPD, RPIQ, bias) and the written model type. The paper reports train R² 0.95 / RPD 4.65 '
+        'and test R² 0.91 / RPD 3.33, and takes R² ≥ 0.9 with RPD ≥ 3 as a good model.\n'
+        'Method details. CNN after Cheng et al. (2023): the feature values are tiled into a square matrix '
+        '(paper: the 4 band values copied 4 times into 4 × 4, each row b1..b4), then two 2 × 2 '
+        'convolutions with ReLU, each followed by 2 × 2 max pooling, a fully connected layer with ReLU, '
+        'dropout (keep probability 0.7) and one output; learning rate 0.001, 5000 iterations (all the '
+        'paper\'s). Any number of features (our rule, for hyperspectral or SAR + optical stacks): the '
+        'matrix is the smallest square whose side is a multiple of 4 (so the two poolings divide it '
+        'exactly) that holds every feature once, filled row by row with the features repeated cyclically: '
+        '1-16 features 4 × 4, 17-64 8 × 8, 65-144 12 × 12, 145-256 (e.g. 200 bands) 16 × 16; a 12-band '
+        'Sentinel-2 stack fills 4 × 4 with bands 1-12 then 1-4. Our choices where the paper gives none: 16 '
+        'and 32 filters, 64 hidden units, batches of 64, features and target standardised with the '
+        'training mean and SD, He initialisation, the Adam optimiser, and the mean squared error as the '
+        'loss (the paper names softmax cross-entropy, which has no meaning for one continuous output). '
+        'Trained in numpy, no deep-learning framework needed. Baselines (scikit-learn, exported with '
+        'skl2onnx): PLS components by 5-fold cross-validation unless given. Spatial blocks: squares of '
+        'Block size (map units) go wholly to train or test. The written model is the one fitted on the '
+        'training samples, so its metrics describe it; refitted on all samples, the metrics stay the '
+        'split\'s and the model\'s metadata says so. The other models of "Compare all" are only reported '
+        '(train one alone to keep it). Metrics: R², RMSE (target units), RPD = SD/RMSE, RPIQ = IQR/RMSE, '
+        'bias = mean(predicted - measured). Samples with NULL values are skipped and counted; at least the '
+        'number of features + 2 samples are needed; a constant target or feature is an error.')
 
     INPUT = 'INPUT'
     TARGET = 'TARGET'
@@ -106,7 +104,8 @@ class TrainInversionModelAlgorithm(RsGeochemAlgorithm):
         number = QgsProcessingParameterNumber
         self.add(QgsProcessingParameterFeatureSource(
             self.INPUT, self.tr('Samples'), [compat.SOURCE_POINTS]),
-            'Point layer with the target and feature fields, e.g. rsgeochem:surfacesamples output.')
+            'Point layer with the target and feature fields, e.g. the output of "Surface-to-surface '
+            'sample set".')
         self.add(QgsProcessingParameterField(
             self.TARGET, self.tr('Target field'), parentLayerParameterName=self.INPUT,
             type=QgsProcessingParameterField.DataType.Numeric),
@@ -127,7 +126,7 @@ class TrainInversionModelAlgorithm(RsGeochemAlgorithm):
             'is written).')
         self.add(QgsProcessingParameterEnum(
             self.SPLIT, self.tr('Train/test split'), list(SPLIT_CHOICES), defaultValue=0),
-            'Random, or spatial blocks (whole squares of BLOCK_SIZE map units go to train or test).')
+            'Random, or spatial blocks (whole squares of Block size map units go to train or test).')
         self.add(number(self.TEST_FRACTION, self.tr('Test fraction'), number.Type.Double, 1 / 3, False,
                         0.05, 0.9),
                  'Share of the samples held out for testing; 1/3 is the paper\'s 2:1 split. With '
@@ -136,7 +135,7 @@ class TrainInversionModelAlgorithm(RsGeochemAlgorithm):
                         False, 0.0),
                  'Side of the square blocks of the spatial split, in the layer\'s map units (metres '
                  'for a projected CRS); choose at least the range of spatial correlation (see '
-                 'rsgeochem:variogram). 0: one fifth of the longer side of the samples\' extent.')
+                 '"Variogram"). 0: one fifth of the longer side of the samples\' extent.')
         self.add(number(self.SEED, self.tr('Random seed'), number.Type.Integer, 1, False, 0, 2 ** 31 - 1),
                  'Seed of the split, the CNN\'s weights, dropout and batches, PLS folds and the '
                  'forest: the same seed gives the same model.')
@@ -163,7 +162,7 @@ class TrainInversionModelAlgorithm(RsGeochemAlgorithm):
                  'Number of trees of the random forest.', advanced=True)
         self.add(QgsProcessingParameterFileDestination(
             self.OUTPUT_MODEL, self.tr('Trained model (ONNX)'), 'ONNX models (*.onnx)'),
-            'The trained model as ONNX with rsgeochem metadata, for rsgeochem:applyinversionmodel.')
+            'The trained model as ONNX with rsgeochem metadata, for "Apply inversion model".')
         self.add(QgsProcessingParameterFileDestination(
             self.OUTPUT_HTML, self.tr('Training report'), 'HTML files (*.html)'),
             'HTML report: accuracy table, predicted-vs-measured plots, CNN loss, split map.')

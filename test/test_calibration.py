@@ -173,7 +173,8 @@ def test_landsat8_toa_reflectance_matches_grass(qgis_app, l8_stack, mtl, test_da
     result, loaded = run_as_in_the_toolbox(
         ALG, {'INPUT': str(l8_stack), 'SENSOR': SENSOR['landsat8_oli'], 'METADATA': str(mtl),
               'BAND_LIST': ','.join(L8_BANDS), 'OUTPUT': str(tmp_path / 'toa.tif')}, ['OUTPUT'])
-    assert loaded['OUTPUT'].name == 'l8_B234567 TOA reflectance'
+    assert loaded['OUTPUT'].name == 'TOA reflectance (Landsat 8 OLI)'
+    assert loaded['OUTPUT'].layer.renderer().type() == 'multibandcolor'
     ours, bands = read(result['OUTPUT'])
     grass, _ = read(test_data / 'imagery' / 'l8_toa_reflectance_B234567.tif')
     assert np.abs(ours - grass).max() <= 1e-4

@@ -154,7 +154,7 @@ def test_output_of_radiometriccalibration_names_and_table(qgis_app, tmp_path):
     result, loaded = run_as_in_the_toolbox(
         ALG, {'INPUT': source, 'PIXEL_COUNT': 1, 'OUTPUT': str(tmp_path / 'sr.tif'),
               'OUTPUT_TABLE': str(tmp_path / 'dark.gpkg')}, ['OUTPUT', 'OUTPUT_TABLE'])
-    assert loaded['OUTPUT'].name == 'scene_toa DOS1 surface reflectance'
+    assert loaded['OUTPUT'].name == 'Surface reflectance (DOS1)'
     assert loaded['OUTPUT_TABLE'].name == 'Dark objects (DOS1)'
     dataset = gdal.Open(result['OUTPUT'])
     assert [dataset.GetRasterBand(i).GetDescription() for i in (1, 2)] == [
