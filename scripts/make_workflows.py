@@ -12,6 +12,7 @@ Outputs are model outputs named `<childId>:<name>`, which is how `qgis_process r
 rsgeochem:<model>` accepts and returns them, e.g. `applyinversionmodel:predicted_map=map.tif`.
 """
 import argparse
+import html
 import os
 import sys
 import tempfile
@@ -70,19 +71,27 @@ class FromChild:
 
 @dataclass(frozen=True)
 class Output:
-    """A step output exposed as model output `<childId>:<name>`."""
+    """A step output exposed as model output `<childId>:<name>`, with its label and help."""
     name: str
     description: str
+    help: str
     mandatory: bool = False
+
+
+def help_html(paragraphs):
+    """Help text as QGIS shows a model's help: HTML inserted into a paragraph (so text is escaped,
+    e.g. "<step>" would vanish as a tag), paragraphs separated."""
+    return '</p><p>'.join(html.escape(paragraph, quote=False) for paragraph in paragraphs)
 
 
 class ModelBuilder:
     """Adds inputs and steps to a QgsProcessingModelAlgorithm, checking every key against the
     registered algorithms."""
 
-    def __init__(self, name, description, help_text, registry):
+    def __init__(self, name, description, help_paragraphs, registry):
         self.model = QgsProcessingModelAlgorithm(name, GROUP, GROUP_ID)
-        self.help = {'ALG_DESC': help_text, 'SHORT_DESCRIPTION': description, 'ALG_CREATOR': CREATOR}
+        self.help = {'ALG_DESC': help_html(help_paragraphs), 'SHORT_DESCRIPTION': description,
+                     'ALG_CREATOR': CREATOR}
         self.registry = registry
         self.inputs = []
         self.steps = 0
@@ -99,7 +108,7 @@ class ModelBuilder:
         component.setDescription(definition.description())
         self.model.addModelParameter(definition, component)
         self.inputs.append(definition.name())
-        self.help[definition.name()] = help_text
+        self.help[definition.name()] = help_html([help_text])
 
     def add_step(self, child_id, algorithm_id, description, sources, outputs=None):
         """One child algorithm: `sources` maps its parameter keys to FromParameter, FromChild or a
@@ -141,7 +150,7 @@ class ModelBuilder:
             output.setDefaultValue(QgsProcessing.TEMPORARY_OUTPUT)
             output.setPosition(QPointF(OUTPUT_X, y + 40.0 * index))
             model_outputs[spec.name] = output
-            self.help[f'{child_id}:{spec.name}'] = spec.description
+            self.help[f'{child_id}:{spec.name}'] = help_html([spec.help])
         child.setModelOutputs(model_outputs)
         self.model.addChildAlgorithm(child)
         self.steps += 1
@@ -168,18 +177,40 @@ class ModelBuilder:
 
 # Kriging of the model inputs SAMPLES / FIELD (ordinary Kriging, variogram chosen automatically).
 KRIGING_SAMPLES = {'INPUT': FromParameter('SAMPLES'), 'FIELD': FromParameter('FIELD')}
+# the anomaly step's settings, model inputs of both workflows (add_anomaly_inputs)
+ANOMALY_SETTINGS = {'METHOD': FromParameter('ANOMALY_METHOD'),
+                    'FIXED_THRESHOLD': FromParameter('FIXED_THRESHOLD'),
+                    'SMOOTHING': FromParameter('SMOOTHING'), 'MIN_AREA': FromParameter('MIN_AREA')}
+# Defaults tuned on the sample data set and right in general (see each input's help):
+MIN_ANOMALY_AREA = 2500.0   # m²: 1 mm² on a 1:50,000 map, the smallest area such a map shows
+NIR_WATER_THRESHOLD = 0.07  # NIR surface reflectance below which a pixel is (turbid) water
+COMPARE_ALL_MODELS = 4      # traininversionmodel MODEL: the CNN and the baselines, the best maps
 
 
 def add_anomaly_inputs(builder):
-    """ANOMALY_METHOD and MIN_AREA, the inputs of the last step of both workflows."""
-    from rsgeochem.algorithms.anomalies import CONCENTRATION_AREA, METHODS
+    """The inputs of the last step of both workflows: threshold method, fixed threshold, smoothing and
+    smallest area."""
+    from rsgeochem.algorithms.anomalies import CONCENTRATION_AREA, DEFAULT_SMOOTHING, METHODS
+    number = QgsProcessingParameterNumber
     builder.add_input(QgsProcessingParameterEnum('ANOMALY_METHOD', 'Anomaly threshold', list(METHODS),
                                                  defaultValue=CONCENTRATION_AREA),
-                      'Threshold of the high-anomaly areas: mean + 2 SD, median + 2 MAD, 95th percentile '
-                      'or the concentration-area fractal method (default).')
-    builder.add_input(QgsProcessingParameterNumber('MIN_AREA', 'Smallest anomaly area (m²)',
-                                                   QgsProcessingParameterNumber.Type.Double, 0.0, False, 0.0),
-                      'Anomaly areas smaller than this (map units², m² in a metric CRS) are dropped.')
+                      'How the high-anomaly threshold is set: mean + 2 SD, median + 2 MAD, 95th percentile, '
+                      'the concentration-area fractal method (default) or a fixed value (Fixed anomaly '
+                      'threshold).')
+    builder.add_input(number('FIXED_THRESHOLD', 'Fixed anomaly threshold (content units)', number.Type.Double,
+                             0.065),
+                      'For the fixed-value threshold: content at or above this is anomalous, in the units '
+                      'of the content (Cheng et al. 2023 outlined RE2O3 ≥ 0.065 %).', advanced=True)
+    builder.add_input(number('SMOOTHING', 'Anomaly smoothing window (pixels, odd; 1 = none)',
+                             number.Type.Integer, DEFAULT_SMOOTHING, False, 1, 101),
+                      'The content map is averaged over a square of this many pixels a side before the '
+                      'threshold, so pixel noise makes no anomaly and areas stay clear of the image edge '
+                      'and of masked pixels.', advanced=True)
+    builder.add_input(number('MIN_AREA', 'Smallest anomaly area (m²)', number.Type.Double, MIN_ANOMALY_AREA,
+                             False, 0.0),
+                      'Anomaly areas smaller than this (map units², m² in a metric CRS) are dropped. The '
+                      'default, 2500 m², is 1 mm² on a 1:50,000 map, the smallest area such a map shows; 0 '
+                      'keeps every area larger than the smoothing window.')
 
 
 def dos1_band_fields():
@@ -213,6 +244,7 @@ def rare_earth_inversion(registry):
     builder = ModelBuilder('rareearthinversion', 'Rare-earth inversion workflow (GF-2 image + samples -> '
                            'content map and anomaly areas)', RARE_EARTH_HELP, registry)
     add = builder.add_input
+    number = QgsProcessingParameterNumber
     add(QgsProcessingParameterRasterLayer('IMAGE', 'GF-2 PMS multispectral image (DN, bands 1-4)'),
         'The 4-band GF-2 PMS multispectral scene in digital numbers (blue, green, red, NIR), '
         'e.g. the product\'s MSS GeoTIFF, in a projected CRS (metres).')
@@ -224,7 +256,7 @@ def rare_earth_inversion(registry):
         'GF-2 PMS1 or PMS2 camera.')
     add(QgsProcessingParameterString('GAINS', 'Radiance gains (one per band, comma-separated)'),
         'CRESDA absolute calibration gains of the acquisition year, W m-2 sr-1 um-1 per DN, bands '
-        '1-4, e.g. 0.1322,0.155,0.1477,0.1613 (PMS1, 2016). L = gain * DN + offset.')
+        '1-4, e.g. 0.1322,0.155,0.1477,0.1613 (PMS1, 2016). Radiance = gain × DN + offset.')
     add(QgsProcessingParameterString('OFFSETS', 'Radiance offsets (empty = 0)', optional=True),
         'CRESDA calibration offsets, W m-2 sr-1 um-1, bands 1-4; empty means 0 for every band.')
     add(QgsProcessingParameterString('ESUN', 'Solar irradiance ESUN (one per band)'),
@@ -237,41 +269,42 @@ def rare_earth_inversion(registry):
                                     type=QgsProcessingParameterField.DataType.Numeric),
         'Numeric field with the measured content, e.g. RE2O3 in %.')
     add(QgsProcessingParameterString('UNITS', 'Content units', '% RE2O3', optional=True),
-        'Units of the content field, written into the model and reports.')
-    add(QgsProcessingParameterNumber('MEASUREMENT_ERROR', 'Measurement-error variance of the content',
-                                     QgsProcessingParameterNumber.Type.Double, 0.0, False, 0.0),
-        'Variance of the analytical error of the content (units² of FIELD, e.g. from duplicate analyses) '
-        'for step 4: the kriged map then predicts the error-free content and is smoothed at the samples. '
-        '0: exact Kriging.')
+        'Units of the content field, written into the model, the reports and the map\'s legend; "% RE2O3" '
+        'names the map "RE2O3 predicted (%)".')
+    add(number('MEASUREMENT_ERROR', 'Measurement-error variance of the content', number.Type.Double, 0.0,
+               False, 0.0),
+        'Variance of the analytical error of the content (squared units of the Content field, e.g. from '
+        'duplicate analyses) for step 4: the kriged map then predicts the error-free content and is '
+        'smoothed at the samples. 0: exact Kriging.')
     add(QgsProcessingParameterBoolean('MASK_VEGETATION', 'Mask vegetation (NDVI > 0.3)', False),
         'Leave vegetated pixels out of the training samples, the map and the anomalies (the paper '
         'names vegetation as a limitation). Off by default: on a forested scene it removes most '
-        'samples. Water (NDWI above NDWI_THRESHOLD, or NIR below NIR_WATER_THRESHOLD) is always masked.')
-    add(QgsProcessingParameterNumber('NDWI_THRESHOLD', 'Water: NDWI threshold',
-                                     QgsProcessingParameterNumber.Type.Double, 0.0, False, -1.0, 1.0),
+        'samples. Water is always masked (see the two water thresholds).')
+    add(number('NDWI_THRESHOLD', 'Water: NDWI threshold', number.Type.Double, 0.0, False, -1.0, 1.0),
         'Pixels with McFeeters NDWI = (green - NIR) / (green + NIR) above this are water and masked. 0 '
-        'is the published threshold; turbid rivers and mixed shore pixels need a lower one (e.g. -0.2), '
-        'else their odd spectra give false anomalies.')
-    add(QgsProcessingParameterNumber('NIR_WATER_THRESHOLD', 'Water: NIR reflectance below (0 = off)',
-                                     QgsProcessingParameterNumber.Type.Double, 0.0, False, 0.0, 1.0),
-        'Pixels whose step-2 surface reflectance in the NIR (band 4) is below this are water too, whatever '
-        'their NDWI: catches turbid, sediment-laden water that NDWI misses (e.g. 0.05-0.08). 0 = off.')
+        'is the published threshold; turbid rivers and mixed shore pixels need a lower one (e.g. -0.2) '
+        'or the NIR water threshold, else their odd spectra give false anomalies.')
+    add(number('NIR_WATER_THRESHOLD', 'Water: NIR reflectance below (0 = off)', number.Type.Double,
+               NIR_WATER_THRESHOLD, False, 0.0, 1.0),
+        'Pixels whose surface reflectance in the NIR (band 4, after step 2) is below this are water too, '
+        'whatever their NDWI: catches turbid, sediment-laden water that NDWI misses. The default 0.07 '
+        'masks all the turbid river water of the sample scene and almost no land (soil, rock and '
+        'vegetation reflect more in the NIR, deep shadows aside); 0 turns it off.')
     add(QgsProcessingParameterFeatureSource('EXCLUDE_POLYGONS', 'Villages / buildings to exclude',
                                             [compat.SOURCE_POLYGONS], optional=True),
         'Optional polygons (villages, buildings, ponds) masked like water: the paper names buildings as '
         'the source of false anomalies.')
     add(QgsProcessingParameterEnum('MODEL', 'Inversion model', [label for _, label in MODEL_CHOICES],
-                                   defaultValue=0),
-        'The paper\'s CNN, a baseline (MLR, PLSR, random forest) or all of them compared on the same '
-        'split (the best by test RMSE maps the image).')
+                                   defaultValue=COMPARE_ALL_MODELS),
+        'Compare all (default): the paper\'s CNN and the MLR, PLSR and random-forest baselines are '
+        'trained on the same split and the best by test RMSE maps the image (the paper lacked this '
+        'comparison). Or one model alone.')
     add(QgsProcessingParameterEnum('SPLIT', 'Train/test split', list(SPLIT_CHOICES), defaultValue=1),
         'Spatial blocks (default) keep neighbouring, nearly identical samples out of the test set; '
         'Random is the paper\'s 2:1 split.')
-    add(QgsProcessingParameterNumber('ITERATIONS', 'CNN iterations',
-                                     QgsProcessingParameterNumber.Type.Integer, 5000, False, 1, 1000000),
+    add(number('ITERATIONS', 'CNN iterations', number.Type.Integer, 5000, False, 1, 1000000),
         'Mini-batch updates of the CNN (paper: 5000).', advanced=True)
-    add(QgsProcessingParameterNumber('SEED', 'Random seed', QgsProcessingParameterNumber.Type.Integer, 1,
-                                     False, 0, 2 ** 31 - 1),
+    add(number('SEED', 'Random seed', number.Type.Integer, 1, False, 0, 2 ** 31 - 1),
         'Seed of the split and the model: the same seed gives the same map.', advanced=True)
     add_anomaly_inputs(builder)
 
@@ -281,64 +314,82 @@ def rare_earth_inversion(registry):
     samples, correlation, train, apply = ('surfacesamples', 'correlation', 'traininversionmodel',
                                           'applyinversionmodel')
     step = builder.add_step
-    step(calibration, 'rsgeochem:radiometriccalibration', '1 DN to TOA reflectance', {
+    step(calibration, 'rsgeochem:radiometriccalibration', '1 Calibrate to TOA', {
         'INPUT': FromParameter('IMAGE'), 'SENSOR': FromParameter('SENSOR'),
         'METADATA': FromParameter('METADATA'), 'GAINS': FromParameter('GAINS'),
         'OFFSETS': FromParameter('OFFSETS'), 'ESUN': FromParameter('ESUN'), 'QUANTITY': 0})
-    step(dos, 'rsgeochem:darkobjectsubtraction', '2 Dark object subtraction (DOS1)', {
+    step(dos, 'rsgeochem:darkobjectsubtraction', '2 Surface reflectance', {
         'INPUT': FromChild(calibration), 'METHOD': 0},
-        {'OUTPUT': Output('surface_reflectance', 'Surface reflectance (GeoTIFF)'),
-         'OUTPUT_HTML': Output('dos_report', 'Dark object report (HTML)')})
-    step(mask, 'rsgeochem:surfacemask', '3 Mask water, vegetation, buildings', {
+        {'OUTPUT': Output('surface_reflectance', 'Surface reflectance (DOS1)',
+                          'The image corrected to surface reflectance (dark object subtraction, DOS1).'),
+         'OUTPUT_HTML': Output('dos_report', 'Atmospheric correction report',
+                               'Dark objects and path reflectance of each band (HTML).')})
+    step(mask, 'rsgeochem:surfacemask', '3 Mask water etc.', {
         'INPUT': FromChild(dos), 'MASK_VEGETATION': FromParameter('MASK_VEGETATION'),
         'MASK_WATER': True, 'NDWI_THRESHOLD': FromParameter('NDWI_THRESHOLD'),
         'NIR_WATER_THRESHOLD': FromParameter('NIR_WATER_THRESHOLD'),
         'EXCLUDE_POLYGONS': FromParameter('EXCLUDE_POLYGONS')},
-        {'OUTPUT': Output('surface_mask', 'Surface mask, 1 keep / 0 masked (GeoTIFF)')})
-    step(krige, 'rsgeochem:kriging', '4 Ordinary Kriging onto the image grid', {
+        {'OUTPUT': Output('surface_mask', 'Surface mask',
+                          'Pixels left out of the samples, the map and the anomalies (0 masked, 1 kept).')})
+    step(krige, 'rsgeochem:kriging', '4 Krige the samples', {
         **KRIGING_SAMPLES, 'REFERENCE_RASTER': FromChild(dos), 'GRID_EXTENT': 1,
         'MEASUREMENT_ERROR': FromParameter('MEASUREMENT_ERROR')},
-        {'OUTPUT': Output('kriged', 'Kriged content (GeoTIFF)'),
-         'OUTPUT_VARIANCE': Output('kriging_variance', 'Kriging variance (GeoTIFF)'),
-         'OUTPUT_HTML': Output('kriging_report', 'Kriging report (HTML)')})
-    step(samples, 'rsgeochem:surfacesamples', '5 Surface-to-surface samples', {
+        {'OUTPUT': Output('kriged', 'Kriged content', 'The samples kriged onto the image grid.'),
+         'OUTPUT_VARIANCE': Output('kriging_variance', 'Kriging variance',
+                                   'Kriging variance of the kriged content (its uncertainty).'),
+         'OUTPUT_HTML': Output('kriging_report', 'Kriging report',
+                               'Variogram, its fit and the cross-validation of the Kriging (HTML).')})
+    step(samples, 'rsgeochem:surfacesamples', '5 Pair content/spectra', {
         'INPUT': FromChild(dos), 'SAMPLES': FromParameter('SAMPLES'), 'FIELD': FromParameter('FIELD'),
         'KRIGED': FromChild(krige), 'VARIANCE': FromChild(krige, 'OUTPUT_VARIANCE'),
         'MASK': FromChild(mask), 'WINDOW': 0},
-        {'OUTPUT': Output('surface_samples', 'Surface-to-surface samples (points)')})
-    step(correlation, 'rsgeochem:correlation', '6 Spearman correlation with the bands', {
+        {'OUTPUT': Output('surface_samples', 'Surface-to-surface samples',
+                          'Each sample with the kriged content and the band values at its pixel.')})
+    step(correlation, 'rsgeochem:correlation', '6 Band correlation', {
         'INPUT': FromChild(samples), 'TARGET': 'kriged', 'FEATURES': band_fields, 'METHOD': 0},
-        {'OUTPUT': Output('correlation_table', 'Correlation table'),
-         'OUTPUT_HTML': Output('correlation_report', 'Correlation report (HTML)')})
-    step(train, 'rsgeochem:traininversionmodel', '7 Train the inversion model', {
+        {'OUTPUT': Output('correlation_table', 'Band correlation table',
+                          'Spearman correlation of the content with each band.'),
+         'OUTPUT_HTML': Output('correlation_report', 'Band correlation report',
+                               'Correlation chart and table (HTML).')})
+    step(train, 'rsgeochem:traininversionmodel', '7 Train the model', {
         'INPUT': FromChild(samples), 'TARGET': 'kriged', 'FEATURES': band_fields,
         'TARGET_UNITS': FromParameter('UNITS'), 'MODEL': FromParameter('MODEL'),
         'SPLIT': FromParameter('SPLIT'), 'ITERATIONS': FromParameter('ITERATIONS'),
         'SEED': FromParameter('SEED')},
-        {'OUTPUT_MODEL': Output('inversion_model', 'Trained model (ONNX)'),
-         'OUTPUT_HTML': Output('training_report', 'Training report (HTML)')})
-    step(apply, 'rsgeochem:applyinversionmodel', '8 Map the content over the image', {
+        {'OUTPUT_MODEL': Output('inversion_model', 'Inversion model (ONNX)',
+                                'The trained model, reusable with "Apply inversion model".'),
+         'OUTPUT_HTML': Output('training_report', 'Training report',
+                               'Train and test metrics (R², RMSE, RPD) of each model, loss and split map '
+                               '(HTML).')})
+    step(apply, 'rsgeochem:applyinversionmodel', '8 Map the content', {
         'INPUT': FromChild(dos), 'MODEL': FromChild(train, 'OUTPUT_MODEL'), 'BANDS': [1, 2, 3, 4],
         'MASK': FromChild(mask)},
-        {'OUTPUT': Output('predicted_map', 'Predicted content (GeoTIFF)', mandatory=True)})
-    step('anomalies', 'rsgeochem:anomalies', '9 High-anomaly areas', {
-        'INPUT': FromChild(apply), 'MASK': FromChild(mask), 'METHOD': FromParameter('ANOMALY_METHOD'),
-        'MIN_AREA': FromParameter('MIN_AREA')},
-        {'OUTPUT': Output('anomaly_areas', 'High-anomaly areas (polygons)'),
-         'OUTPUT_HTML': Output('anomaly_report', 'Anomaly report (HTML)')})
-    step('accuracyassessment', 'rsgeochem:accuracyassessment', '10 Predicted content at the samples', {
+        {'OUTPUT': Output('predicted_map', 'Predicted content map',
+                          'The content predicted at every unmasked pixel of the image.', mandatory=True)})
+    step('anomalies', 'rsgeochem:anomalies', '9 Anomaly areas', {
+        'INPUT': FromChild(apply), 'MASK': FromChild(mask), **ANOMALY_SETTINGS},
+        {'OUTPUT': Output('anomaly_areas', 'High-anomaly areas',
+                          'Polygons of the high-anomaly areas, ranked I, II, ... by mean content × area.'),
+         'OUTPUT_HTML': Output('anomaly_report', 'Anomaly report',
+                               'Statistics, threshold, map and ranked table of the anomaly areas (HTML).')})
+    step('accuracyassessment', 'rsgeochem:accuracyassessment', '10 Predicted at samples', {
         'INPUT': FromChild(apply), 'POINTS': FromParameter('SAMPLES'), 'FIELD': FromParameter('FIELD')},
-        {'OUTPUT': Output('predicted_at_samples', 'Samples with the predicted content (points)'),
-         'OUTPUT_HTML': Output('accuracy_report', 'Predicted against measured at the samples (HTML)')})
-    step('kriging_predicted', 'rsgeochem:kriging', '11 Kriging of the predicted content', {
+        {'OUTPUT': Output('predicted_at_samples', 'Samples with the predicted content',
+                          'The samples with their measured and predicted content and the residual.'),
+         'OUTPUT_HTML': Output('accuracy_report', 'Predicted against measured at the samples',
+                               'R², RMSE and RPD of the predicted map at the samples, with a plot (HTML).')})
+    step('kriging_predicted', 'rsgeochem:kriging', '11 Krige predictions', {
         'INPUT': FromChild('accuracyassessment'), 'FIELD': 'predicted', 'REFERENCE_RASTER': FromChild(dos),
         'GRID_EXTENT': 1},
-        {'OUTPUT': Output('kriged_predicted', 'Kriged predicted content (GeoTIFF)')})
-    step('comparemaps', 'rsgeochem:comparemaps', '12 Kriged predicted against kriged measured map', {
+        {'OUTPUT': Output('kriged_predicted', 'Kriged predicted content',
+                          'The predicted content at the samples kriged onto the image grid.')})
+    step('comparemaps', 'rsgeochem:comparemaps', '12 Compare the maps', {
         'INPUT': FromChild('kriging_predicted'), 'REFERENCE': FromChild(krige), 'MASK': FromChild(mask),
         'UNITS': FromParameter('UNITS')},
-        {'OUTPUT': Output('map_difference', 'Kriged predicted - kriged measured (GeoTIFF)'),
-         'OUTPUT_HTML': Output('map_comparison_report', 'Map comparison report (HTML)')})
+        {'OUTPUT': Output('map_difference', 'Kriged predicted - kriged measured',
+                          'Difference of the two kriged maps (the paper\'s Fig. 10 check).'),
+         'OUTPUT_HTML': Output('map_comparison_report', 'Map comparison report',
+                               'r, R², RMSE and bias of the two kriged maps, side by side (HTML).')})
     return builder.finish()
 
 
@@ -352,9 +403,8 @@ def geochem_fusion(registry):
     add = builder.add_input
     number = QgsProcessingParameterNumber
     add(QgsProcessingParameterRasterLayer('IMAGE', 'Fine multispectral image (reflectance)'),
-        'Surface (or TOA) reflectance of the fine image, e.g. the darkobjectsubtraction:surface_reflectance '
-        'output of rsgeochem:rareearthinversion or the output of rsgeochem:darkobjectsubtraction; its grid '
-        'is the output grid.')
+        'Surface (or TOA) reflectance of the fine image, e.g. the Surface reflectance (DOS1) output of the '
+        'rare-earth inversion workflow or of "Dark object subtraction"; its grid is the output grid.')
     add(QgsProcessingParameterFeatureSource('SAMPLES', 'Coarse survey samples (points)',
                                             [compat.SOURCE_POINTS]),
         'Points of the regional (e.g. 1:200,000) survey, one per composite sample or grid cell, in a '
@@ -379,8 +429,8 @@ def geochem_fusion(registry):
     add(QgsProcessingParameterEnum('REGRESSION', 'Regression',
                                    list(LaplacianFusionAlgorithm.REGRESSION_LABELS), defaultValue=2),
         'Least squares (the paper\'s), the noise-aware ridge, or the nonlinear regression (default, the '
-        'most accurate on our Wald benchmarks). The paper\'s configuration: MODE paper, REGRESSION least '
-        'squares, RESIDUAL_ITERATIONS 0.')
+        'most accurate on our Wald benchmarks). The paper\'s configuration: Fusion mode "Paper", '
+        'Regression "Least squares", Residual correction passes 0.')
     add(number('CLUSTERS', 'K-means clusters (1 = global regression)', number.Type.Integer, 1, False, 1, 50),
         '1: one global regression (paper\'s global mode); 2 or more: one regression per cluster of '
         'the image (the paper\'s local mode).')
@@ -392,78 +442,95 @@ def geochem_fusion(registry):
         'Levels of the Laplacian pyramid; 0 derives them from the grid/image resolution ratio.',
         advanced=True)
     add(QgsProcessingParameterRasterLayer('MASK', 'Mask (1 keep, 0 masked)', optional=True),
-        'Optional raster on the image grid (e.g. rsgeochem:surfacemask): masked pixels are left out '
-        'of the fit, the map and the anomalies.')
+        'Optional raster on the image grid (e.g. from "Surface mask"): masked pixels are left out of the '
+        'fit, the map and the anomalies.')
     add(QgsProcessingParameterRasterLayer('REFERENCE', 'Reference layer (check only)', optional=True),
         'Optional finer map to compare the fused map with (its correlation is in the fusion report).')
     add_anomaly_inputs(builder)
 
     step = builder.add_step
-    step('kriging', 'rsgeochem:kriging', '1 Ordinary Kriging onto a coarse grid', {
+    step('kriging', 'rsgeochem:kriging', '1 Krige coarse grid', {
         **KRIGING_SAMPLES, 'PIXEL_SIZE': FromParameter('CELL_SIZE'), 'MARGIN': FromParameter('CELL_SIZE')},
-        {'OUTPUT': Output('kriged_grid', 'Kriged coarse grid (GeoTIFF)'),
-         'OUTPUT_HTML': Output('kriging_report', 'Kriging report (HTML)')})
-    step('principalcomponents', 'rsgeochem:principalcomponents', '2 Principal components of the image', {
+        {'OUTPUT': Output('kriged_grid', 'Kriged coarse grid', 'The survey kriged onto the coarse grid.'),
+         'OUTPUT_HTML': Output('kriging_report', 'Kriging report',
+                               'Variogram, its fit and the cross-validation of the Kriging (HTML).')})
+    step('principalcomponents', 'rsgeochem:principalcomponents', '2 Principal components', {
         'INPUT': FromParameter('IMAGE'), 'MASK': FromParameter('MASK'),
         'STANDARDIZE': FromParameter('STANDARDIZE')},
-        {'OUTPUT': Output('components', 'Principal components (GeoTIFF)'),
-         'OUTPUT_HTML': Output('pca_report', 'PCA report (HTML)')})
-    step('laplacianfusion', 'rsgeochem:laplacianfusion', '3 Laplacian pyramid fusion', {
+        {'OUTPUT': Output('components', 'Principal components', 'Principal components of the image.'),
+         'OUTPUT_HTML': Output('pca_report', 'PCA report', 'Loadings and explained variance (HTML).')})
+    step('laplacianfusion', 'rsgeochem:laplacianfusion', '3 Pyramid fusion', {
         'INPUT_GEOCHEM': FromChild('kriging'), 'INPUT_IMAGE': FromChild('principalcomponents'),
         'BANDS': FromParameter('COMPONENT'), 'MASK': FromParameter('MASK'), 'MODE': FromParameter('MODE'),
         'REGRESSION': FromParameter('REGRESSION'), 'CLUSTERS': FromParameter('CLUSTERS'),
         'RESIDUAL_ITERATIONS': FromParameter('RESIDUAL_ITERATIONS'), 'LEVELS': FromParameter('LEVELS'),
         'REFERENCE': FromParameter('REFERENCE')},
-        {'OUTPUT': Output('fused_map', 'Fused content map (GeoTIFF)', mandatory=True),
-         'OUTPUT_TABLE': Output('coefficients', 'Regression coefficients (table)'),
-         'OUTPUT_HTML': Output('fusion_report', 'Fusion report (HTML)')})
-    step('anomalies', 'rsgeochem:anomalies', '4 High-anomaly areas', {
-        'INPUT': FromChild('laplacianfusion'), 'MASK': FromParameter('MASK'),
-        'METHOD': FromParameter('ANOMALY_METHOD'), 'MIN_AREA': FromParameter('MIN_AREA')},
-        {'OUTPUT': Output('anomaly_areas', 'High-anomaly areas (polygons)'),
-         'OUTPUT_HTML': Output('anomaly_report', 'Anomaly report (HTML)')})
+        {'OUTPUT': Output('fused_map', 'Fused content map',
+                          'The coarse grid sharpened with the image, on the image grid.', mandatory=True),
+         'OUTPUT_TABLE': Output('coefficients', 'Regression coefficients',
+                                'Coefficients of the regression of the grid on the image, per cluster.'),
+         'OUTPUT_HTML': Output('fusion_report', 'Fusion report',
+                               'Fusion settings, regression, coherence and reference check (HTML).')})
+    step('anomalies', 'rsgeochem:anomalies', '4 Anomaly areas', {
+        'INPUT': FromChild('laplacianfusion'), 'MASK': FromParameter('MASK'), **ANOMALY_SETTINGS},
+        {'OUTPUT': Output('anomaly_areas', 'High-anomaly areas',
+                          'Polygons of the high-anomaly areas, ranked I, II, ... by mean content × area.'),
+         'OUTPUT_HTML': Output('anomaly_report', 'Anomaly report',
+                               'Statistics, threshold, map and ranked table of the anomaly areas (HTML).')})
     return builder.finish()
 
 
 RARE_EARTH_HELP = (
-    'The rare-earth inversion of Cheng et al. (2023, ion-adsorption rare-earth ore from GF-2 '
-    'imagery) as one workflow, with the fixes the authors asked for (baselines, vegetation and '
-    'building masks, spatial test split):\n'
-    '1 radiometric calibration of the GF-2 DN to TOA reflectance (your gains, offsets and ESUN; date and '
-    'sun angle from the scene XML); 2 dark-object subtraction (DOS1) to surface reflectance; 3 a mask of '
-    'water (NDWI, optionally dark NIR), optionally vegetation (NDVI) and villages/buildings; 4 ordinary '
-    'Kriging of the samples onto the image grid (with MEASUREMENT_ERROR > 0: of the error-free content); '
-    '5 the surface-to-surface sample set (kriged content at each sample\'s pixel <-> band values, masked '
-    'pixels left out); 6 Spearman correlation of the content with each '
-    'band; 7 training of the CNN (or a baseline) on a train/test split, R², RMSE, RPD; 8 the content map '
-    'over the image; 9 high-anomaly areas ranked by mean content x area; 10-12 the paper\'s map-to-map '
-    'check (its Fig. 10): the predicted content at the samples (with R², RMSE and RPD against the '
-    'measured values), kriged onto the image grid and compared with the kriged measured map of step 4 '
-    '(r, R², RMSE, bias, difference map).\n'
-    'Headless: qgis_process run rsgeochem:rareearthinversion -- IMAGE=scene.tif METADATA=scene.xml '
-    'GAINS=... ESUN=... SAMPLES=samples.gpkg FIELD=re2o3_pct '
-    'applyinversionmodel:predicted_map=map.tif ... Every output is named <step>:<output>; '
-    'qgis_process needs a file name (or TEMPORARY_OUTPUT) for each one that is not optional '
-    '(qgis_process help rsgeochem:rareearthinversion lists them). '
-    'Open it in the Graphical Modeler to change a step (e.g. '
-    'another sensor: change step 1 and the band field names of steps 6-7).')
+    'Maps the content of an element (rare-earth oxides in the paper) from a GF-2 image and topsoil '
+    'samples, and outlines its high-anomaly areas: the method of Cheng et al. (2023, ion-adsorption '
+    'rare-earth ore from GF-2 imagery) in one run, with the fixes the authors asked for (a comparison '
+    'with other models, vegetation and building masks, a spatial test split) and the paper\'s map-to-map '
+    'check.',
+    'Give the GF-2 PMS multispectral image (in digital numbers) with its Scene metadata XML, the '
+    'Radiance gains and Solar irradiance ESUN of the acquisition year (CRESDA tables), and the Topsoil '
+    'samples with their Content field; when the laboratory states its analytical error, give the '
+    'Measurement-error variance of the content. The defaults suit a first run: water is masked (turbid '
+    'rivers too), the paper\'s CNN is compared with three baselines and the best maps the image, and '
+    'anomaly areas are outlined on the smoothed map, keeping those of at least 2500 m².',
+    'Steps: 1 radiometric calibration to TOA reflectance; 2 dark-object subtraction (DOS1) to surface '
+    'reflectance; 3 a mask of water, optionally vegetation and villages or buildings; 4 ordinary Kriging '
+    'of the samples onto the image grid (of the error-free content when a measurement-error variance is '
+    'given); 5 the surface-to-surface sample set (kriged content at each sample\'s pixel and band values, '
+    'masked pixels left out); 6 Spearman correlation of the content with each band; 7 training on a '
+    'train/test split (R², RMSE, RPD); 8 the content map over the image (negative predictions set to '
+    '0); 9 the high-anomaly areas, ranked by mean content × area; 10-12 the paper\'s map-to-map check '
+    '(its Fig. 10): the predicted content at the samples (R², RMSE and RPD against the measured values), '
+    'kriged onto the image grid and compared with the kriged measured map of step 4 (r, R², RMSE, bias, '
+    'difference map). Every map loads named and styled.',
+    'From the command line: qgis_process run rsgeochem:rareearthinversion -- IMAGE=scene.tif '
+    'METADATA=scene.xml GAINS=... ESUN=... SAMPLES=samples.gpkg FIELD=re2o3_pct '
+    'applyinversionmodel:predicted_map=map.tif ... Each output is named by its step and output joined by '
+    'a colon, e.g. kriging:kriged; qgis_process needs a file name (or TEMPORARY_OUTPUT) for each output '
+    'that is not optional (qgis_process help rsgeochem:rareearthinversion lists them).',
+    'Another sensor: open the workflow in the Graphical Modeler and change step 1 and the band field '
+    'names of steps 6 and 7.')
 
 FUSION_HELP = (
-    'Sharpens a coarse geochemical survey with a fine image after Remote Sens. 2023, 15, 1993 (Cu, '
-    '1:200,000 to 1:50,000):\n'
-    '1 ordinary Kriging of the survey samples onto a coarse grid (CELL_SIZE); 2 principal components '
-    'of the image (the paper injected PC2); 3 Laplacian-pyramid fusion of the grid with the chosen '
-    'component (global or K-means local regression; least-squares, noise-aware or nonlinear '
-    'regression; paper or coherent mode; residual passes), with an optional reference layer check; 4 '
-    'high-anomaly areas of the fused map. The paper\'s own configuration: MODE paper, REGRESSION '
-    'least squares, RESIDUAL_ITERATIONS 0 (CLUSTERS 1 or more for its local mode).\n'
-    'To inject mineral or alteration indices instead of a principal component, open the workflow in '
-    'the Graphical Modeler and replace step 2 by rsgeochem:spectralindices (and COMPONENT by the '
-    'index band).\n'
-    'Headless: qgis_process run rsgeochem:geochemfusion -- IMAGE=reflectance.tif SAMPLES=survey.gpkg '
-    'FIELD=cu_ppm laplacianfusion:fused_map=fused.tif ... Every output is named <step>:<output>; '
-    'qgis_process needs a file name (or TEMPORARY_OUTPUT) for each one that is not optional '
-    '(qgis_process help rsgeochem:geochemfusion lists them).')
+    'Sharpens a coarse geochemical survey with a fine image and outlines the high-anomaly areas of the '
+    'result, after Remote Sens. 2023, 15, 1993 (Cu, 1:200,000 survey to a 1:50,000 map).',
+    'Give the Fine multispectral image (reflectance, e.g. from the rare-earth inversion workflow or '
+    '"Dark object subtraction"), the Coarse survey samples with their Content field and the Coarse grid '
+    'cell size (about the sample spacing). Optionally a Mask and a finer Reference layer to check the '
+    'result against. The paper\'s own configuration: Fusion mode "Paper", Regression "Least squares", '
+    'Residual correction passes 0 (K-means clusters 2 or more for its local mode).',
+    'Steps: 1 ordinary Kriging of the survey onto a coarse grid; 2 principal components of the image '
+    '(the paper injected PC2); 3 Laplacian-pyramid fusion of the grid with the chosen component (global '
+    'or K-means local regression; least-squares, noise-aware or nonlinear regression; paper or coherent '
+    'mode; residual passes), with the optional reference check; 4 the high-anomaly areas of the fused '
+    'map.',
+    'To inject mineral or alteration indices instead of a principal component, open the workflow in the '
+    'Graphical Modeler and replace step 2 by "Spectral indices and band ratios" (and the Principal '
+    'component used as predictor by the index band).',
+    'From the command line: qgis_process run rsgeochem:geochemfusion -- IMAGE=reflectance.tif '
+    'SAMPLES=survey.gpkg FIELD=cu_ppm laplacianfusion:fused_map=fused.tif ... Each output is named by its '
+    'step and output joined by a colon, e.g. kriging:kriged_grid; qgis_process needs a file name (or '
+    'TEMPORARY_OUTPUT) for each output that is not optional (qgis_process help rsgeochem:geochemfusion '
+    'lists them).')
 
 BUILDERS = (rare_earth_inversion, geochem_fusion)
 

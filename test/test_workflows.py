@@ -13,8 +13,9 @@ from xml.etree import ElementTree
 import numpy as np
 import pytest
 from osgeo import gdal, ogr
-from scipy import ndimage, stats
+from scipy import ndimage
 
+from factories import check_few_areas_inside, run_as_in_the_toolbox
 from paths import CHECKOUT
 from rsgeochem.core.inversion.onnx_metadata import read_metadata
 
@@ -27,8 +28,6 @@ make_workflows = importlib.import_module('make_workflows')
 
 SAMPLE = CHECKOUT / 'resources' / 'sample'
 WORKFLOWS = ('rareearthinversion', 'geochemfusion')
-FAST_ITERATIONS = 100
-
 
 def read(path, band=1):
     dataset = gdal.Open(str(path))
@@ -77,6 +76,8 @@ def test_workflow_loads_and_validates(qgis_app, name):
     for definition in model.parameterDefinitions():  # every input and output is described
         assert definition.description() and definition.name() in model.helpContent(), definition.name()
     assert 'qgis_process' in help_text
+    # the output naming example survives Qt's HTML rendering (a "<step>" would vanish as a tag)
+    assert 'joined by a colon, e.g. kriging:kriged' in help_text
 
 
 def test_shipped_models_are_what_the_builder_writes(qgis_app, tmp_path):
@@ -118,18 +119,70 @@ def outputs(model_id, folder):
     return values
 
 
+LAYER_OUTPUTS = {
+    'rareearthinversion': {
+        'darkobjectsubtraction:surface_reflectance': ('Surface reflectance (DOS1)', 'multibandcolor'),
+        'surfacemask:surface_mask': ('Surface mask (water masked)', 'paletted'),
+        'kriging:kriged': ('Kriged re2o3_pct', 'singlebandpseudocolor'),
+        'kriging:kriging_variance': ('Kriging variance of re2o3_pct', 'singlebandpseudocolor'),
+        'surfacesamples:surface_samples': ('Surface-to-surface samples (re2o3_pct)', None),
+        'correlation:correlation_table': ('Correlation with kriged', None),
+        'applyinversionmodel:predicted_map': ('RE2O3 predicted (%)', 'singlebandpseudocolor'),
+        'anomalies:anomaly_areas': (None, 'singleSymbol')},
+    'geochemfusion': {
+        'kriging:kriged_grid': ('Kriged cu_ppm', 'singlebandpseudocolor'),
+        'principalcomponents:components': ('Principal components (PC1-PC4)', 'multibandcolor'),
+        # named after the grid layer: here the file the test names after the workflow output
+        'laplacianfusion:fused_map': ('kriging_kriged_grid fused with the image', 'singlebandpseudocolor'),
+        'laplacianfusion:coefficients': (None, None),
+        'anomalies:anomaly_areas': (None, 'singleSymbol')},
+}
+
+
+def check_loaded_outputs(workflow_id, loaded):
+    """Every layer output of the workflow loads with the name and renderer its step gives it (None:
+    any human name, not a file or key name; vector layers without a renderer type check)."""
+    assert set(loaded) == set(LAYER_OUTPUTS[workflow_id])
+    for key, (name, renderer) in LAYER_OUTPUTS[workflow_id].items():
+        output = loaded[key]
+        assert output.layer is not None and output.layer.isValid(), key
+        assert output.layer.name() == output.name, key
+        if name is not None:
+            assert output.name == name, (key, output.name)
+        else:  # not the key or the file name that Processing would use otherwise
+            assert output.name[:1].isupper() and key.replace(':', '_') not in output.name, output.name
+        if renderer is not None:
+            assert output.layer.renderer().type() == renderer, (key, output.layer.renderer().type())
+
+
 @pytest.fixture(scope='module')
-def rare_earth_run(qgis_app, run_alg, tmp_path_factory):
+def rare_earth_run(qgis_app, tmp_path_factory):
+    """The workflow with every default, as from the toolbox (the sample data's inputs only), every
+    layer output loaded."""
     folder = tmp_path_factory.mktemp('rareearth')
     parameters = {key: str(value) if isinstance(value, Path) else value
-                  for key, value in demo.rare_earth_parameters(folder, FAST_ITERATIONS).items()}
-    parameters['MODEL'] = 0  # the paper's CNN (the tiled ONNX layout), few iterations
-    results = run_alg('rareearthinversion', parameters)
-    return parameters, results
+                  for key, value in demo.rare_earth_parameters(folder, None).items() if key != 'ITERATIONS'}
+    results, loaded = run_as_in_the_toolbox('rareearthinversion', parameters,
+                                            list(LAYER_OUTPUTS['rareearthinversion']))
+    return parameters, results, loaded
+
+
+def test_rare_earth_workflow_outputs_load_named_and_styled(rare_earth_run):
+    check_loaded_outputs('rareearthinversion', rare_earth_run[2])
+
+
+def test_rare_earth_workflow_defaults_give_a_few_anomaly_areas(rare_earth_run):
+    """Every default: at most 10 areas, none a single pixel, none at the image edge; no negative
+    content."""
+    parameters = rare_earth_run[0]
+    areas, predicted = parameters['anomalies:anomaly_areas'], parameters['applyinversionmodel:predicted_map']
+    dataset = ogr.Open(areas)
+    check_few_areas_inside(areas, predicted, dataset.GetLayer(0).GetFeatureCount())
+    assert np.nanmin(read(predicted)) >= 0.0
 
 
 def test_rare_earth_workflow_end_to_end(rare_earth_run):
-    parameters, results = rare_earth_run
+    parameters, results, _ = rare_earth_run
     for key in ('applyinversionmodel:predicted_map', 'anomalies:anomaly_areas', 'kriging:kriged'):
         assert key in results
     image = SAMPLE / 'gf2like_pms1_dn.tif'
@@ -153,7 +206,7 @@ def test_rare_earth_workflow_end_to_end(rare_earth_run):
     kriged = read(parameters['kriging:kriged'])
     assert correlation(kriged[land], smooth_truth[land]) > 0.7
     assert abs(np.nanmean(kriged[land]) - truth[land].mean()) < 0.3  # % RE2O3
-    # steps 3 and 8: water (NDWI > 0 or, for the turbid river, NIR < NIR_WATER_THRESHOLD) is masked,
+    # steps 3 and 8: water (NDWI > 0 or, for the turbid river, NIR below the default threshold) is masked,
     # the rest of the image is mapped; the truth's water is surface NIR < 0.08
     mask, mapped = read(parameters['surfacemask:surface_mask']), read(predicted)
     assert np.all(np.isnan(mapped[mask == 0]))
@@ -182,7 +235,9 @@ def test_rare_earth_workflow_end_to_end(rare_earth_run):
         assert coefficients[name[:2]] == pytest.approx(expected, abs=1e-9), name
     # step 7 trained on the four band fields in band order, written for step 8
     metadata = read_metadata(parameters['traininversionmodel:inversion_model'])
-    assert metadata['model_type'] == 'cnn' and metadata['input_layout'] == 'tiled'
+    # the default compares the CNN with the baselines and writes the best by test RMSE
+    assert metadata['model_type'] in ('cnn', 'mlr', 'plsr', 'rf')
+    assert metadata['input_layout'] == ('tiled' if metadata['model_type'] == 'cnn' else 'pixel')
     assert [demo_report.short_band_name(name) for name in metadata['features']] == ['B1', 'B2', 'B3', 'B4']
     assert metadata['split']['method'] == 'spatial_blocks'  # the workflow's SPLIT default, not the step's
     # steps 10-12, the paper's Fig. 10 check: the kriged predicted map against the kriged measured map,
@@ -222,14 +277,15 @@ def test_geochem_fusion_through_qgis_process(qgis_app, qgis_process, tmp_path):
     assert 'correlation PCA' in result.stdout  # STANDARDIZE default (the step's own is covariance)
 
 
-def test_geochem_fusion_through_processing_run(qgis_app, run_alg, tmp_path):
+def test_geochem_fusion_through_processing_run(qgis_app, tmp_path):
+    """As from the toolbox, every layer output loaded (named and styled)."""
     parameters = {'IMAGE': str(SAMPLE / 'gf2like_surface_reflectance.tif'),
                   'SAMPLES': str(SAMPLE / 'simulated_cu_survey_250m.gpkg'), 'FIELD': 'cu_ppm',
                   'CELL_SIZE': 250.0, 'MODE': 0, 'REGRESSION': 0, 'RESIDUAL_ITERATIONS': 0, 'CLUSTERS': 3,
-                  'MIN_AREA': 2500.0,
                   **outputs('geochemfusion', tmp_path),
                   'laplacianfusion:coefficients': str(tmp_path / 'coefficients.csv')}
-    results = run_alg('geochemfusion', parameters)
+    results, loaded = run_as_in_the_toolbox('geochemfusion', parameters, list(LAYER_OUTPUTS['geochemfusion']))
+    check_loaded_outputs('geochemfusion', loaded)
     fused = read(results['laplacianfusion:fused_map'])
     assert np.isfinite(fused).mean() > 0.99
     # the paper's configuration (paper mode, least squares, no residual pass) with local regressions:

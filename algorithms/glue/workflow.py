@@ -10,8 +10,18 @@ from qgis.core import QgsProcessingException, QgsProcessingModelAlgorithm
 from ...core.errors import InputError
 from .checks import check_parameters, destination_path, explain_invalid
 
+# toolbox names of the shipped workflows: a model's display name is its model name, which is also its
+# id (rsgeochem:<name>) and must stay, so the readable name is given here
+WORKFLOW_NAMES = {
+    'rareearthinversion': 'Rare-earth inversion workflow (image + samples → content map, anomalies)',
+    'geochemfusion': 'Geochemical fusion workflow (coarse survey + image → fine map, anomalies)',
+}
+
 
 class Workflow(QgsProcessingModelAlgorithm):
+
+    def displayName(self):  # noqa: N802 - QGIS API
+        return WORKFLOW_NAMES.get(self.name(), self.name())
 
     def createInstance(self):  # noqa: N802 - QGIS API
         instance = Workflow()  # as QgsProcessingModelAlgorithm::createInstance, of this class
