@@ -83,6 +83,11 @@ def raster_extent(path):
     return (x0, x0 + dx * dataset.RasterXSize, y0 + dy * dataset.RasterYSize, y0)
 
 
+def raster_crs(path):
+    dataset = gdal.Open(str(path))
+    return dataset.GetProjection()
+
+
 def raster_agreement(label, predicted_path, truth_path, resample=False):
     """Agreement of a map with a truth raster over the pixels valid in both (the map is resampled
     by cubic convolution onto the truth grid with `resample`, e.g. a coarse kriged grid)."""
@@ -170,15 +175,14 @@ def _save(figure, path):
 
 def maps_figure(panels, path, units):
     """Maps side by side with one shared colour scale; panels: (title, raster path)."""
-    arrays = [(title, read_band(raster), raster_extent(raster)) for title, raster in panels]
-    finite = np.concatenate([a[np.isfinite(a)] for _, a, _ in arrays])
-    low, high = np.percentile(finite, [1, 99])
+    arrays = [(title, read_band(raster), raster_extent(raster), raster) for title, raster in panels]
+    finite = np.concatenate([a[np.isfinite(a)] for _, a, _, _ in arrays])
+    low, high = np.percentile(finite, [2, 98])
     figure, axes = figure_row(len(arrays))
-    for ax, (title, array, extent) in zip(axes, arrays):
-        image = ax.imshow(np.ma.masked_invalid(array), extent=extent, vmin=low, vmax=high, cmap='viridis')
+    for ax, (title, array, extent, raster) in zip(axes, arrays):
+        image = ax.imshow(np.ma.masked_invalid(array), extent=extent, vmin=low, vmax=high, cmap='Spectral_r')
         ax.set_title(title, fontsize=10)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        page.map_frame(ax, extent, raster_crs(raster))
     figure.colorbar(image, ax=list(axes), shrink=0.8, label=units)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, format='png', bbox_inches='tight')  # tight_layout ignores a shared colour bar
@@ -189,8 +193,9 @@ def maps_figure(panels, path, units):
 def anomaly_figure(map_path, polygons_path, path, title, units):
     """The content map with the ranked high-anomaly polygons outlined and labelled."""
     figure, ax = page.new_figure(5.5, 4.6)
-    image = ax.imshow(np.ma.masked_invalid(read_band(map_path)), extent=raster_extent(map_path),
-                      cmap='Greys_r')
+    values = np.ma.masked_invalid(read_band(map_path))
+    low, high = np.percentile(values.compressed(), [2, 98])
+    image = ax.imshow(values, extent=raster_extent(map_path), cmap='Spectral_r', vmin=low, vmax=high)
     figure.colorbar(image, ax=ax, shrink=0.8, label=units)
     dataset = ogr.Open(str(polygons_path))
     layer = dataset.GetLayer(0)
@@ -200,17 +205,16 @@ def anomaly_figure(map_path, polygons_path, path, title, units):
         parts = [geometry.GetGeometryRef(i) for i in range(geometry.GetGeometryCount())]
         for ring in parts:
             points = np.array(ring.GetPoints())
-            ax.plot(points[:, 0], points[:, 1], color='red', linewidth=0.8)
+            ax.plot(points[:, 0], points[:, 1], color='black', linewidth=1.0)
         rank = feature.GetField('rank')
         if rank is not None and rank <= 5:
             centre = geometry.Centroid()
-            ax.annotate(feature.GetField('rank_label'), (centre.GetX(), centre.GetY()), color='yellow',
+            ax.annotate(feature.GetField('rank_label'), (centre.GetX(), centre.GetY()), color='black',
                         fontsize=9, fontweight='bold', ha='center')
         count += 1
     labelled = ' (ranks I-V labelled)' if count > 5 else ''
     ax.set_title(f'{title}: {count} high-anomaly area{"" if count == 1 else "s"}{labelled}', fontsize=10)
-    ax.set_xticks([])
-    ax.set_yticks([])
+    page.map_frame(ax, raster_extent(map_path), raster_crs(map_path))
     return _save(figure, path)
 
 

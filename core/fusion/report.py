@@ -2,13 +2,13 @@
 coarse grid, agreement with a reference layer, and maps of input, fused and difference."""
 import numpy as np
 
-from ..report.page import figure_html, new_figure, paragraph, table_html, write_report
+from ..report.page import figure_html, map_frame, new_figure, paragraph, table_html, write_report
 from .model import NONLINEAR_PENALTY
 
 PAPER = 'Remote Sens. 2023, 15, 1993 (Laplacian pyramid + multiple linear regression fusion)'
 
 
-def _map(array, title, cmap='viridis', symmetric=False):
+def _map(array, title, grid, cmap='viridis', symmetric=False):
     figure, axes = new_figure(5.0, 4.2)
     finite = array[np.isfinite(array)]
     limits = {}
@@ -17,11 +17,12 @@ def _map(array, title, cmap='viridis', symmetric=False):
         limits = dict(vmin=-bound, vmax=bound)
     elif finite.size:
         limits = dict(vmin=float(np.percentile(finite, 1)), vmax=float(np.percentile(finite, 99)))
-    image = axes.imshow(np.ma.masked_invalid(array), cmap=cmap, interpolation='nearest', **limits)
+    xmin, ymin, xmax, ymax = grid.extent
+    image = axes.imshow(np.ma.masked_invalid(array), cmap=cmap, interpolation='nearest',
+                        extent=(xmin, xmax, ymin, ymax), **limits)
     figure.colorbar(image, ax=axes, shrink=0.8)
     axes.set_title(title)
-    axes.set_xticks([])
-    axes.set_yticks([])
+    map_frame(axes, (xmin, xmax, ymin, ymax), grid.crs_wkt)
     return figure_html(figure, title)
 
 
@@ -111,11 +112,12 @@ def write_fusion_report(path, result, settings, inputs, log_lines=()):
                               'reports this correlation with a finer survey (its Table 3).', 'note')
         sections.append(('Reference check', fragment))
     layers = result.preview
-    maps = _map(layers['cubic'], 'input grid (cubic resampling)')
-    maps += _map(layers['fused'], 'fused')
-    maps += _map(layers['fused'] - layers['cubic'], 'fused − input', cmap='RdBu_r', symmetric=True)
+    maps = _map(layers['cubic'], 'input grid (cubic resampling)', grids.image)
+    maps += _map(layers['fused'], 'fused', grids.image)
+    maps += _map(layers['fused'] - layers['cubic'], 'fused − input', grids.image, cmap='RdBu_r',
+                 symmetric=True)
     if settings.clusters >= 2:
-        maps += _map(layers['clusters'], 'K-means clusters', cmap='tab20')
+        maps += _map(layers['clusters'], 'K-means clusters', grids.image, cmap='tab20')
     sections.append(('Maps', maps))
     if log_lines:
         sections.append(('Log', ''.join(paragraph(line) for line in log_lines)))

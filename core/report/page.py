@@ -2,21 +2,24 @@
 import base64
 import html
 import io
+import math
 import os
 from datetime import UTC, datetime
 from pathlib import Path
 
 import matplotlib
+from osgeo import osr
 
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402 - backend must be chosen first
 from matplotlib.text import Text  # noqa: E402
+from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar  # noqa: E402
 
 STYLE = """body{font-family:sans-serif;margin:1.5em;max-width:70em;color:#222}
 h1{font-size:1.4em}h2{font-size:1.15em;border-bottom:1px solid #ccc}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #bbb;padding:.2em .5em;text-align:right}
 th{background:#eee}td:first-child,th:first-child{text-align:left}.note{color:#555;font-size:.9em}
-.warning{color:#a40}img{max-width:100%}"""
+.warning{color:#a40}img{max-width:100%}pre{white-space:pre-wrap;overflow-wrap:anywhere}"""
 
 
 def new_figure(width=6.0, height=4.0, columns=1):
@@ -35,6 +38,30 @@ def render_png(figure, target):
         figure.tight_layout()
         figure.savefig(target, format='png')
     plt.close(figure)
+def scale_length(span):
+    """A round scale-bar length (1, 2 or 5 × a power of ten) of at most `span`."""
+    power = 10.0 ** math.floor(math.log10(span))
+    return max(step * power for step in (1, 2, 5) if step * power <= span)
+
+
+def map_frame(axes, extent, crs_wkt=''):
+    """Coordinates along the axes of a map drawn with imshow(extent=(left, right, bottom, top)), and a
+    scale bar when the CRS is projected (a bar in degrees would mislead)."""
+    axes.ticklabel_format(useOffset=False, style='plain')
+    axes.tick_params(labelsize=7)
+    axes.set_xlim(extent[0], extent[1])
+    axes.set_ylim(extent[2], extent[3])
+    reference = osr.SpatialReference()
+    if not crs_wkt or reference.ImportFromWkt(crs_wkt) != 0 or not reference.IsProjected():
+        return
+    metres = reference.GetLinearUnits()
+    length = scale_length(abs(extent[1] - extent[0]) / 4)
+    kilometres = length * metres >= 1000 and metres == 1.0
+    label = f'{length / 1000:g} km' if kilometres else f'{length:g} {reference.GetLinearUnitsName()}'
+    label = label.replace('metre', 'm')
+    axes.add_artist(AnchoredSizeBar(axes.transData, length, label, 'lower right', pad=0.4, borderpad=0.6,
+                                    sep=3, frameon=True, size_vertical=abs(extent[3] - extent[2]) / 150,
+                                    fontproperties={'size': 7}))
 
 
 def figure_html(figure, alt=''):
