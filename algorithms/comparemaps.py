@@ -10,6 +10,7 @@ from qgis.core import (
 
 from ..core.inversion.mapcomparison import compare_maps, write_comparison_report
 from ..core.raster.blockio import raster_info
+from .glue import styles
 from .glue.base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
 from .glue.mask_input import add_mask_parameter, mask_reader
 
@@ -28,23 +29,24 @@ class CompareMapsAlgorithm(RsGeochemAlgorithm):
     GROUP_ID = 'inversion'
     TAGS = ('compare', 'difference', 'map', 'kriging', 'validation', 'r2', 'rmse', 'bias', 'correlation')
     HELP = (
-        'Compares a map with a reference map on the same grid, pixel by pixel: the map-to-map check of '
-        'Cheng et al. (2023, rare-earth inversion from GF-2, Fig. 10), who kriged the contents their model '
-        'predicted at the samples and compared that map with the kriged measured contents. Also for '
-        'any two content maps on one grid (two models, two dates, a fused map against a finer survey '
-        'kriged on the image grid).\n'
-        'Only pixels with data in both maps (and kept by MASK) count; pixels with data in one map only '
-        'are counted in the log and report. Statistics, with the reference taken as the truth: Pearson '
-        'r; R² = 1 - sum((map - reference)²) / sum((reference - mean reference)²) (it can be negative: '
-        'the map is then worse than the reference\'s mean); RMSE; bias = mean(map - reference), in the '
-        'maps\' units.\n'
-        'The two rasters must share the grid (size, pixel size, extent and CRS): krige both onto the '
-        'same reference raster (rsgeochem:kriging REFERENCE_RASTER) or align one with GDAL Warp. They '
-        'are read and the difference map written in blocks of rows, so memory does not grow with the '
-        'raster size.\n'
-        'Outputs: the difference map (map - reference, float32, nodata -9999), an HTML report with the '
-        'statistics, the two maps side by side on one colour scale, the difference map and a scatter '
-        'plot of the pixels with the 1:1 line, and the statistics as numbers for models.')
+        'Compares a map with a reference map on the same grid, pixel by pixel: r, R², RMSE and bias, a '
+        'difference map and the two maps side by side - the map-to-map check of Cheng et al. (2023, Fig. '
+        '10), who kriged the contents their model predicted at the samples and compared that map with the '
+        'kriged measured contents.\n'
+        'Use it to check a predicted map against the kriged survey (as the rare-earth inversion workflow '
+        'does), or to compare any two content maps on one grid (two models, two dates, a fused map against '
+        'a finer survey kriged on the image grid). Give the Map and the Reference map (taken as the '
+        'truth), both on the same grid: krige both onto the same Reference raster of "Kriging", or align '
+        'one with GDAL Warp; optionally a Mask raster and the Units of the maps.\n'
+        'Outputs: the Difference map (map - reference, loaded with a blue-white-red ramp centred on 0), an '
+        'HTML report (statistics, the two maps side by side on one colour scale, the difference map and a '
+        'scatter plot of the pixels with the 1:1 line) and the statistics as numbers.\n'
+        'Method details. Only pixels with data in both maps (and kept by the mask) count; pixels with data '
+        'in one map only are counted in the log and the report. Statistics, with the reference as the '
+        'truth: Pearson r; R² = 1 - sum((map - reference)²) / sum((reference - mean reference)²) (it can '
+        'be negative: the map is then worse than the reference\'s mean); RMSE; bias = mean(map - '
+        'reference), in the maps\' units. The maps are read and the difference written in blocks of rows, '
+        'so memory does not grow with the raster size.')
 
     INPUT = 'INPUT'
     BAND = 'BAND'
@@ -94,14 +96,16 @@ class CompareMapsAlgorithm(RsGeochemAlgorithm):
         feedback.pushInfo(', '.join(f'{key} {value:.4g}' for key, value in results.items()))
         if comparison.skipped:
             feedback.pushWarning(f'{comparison.skipped} pixels hold data in one map only and were left out.')
-        names = tuple(self.parameterAsRasterLayer(parameters, key, context).name() or key
-                      for key in (self.INPUT, self.REFERENCE))
+        names = tuple(styles.layer_label(self.parameterAsRasterLayer(parameters, key, context), fallback)
+                      for key, fallback in ((self.INPUT, 'map'), (self.REFERENCE, 'reference')))
         if names[0] == names[1]:
             names = ('map', 'reference')
         html = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
         write_comparison_report(html, comparison, (path, reference, output), bands, names,
                                 self.parameterAsString(parameters, self.UNITS, context))
         feedback.setProgress(100)
-        name_output_layer(context, output, f'Difference {names[0]} - {names[1]}')
+        units = self.parameterAsString(parameters, self.UNITS, context)
+        name = f'Difference {names[0]} - {names[1]}' + (f' ({units})' if units else '')
+        name_output_layer(context, output, name, styles.difference(units))
         results.update({self.OUTPUT: output, self.OUTPUT_HTML: html})
         return results

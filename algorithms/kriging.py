@@ -190,12 +190,12 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
             self.MEASUREMENT_ERROR, self.tr('Measurement-error variance (0 = exact Kriging)'),
             QgsProcessingParameterNumber.Type.Double, 0.0, False, 0.0),
             'Variance of the analytical (laboratory and sampling) error of the values, in squared units of '
-            'the field (of its natural log with LOG_TRANSFORM), e.g. from duplicate analyses: SD 0.2 % '
-            'gives 0.04. It is part of the nugget (a fitted nugget is at least this; a given NUGGET must '
-            'be at least this). The map then predicts the error-free content: at a sample it is '
-            'smoothed towards the neighbours instead of reproducing the measured value, and the variance '
-            'is that of the error-free content (gstat\'s "Err" variogram component). 0: exact Kriging, '
-            'the prediction on a sample equals its value.')
+            'the field (of its natural log with Natural logarithm of the values), e.g. from duplicate '
+            'analyses: SD 0.2 % gives 0.04. It is part of the nugget (a fitted nugget is at least this; a '
+            'Given nugget must be at least this). The map then predicts the error-free content: at a sample '
+            'it is smoothed towards the neighbours instead of reproducing the measured value, and the '
+            'variance is that of the error-free content (gstat\'s "Err" variogram component). 0: exact '
+            'Kriging, the prediction on a sample equals its value.')
         for key, label in ((self.NUGGET, 'Nugget used'), (self.SILL, 'Partial sill used'),
                            (self.RANGE, 'Range used'), (self.CV_ME, 'Leave-one-out mean error'),
                            (self.CV_RMSE, 'Leave-one-out RMSE'), (self.CV_R2, 'Leave-one-out R²'),

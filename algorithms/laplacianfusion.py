@@ -178,10 +178,10 @@ class LaplacianFusionAlgorithm(RsGeochemAlgorithm):
                  'HTML report: settings, regressions, warnings, coherence, reference check, maps.')
         self.add(QgsProcessingParameterBand(self.CLUSTER_BANDS, self.tr('Bands for the K-means clusters'),
                                             None, self.INPUT_IMAGE, optional=True, allowMultiple=True),
-                 'Image bands the K-means clusters (CLUSTERS >= 2) group pixels by, e.g. alteration indices '
-                 'or raw bands that separate geological units as the paper does, while the regression '
-                 'uses BANDS (e.g. PC2). Empty: the regression bands. They should have data wherever '
-                 'BANDS do.')
+                 'Image bands the K-means clusters (2 or more) group pixels by, e.g. alteration indices or '
+                 'raw bands that separate geological units as the paper does, while the regression uses '
+                 'the Image bands (e.g. PC2). Empty: the regression bands. They should have data wherever '
+                 'the Image bands do.')
         self.addOutput(QgsProcessingOutputNumber(self.COHERENCE_RMSE, self.tr('Coherence RMSE')))
         self.addOutput(QgsProcessingOutputNumber(self.REFERENCE_R, self.tr('Correlation with the reference')))
         self.addOutput(QgsProcessingOutputNumber(self.REFERENCE_R_CUBIC,

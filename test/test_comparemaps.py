@@ -102,7 +102,7 @@ def test_algorithm_through_processing(qgis_app, rasters, tmp_path):
     for key in ('R', 'R2', 'RMSE', 'BIAS'):
         assert result[key] == pytest.approx(want[key], rel=1e-9), key
     assert result['N'] == want['N']
-    assert loaded['OUTPUT'].name == 'Difference estimate - reference'
+    assert loaded['OUTPUT'].name == 'Difference estimate - reference (% RE2O3)'
     report = (tmp_path / 'report.html').read_text()
     assert report.count('<img') == 2 and '% RE2O3' in report
 

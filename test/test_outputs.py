@@ -33,6 +33,8 @@ EXPECTED = {
     ('laplacianfusion', 'OUTPUT_CLUSTERS'): ('Fusion clusters (K-means of the image)', 'paletted'),
     ('laplacianfusion', 'OUTPUT_TABLE'): ('Fusion regression coefficients', None),
     ('anomalies', 'OUTPUT'): (None, 'singleSymbol'),
+    ('comparemaps', 'OUTPUT'): ('Difference applyinversionmodel_output - simulated_re2o3_truth (% RE2O3)',
+                                'singlebandpseudocolor'),
 }
 
 
@@ -86,6 +88,8 @@ def loaded(qgis_app, tmp_path_factory):
     run('accuracyassessment', {'INPUT': predicted, 'POINTS': points, 'FIELD': 're2o3_pct'})
     run('laplacianfusion', {'INPUT_GEOCHEM': grid, 'INPUT_IMAGE': REFLECTANCE, 'CLUSTERS': 2})
     run('anomalies', {'INPUT': predicted})
+    run('comparemaps', {'INPUT': predicted, 'REFERENCE': str(SAMPLE / 'simulated_re2o3_truth.tif'),
+                        'UNITS': '% RE2O3'})
     return everything
 
 

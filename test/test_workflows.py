@@ -13,7 +13,7 @@ from xml.etree import ElementTree
 import numpy as np
 import pytest
 from osgeo import gdal, ogr
-from scipy import ndimage
+from scipy import ndimage, stats
 
 from factories import check_few_areas_inside, run_as_in_the_toolbox
 from paths import CHECKOUT
@@ -128,7 +128,12 @@ LAYER_OUTPUTS = {
         'surfacesamples:surface_samples': ('Surface-to-surface samples (re2o3_pct)', None),
         'correlation:correlation_table': ('Correlation with kriged', None),
         'applyinversionmodel:predicted_map': ('RE2O3 predicted (%)', 'singlebandpseudocolor'),
-        'anomalies:anomaly_areas': (None, 'singleSymbol')},
+        'anomalies:anomaly_areas': (None, 'singleSymbol'),
+        'accuracyassessment:predicted_at_samples': ('Residuals of predicted re2o3_pct', None),
+        'kriging_predicted:kriged_predicted': ('Kriged predicted', 'singlebandpseudocolor'),
+        # named after its input layers, here the demo's file names
+        'comparemaps:map_difference': ('Difference kriged_predicted_re2o3 - kriged_re2o3 (% RE2O3)',
+                                       'singlebandpseudocolor')},
     'geochemfusion': {
         'kriging:kriged_grid': ('Kriged cu_ppm', 'singlebandpseudocolor'),
         'principalcomponents:components': ('Principal components (PC1-PC4)', 'multibandcolor'),
@@ -142,7 +147,10 @@ LAYER_OUTPUTS = {
 def check_loaded_outputs(workflow_id, loaded):
     """Every layer output of the workflow loads with the name and renderer its step gives it (None:
     any human name, not a file or key name; vector layers without a renderer type check)."""
-    assert set(loaded) == set(LAYER_OUTPUTS[workflow_id])
+    model = workflow(workflow_id)
+    layer_outputs = {d.name() for d in model.destinationParameterDefinitions()
+                     if d.type() in ('rasterDestination', 'sink', 'vectorDestination')}
+    assert set(loaded) == set(LAYER_OUTPUTS[workflow_id]) == layer_outputs
     for key, (name, renderer) in LAYER_OUTPUTS[workflow_id].items():
         output = loaded[key]
         assert output.layer is not None and output.layer.isValid(), key

@@ -2,7 +2,7 @@
 post-processor (QgsProcessingLayerPostProcessorInterface) when the layer is in the project.
 
 `name_output_layer` (glue/base.py) attaches an OutputLayer to a destination; the style functions
-here (`content`, `variance`, `keep_mask`, `categories`, `natural_colour`, `rgb`, `ramp_on_band`,
+here (`content`, `variance`, `difference`, `keep_mask`, `categories`, `natural_colour`, `rgb`, `ramp_on_band`,
 `anomaly_areas`) each return a function that styles a loaded layer. Rasters are stretched to the
 2-98 % cumulative cut of their values, as QGIS's own default for multiband images, so a few
 extreme pixels do not wash the map out.
@@ -45,6 +45,7 @@ SAMPLE_PIXELS = 250000        # pixels sampled for the stretch (QGIS's default s
 CONTENT_COLOURS = ('#3288bd', '#99d594', '#e6f598', '#ffffbf', '#fee08b', '#fc8d59', '#d53e4f')
 VARIANCE_COLOURS = ('#edf8fb', '#bfd3e6', '#9ebcda', '#8c96c6', '#8856a7', '#810f7c')
 DIVERGING_COLOURS = ('#d73027', '#fc8d59', '#fee08b', '#ffffbf', '#d9ef8b', '#91cf60', '#1a9850')
+DIFFERENCE_COLOURS = ('#2166ac', '#67a9cf', '#d1e5f0', '#f7f7f7', '#fddbc7', '#ef8a62', '#b2182b')
 CATEGORY_COLOURS = ('#66c2a5', '#fc8d62', '#8da0cb', '#e78ac3', '#a6d854', '#ffd92f', '#e5c494',
                     '#1b9e77', '#d95f02', '#7570b3', '#e7298a', '#66a61e', '#e6ab02', '#a6761d')
 CONCENTRATION_UNITS = ('%', 'wt%', 'ppm', 'ppb', 'g/t', 'mg/kg', 'µg/g', 'ug/g', 'µg/kg', 'ppt')
@@ -128,12 +129,16 @@ def legend_format(low, high):
     return numbers
 
 
-def ramp_on_band(colours, band=1, suffix=''):
-    """Single-band pseudocolour on `colours`, stretched 2-98 %, `suffix` (units) in the legend."""
+def ramp_on_band(colours, band=1, suffix='', symmetric=False):
+    """Single-band pseudocolour on `colours`, stretched 2-98 % (`symmetric`: around 0), `suffix`
+    (units) in the legend."""
     def apply(layer):
         if not isinstance(layer, QgsRasterLayer):
             return
         low, high = stretch(layer, band)
+        if symmetric:
+            high = max(abs(low), abs(high))
+            low = -high
         shader_function = QgsColorRampShader(low, high, gradient(colours))
         shader_function.classifyColorRamp(len(colours), band, layer.extent(), layer.dataProvider())
         legend = QgsColorRampLegendNodeSettings()
@@ -157,6 +162,11 @@ def content(units=''):
 def variance(units=''):
     """Kriging variance (or another uncertainty map): white to purple."""
     return ramp_on_band(VARIANCE_COLOURS, 1, units)
+
+
+def difference(units=''):
+    """A difference of two maps: blue (negative) through white (0) to red (positive)."""
+    return ramp_on_band(DIFFERENCE_COLOURS, 1, units, symmetric=True)
 
 
 def diverging(band=1):
