@@ -1,5 +1,4 @@
 """Processing glue: threshold a content raster and output ranked high-anomaly polygons."""
-import tempfile
 from pathlib import Path
 
 from qgis.core import (
@@ -25,6 +24,7 @@ from ..core.anomalies.fractal import concentration_area
 from ..core.anomalies.smoothing import focal_mean
 from ..core.distributed import steps
 from ..core.errors import InputError
+from ..core.raster.scratch import scratch_folder
 from .glue import compat, styles
 from .glue.base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
 from .glue.cluster import cluster_run
@@ -174,7 +174,7 @@ class AnomaliesAlgorithm(RsGeochemAlgorithm):
         if crs.isGeographic():
             feedback.pushWarning('The content raster has a geographic CRS: areas and the minimum area are '
                                  'in degrees²; reproject it for areas in m².')
-        with tempfile.TemporaryDirectory(prefix='rsgeochem-smoothing-') as work:
+        with scratch_folder('rsgeochem-smoothing') as work:
             source, smoothing_note = self.smoothed(content, window, Path(work), feedback)
             progress, cancel = progress_callbacks(feedback, 20, 50)
             bins = self.parameterAsInt(parameters, self.HISTOGRAM_BINS, context)

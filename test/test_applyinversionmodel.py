@@ -6,7 +6,7 @@ import pytest
 from osgeo import gdal
 from scipy import ndimage
 
-from factories import make_grid, run_as_in_the_toolbox, write_test_raster
+from factories import LogFeedback, make_grid, run_as_in_the_toolbox, write_test_raster
 from rsgeochem.core.errors import CancelledError, InputError
 from rsgeochem.core.inversion.inference import apply_model
 from rsgeochem.core.inversion.onnx_metadata import write_metadata
@@ -279,31 +279,13 @@ def test_qgis_process_applies_model_with_metadata(tmp_path, bands3, qgis_process
     np.testing.assert_allclose(out, data[2] - data[0].astype(np.float64) + 0.5, rtol=1e-5)
 
 
-class LogFeedback:
-    """A QgsProcessingFeedback that keeps the warnings (made on first use: it needs qgis)."""
-
-    @staticmethod
-    def create():
-        from qgis.core import QgsProcessingFeedback
-
-        class Feedback(QgsProcessingFeedback):
-            def __init__(self):
-                super().__init__()
-                self.warnings = []
-
-            def pushWarning(self, text):  # noqa: N802 - QGIS API
-                self.warnings.append(text)
-                super().pushWarning(text)
-        return Feedback()
-
-
 def test_runs_out_of_the_box_with_the_shipped_model(qgis_app, tmp_path):
     """MODEL left out: the shipped CNN maps the sample image; checked against the simulated truth. The
     log and the layer name say it is the demonstration model."""
     from paths import CHECKOUT
     sample = CHECKOUT / 'resources' / 'sample'
     output = tmp_path / 're2o3.tif'
-    feedback = LogFeedback.create()
+    feedback = LogFeedback()
     parameters = {'INPUT': str(sample / 'gf2like_surface_reflectance.tif'), 'OUTPUT': str(output)}
     _, loaded = run_as_in_the_toolbox('applyinversionmodel', parameters, ['OUTPUT'], feedback)
     predicted, nodata, description = read(output)
@@ -314,7 +296,7 @@ def test_runs_out_of_the_box_with_the_shipped_model(qgis_app, tmp_path):
     assert 're2o3' in description.lower()
     assert np.corrcoef(predicted[both], truth[both])[0, 1] > 0.6
     assert loaded['OUTPUT'].name == 'RE2O3 predicted (%) - DEMO model, simulated data'
-    assert any('DEMONSTRATION model' in text for text in feedback.warnings)
+    assert any('DEMONSTRATION model' in line for line in feedback.lines)
     assert predicted[both].min() >= 0.0
 
 

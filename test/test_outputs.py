@@ -27,6 +27,7 @@ EXPECTED = {
     ('correlation', 'OUTPUT'): ('Correlation with kriged', None),
     ('applyinversionmodel', 'OUTPUT'): ('RE2O3 predicted (%) - DEMO model, simulated data',
                                         'singlebandpseudocolor'),
+    ('applyinversionmodel', 'OUTPUT_OUT_OF_RANGE'): ('Pixels outside the training range', 'paletted'),
     ('accuracyassessment', 'OUTPUT'): ('Residuals of predicted re2o3_pct', None),
     # named after the grid layer, here the file this test names after the kriging output
     ('laplacianfusion', 'OUTPUT'): ('kriging_output fused with the image', 'singlebandpseudocolor'),

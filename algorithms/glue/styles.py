@@ -2,10 +2,10 @@
 post-processor (QgsProcessingLayerPostProcessorInterface) when the layer is in the project.
 
 `name_output_layer` (glue/base.py) attaches an OutputLayer to a destination; the style functions
-here (`content`, `variance`, `difference`, `keep_mask`, `categories`, `natural_colour`, `rgb`, `ramp_on_band`,
-`anomaly_areas`) each return a function that styles a loaded layer. Rasters are stretched to the
-2-98 % cumulative cut of their values, as QGIS's own default for multiband images, so a few
-extreme pixels do not wash the map out.
+here (`content`, `variance`, `difference`, `keep_mask`, `out_of_range`, `categories`,
+`natural_colour`, `rgb`, `ramp_on_band`, `anomaly_areas`) each return a function that styles a
+loaded layer. Rasters are stretched to the 2-98 % cumulative cut of their values, as QGIS's own
+default for multiband images, so a few extreme pixels do not wash the map out.
 
 Only APIs present from QGIS 3.22 to 4 are used (colour ramps built here rather than read from the
 user's style database, enums fully scoped, no enum arguments where a default serves).
