@@ -310,7 +310,7 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
             source = self.parameterAsSource(parameters, INPUT, context)
             crs_wkt = source.sourceCrs().toWkt(compat.WKT_PREFERRED_GDAL)
             if not pixel_size > 0:
-                longer = max(points.x.ptp(), points.y.ptp()) + 2 * margin
+                longer = max(np.ptp(points.x), np.ptp(points.y)) + 2 * margin
                 pixel_size = longer / AUTO_PIXELS if longer > 0 else 1.0
         return samples_grid(points.x, points.y, margin, reference, pixel_size, crs_wkt)
 
