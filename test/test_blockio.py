@@ -67,8 +67,46 @@ def test_read_blocks_and_writer_round_trip_with_nodata(tmp_path, memory_mb):
     assert out.GetGeoTransform() == info.grid.geotransform
     assert blockio.same_crs(out.GetProjection(), UTM32.ExportToWkt())
     structure = out.GetMetadata('IMAGE_STRUCTURE')
-    assert structure.get('COMPRESSION') == 'DEFLATE'
+    assert structure.get('COMPRESSION') == 'ZSTD'
     assert out.GetRasterBand(1).GetBlockSize()[1] > 1  # tiled, not strips
+
+
+@pytest.mark.parametrize('block_rows', [1, 7, 100, 300])
+def test_tiles_are_written_once_whatever_the_block_rows(tmp_path, block_rows):
+    """Blocks that do not line up with the tiles give the same file size as one write: GDAL would
+    otherwise recompress (and append) a tile for every block that touches it."""
+    rng = np.random.default_rng(3)
+    data = rng.uniform(0, 1, size=(2, 530, 700)).astype(np.float32)
+    grid = make_grid(700, 530)
+    blockio.write_raster(tmp_path / 'whole.tif', grid, data)
+    with blockio.RasterWriter(tmp_path / 'blocks.tif', grid, 2) as writer:
+        for window in blockio.block_windows(530, block_rows):
+            writer.write(window.row, data[:, window.row:window.row + window.rows])
+    np.testing.assert_array_equal(gdal.Open(str(tmp_path / 'blocks.tif')).ReadAsArray(), data)
+    assert (tmp_path / 'blocks.tif').stat().st_size == (tmp_path / 'whole.tif').stat().st_size
+
+
+def test_writer_rows_out_of_order_still_land(tmp_path):
+    data = np.arange(3 * 300 * 600, dtype=np.float32).reshape(3, 300, 600)
+    grid = make_grid(600, 300)
+    with blockio.RasterWriter(tmp_path / 'out.tif', grid, 3) as writer:
+        for row in (200, 0, 100):
+            writer.write(row, data[:, row:row + 100])
+    np.testing.assert_array_equal(gdal.Open(str(tmp_path / 'out.tif')).ReadAsArray(), data)
+
+
+def test_user_creation_options_override_the_defaults(tmp_path):
+    grid = make_grid(40, 30)
+    data = np.ones((30, 40), np.float32)
+    with blockio.creation_options(['COMPRESS=DEFLATE', ' ZLEVEL=9', 'BLOCKXSIZE=16', 'BLOCKYSIZE=16', '']):
+        blockio.write_raster(tmp_path / 'user.tif', grid, data)
+    blockio.write_raster(tmp_path / 'default.tif', grid, data)
+    user, default = gdal.Open(str(tmp_path / 'user.tif')), gdal.Open(str(tmp_path / 'default.tif'))
+    assert user.GetMetadata('IMAGE_STRUCTURE')['COMPRESSION'] == 'DEFLATE'
+    assert user.GetRasterBand(1).GetBlockSize() == [16, 16]
+    assert 'PREDICTOR' not in user.GetMetadata('IMAGE_STRUCTURE')  # ours dropped with another COMPRESS
+    assert default.GetMetadata('IMAGE_STRUCTURE')['COMPRESSION'] == 'ZSTD'
+    np.testing.assert_array_equal(user.ReadAsArray(), data)
 
 
 def test_block_rows_follow_memory_budget():

@@ -9,13 +9,15 @@ from qgis.core import (
     QgsProcessingAlgorithm,
     QgsProcessingException,
     QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterString,
 )
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
 from ...core.dependencies import require_all
 from ...core.errors import CancelledError, InputError, MissingDependencyError
-from ...core.raster.blockio import DEFAULT_MEMORY_MB
+from ...core.raster.blockio import DEFAULT_MEMORY_MB, creation_options
 from . import compat
 from .checks import PROVIDER_PREFIX, check_parameters, explain_invalid, range_text
 from .cluster import CLUSTER_HELP
@@ -35,6 +37,8 @@ GROUPS = {
 }
 
 BLOCK_MEMORY_MB = 'BLOCK_MEMORY_MB'
+# GDAL creation options of the raster outputs, as QGIS's own raster algorithms take them
+CREATION_OPTIONS = 'CREATION_OPTIONS'
 
 
 class RsGeochemAlgorithm(QgsProcessingAlgorithm):
@@ -84,7 +88,21 @@ class RsGeochemAlgorithm(QgsProcessingAlgorithm):
         if advanced:
             parameter.setFlags(parameter.flags() | compat.PARAMETER_ADVANCED)
         self.addParameter(parameter)
+        if (isinstance(parameter, QgsProcessingParameterRasterDestination)
+                and self.parameterDefinition(CREATION_OPTIONS) is None):
+            self.add_creation_options()
         return parameter
+
+    def add_creation_options(self):
+        """The "Creation options" of QGIS's raster algorithms (advanced, with QGIS's profile widget),
+        added with the first raster output; '|'-separated GDAL GeoTIFF options."""
+        parameter = QgsProcessingParameterString(CREATION_OPTIONS, self.tr('Creation options'), None,
+                                                 False, True)
+        parameter.setMetadata({'widget_wrapper': {'widget_type': 'rasteroptions'}})
+        self.add(parameter, 'GDAL GeoTIFF creation options of the raster outputs, separated by |, e.g. '
+                 'COMPRESS=DEFLATE|ZLEVEL=9 for smaller files to keep. They override the defaults (tiled, '
+                 'ZSTD level 1 with the floating-point predictor: fast to write and read back).',
+                 advanced=True)
 
     def add_block_memory(self):
         self.add(QgsProcessingParameterNumber(
@@ -114,12 +132,17 @@ class RsGeochemAlgorithm(QgsProcessingAlgorithm):
         try:
             require_all(self.REQUIRES)
             check_parameters(self, parameters, context, feedback)
-            with terminate_as_cancel(feedback):
+            with terminate_as_cancel(feedback), creation_options(self.creation_options(parameters, context)):
                 return self.execute(parameters, context, feedback)
         except (InputError, MissingDependencyError) as error:
             raise QgsProcessingException(str(error)) from error
         except CancelledError as error:
             raise QgsProcessingException(self.tr('Cancelled: no output was written.')) from error
+
+    def creation_options(self, parameters, context):
+        if self.parameterDefinition(CREATION_OPTIONS) is None:
+            return []
+        return (self.parameterAsString(parameters, CREATION_OPTIONS, context) or '').split('|')
 
     def execute(self, parameters, context, feedback):
         raise NotImplementedError

@@ -48,7 +48,6 @@ from ..errors import InputError
 from ..metrics import PairStats
 from ..raster.blockio import (
     DEFAULT_MEMORY_MB,
-    GTIFF_OPTIONS,
     RasterReader,
     RasterWriter,
     Window,
@@ -332,7 +331,7 @@ def apply_model(blocks, grid, levels, model, settings, fused_path, clusters_path
     halo = pyramid.halo(levels)
     windows = block_windows(grid.height, _block_rows(grid, len(model.band_names), settings, halo), halo)
     with ExitStack() as stack:
-        options = TEMPORARY_GTIFF if temporary else GTIFF_OPTIONS
+        options = TEMPORARY_GTIFF if temporary else None
         fused_writer = stack.enter_context(RasterWriter(fused_path, grid, 1, descriptions=[descriptions[0]],
                                                         options=options))
         cluster_writer = stack.enter_context(
@@ -412,7 +411,7 @@ def residual_correction(source_path, target_path, grids, work_dir, iteration, se
             writer.write(window.row, np.ma.masked_invalid(coarse - mean))
     fine = warp_to_grid(residual_path, grids.image, work_dir / f'residual_{iteration}_cubic.vrt', 'cubic')
     description = raster_info(source_path).descriptions[0]
-    options = TEMPORARY_GTIFF if temporary else GTIFF_OPTIONS
+    options = TEMPORARY_GTIFF if temporary else None
     readers = threading.local()
 
     def correct(window):

@@ -4,8 +4,10 @@ nodata as masked values, and a float32 GeoTIFF writer that only publishes comple
 Memory never grows with the raster size: readers hold one block (plus halo) at a time and the
 writer streams blocks to disk.
 """
+import contextvars
 import os
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +21,34 @@ gdal.UseExceptions()
 
 DEFAULT_MEMORY_MB = 256
 DEFAULT_NODATA = -9999.0
-GTIFF_OPTIONS = ('TILED=YES', 'COMPRESS=DEFLATE', 'PREDICTOR=3', 'BIGTIFF=IF_SAFER', 'NUM_THREADS=2')
+# ZSTD level 1 with the floating-point predictor: as small as DEFLATE on reflectance and kriged
+# float32 rasters at a quarter of its CPU time, and faster to read back (bench/bench_compression.py)
+GTIFF_OPTIONS = ('TILED=YES', 'COMPRESS=ZSTD', 'ZSTD_LEVEL=1', 'PREDICTOR=3', 'BIGTIFF=IF_SAFER',
+                 'NUM_THREADS=2')
+# options that only make sense with our default compression: dropped when the user picks another
+COMPRESSION_DETAILS = ('ZSTD_LEVEL', 'PREDICTOR')
+_user_options = contextvars.ContextVar('rsgeochem_creation_options', default=())
+
+
+@contextmanager
+def creation_options(options):
+    """GeoTIFF creation options ('KEY=VALUE' strings, e.g. QGIS's "Creation options") that every
+    RasterWriter with default options opened in this context applies on top of GTIFF_OPTIONS."""
+    token = _user_options.set(tuple(option.strip() for option in options if option.strip()))
+    try:
+        yield
+    finally:
+        _user_options.reset(token)
+
+
+def merged_options(defaults, extra):
+    """`defaults` overridden key by key by `extra`; another COMPRESS drops our compression details."""
+    def key(option):
+        return option.split('=', 1)[0].strip().upper()
+    extra_keys = {key(option) for option in extra}
+    kept = [option for option in defaults if key(option) not in extra_keys
+            and not ('COMPRESS' in extra_keys and key(option) in COMPRESSION_DETAILS)]
+    return [*kept, *extra]
 
 
 @dataclass(frozen=True)
@@ -223,9 +252,10 @@ def read_blocks(path, bands=None, memory_mb=DEFAULT_MEMORY_MB, halo=0, extra_byt
     reader = RasterReader(path, parameter)
     count = len(bands) if bands else reader.info.band_count
     bytes_per_pixel = count * (np.dtype(dtype).itemsize + 1) + extra_bytes_per_pixel
-    windows = block_windows(reader.info.grid.height,
-                            rows_per_block(reader.info.grid.width, bytes_per_pixel, memory_mb, halo),
-                            halo)
+    rows = rows_per_block(reader.info.grid.width, bytes_per_pixel, memory_mb, halo)
+    if not halo and rows > reader.block_height:  # whole rows of the file's tiles: each read once
+        rows -= rows % reader.block_height
+    windows = block_windows(reader.info.grid.height, rows, halo)
     for index, window in enumerate(windows):
         check_cancel(cancel)
         yield window, reader.read(window, bands, dtype)
@@ -260,18 +290,20 @@ def check_free_space(folder, needed, parameter):
 
 
 class RasterWriter:
-    """Float32 GeoTIFF (tiled, deflate) written block by block under a temporary name.
+    """Float32 GeoTIFF (tiled, compressed) written block by block under a temporary name.
 
     Use as a context manager: the file appears at `path` only when the block exits without an
     exception; on error or cancel the partial file is deleted and `path` is left untouched.
-    Complete rows of tiles are flushed as they are written, so GDAL's cache holds at most one row
-    of tiles that is not on disk yet: memory stays bounded, and a cancelled run has little to
-    drop. Partial files of the same output left by killed runs are removed on entry.
-    `parameter` is the output's Processing key, named in errors.
+    Rows are collected into whole rows of the file's tiles, each written once and then flushed:
+    a compressed tile written in parts would be recompressed (and the file grow) on every part
+    once GDAL's cache evicts it, and GDAL's cache holds no row of tiles that is not on disk yet, so
+    memory stays bounded and a cancelled run has little to drop. Partial files of the same output
+    left by killed runs are removed on entry. `parameter` is the output's Processing key, named in
+    errors; `options` None means GTIFF_OPTIONS with the user's creation options (creation_options).
     """
 
     def __init__(self, path, grid, band_count=1, nodata=DEFAULT_NODATA, descriptions=None,
-                 data_type=gdal.GDT_Float32, options=GTIFF_OPTIONS, parameter=None):
+                 data_type=gdal.GDT_Float32, options=None, parameter=None):
         self.path = Path(path)
         self.parameter = parameter
         if self.path.suffix.lower() not in ('.tif', '.tiff'):
@@ -283,12 +315,16 @@ class RasterWriter:
         self.descriptions = list(descriptions or [])
         self.data_type = data_type
         self.numpy_type = gdal_array.GDALTypeCodeToNumericTypeCode(data_type)
-        self.options = list(options)
+        self.options = list(options) if options is not None else merged_options(GTIFF_OPTIONS,
+                                                                                _user_options.get())
         if data_type != gdal.GDT_Float32:
-            self.options = [o for o in self.options if not o.startswith('PREDICTOR')]
+            self.options = [o for o in self.options if not o.upper().startswith('PREDICTOR=3')]
         self.temporary = partial_path(self.path)
         self.dataset = None
         self.tile_rows = 1
+        self.buffer = None       # (bands, tile rows, width): the row of tiles being filled
+        self.buffer_row = 0      # first raster row of the buffer
+        self.buffered = 0        # rows of the buffer filled so far
 
     def __enter__(self):
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -313,42 +349,68 @@ class RasterWriter:
             if index < len(self.descriptions):
                 band.SetDescription(str(self.descriptions[index]))
         self.tile_rows = self.dataset.GetRasterBand(1).GetBlockSize()[1]
+        self.buffer = np.empty((self.band_count, self.tile_rows, self.grid.width), dtype=self.numpy_type)
         return self
 
     def write(self, row, array):
         """Write rows starting at `row`; `array` is (bands, rows, width) or (rows, width), masked
-        values and non-finite values become nodata."""
+        values and non-finite values become nodata. Blocks come in row order; a block that does
+        not continue the previous one is written as it is (correct, only slower)."""
         array = np.ma.asarray(array)
         if array.ndim == 2:
             array = array[np.newaxis]
         if array.shape[0] != self.band_count or array.shape[2] != self.grid.width:
             raise ValueError(f'block shape {array.shape} does not fit a {self.band_count}-band '
                              f'{self.grid.width}-column raster')
-        row, end = int(row), int(row) + array.shape[1]
-        start = row
-        while start < end:  # in parts that end where a row of tiles ends
-            stop = min(end, (start // self.tile_rows + 1) * self.tile_rows)
-            self._write_rows(start, array[:, start - row:stop - row])
-            if stop % self.tile_rows == 0:
-                self.dataset.FlushCache()  # the row of tiles is complete: compress and write it now
-            start = stop
+        row = int(row)
+        if row != self.buffer_row + self.buffered:
+            self._write_buffer()
+            self.buffer_row = row
+        done = 0
+        while done < array.shape[1]:
+            # the buffer ends where the row of tiles of its first row ends
+            capacity = self.tile_rows - self.buffer_row % self.tile_rows
+            rows = min(array.shape[1] - done, capacity - self.buffered)
+            self._fill(array[:, done:done + rows])
+            done += rows
+            if self.buffered == capacity:
+                self._write_buffer()
 
-    def _write_rows(self, row, array):
+    def _fill(self, part):
+        """Copy rows of a block into the buffer, band by band, masked and non-finite as nodata."""
         fill = self.nodata if self.nodata is not None else np.nan
-        for index in range(self.band_count):  # band by band: one band-sized copy at a time
-            values = np.array(np.ma.getdata(array[index]), dtype=self.numpy_type)
-            invalid = np.ma.getmaskarray(array[index])
+        rows = part.shape[1]
+        for index in range(self.band_count):
+            values = self.buffer[index, self.buffered:self.buffered + rows]
+            values[...] = np.ma.getdata(part[index])
+            invalid = np.ma.getmaskarray(part[index])
             if np.issubdtype(self.numpy_type, np.floating):
-                invalid |= ~np.isfinite(values)
+                invalid = invalid | ~np.isfinite(values)
             values[invalid] = fill
-            try:
-                self.dataset.GetRasterBand(index + 1).WriteArray(values, 0, row)
-            except RuntimeError as error:
-                raise InputError(f'writing "{self.path}" failed ({error}); check the free disk space '
-                                 'and that the folder is writable.', self.parameter) from error
+        self.buffered += rows
+
+    def _write_buffer(self):
+        """Write the buffered rows and flush them: compressed and on disk, out of GDAL's cache."""
+        if self.buffered:
+            for index in range(self.band_count):
+                try:
+                    self.dataset.GetRasterBand(index + 1).WriteArray(self.buffer[index, :self.buffered], 0,
+                                                                      self.buffer_row)
+                except RuntimeError as error:
+                    raise InputError(f'writing "{self.path}" failed ({error}); check the free disk space '
+                                     'and that the folder is writable.', self.parameter) from error
+            self.dataset.FlushCache()
+        self.buffer_row += self.buffered
+        self.buffered = 0
 
     def __exit__(self, exc_type, exc, traceback):
-        dataset, self.dataset = self.dataset, None
+        if self.dataset is not None and exc_type is None:
+            try:
+                self._write_buffer()
+            except InputError as error:
+                self.__exit__(InputError, error, None)  # drops the partial file
+                raise
+        dataset, self.dataset, self.buffer = self.dataset, None, None
         if dataset is not None:
             if exc_type is None:
                 dataset.FlushCache()
