@@ -15,7 +15,6 @@ same scene, alternated with ours (e.g. a `git archive` of main, to compare befor
 Environment: RSGEOCHEM_BENCH_WORKFLOW_SIZE=<cols>x<rows> (default 7300x6900),
 RSGEOCHEM_BENCH_WORKFLOW_RUNS (runs of each plugin, default 1).
 """
-import json
 import os
 import re
 import shutil
