@@ -18,7 +18,7 @@ def test_core_never_imports_qgis():
 
 
 # core's subpackages by layer: a subpackage imports only from its own or a lower layer (the
-# top-level modules errors, dependencies, version and metrics form layer 0)
+# top-level modules errors, dependencies, version, metrics and linalg form layer 0)
 LAYERS = {'raster': 1, 'report': 1, 'imagery': 2, 'geostat': 2,
           'inversion': 3, 'fusion': 3, 'anomalies': 3, 'distributed': 4}
 
@@ -50,4 +50,4 @@ def test_core_subpackages_import_only_lower_layers():
 
 def test_core_has_few_top_level_modules():
     modules = sorted(path.stem for path in (CHECKOUT / 'core').glob('*.py') if path.stem != '__init__')
-    assert modules == ['dependencies', 'errors', 'metrics', 'version']
+    assert modules == ['dependencies', 'errors', 'linalg', 'metrics', 'version']

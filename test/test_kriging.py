@@ -209,6 +209,64 @@ def test_search_radius(meuse, gstat_grid, meuse_grid, tmp_path):
     assert 0 < summary.nodata_pixels < summary.pixels
 
 
+# --- exact per-pixel neighbourhoods on grids (the default) -----------------------------------------
+
+@pytest.mark.parametrize('n, k, spread', [(150, 16, 1000.0), (40, 39, 1000.0), (374, 32, 1000.0),
+                                          (60, 5, 100.0), (12, 1, 1000.0)])
+def test_tile_neighbour_sets_equal_a_k_d_tree_query_per_pixel(n, k, spread):
+    """Every pixel's k nearest samples found tile by tile equal a per-pixel k-d tree query, with the
+    grid reaching well beyond the samples (spread 100: samples clustered in a tenth of the grid)."""
+    from scipy.spatial import cKDTree
+
+    from rsgeochem.core.geostat.neighbour_tiles import TileNeighbourSets
+    rng = np.random.default_rng(n + k)
+    points = rng.uniform(0, spread, (n, 2))
+    xs, ys = np.linspace(-50.0, 1050.0, 203), np.linspace(1030.0, -20.0, 77)
+    tree = cKDTree(points)
+    labels, sets = TileNeighbourSets(tree, k).label(xs, ys)
+    _, expected = tree.query(np.column_stack([np.tile(xs, len(ys)), np.repeat(ys, len(xs))]), k=k)
+    np.testing.assert_array_equal(sets[labels.ravel()], np.sort(expected.reshape(-1, k), axis=1))
+
+
+@pytest.mark.parametrize('case', ['ordinary', 'external drift', 'radius'])
+def test_exact_grid_kriging_equals_kriging_each_pixel_on_its_own(case):
+    """The grid walker (neighbour sets by tiles, one factorisation per set shared by its pixels)
+    against krige_points (a k-d tree query and a system per target), in float64, to 1e-9."""
+    from rsgeochem.core.geostat.kriging_system import KrigingFrame
+    x, y, z = synthetic(150, 21)
+    grid = Grid(61, 47, (-20.0, 17.0, 0.0, 1010.0, 0.0, -22.0), '')
+    xs, ys = grid.pixel_centres(0, grid.height)
+    px, py = np.tile(xs, grid.height), np.repeat(ys, grid.width)
+    drift, pixel_drift = None, None
+    if case == 'external drift':
+        drift, pixel_drift = np.sqrt(x + y + 100.0), np.sqrt(px + py + 100.0)
+    samples = kriging.prepare_samples(x, y, z, drift)
+    model = VariogramModel('exponential', 0.05, 1.0, 400.0)
+    radius = 150.0 if case == 'radius' else 0.0
+    neighbours = 0 if case == 'radius' else 20
+    frame = KrigingFrame(model, samples.x, samples.y, samples.z, samples.drift)
+    walker = kriging_grid._ExactWalker(frame, grid, kriging.NeighbourSearch(frame, neighbours, radius),
+                                       memory_mb=0.2)  # several row blocks
+    f0 = frame.drift_matrix(kriging.drift_array(pixel_drift, len(px))).reshape(grid.height, grid.width, -1)
+    blocks = [walker.krige(row, rows, f0[row:row + rows], None) for row, rows in walker.row_blocks()]
+    assert len(blocks) > 1
+    prediction, variance = (np.concatenate([block[i] for block in blocks]).ravel() for i in (0, 1))
+    expected = kriging.krige_points(samples, model, px, py, pixel_drift, neighbours, radius)
+    np.testing.assert_allclose(prediction, expected[0], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(variance, expected[1], rtol=0, atol=1e-9)
+    if case == 'radius':
+        assert np.isnan(prediction).any() and np.isfinite(prediction).any()
+
+
+def test_grid_kriging_is_exact_per_pixel_by_default(tmp_path):
+    x, y, z = synthetic(80, 4)
+    samples = kriging.prepare_samples(x, y, z)
+    grid = Grid(40, 30, (0.0, 25.0, 0.0, 1000.0, 0.0, -33.0), '')
+    summary = kriging_grid.krige_grid(samples, VariogramModel('spherical', 0.1, 1.0, 300.0), grid,
+                                      tmp_path / 'p.tif', None, n_neighbours=10)
+    assert (summary.mode, summary.block_pixels) == ('per pixel', 1)
+
+
 # --- shared-block against per-pixel neighbourhoods ------------------------------------------------
 
 def test_blocks_equal_per_pixel_when_every_pixel_has_the_same_neighbours(tmp_path):

@@ -2,12 +2,13 @@
 
 Three neighbourhood modes, chosen by `krige_grid`:
 - global (no neighbour limit, no radius): one factorisation of all samples serves every pixel;
+- per pixel (block_pixels 0 or 1, the default): every pixel its own neighbour set, exactly (equal
+  to Kriging each pixel on its own, like gstat and pykrige's moving window); the k nearest samples
+  are found tile by tile (neighbour_tiles) and the pixels that share a set share its factorisation;
 - shared blocks (block_pixels >= 2): square blocks of pixels take the neighbour set of their
-  centre, so one factorisation serves a whole block (the approximation: a pixel near a block
-  corner may have a slightly different own neighbour set; bench/bench_kriging.py reports the
-  difference from per-pixel and from global Kriging);
-- per pixel (block_pixels == 1): every pixel its own neighbour set (pixels with identical sets
-  share a factorisation), like gstat and pykrige's moving window.
+  centre, so one factorisation serves a whole block (an approximation, about 3x faster: a pixel
+  near a block corner may have a slightly different own neighbour set; bench/bench_kriging.py
+  reports the difference).
 Worker threads krige blocks of rows (numpy and LAPACK release the GIL) while the calling thread
 reads drift rasters and writes finished rows (core.raster.blockio.RasterWriter): memory does not grow
 with the grid.
@@ -32,20 +33,25 @@ from ..raster.blockio import (
     read_window,
     same_crs,
 )
-from .kriging import NeighbourSearch, group_targets, is_global, krige_global, solve_groups
-from .kriging_system import KrigingFrame, KrigingSystems, check_global_size, single_threaded_blas
+from .kriging import NeighbourSearch, is_global, krige_global
+from .kriging_system import PAD, KrigingFrame, KrigingSystems, check_global_size, single_threaded_blas
+from .neighbour_tiles import TILE, TileNeighbourSets, group_by_set, hash_weights
 
-# With neighbourhoods, γ to target pixels, its matrix product and the sums over that product's rows
+# With shared blocks, γ to target pixels, its matrix product and the sums over that product's rows
 # run in float32 (about twice the speed; deviations ~1e-6 of the values on Meuse and on the bench
 # data, see test_kriging.py); factorisations and the variance's final difference stay float64.
-# Global Kriging, whose dual weights amplify rounding, runs fully in float64.
+# Exact per-pixel and global Kriging (whose dual weights amplify rounding) run fully in float64.
 GRID_DTYPE = np.float32
 BYTES_PER_SYSTEM_ENTRY = 8 * 6  # bytes of arrays per (sample × target) entry alive at once
-MAX_BLOCK_PIXELS = 64
 # largest grid: 4 GB per float32 output, and a row of pixels in per-pixel mode (32 neighbours)
 # stays within ~300 MB
 MAX_GRID_PIXELS = 10 ** 9
 MAX_GRID_SIDE = 50_000
+BYTES_PER_EXACT_PIXEL = 96  # per pixel of a row block in exact mode (labels, order, results, drift)
+MAX_EXACT_ROWS = 256        # rows of a block in exact mode (a tile row of the output files)
+SYSTEMS_BATCH = 256         # neighbour sets factorised at once in exact mode
+SLOT_PIXELS = 32            # pixels of one set that share one matrix product in exact mode
+SLOTS_PER_PRODUCT = 1024    # slots whose target matrices are built at once (~9 MB)
 MAX_THREADS = 4
 
 
@@ -87,18 +93,6 @@ def check_grid_size(grid, parameter, advice):
 def count_inside(grid, x, y):
     xmin, ymin, xmax, ymax = grid.extent
     return int(np.count_nonzero((x >= xmin) & (x <= xmax) & (y >= ymin) & (y <= ymax)))
-
-
-def auto_block_pixels(x, y, pixel_size):
-    """Side of shared-neighbourhood blocks: a third of the mean sample spacing, 1 (per pixel) when
-    that is under two pixels, at most MAX_BLOCK_PIXELS. Blocks of this size change the result less
-    than the neighbourhood itself does (bench/bench_kriging.py)."""
-    area = np.ptp(x) * np.ptp(y)
-    if not area > 0:  # samples on a line: spacing along it
-        area = (np.ptp(x) + np.ptp(y)) ** 2 / len(x)
-    spacing = math.sqrt(max(area, 1e-12) / len(x))
-    side = int(spacing / (3.0 * pixel_size))
-    return 1 if side < 2 else min(side, MAX_BLOCK_PIXELS)
 
 
 class DriftRasters:
@@ -180,9 +174,9 @@ def krige_grid(samples, model, grid, prediction_path, variance_path=None, drift=
     and write float32 GeoTIFFs of prediction and (optionally) variance.
 
     `drift` is a DriftRasters (or None for ordinary Kriging) with the drifts of `samples.drift`;
-    `block_pixels` 0 chooses the shared-neighbourhood block size (see auto_block_pixels), 1 is
-    per-pixel neighbourhoods; `threads` 0 uses up to MAX_THREADS processor cores, each with its
-    share of `memory_mb`. Returns a GridSummary.
+    `block_pixels` 0 or 1 gives every pixel its own neighbourhood (exact), 2 or more shares the
+    neighbourhood of square blocks of that side (approximate); `threads` 0 uses up to MAX_THREADS
+    processor cores, each with its share of `memory_mb`. Returns a GridSummary.
     """
     frame = KrigingFrame(model, samples.x, samples.y, samples.z, samples.drift)
     n_drift = samples.drift.shape[1]
@@ -195,10 +189,9 @@ def krige_grid(samples, model, grid, prediction_path, variance_path=None, drift=
         check_global_size(len(samples))
         walker = _GlobalWalker(frame, grid, memory_mb)
     else:
-        block_pixels = int(block_pixels) or auto_block_pixels(samples.x, samples.y, grid.pixel_width)
         search = NeighbourSearch(frame, n_neighbours, radius)
-        walker = (_PixelWalker(frame, grid, search, memory_mb) if block_pixels == 1 else
-                  _BlockWalker(frame, grid, search, block_pixels, memory_mb))
+        walker = (_ExactWalker(frame, grid, search, memory_mb) if int(block_pixels) <= 1 else
+                  _BlockWalker(frame, grid, search, int(block_pixels), memory_mb))
     nodata_pixels = 0
     with ExitStack() as stack:
         stack.enter_context(single_threaded_blas())
@@ -275,25 +268,63 @@ class _GlobalWalker:
         return prediction.reshape(rows, -1), variance.reshape(rows, -1)
 
 
-class _PixelWalker:
-    """Per-pixel neighbour sets; pixels of a row block with the same set share one system."""
+class _ExactWalker:
+    """Every pixel its own neighbour set, exactly: the k nearest samples found tile by tile
+    (neighbour_tiles), or with a search radius a k-d tree query per pixel. The pixels of a row block
+    that share a set share one factorisation; each pixel then costs its right-hand side and one
+    matrix product, in float64 (equal to per-pixel Kriging, krige_points, to rounding)."""
     mode, block_pixels = 'per pixel', 1
 
     def __init__(self, frame, grid, search, memory_mb):
         self.frame, self.grid, self.search = frame, grid, search
-        per_row = grid.width * search.k * BYTES_PER_SYSTEM_ENTRY * 4
-        self.rows = max(1, int(memory_mb * 2 ** 20 // per_row))
+        self.tiles = TileNeighbourSets(search.tree, search.k) if not np.isfinite(search.radius) else None
+        rows = int(memory_mb * 2 ** 20 // (grid.width * BYTES_PER_EXACT_PIXEL))
+        self.rows = min(max(TILE, rows - rows % TILE), MAX_EXACT_ROWS)
 
     def row_blocks(self):
         return row_blocks(self.grid.height, self.rows)
 
     def krige(self, row, rows, f0, cancel):
-        tx, ty = _pixel_coordinates(self.frame, self.grid, row, rows)
-        prediction, variance = np.full(len(tx), np.nan), np.full(len(tx), np.nan)
-        sets, targets = group_targets(self.search.sets(tx, ty))
-        solve_groups(self.frame, sets, targets, tx, ty, f0.reshape(len(tx), -1), prediction, variance, cancel,
-                     GRID_DTYPE)
+        tx, ty = self.frame.scale_xy(*self.grid.pixel_centres(row, rows))
+        width = len(tx)
+        if self.tiles is not None:
+            labels, sets = self.tiles.label(tx, ty)
+        else:
+            labels, sets = group_by_set(self.search.sets(np.tile(tx, rows), np.repeat(ty, width)),
+                                        hash_weights(self.search.n))
+        labels = labels.ravel()
+        f0 = f0.reshape(len(labels), -1)
+        xs, ys = np.tile(tx, rows), np.repeat(ty, width)
+        prediction, variance = np.empty(len(labels)), np.empty(len(labels))
+        slot_set, slot_pixels = pixel_slots(labels, len(sets), SLOT_PIXELS)
+        first_slot = np.searchsorted(slot_set, np.arange(0, len(sets) + SYSTEMS_BATCH, SYSTEMS_BATCH))
+        for batch, start in enumerate(range(0, len(sets), SYSTEMS_BATCH)):
+            check_cancel(cancel)
+            systems = KrigingSystems(self.frame, sets[start:start + SYSTEMS_BATCH])
+            for slot in range(first_slot[batch], first_slot[batch + 1], SLOTS_PER_PRODUCT):
+                part = slice(slot, min(slot + SLOTS_PER_PRODUCT, first_slot[batch + 1]))
+                pixels, index = slot_pixels[part], slot_set[part] - start
+                used = pixels != PAD
+                safe = np.where(used, pixels, 0)
+                x = systems.target_matrix(xs[safe], ys[safe], f0[safe], np.float64, index)
+                p, v = systems.predict(x, f0[safe], index=index)
+                prediction[pixels[used]], variance[pixels[used]] = p[used], v[used]
         return prediction.reshape(rows, -1), variance.reshape(rows, -1)
+
+
+def pixel_slots(labels, groups, width):
+    """Pixels sorted by group into slots of `width`: (group of each slot (S,) ascending, pixel indices
+    (S, width) padded with PAD); a group of c pixels fills ceil(c / width) slots."""
+    order = np.argsort(labels, kind='stable')
+    counts = np.bincount(labels, minlength=groups)
+    slots_per_group = -(-counts // width)
+    slot_set = np.repeat(np.arange(groups), slots_per_group)
+    first_slot = np.cumsum(slots_per_group) - slots_per_group
+    starts = np.cumsum(counts) - counts
+    rank = np.arange(len(order)) - starts[labels[order]]           # position within its group
+    slot_pixels = np.full((len(slot_set), width), PAD, dtype=np.int64)
+    slot_pixels[first_slot[labels[order]] + rank // width, rank % width] = order
+    return slot_set, slot_pixels
 
 
 class _BlockWalker:

@@ -22,6 +22,7 @@ import numpy as np
 from scipy.linalg import lapack
 
 from ..errors import InputError
+from ..linalg import matmul
 
 PAD = -1
 
@@ -139,12 +140,7 @@ class KrigingSystems:
         self.sx, self.sy = frame.x[safe], frame.y[safe]
         z = np.where(self.valid, frame.z[safe], 0.0)
         F = np.where(self.valid[:, :, None], frame.F[safe], 0.0)
-        gamma = frame.model.scaled_squared(pairwise_squared_distances(self.sx, self.sy, self.sx, self.sy),
-                                           overwrite=True)
-        pad = ~self.valid
-        gamma[pad[:, :, None] | pad[:, None, :]] = 0.0
-        t_index, n_index = np.nonzero(pad)
-        gamma[t_index, n_index, n_index] = -1.0  # dummy samples: generalised covariance 1, uncoupled
+        gamma = self.sample_semivariances()
         q, r = np.linalg.qr(F, mode='complete')
         r = r[:, :p, :]
         diagonal = np.abs(np.diagonal(r, axis1=1, axis2=2))
@@ -153,16 +149,16 @@ class KrigingSystems:
                          & (self.valid.sum(axis=1) > p))
         r[~self.solvable] = np.eye(p)
         q1, q2 = q[:, :, :p], q[:, :, p:]
-        a = q1 @ _upper_inverse_transposed(r)                              # (T, N, p) = Q₁R⁻ᵀ
-        m = -(q2.transpose(0, 2, 1) @ gamma @ q2)
+        a = matmul(q1, _upper_inverse_transposed(r))                       # (T, N, p) = Q₁R⁻ᵀ
+        m = -matmul(q2.transpose(0, 2, 1), matmul(gamma, q2))
         m[~self.solvable] = np.eye(m.shape[1])
         factor = _cholesky(m)
         self.solvable &= np.all(np.isfinite(factor), axis=(1, 2))
         factor[~self.solvable] = np.eye(m.shape[1])
-        h = _triangular_inverses(factor) @ q2.transpose(0, 2, 1)          # (T, m, N) = L⁻¹Q₂ᵀ
-        gamma_a = gamma @ a                                               # (T, N, p)
-        b = h @ gamma_a                                               # (T, m, p)
-        self.e = a.transpose(0, 2, 1) @ gamma_a                             # (T, p, p)
+        h = matmul(_triangular_inverses(factor), q2.transpose(0, 2, 1))  # (T, m, N) = L⁻¹Q₂ᵀ
+        gamma_a = matmul(gamma, a)                                        # (T, N, p)
+        b = matmul(h, gamma_a)                                            # (T, m, p)
+        self.e = matmul(a.transpose(0, 2, 1), gamma_a)                    # (T, p, p)
         hz = np.einsum('tmn,tn->tm', h, z)
         atz = np.einsum('tnp,tn->tp', a, z)
         # One operator for every target quantity, applied to X = [γ₀; f₀] (N + p rows) in one
@@ -177,21 +173,34 @@ class KrigingSystems:
         self.operator[:, m + 1:, :n] = a.transpose(0, 2, 1)
         self._cast = {np.dtype(np.float64): self.operator}
 
+    def sample_semivariances(self):
+        """Γ (T, N, N) between each set's samples: the one place the samples' (generalised)
+        covariance is built, so a per-sample error variance would enter here on the diagonal."""
+        gamma = self.frame.model.scaled_squared(
+            pairwise_squared_distances(self.sx, self.sy, self.sx, self.sy), overwrite=True)
+        pad = ~self.valid
+        gamma[pad[:, :, None] | pad[:, None, :]] = 0.0
+        t_index, n_index = np.nonzero(pad)
+        gamma[t_index, n_index, n_index] = -1.0  # dummy samples: generalised covariance 1, uncoupled
+        return gamma
+
     def __len__(self):
         return len(self.valid)
 
-    def target_matrix(self, tx, ty, f0, dtype=np.float64):
+    def target_matrix(self, tx, ty, f0, dtype=np.float64, index=None):
         """X = [γ₀; f₀ᵀ] (T, N + p, P) for targets at scaled coordinates (T, P) with drift rows f0
-        (T, P, p): γ₀ between each set's samples and its targets, in `dtype`."""
-        squared = pairwise_squared_distances(self.sx, self.sy, tx, ty, dtype)
+        (T, P, p): γ₀ between each set's samples and its targets, in `dtype`; `index` selects the
+        sets the targets belong to (default all)."""
+        index = slice(None) if index is None else index
+        squared = pairwise_squared_distances(self.sx[index], self.sy[index], tx, ty, dtype)
         gamma = self.frame.model.target_gamma(squared, overwrite=True)
-        gamma[~self.valid] = 0.0
+        gamma[~self.valid[index]] = 0.0
         return np.concatenate([gamma, f0.transpose(0, 2, 1).astype(dtype)], axis=1)
 
-    def predict(self, x, f0, nugget_left_out=0.0):
+    def predict(self, x, f0, nugget_left_out=0.0, index=None):
         """Prediction and variance (T, P) from a target matrix `x` (see target_matrix; its dtype
-        sets the precision of the product and of its sums) and drift rows f0 (T, P, p); NaN for
-        unsolvable sets.
+        sets the precision of the product and of its sums) and drift rows f0 (T, P, p) of the sets
+        selected by `index` (default all); NaN for unsolvable sets.
 
         `nugget_left_out` c: x's γ₀ rows lack a constant c (γ₀ - c·1 with -c where γ₀ = 0). Since
         1 = F e₁ lies in the drift space, H·1 = 0 and Aᵀ1 = e₁: only the variance changes, by 2c,
@@ -199,10 +208,11 @@ class KrigingSystems:
 
         With a measurement-error variance σ²ₑ the target is the error-free field: its variance
         is σ²ₑ less than that of a new measurement (gstat's "Err" convention)."""
+        index = slice(None) if index is None else index
         dtype = x.dtype
         if dtype not in self._cast:
             self._cast[dtype] = self.operator.astype(dtype)
-        y = self._cast[dtype] @ x                                          # (T, m + 1 + p, P)
+        y = matmul(self._cast[dtype][index], x)                            # (T, m + 1 + p, P)
         f0t = f0.transpose(0, 2, 1)                                        # (T, p, P)
         m = self.m
         prediction = y[:, m].astype(np.float64)
@@ -210,12 +220,12 @@ class KrigingSystems:
         # difference of terms (~ sill each) is taken in float64
         a_gamma0 = np.einsum('tpk,tpk->tk', f0t.astype(dtype, copy=False), y[:, m + 1:])
         variance = 2.0 * a_gamma0.astype(np.float64)
-        variance -= np.einsum('tpk,tpk->tk', f0t, self.e @ f0t)
+        variance -= np.einsum('tpk,tpk->tk', f0t, matmul(self.e[index], f0t))
         variance -= np.einsum('tmk,tmk->tk', y[:, :m], y[:, :m])
         variance += 2.0 * nugget_left_out - self.frame.model.error_variance
         variance *= self.frame.variance_scale
-        prediction[~self.solvable] = np.nan
-        variance[~self.solvable] = np.nan
+        prediction[~self.solvable[index]] = np.nan
+        variance[~self.solvable[index]] = np.nan
         return prediction, variance
 
 

@@ -1,0 +1,166 @@
+"""Exact k-nearest-sample sets of every pixel of a block of grid rows, found tile by tile.
+
+A k-d tree query per pixel costs more than the Kriging it serves, yet neighbouring pixels mostly
+share their k nearest samples. For a tile of pixels with centre c and half-diagonal r, every pixel
+p of the tile has |d_j(p) - d_j(c)| <= r for every sample j (triangle inequality), so with the
+distances from c sorted ascending, d_(i) the (i+1)-th smallest:
+- j is among p's k nearest when d_j(c) <= d_(k)(c) - 2r (fewer than k others can be nearer to p);
+- j is not when d_j(c) > d_(k-1)(c) + 2r (k samples are surely nearer to p);
+only the few samples between the two bounds are ranked pixel by pixel. Hand-written because no
+library offers k-nearest sets over a raster lattice; the result equals a per-pixel k-d tree query
+(ties between equally distant samples aside, which either answer may break its own way).
+
+Pixels are grouped by set with an order-free hash of the set (sum of 64-bit random weights of its
+samples, modulo 2**64): two different sets of one block share a hash with probability ~G²/2**64
+(G sets), about 1e-11 for 10,000 sets.
+"""
+import numpy as np
+
+TILE = 8                # side of the pixel tiles whose candidates are found with one tree query
+PIXEL_CHUNK = 1 << 13   # pixels ranked at once (their arrays stay in the processor's cache)
+HASH_SEED = 20240611
+
+
+class TileNeighbourSets:
+    """k nearest samples (indices into the tree's points) of every pixel of grid blocks."""
+
+    def __init__(self, tree, k):
+        self.tree = tree
+        self.n = tree.n
+        self.k = int(k)
+        self.points = tree.data
+        self.weights = hash_weights(self.n)
+
+    def label(self, xs, ys):
+        """(labels (rows, cols) int64, sets (G, k) int64 sorted) for the pixel lattice of column
+        coordinates `xs` and row coordinates `ys` (the tree's coordinates): pixel (i, j) uses the
+        samples sets[labels[i, j]]."""
+        cols, rows = len(xs), len(ys)
+        tiles = _Tiles(xs, ys)
+        distance, index = self._candidates(tiles.centres, tiles.reach)
+        k = self.k
+        beyond = distance[:, k] if distance.shape[1] > k else np.full(len(distance), np.inf)
+        certain = np.minimum((distance <= (beyond - tiles.reach)[:, None]).sum(axis=1), k)
+        possible = (distance <= (distance[:, k - 1] + tiles.reach)[:, None]).sum(axis=1)
+        ranking = _Ranking(self, distance, index, certain, possible - certain)
+        hashes = np.empty(rows * cols, dtype=np.uint64)
+        for start in range(0, rows * cols, PIXEL_CHUNK):
+            pixels = np.arange(start, min(start + PIXEL_CHUNK, rows * cols))
+            hashes[pixels] = ranking.hashes(*tiles.of_pixels(pixels))
+        _, first, labels = np.unique(hashes, return_index=True, return_inverse=True)
+        sets = np.sort(ranking.sets(*tiles.of_pixels(first)), axis=1)
+        return labels.reshape(rows, cols), sets
+
+    def _candidates(self, centres, reach):
+        """Nearest samples of the tile centres, sorted, enough of them that every sample beyond the
+        last is surely outside every pixel's set; padded with distance inf and index n."""
+        kk = min(self.n, self.k + max(8, self.k // 2))
+        distance, index = self._query(centres, kk)
+        while kk < self.n:
+            short = distance[:, -1] <= distance[:, self.k - 1] + reach
+            if not short.any():
+                break
+            kk = min(self.n, 2 * kk)
+            more_distance, more_index = self._query(centres[short], kk)
+            distance = np.pad(distance, ((0, 0), (0, kk - distance.shape[1])), constant_values=np.inf)
+            index = np.pad(index, ((0, 0), (0, kk - index.shape[1])), constant_values=self.n)
+            distance[short], index[short] = more_distance, more_index
+        return distance, index
+
+    def _query(self, points, kk):
+        distance, index = self.tree.query(points, k=kk)
+        return distance.reshape(len(points), kk), index.reshape(len(points), kk)
+
+
+def hash_weights(n):
+    """One random uint64 per sample (fixed seed): a set's hash is the sum of its samples' weights."""
+    rng = np.random.default_rng(HASH_SEED)
+    return rng.integers(0, np.iinfo(np.uint64).max, n, dtype=np.uint64, endpoint=True)
+
+
+def group_by_set(sets, weights):
+    """(labels (targets,), unique sets (G, N) sorted) of neighbour sets (targets, N) padded with -1,
+    grouped by the order-free hash of each set (`weights`: one uint64 per sample)."""
+    padded = np.append(weights, np.uint64(0))  # index -1 (padding) weighs nothing
+    hashes = padded[sets].sum(axis=1, dtype=np.uint64)
+    _, first, labels = np.unique(hashes, return_index=True, return_inverse=True)
+    return labels, np.sort(sets[first], axis=1)
+
+
+class _Tiles:
+    """TILE x TILE tiles of a pixel lattice: centres, 2 x half-diagonal, and tile of each pixel."""
+
+    def __init__(self, xs, ys):
+        self.xs, self.ys = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
+        self.tile_cols = -(-len(xs) // TILE)
+        first_col = np.arange(self.tile_cols) * TILE
+        last_col = np.minimum(first_col + TILE, len(xs)) - 1
+        first_row = np.arange(-(-len(ys) // TILE)) * TILE
+        last_row = np.minimum(first_row + TILE, len(ys)) - 1
+        cx = 0.5 * (self.xs[first_col] + self.xs[last_col])
+        cy = 0.5 * (self.ys[first_row] + self.ys[last_row])
+        hx = 0.5 * np.abs(self.xs[last_col] - self.xs[first_col])
+        hy = 0.5 * np.abs(self.ys[last_row] - self.ys[first_row])
+        rows = len(first_row)
+        self.centres = np.column_stack([np.tile(cx, rows), np.repeat(cy, self.tile_cols)])
+        # 2r, a hair wider so that rounding in the distances can only make a sample "uncertain"
+        self.reach = 2.0 * np.hypot(np.tile(hx, rows), np.repeat(hy, self.tile_cols)) * (1 + 1e-9) + 1e-12
+
+    def of_pixels(self, pixels):
+        """(tile, x, y) of flat pixel indices (row-major)."""
+        row, col = np.divmod(pixels, len(self.xs))
+        return (row // TILE) * self.tile_cols + col // TILE, self.xs[col], self.ys[row]
+
+
+class _Ranking:
+    """Per-pixel choice among each tile's uncertain candidates (the tile's nearest samples between
+    the two bounds): each pixel takes the `k - certain` nearest of them."""
+
+    def __init__(self, sets, distance, index, certain, uncertain):
+        self.weights, self.k = sets.weights, sets.k
+        self.index, self.certain = index, certain
+        self.need = self.k - certain
+        width = int(uncertain.max()) if len(uncertain) else 0
+        offsets = np.arange(width)[None, :]
+        valid = offsets < uncertain[:, None]
+        position = np.minimum(certain[:, None] + offsets, index.shape[1] - 1)
+        self.candidate = np.where(valid, np.take_along_axis(index, position, axis=1), 0)  # (tiles, width)
+        self.cx = np.where(valid, sets.points[self.candidate, 0], np.inf)
+        self.cy = np.where(valid, sets.points[self.candidate, 1], np.inf)
+        self.cw = np.where(valid, self.weights[self.candidate], np.uint64(0))
+        safe = np.minimum(index, sets.n - 1)
+        in_certain = np.arange(index.shape[1])[None, :] < certain[:, None]
+        self.base = np.where(in_certain, self.weights[safe], np.uint64(0)).sum(axis=1, dtype=np.uint64)
+        # tiles whose pixels all take none or all of the uncertain candidates need no ranking
+        self.resolved = (self.need == 0) | (self.need == uncertain)
+        self.base[self.need == uncertain] += self.cw[self.need == uncertain].sum(axis=1, dtype=np.uint64)
+
+    def _squared(self, tile, x, y):
+        dx = self.cx[tile] - x[:, None]
+        dy = self.cy[tile] - y[:, None]
+        dx *= dx
+        dy *= dy
+        dx += dy
+        return dx  # inf where a tile has fewer uncertain candidates than the widest
+
+    def hashes(self, tile, x, y):
+        result = self.base[tile]
+        ranked = ~self.resolved[tile]
+        if ranked.any():
+            tile, x, y = tile[ranked], x[ranked], y[ranked]
+            squared = self._squared(tile, x, y)
+            # the need-th smallest squared distance is the threshold of the chosen candidates
+            threshold = np.sort(squared, axis=1)[np.arange(len(tile)), self.need[tile] - 1]
+            chosen = squared <= threshold[:, None]
+            result[ranked] += np.where(chosen, self.cw[tile], np.uint64(0)).sum(axis=1, dtype=np.uint64)
+        return result
+
+    def sets(self, tile, x, y):
+        """(pixels, k) sample indices of the given pixels' sets."""
+        order = np.argsort(self._squared(tile, x, y), axis=1, kind='stable')
+        candidate = np.take_along_axis(self.candidate[tile], order, axis=1)
+        result = np.empty((len(tile), self.k), dtype=np.int64)
+        for row, (t, certain) in enumerate(zip(tile, self.certain[tile])):
+            result[row, :certain] = self.index[t, :certain]
+            result[row, certain:] = candidate[row, :self.k - certain]
+        return result
