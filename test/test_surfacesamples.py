@@ -144,6 +144,40 @@ def test_block_reads_stay_around_samples_and_match_one_block(tmp_path, monkeypat
     np.testing.assert_allclose(small.kriged, whole.kriged)
 
 
+def test_only_the_part_around_the_samples_is_read(tmp_path, monkeypatch):
+    """Samples in one corner of a large raster: the reads cover the samples' neighbourhood, not the
+    raster, and the values are the analytic ones (linear bands: a 3x3 mean equals the centre)."""
+    height, width = 500, 700
+    grid = make_grid(width, height)
+    rows, cols = np.mgrid[0:height, 0:width]
+    image = write_test_raster(tmp_path / 'big.tif', np.array([band_truth(k, rows, cols) for k in (1, 2)]),
+                              grid)
+    kriged = write_test_raster(tmp_path / 'k.tif', rows + cols / 1000.0, grid)
+    variance = write_test_raster(tmp_path / 'v.tif', np.zeros((height, width)), grid)
+    samples = [(r, c) for r in (20, 25, 33) for c in (10, 18)]
+    x, y = (np.array([pixel_centre(grid, r, c) for r, c in samples]) + [3.0, -3.0]).T
+    pixels_read = []
+    original = blockio.RasterReader.read
+
+    def spy(self, window, bands=None, dtype=np.float64):
+        pixels_read.append(window.read_rows * self.info.grid.width)
+        return original(self, window, bands, dtype)
+    monkeypatch.setattr(blockio.RasterReader, 'read', spy)
+    result = surface_samples(image, kriged, x, y, variance, window=3, radius=45.0, max_variance=1.0)
+    assert sum(pixels_read) < 0.01 * 4 * height * width
+    sample_rows, sample_cols = np.array(samples).T
+    sample = ~result.densified
+    np.testing.assert_allclose(result.bands[sample, 1], band_truth(2, sample_rows, sample_cols), atol=1e-2)
+    np.testing.assert_allclose(result.kriged[sample], sample_rows + sample_cols / 1000.0, atol=1e-5)
+    dense_cols, dense_rows = (np.floor(v).astype(int) for v in grid.to_pixel(result.x[result.densified],
+                                                                           result.y[result.densified]))
+    centre_x, centre_y = grid.pixel_centres(0, 60)
+    near = np.hypot(centre_x[None, None, :60] - x[:, None, None], centre_y[None, :, None] - y[:, None, None])
+    expected = {(r, c) for _, r, c in zip(*np.nonzero(near <= 45.0))} - set(samples)
+    assert set(zip(dense_rows, dense_cols)) == expected and result.densified.sum() == len(expected)
+    np.testing.assert_allclose(result.kriged[result.densified], dense_rows + dense_cols / 1000.0, atol=1e-5)
+
+
 def test_progress_reaches_one_and_cancel_stops(rasters):
     x, y = xy((1, 1), (13, 18))
     fractions = []

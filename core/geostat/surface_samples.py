@@ -2,14 +2,18 @@
 content at its pixel and the image's band values (mean over a small window), optionally
 densified with every pixel near a sample where the kriging variance is low.
 
-Memory stays bounded: only the row blocks (sized from the memory budget, with a halo of
-window//2 rows) that hold samples or densified pixels are read, one at a time.
+Memory and time stay bounded: the rasters are cut to the samples' bounding box (plus the window
+and densification margin), and of that only the row blocks (sized from the memory budget, with a
+halo of window//2 rows) that hold samples or densified pixels are read, one at a time.
 """
 import math
 import re
+import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
+from osgeo import gdal
 
 from ..errors import InputError
 from ..raster.blockio import DEFAULT_MEMORY_MB, RasterReader, block_windows, check_cancel, rows_per_block
@@ -167,16 +171,48 @@ def surface_samples(image, kriged, x, y, variance=None, mask=None, window=1, rad
     if radius > 0 and not (max_variance and max_variance > 0):
         raise InputError('give the largest kriging variance (units² of the kriged value) a densified '
                          'pixel may have, greater than 0.', 'MAX_VARIANCE')
+    grid = _Sources(image, kriged, variance, mask).image.info.grid  # checks the grids
+    fcol, frow = (np.asarray(v, dtype=np.float64) for v in grid.to_pixel(x, y))
+    cols, rows = np.floor(fcol).astype(np.int64), np.floor(frow).astype(np.int64)
+    inside = np.flatnonzero((cols >= 0) & (cols < grid.width) & (rows >= 0) & (rows < grid.height))
+    if inside.size == 0:
+        raise InputError(f'none of the {len(cols)} samples lies inside INPUT (extent {grid.extent}); '
+                         'check that samples and image cover the same area.', 'SAMPLES')
+    reach = math.ceil(radius / min(grid.pixel_width, grid.pixel_height)) + 1 if radius > 0 else 0
+    margin = window // 2 + reach
+    with _cropped([image, kriged, variance, mask], grid, cols[inside], rows[inside], margin) as paths:
+        return _surface_samples(*paths, x, y, len(cols) - inside.size, window, radius, max_variance,
+                                memory_mb, progress, cancel)
+
+
+@contextmanager
+def _cropped(paths, grid, cols, rows, margin):
+    """The rasters cut (as virtual rasters in memory) to the pixels within `margin` of the samples'
+    bounding box, so that only the part around the samples is ever read, whatever the raster size."""
+    col0, row0 = max(int(cols.min()) - margin, 0), max(int(rows.min()) - margin, 0)
+    col1, row1 = min(int(cols.max()) + margin + 1, grid.width), min(int(rows.max()) + margin + 1, grid.height)
+    if (col1 - col0) * (row1 - row0) > 0.5 * grid.width * grid.height:
+        yield paths
+        return
+    folder = f'/vsimem/rsgeochem-surfacesamples-{uuid.uuid4().hex}'
+    try:
+        yield [gdal.Translate(f'{folder}/{index}.vrt', path, format='VRT',
+                              srcWin=[col0, row0, col1 - col0, row1 - row0]) and f'{folder}/{index}.vrt'
+               if path else path for index, path in enumerate(paths)]
+    finally:
+        for name in gdal.ReadDir(folder) or []:
+            gdal.Unlink(f'{folder}/{name}')
+
+
+def _surface_samples(image, kriged, variance, mask, x, y, outside, window, radius, max_variance, memory_mb,
+                     progress, cancel):
     sources = _Sources(image, kriged, variance, mask)
     grid, band_count = sources.image.info.grid, sources.image.info.band_count
     fcol, frow = (np.asarray(v, dtype=np.float64) for v in grid.to_pixel(x, y))
     cols, rows = np.floor(fcol).astype(np.int64), np.floor(frow).astype(np.int64)
     inside = np.flatnonzero((cols >= 0) & (cols < grid.width) & (rows >= 0) & (rows < grid.height))
-    skipped = {'outside INPUT': len(cols) - inside.size, 'on a pixel masked by MASK': 0,
+    skipped = {'outside INPUT': outside, 'on a pixel masked by MASK': 0,
                'on nodata in INPUT': 0, 'on nodata in KRIGED or VARIANCE': 0}
-    if inside.size == 0:
-        raise InputError(f'none of the {len(cols)} samples lies inside INPUT (extent {grid.extent}); '
-                         'check that samples and image cover the same area.', 'SAMPLES')
     sample_pixels = np.unique(rows[inside] * grid.width + cols[inside])
     half = window // 2
     # per pixel: bands read and their padded copy (float64 + mask each), kriged, variance, mask, keep
