@@ -228,6 +228,23 @@ def test_tile_neighbour_sets_equal_a_k_d_tree_query_per_pixel(n, k, spread):
     np.testing.assert_array_equal(sets[labels.ravel()], np.sort(expected.reshape(-1, k), axis=1))
 
 
+def test_tile_neighbour_sets_break_ties_like_the_k_d_tree():
+    """Samples on a survey lattice: many pixel centres are equally far from the k-th and (k+1)-th
+    nearest sample; every pixel still gets the set a per-pixel k-d tree query gives."""
+    from scipy.spatial import cKDTree
+
+    from rsgeochem.core.geostat.neighbour_tiles import TileNeighbourSets
+    gx, gy = np.meshgrid(np.arange(0.0, 200.0, 20.0), np.arange(0.0, 160.0, 20.0))
+    tree = cKDTree(np.column_stack([gx.ravel(), gy.ravel()]))
+    xs, ys = np.arange(-15.0, 215.0, 5.0), np.arange(175.0, -15.0, -5.0)
+    points = np.column_stack([np.tile(xs, len(ys)), np.repeat(ys, len(xs))])
+    distances, _ = tree.query(points, k=13)
+    assert np.sum(np.isclose(distances[:, 11], distances[:, 12])) > 100  # ties at the 12th place
+    _, expected = tree.query(points, k=list(range(1, 13)))  # as kriging.NeighbourSearch asks
+    labels, sets = TileNeighbourSets(tree, 12).label(xs, ys)
+    np.testing.assert_array_equal(sets[labels.ravel()], np.sort(expected, axis=1))
+
+
 @pytest.mark.parametrize('case', ['ordinary', 'external drift', 'radius'])
 def test_exact_grid_kriging_equals_kriging_each_pixel_on_its_own(case):
     """The grid walker (neighbour sets by tiles, one factorisation per set shared by its pixels)

@@ -7,8 +7,9 @@ distances from c sorted ascending, d_(i) the (i+1)-th smallest:
 - j is among p's k nearest when d_j(c) <= d_(k)(c) - 2r (fewer than k others can be nearer to p);
 - j is not when d_j(c) > d_(k-1)(c) + 2r (k samples are surely nearer to p);
 only the few samples between the two bounds are ranked pixel by pixel. Hand-written because no
-library offers k-nearest sets over a raster lattice; the result equals a per-pixel k-d tree query
-(ties between equally distant samples aside, which either answer may break its own way).
+library offers k-nearest sets over a raster lattice; the result equals a per-pixel k-d tree query,
+ties included (samples on a survey lattice are often equally distant from a pixel centre): where
+the k-th and (k+1)-th nearest are at the same distance, the pixel takes the k-d tree's choice.
 
 Pixels are grouped by set with an order-free hash of the set (sum of 64-bit random weights of its
 samples, modulo 2**64): two different sets of one block share a hash with probability ~G²/2**64
@@ -19,6 +20,7 @@ import numpy as np
 TILE = 8                # side of the pixel tiles whose candidates are found with one tree query
 PIXEL_CHUNK = 1 << 13   # pixels ranked at once (their arrays stay in the processor's cache)
 HASH_SEED = 20240611
+TIE_TOLERANCE = 1e-9    # squared distances this close (relative) count as a tie
 
 
 class TileNeighbourSets:
@@ -44,12 +46,22 @@ class TileNeighbourSets:
         possible = (distance <= (distance[:, k - 1] + tiles.reach)[:, None]).sum(axis=1)
         ranking = _Ranking(self, distance, index, certain, possible - certain)
         hashes = np.empty(rows * cols, dtype=np.uint64)
+        tied = []
         for start in range(0, rows * cols, PIXEL_CHUNK):
             pixels = np.arange(start, min(start + PIXEL_CHUNK, rows * cols))
-            hashes[pixels] = ranking.hashes(*tiles.of_pixels(pixels))
+            hashes[pixels], tie = ranking.hashes(*tiles.of_pixels(pixels))
+            tied.append(pixels[tie])
+        # pixels with two samples at the same distance across the k-th place: the k-d tree's own
+        # choice, so that the sets equal a per-pixel query exactly
+        tied = np.concatenate(tied)
+        _, tied_x, tied_y = tiles.of_pixels(tied)
+        tied_sets = np.sort(self._query(np.column_stack([tied_x, tied_y]), k)[1], axis=1)
+        hashes[tied] = self.weights[tied_sets].sum(axis=1, dtype=np.uint64)
         _, first, labels = np.unique(hashes, return_index=True, return_inverse=True)
-        sets = np.sort(ranking.sets(*tiles.of_pixels(first)), axis=1)
-        return labels.reshape(rows, cols), sets
+        sets = ranking.sets(*tiles.of_pixels(first))
+        from_tree = np.isin(first, tied)
+        sets[from_tree] = tied_sets[np.searchsorted(tied, first[from_tree])]
+        return labels.reshape(rows, cols), np.sort(sets, axis=1)
 
     def _candidates(self, centres, reach):
         """Nearest samples of the tile centres, sorted, enough of them that every sample beyond the
@@ -68,7 +80,8 @@ class TileNeighbourSets:
         return distance, index
 
     def _query(self, points, kk):
-        distance, index = self.tree.query(points, k=kk)
+        """The tree's kk nearest, asked as kriging.NeighbourSearch asks (the same choice on ties)."""
+        distance, index = self.tree.query(points, k=list(range(1, kk + 1)))
         return distance.reshape(len(points), kk), index.reshape(len(points), kk)
 
 
@@ -144,16 +157,22 @@ class _Ranking:
         return dx  # inf where a tile has fewer uncertain candidates than the widest
 
     def hashes(self, tile, x, y):
+        """(set hash of each pixel, True where the choice hangs on a tie in distance)."""
         result = self.base[tile]
-        ranked = ~self.resolved[tile]
-        if ranked.any():
+        tie = np.zeros(len(tile), dtype=bool)
+        ranked = np.flatnonzero(~self.resolved[tile])
+        if ranked.size:
             tile, x, y = tile[ranked], x[ranked], y[ranked]
             squared = self._squared(tile, x, y)
-            # the need-th smallest squared distance is the threshold of the chosen candidates
-            threshold = np.sort(squared, axis=1)[np.arange(len(tile)), self.need[tile] - 1]
+            # the need-th smallest squared distance is the threshold of the chosen candidates (a
+            # ranked tile has more uncertain candidates than it needs, so the next one exists)
+            ordered = np.sort(squared, axis=1)
+            along = np.arange(len(tile))
+            threshold, following = ordered[along, self.need[tile] - 1], ordered[along, self.need[tile]]
             chosen = squared <= threshold[:, None]
             result[ranked] += np.where(chosen, self.cw[tile], np.uint64(0)).sum(axis=1, dtype=np.uint64)
-        return result
+            tie[ranked] = following <= threshold * (1 + TIE_TOLERANCE)
+        return result, tie
 
     def sets(self, tile, x, y):
         """(pixels, k) sample indices of the given pixels' sets."""
