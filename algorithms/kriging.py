@@ -167,11 +167,11 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
             'Only samples within this distance (map units) are used; pixels with too few samples stay '
             'nodata.')
         self.add(QgsProcessingParameterNumber(
-            self.NEIGHBOURHOOD_BLOCK, self.tr('Shared-neighbourhood block (pixels, 0 = auto)'),
+            self.NEIGHBOURHOOD_BLOCK, self.tr('Shared-neighbourhood block (pixels, 0 = exact per pixel)'),
             QgsProcessingParameterNumber.Type.Integer, 0, False, 0, 64),
-            'Side of square pixel blocks that share the neighbourhood of their centre (one factorisation per '
-            'block). 0: a third of the mean sample spacing; 1: every pixel its own neighbourhood (exact, '
-            'slower).', advanced=True)
+            '0 or 1 (default): every pixel its own neighbourhood, exactly as if each pixel were kriged on '
+            'its own. 2 to 64: square blocks of this many pixels share the neighbourhood of their centre '
+            '(about 3 times faster; an approximation near the blocks\' corners).', advanced=True)
         self.add_block_memory()
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr('Kriging prediction')),
                  'Float32 GeoTIFF of the predicted values.')

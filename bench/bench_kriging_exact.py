@@ -67,9 +67,10 @@ def child(out_dir, block_pixels):
     grid = Grid(SIZE, SIZE, (x0, dx, 0.0, y0, 0.0, -dy), '')
     samples = prepare_samples(*read_samples())
     wall, cpu = time.perf_counter(), time.process_time()
-    summary = krige_grid(samples, VariogramModel(**MODEL), grid, Path(out_dir) / 'p.tif', Path(out_dir) / 'v.tif',
-                         n_neighbours=NEIGHBOURS, block_pixels=block_pixels)
-    print(json.dumps({'wall': time.perf_counter() - wall, 'cpu': time.process_time() - cpu, 'mode': summary.mode,
+    summary = krige_grid(samples, VariogramModel(**MODEL), grid, Path(out_dir) / 'p.tif',
+                         Path(out_dir) / 'v.tif', n_neighbours=NEIGHBOURS, block_pixels=block_pixels)
+    print(json.dumps({'wall': time.perf_counter() - wall, 'cpu': time.process_time() - cpu,
+                      'mode': summary.mode,
                       'peak_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}))
 
 
