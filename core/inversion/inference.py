@@ -52,6 +52,9 @@ OUTSIDE, INSIDE, FLAG_NODATA = 1, 0, 255
 # features whose training means all lie within ±REFLECTANCE_LIMIT are taken for reflectance (0-1)
 REFLECTANCE_LIMIT = 2.0
 INTEGER_TYPES = ('Byte', 'Int8', 'UInt16', 'Int16', 'UInt32', 'Int32', 'UInt64', 'Int64')
+# onnxruntime's throughput peaks at a few thousand pixels per run (its intermediates stay in the
+# processor's caches) and falls beyond (bench/bench_apply.py: 4096-8192 best, 15,534 ~30 % slower)
+MAX_BATCH = 8192
 
 
 @dataclass(frozen=True)
@@ -330,7 +333,7 @@ def batch_size(spec, n_bands, memory_mb):
     (features, input tensor, intermediate tensors, output)."""
     cells = spec.tile_side ** 2 if spec.layout == 'tiled' else n_bands * spec.patch_size ** 2
     sample = (n_bands + cells + 1) * FLOAT_BYTES + spec.bytes_per_sample
-    return max(MIN_BATCH, memory_mb * 2 ** 20 // RUNTIME_SHARE // sample)
+    return min(MAX_BATCH, max(MIN_BATCH, memory_mb * 2 ** 20 // RUNTIME_SHARE // sample))
 
 
 def block_bytes_per_pixel(spec, n_bands):
