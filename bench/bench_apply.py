@@ -3,9 +3,9 @@
 
 Model: the paper-shaped CNN of core/inversion/cnn.py (tiled 4x4 input, random He weights), exported to ONNX.
 Throughput: apply_model (read, nodata checks, tiling, inference, GeoTIFF writing) on an 8 Mpix
-4-band deflate GeoTIFF against `session.run` alone on in-memory tiles in batches of the size
-apply_model uses, same threads, in interleaved rounds; `ratio` is the median over rounds of
-bare time / our time (robust to the load of the shared machine), target >= 0.7.
+4-band deflate GeoTIFF against `session.run` alone on in-memory tiles at its best batch size (of
+BARE_BATCHES), same threads, in interleaved rounds; `ratio` is the median over rounds of bare
+time / our time (robust to the load of the shared machine), target >= 0.85.
 Memory: a child process applies the model to a 20000 x 20000 4-band GeoTIFF made sparse (unwritten
 tiles read as nodata, so it costs no disk) except for its first rows, which hold real values so
 that several full blocks go through onnxruntime; its peak RSS (getrusage) must stay under 1 GiB.
@@ -34,6 +34,7 @@ SMALL = (4096, 2048)          # width, height of the throughput raster
 BIG = 20000                   # width = height of the memory raster
 BIG_VALID_ROWS = 1024         # rows of real values at the top of the big raster
 MEMORY_LIMIT_MB = 1024
+BARE_BATCHES = (2048, 4096, 8192, 16384)  # bare onnxruntime is timed at each; the best counts
 
 # Peak RSS of the child from /proc/self/status VmHWM: getrusage's ru_maxrss would carry over the
 # benchmark process's own peak, which Linux keeps across fork + exec.
@@ -124,14 +125,15 @@ def throughput(work_dir, model_path):
                              memory_mb=MEMORY_MB)
         ours.append(time.perf_counter() - started)
         blocks, batch = result.blocks, result.batch
-        bare.append(bare_runtime(model_path, batch, pixels))
+        # bare onnxruntime at its best batch size (of a few around its cache-friendly optimum)
+        bare.append(min(bare_runtime(model_path, size, pixels) for size in BARE_BATCHES))
     ours_mpix, bare_mpix = pixels / np.median(ours) / 1e6, pixels / np.median(bare) / 1e6
     paired = [b / o for o, b in zip(ours, bare)]  # each round's runs follow each other closely
     return {'raster': f'{width}x{height}x4 float32 deflate', 'pixels': pixels, 'blocks': blocks,
             'batch_pixels': batch, 'ours_mpix_per_s_median': round(ours_mpix, 3),
-            'bare_ort_mpix_per_s_median': round(bare_mpix, 3),
+            'bare_ort_best_batch_mpix_per_s_median': round(bare_mpix, 3),
             'ratio': round(float(np.median(paired)), 3), 'ratio_best_of': round(min(bare) / min(ours), 3),
-            'target_ratio': 0.7, 'ours_seconds': [round(t, 3) for t in ours],
+            'target_ratio': 0.85, 'ours_seconds': [round(t, 3) for t in ours],
             'bare_seconds': [round(t, 3) for t in bare]}
 
 
