@@ -1,0 +1,114 @@
+"""Large rasters: peak RSS, time and output size of raster algorithms on an N x N x 4 float32
+scene (default 8000; RSGEOCHEM_BENCH_LARGE_SIZE=20000 for the 20000² case, ~1 h), through
+`qgis_process.bin run`, with GDAL's default cache and with GDAL_CACHEMAX=64.
+
+The input is a smooth synthetic reflectance scene (ZSTD, so it costs little disk). Each output is
+compared with the same data written in one go (gdal_translate with the same creation options):
+tiles written in parts would make the file grow. Peak RSS is each run's own (os.wait4).
+With RSGEOCHEM_BENCH_BASELINE_PLUGIN=<folder holding another rsgeochem checkout> that plugin runs
+the same cases, alternated with ours.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+CHECKOUT = Path(__file__).resolve().parent.parent
+QGIS_PROCESS = '/usr/bin/qgis_process.bin'
+SIZE = int(os.environ.get('RSGEOCHEM_BENCH_LARGE_SIZE', '8000'))
+BASELINE_PLUGIN = os.environ.get('RSGEOCHEM_BENCH_BASELINE_PLUGIN', '')
+PEAK_GOAL_MIB = 800
+CASES = {  # algorithm id -> parameters besides INPUT and OUTPUT
+    'spectralindices': {'SENSOR': 3},
+    'darkobjectsubtraction': {'METHOD': 0},
+}
+CACHES = {'default cache': None, 'GDAL_CACHEMAX=64': '64'}
+
+
+def scene(path, size):
+    """Smooth 4-band reflectance (0.02-0.5) with a little noise, written in tile rows."""
+    from osgeo import gdal, osr
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(32650)
+    dataset = gdal.GetDriverByName('GTiff').Create(
+        str(path), size, size, 4, gdal.GDT_Float32,
+        ['TILED=YES', 'COMPRESS=ZSTD', 'PREDICTOR=3', 'BIGTIFF=YES', 'NUM_THREADS=2'])
+    dataset.SetGeoTransform((500000.0, 4.0, 0.0, 3000000.0, 0.0, -4.0))
+    dataset.SetProjection(srs.ExportToWkt())
+    rng = np.random.default_rng(0)
+    cols = np.arange(size) / size
+    for row in range(0, size, 256):
+        rows = np.arange(row, min(row + 256, size))[:, None] / size
+        for band in range(4):
+            values = 0.2 + 0.1 * np.sin(6 * cols + band) * np.cos(5 * rows) + 0.02 * band
+            values = values + rng.normal(0, 0.002, values.shape)
+            dataset.GetRasterBand(band + 1).WriteArray(values.astype(np.float32), 0, row)
+    dataset = None
+
+
+def run_case(plugin_parent, algorithm, source, out_dir, cache):
+    version = f'python{sys.version_info.major}.{sys.version_info.minor}'
+    env = dict(os.environ, QGIS_PLUGINPATH=str(plugin_parent), QT_QPA_PLATFORM='offscreen',
+               QGIS_CUSTOM_CONFIG_PATH=str(out_dir / 'profile'), GDAL_PAM_ENABLED='NO',
+               PYTHONPATH=str(CHECKOUT / '.venv' / 'lib' / version / 'site-packages'))
+    env.pop('GDAL_CACHEMAX', None)
+    if cache:
+        env['GDAL_CACHEMAX'] = cache
+    subprocess.run([QGIS_PROCESS, 'plugins', 'enable', 'rsgeochem'], env=env, capture_output=True)
+    output = out_dir / 'out.tif'
+    parameters = {'INPUT': source, **CASES[algorithm], 'OUTPUT': output}
+    started = time.perf_counter()
+    process = subprocess.Popen([QGIS_PROCESS, 'run', f'rsgeochem:{algorithm}', '--',
+                                *(f'{k}={v}' for k, v in parameters.items())], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f'{algorithm} failed: {process.stderr.read().decode()[-2000:]}')
+    once = out_dir / 'once.tif'
+    options = [part for item in structure_options(output) for part in ('-co', item)]
+    subprocess.run(['gdal_translate', '-q', *options, str(output), str(once)], check=True)
+    result = {'wall': round(wall, 1), 'cpu': round(usage.ru_utime + usage.ru_stime, 1),
+              'peak_mib': round(usage.ru_maxrss / 1024), 'output_mb': round(output.stat().st_size / 1e6, 1),
+              'same_data_in_one_go_mb': round(once.stat().st_size / 1e6, 1)}
+    output.unlink()
+    once.unlink()
+    return result
+
+
+def structure_options(path):
+    """Creation options that rebuild `path`'s layout: tiles, compression, predictor."""
+    from osgeo import gdal
+    dataset = gdal.Open(str(path))
+    structure = dataset.GetMetadata('IMAGE_STRUCTURE')
+    width, height = dataset.GetRasterBand(1).GetBlockSize()
+    options = ['TILED=YES', f'BLOCKXSIZE={width}', f'BLOCKYSIZE={height}', 'BIGTIFF=IF_SAFER']
+    if structure.get('COMPRESSION'):
+        options.append(f"COMPRESS={structure['COMPRESSION']}")
+    if structure.get('PREDICTOR'):
+        options.append(f"PREDICTOR={structure['PREDICTOR']}")
+    return options
+
+
+def run(work_dir):
+    work_dir = Path(work_dir)
+    source = work_dir / 'scene.tif'
+    scene(source, SIZE)
+    ours = Path(tempfile.mkdtemp(prefix='rsgeochem-bench-plugin-'))
+    (ours / 'rsgeochem').symlink_to(CHECKOUT, target_is_directory=True)
+    plugins = {'ours': ours, **({'baseline': Path(BASELINE_PLUGIN)} if BASELINE_PLUGIN else {})}
+    result = {'scene': f'{SIZE}x{SIZE}x4 float32', 'peak_goal_mib': PEAK_GOAL_MIB}
+    for algorithm in CASES:
+        for cache_name, cache in CACHES.items():
+            case = result.setdefault(algorithm, {}).setdefault(cache_name, {})
+            for name, plugin in plugins.items():
+                out_dir = work_dir / f'{algorithm}-{name}-{cache or "default"}'
+                out_dir.mkdir()
+                case[name] = run_case(plugin, algorithm, source, out_dir, cache)
+            if 'baseline' in case:
+                case['ratio_cpu_ours_over_baseline'] = round(case['ours']['cpu'] / case['baseline']['cpu'], 2)
+    return result
