@@ -33,6 +33,7 @@ import numpy as np
 
 from ..dependencies import require
 from ..errors import InputError
+from ..linalg import matmul
 from . import pyramid
 
 # a regression whose R² on the low frequencies stays below this explains (almost) nothing
@@ -111,7 +112,7 @@ class FusionModel:
         centres = self.kmeans.cluster_centers_.astype(np.float32)
         pixels = bands.reshape(len(bands), -1).T
         scaled = (pixels - self.mean.astype(np.float32)) / self.scale.astype(np.float32)
-        distance = scaled @ (-2.0 * centres.T)
+        distance = matmul(scaled, -2.0 * centres.T)
         distance += np.sum(centres ** 2, axis=1)
         return np.argmin(distance, axis=1).reshape(shape)
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
+from ..linalg import matmul
 
 
 class PixelSampler:
@@ -57,7 +58,7 @@ class PcaModel:
 
     def transform(self, pixels, components):
         """Scores (n, components) of pixel vectors (n, bands)."""
-        return ((pixels - self.mean) / self.scale) @ self.vectors[:, :components]
+        return matmul((pixels - self.mean) / self.scale, self.vectors[:, :components])
 
 
 def fit_pca(samples, standardize=False, parameter=None, band_names=None):
