@@ -45,10 +45,18 @@ class TileNeighbourSets:
         certain = np.minimum((distance <= (beyond - tiles.reach)[:, None]).sum(axis=1), k)
         possible = (distance <= (distance[:, k - 1] + tiles.reach)[:, None]).sum(axis=1)
         ranking = _Ranking(self, distance, index, certain, possible - certain)
-        hashes = np.empty(rows * cols, dtype=np.uint64)
-        tied = []
-        for start in range(0, rows * cols, PIXEL_CHUNK):
-            pixels = np.arange(start, min(start + PIXEL_CHUNK, rows * cols))
+        # an order-k Voronoi cell is convex (an intersection of half-planes), so a tile whose four
+        # corner pixels have the same set, none of them on a tie, has that set at every pixel
+        corner_tiles = np.repeat(np.arange(len(tiles.centres)), 4)
+        corner_hashes, corner_ties = ranking.hashes(corner_tiles, *tiles.corners())
+        corner_hashes, corner_ties = corner_hashes.reshape(-1, 4), corner_ties.reshape(-1, 4)
+        uniform = (corner_hashes == corner_hashes[:, :1]).all(axis=1) & ~corner_ties.any(axis=1)
+        all_pixels = np.arange(rows * cols)
+        hashes = corner_hashes[tiles.of_pixels(all_pixels)[0], 0]
+        ranked = all_pixels[~uniform[tiles.of_pixels(all_pixels)[0]]]
+        tied = [np.empty(0, dtype=np.int64)]
+        for start in range(0, len(ranked), PIXEL_CHUNK):
+            pixels = ranked[start:start + PIXEL_CHUNK]
             hashes[pixels], tie = ranking.hashes(*tiles.of_pixels(pixels))
             tied.append(pixels[tie])
         # pixels with two samples at the same distance across the k-th place: the k-d tree's own
@@ -116,8 +124,17 @@ class _Tiles:
         hy = 0.5 * np.abs(self.ys[last_row] - self.ys[first_row])
         rows = len(first_row)
         self.centres = np.column_stack([np.tile(cx, rows), np.repeat(cy, self.tile_cols)])
+        self.corner_x = np.stack([self.xs[first_col], self.xs[last_col]], axis=1)  # (tile cols, 2)
+        self.corner_y = np.stack([self.ys[first_row], self.ys[last_row]], axis=1)  # (tile rows, 2)
         # 2r, a hair wider so that rounding in the distances can only make a sample "uncertain"
         self.reach = 2.0 * np.hypot(np.tile(hx, rows), np.repeat(hy, self.tile_cols)) * (1 + 1e-9) + 1e-12
+
+    def corners(self):
+        """(x, y) of the four corner pixels of every tile, tile by tile (tiles x 4, flattened)."""
+        rows, cols = len(self.corner_y), self.tile_cols
+        x = np.broadcast_to(self.corner_x[None, :, None, :], (rows, cols, 2, 2))
+        y = np.broadcast_to(self.corner_y[:, None, :, None], (rows, cols, 2, 2))
+        return x.reshape(-1), y.reshape(-1)
 
     def of_pixels(self, pixels):
         """(tile, x, y) of flat pixel indices (row-major)."""
