@@ -4,8 +4,8 @@ mirror-tiling resources/sample/gf2like_pms1_dn.tif) and the 374 sample points, r
 peak RSS of the whole run.
 
 Per step: the qgis_process log announces each child algorithm ("Prepare algorithm: <id>") and its
-end ("OK. Execution took ..."); the process's CPU time (/proc/<pid>/stat, every thread) is read as
-each line arrives. Peak RSS is the run's own (os.wait4).
+end ("OK. Execution took ..."); the process's CPU time (/proc/<pid>/stat, every thread) and its
+peak RSS so far (VmHWM) are read as each line arrives. Peak RSS is the run's own (os.wait4).
 
 Baselines, run in the same bench run so the machine's load cancels out: a fixed yardstick
 (gdal_translate of the scene to a DEFLATE GeoTIFF) always, and with
@@ -76,6 +76,14 @@ def parameters(scene, folder):
     return values
 
 
+def peak_mib(pid):
+    """The process's peak RSS so far (VmHWM), MiB."""
+    for line in Path(f'/proc/{pid}/status').read_text().splitlines():
+        if line.startswith('VmHWM:'):
+            return round(int(line.split()[1]) / 1024)
+    return 0
+
+
 def cpu_seconds(pid):
     fields = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS
@@ -95,7 +103,8 @@ def run_timed(arguments, env, log_path):
                 now, cpu = time.perf_counter(), cpu_seconds(process.pid)
                 if current is not None and 'Execution took' in line:
                     steps[current] = {'wall': round(now - steps[current]['wall'], 2),
-                                      'cpu': round(cpu - steps[current]['cpu'], 2)}
+                                      'cpu': round(cpu - steps[current]['cpu'], 2),
+                                      'peak_mib_so_far': peak_mib(process.pid)}
                     current = None
                 if begin:
                     current = begin.group(1)
