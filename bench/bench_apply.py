@@ -139,7 +139,7 @@ def throughput(work_dir, model_path):
 
 def peak_memory(work_dir, model_path):
     source = sparse_big_raster(work_dir / 'big.tif')
-    plugin_folder = next(p for p in sys.path if (Path(p) / 'rsgeochem').is_symlink())
+    plugin_folder = next(p for p in sys.path if (Path(p) / 'rsgeochem' / '__init__.py').exists())
     command = [sys.executable, '-c', CHILD, plugin_folder, source, model_path, str(work_dir / 'big_out.tif'),
                str(THREADS), str(MEMORY_MB)]
     completed = subprocess.run(command, capture_output=True, text=True, check=True,
