@@ -271,13 +271,24 @@ def polygonize(class_path, gpkg_path, crs_wkt):
     return 'anomalies'
 
 
-def rasterize_ids(gpkg_path, layer_name, grid, path):
-    """Int32 raster of polygon ids (GeoPackage fid) on the content grid, 0 outside polygons."""
-    options = gdal.RasterizeOptions(
-        format='GTiff', outputType=gdal.GDT_Int32, initValues=0, attribute='pid',
-        SQLStatement=f'SELECT fid + 0 AS pid, geom FROM "{layer_name}"', width=grid.width,
-        height=grid.height, outputBounds=grid.extent, creationOptions=['TILED=YES', 'COMPRESS=DEFLATE'])
-    gdal.Rasterize(str(path), str(gpkg_path), options=options)
+def rasterize_ids(gpkg_path, layer_name, grid, path, min_area=0.0):
+    """Int32 raster of polygon ids (GeoPackage fid) on the content grid, 0 outside polygons. Only
+    polygons of at least `min_area` map units² (a hair less, for rounding) are burnt: on a noisy map
+    most polygons are single pixels, and rasterizing them all dominates the run."""
+    where = f' WHERE ST_Area(geom) >= {min_area * (1 - 1e-9)!r}' if min_area > 0 else ''
+
+    def rasterize(condition):
+        options = gdal.RasterizeOptions(
+            format='GTiff', outputType=gdal.GDT_Int32, initValues=0, attribute='pid',
+            SQLStatement=f'SELECT fid + 0 AS pid, geom FROM "{layer_name}"{condition}', width=grid.width,
+            height=grid.height, outputBounds=grid.extent, creationOptions=['TILED=YES', 'COMPRESS=ZSTD'])
+        gdal.Rasterize(str(path), str(gpkg_path), options=options)
+    try:
+        rasterize(where)
+    except RuntimeError:
+        if not where:
+            raise
+        rasterize('')  # a GDAL without the GeoPackage's ST_Area: every polygon, filtered afterwards
 
 
 def polygon_statistics(source, id_path, progress=None, cancel=None):
@@ -322,7 +333,7 @@ def anomaly_polygons(source, threshold, min_area=0.0, progress=None, cancel=None
         if progress is not None:
             progress(0.5)
         check_cancel(cancel)
-        rasterize_ids(work / 'polygons.gpkg', layer_name, source.info.grid, work / 'ids.tif')
+        rasterize_ids(work / 'polygons.gpkg', layer_name, source.info.grid, work / 'ids.tif', min_area)
         table = polygon_statistics(content or source, work / 'ids.tif', stage(progress, 0.6, 0.95), cancel)
         kept = []
         for pid, (pixels, total, peak, sx, sy) in table.items():
