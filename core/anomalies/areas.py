@@ -8,8 +8,8 @@ Histogram quantiles are exact to one bin width = (max - min) / bins.
 Polygons: a 0/1 class raster is written block by block, then gdal.Polygonize turns the 1-pixels
 into polygons (4-connected). Polygonize works scanline by scanline, so memory stays bounded,
 whereas scipy.ndimage.label would need the whole raster in memory. Per-polygon pixel count, mean
-and max come from rasterising the polygon ids back onto the grid (exact: the polygons follow
-pixel edges) and a block-wise pass over values and ids.
+and max come from a block-wise pass that rasterises the polygon ids of each block in memory
+(exact: the polygons follow pixel edges) next to its values.
 """
 import math
 from dataclasses import dataclass
@@ -271,53 +271,57 @@ def polygonize(class_path, gpkg_path, crs_wkt):
     return 'anomalies'
 
 
-def rasterize_ids(gpkg_path, layer_name, grid, path, min_area=0.0):
-    """Int32 raster of polygon ids (GeoPackage fid) on the content grid, 0 outside polygons. Only
-    polygons of at least `min_area` map units² (a hair less, for rounding) are burnt: on a noisy map
-    most polygons are single pixels, and rasterizing them all dominates the run."""
+def polygon_statistics(source, gpkg_path, layer_name, min_area=0.0, progress=None, cancel=None):
+    """pid -> [pixels, sum, max, sum x, sum y] of the polygons of at least `min_area` map units² (a
+    hair less, for rounding), accumulated block-wise: each block's polygon ids are rasterised in
+    memory (exact: the polygons follow pixel edges), so memory stays that of a block and GDAL's
+    cache is never filled with a raster-sized id image."""
+    polygons = ogr.Open(str(gpkg_path))
     where = f' WHERE ST_Area(geom) >= {min_area * (1 - 1e-9)!r}' if min_area > 0 else ''
-
-    def rasterize(condition):
-        options = gdal.RasterizeOptions(
-            format='GTiff', outputType=gdal.GDT_Int32, initValues=0, attribute='pid',
-            SQLStatement=f'SELECT fid + 0 AS pid, geom FROM "{layer_name}"{condition}', width=grid.width,
-            height=grid.height, outputBounds=grid.extent, creationOptions=['TILED=YES', 'COMPRESS=ZSTD'])
-        gdal.Rasterize(str(path), str(gpkg_path), options=options)
     try:
-        rasterize(where)
-    except RuntimeError:
-        if not where:
-            raise
-        rasterize('')  # a GDAL without the GeoPackage's ST_Area: every polygon, filtered afterwards
-
-
-def polygon_statistics(source, id_path, progress=None, cancel=None):
-    """pid -> [pixels, sum, max, sum x, sum y] accumulated block-wise over values and ids."""
-    ids_reader = RasterReader(id_path, None)  # rasterised polygons of this run
+        layer = polygons.ExecuteSQL(f'SELECT fid + 0 AS pid, geom FROM "{layer_name}"{where}')
+    except RuntimeError:  # a GDAL without the GeoPackage's ST_Area: every polygon, kept by area later
+        layer = polygons.ExecuteSQL(f'SELECT fid + 0 AS pid, geom FROM "{layer_name}"')
+    grid = source.info.grid
     table = {}
-    for window, values in source.blocks(progress, cancel, extra_bytes_per_pixel=48):
-        ids = ids_reader.read(window, dtype=np.int64)[0].filled(0)
-        inside = ids > 0
-        if not inside.any():
-            continue
-        xs, ys = source.info.grid.pixel_centres(window.row, window.rows)
-        labels = ids[inside]
-        data = values.filled(np.nan)[inside]
-        rows, cols = np.nonzero(inside)
-        unique = np.unique(labels)
-        sums = ndimage.sum_labels(data, labels, unique)
-        maxima = ndimage.maximum(data, labels, unique)
-        counts = ndimage.sum_labels(np.ones_like(data), labels, unique)
-        sum_x = ndimage.sum_labels(xs[cols], labels, unique)
-        sum_y = ndimage.sum_labels(ys[rows], labels, unique)
-        for pid, n, total, peak, sx, sy in zip(unique, counts, sums, maxima, sum_x, sum_y):
-            entry = table.setdefault(int(pid), [0, 0.0, -math.inf, 0.0, 0.0])
-            entry[0] += int(n)
-            entry[1] += float(total)
-            entry[2] = max(entry[2], float(peak))
-            entry[3] += float(sx)
-            entry[4] += float(sy)
+    try:
+        for window, values in source.blocks(progress, cancel, extra_bytes_per_pixel=52):
+            ids = _block_ids(layer, grid, window)
+            inside = ids > 0
+            if not inside.any():
+                continue
+            xs, ys = grid.pixel_centres(window.row, window.rows)
+            labels = ids[inside]
+            data = values.filled(np.nan)[inside]
+            rows, cols = np.nonzero(inside)
+            unique = np.unique(labels)
+            sums = ndimage.sum_labels(data, labels, unique)
+            maxima = ndimage.maximum(data, labels, unique)
+            counts = ndimage.sum_labels(np.ones_like(data), labels, unique)
+            sum_x = ndimage.sum_labels(xs[cols], labels, unique)
+            sum_y = ndimage.sum_labels(ys[rows], labels, unique)
+            for pid, n, total, peak, sx, sy in zip(unique, counts, sums, maxima, sum_x, sum_y):
+                entry = table.setdefault(int(pid), [0, 0.0, -math.inf, 0.0, 0.0])
+                entry[0] += int(n)
+                entry[1] += float(total)
+                entry[2] = max(entry[2], float(peak))
+                entry[3] += float(sx)
+                entry[4] += float(sy)
+    finally:
+        polygons.ReleaseResultSet(layer)
     return table
+
+
+def _block_ids(layer, grid, window):
+    """Polygon ids (pid) burnt onto the block's rows of the grid, 0 outside polygons."""
+    x0, dx, _, y0, _, dy = grid.geotransform
+    block = gdal.GetDriverByName('MEM').Create('', grid.width, window.rows, 1, gdal.GDT_Int32)
+    block.SetGeoTransform((x0, dx, 0.0, y0 + dy * window.row, 0.0, dy))
+    xmin, xmax = sorted((x0, x0 + dx * grid.width))
+    ymin, ymax = sorted((y0 + dy * window.row, y0 + dy * (window.row + window.rows)))
+    layer.SetSpatialFilterRect(xmin, ymin, xmax, ymax)
+    gdal.RasterizeLayer(block, [1], layer, options=['ATTRIBUTE=pid'])
+    return block.GetRasterBand(1).ReadAsArray()
 
 
 def anomaly_polygons(source, threshold, min_area=0.0, progress=None, cancel=None, content=None):
@@ -333,8 +337,8 @@ def anomaly_polygons(source, threshold, min_area=0.0, progress=None, cancel=None
         if progress is not None:
             progress(0.5)
         check_cancel(cancel)
-        rasterize_ids(work / 'polygons.gpkg', layer_name, source.info.grid, work / 'ids.tif', min_area)
-        table = polygon_statistics(content or source, work / 'ids.tif', stage(progress, 0.6, 0.95), cancel)
+        table = polygon_statistics(content or source, work / 'polygons.gpkg', layer_name, min_area,
+                                   stage(progress, 0.6, 0.95), cancel)
         kept = []
         for pid, (pixels, total, peak, sx, sy) in table.items():
             area = pixels * source.pixel_area
