@@ -47,7 +47,8 @@ BYTES_PER_SYSTEM_ENTRY = 8 * 6  # bytes of arrays per (sample × target) entry a
 # stays within ~300 MB
 MAX_GRID_PIXELS = 10 ** 9
 MAX_GRID_SIDE = 50_000
-BYTES_PER_EXACT_PIXEL = 96  # per pixel of a row block in exact mode (labels, order, results, drift)
+BYTES_PER_EXACT_PIXEL = 192  # per pixel of a row block in exact mode (peak of its arrays, and the
+#                               block that waits to be written)
 MAX_EXACT_ROWS = 256        # rows of a block in exact mode (a tile row of the output files)
 SYSTEMS_BATCH = 256         # neighbour sets factorised at once in exact mode
 SLOT_PIXELS = 32            # pixels of one set that share one matrix product in exact mode

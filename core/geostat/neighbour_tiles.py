@@ -51,9 +51,10 @@ class TileNeighbourSets:
         corner_hashes, corner_ties = ranking.hashes(corner_tiles, *tiles.corners())
         corner_hashes, corner_ties = corner_hashes.reshape(-1, 4), corner_ties.reshape(-1, 4)
         uniform = (corner_hashes == corner_hashes[:, :1]).all(axis=1) & ~corner_ties.any(axis=1)
-        all_pixels = np.arange(rows * cols)
-        hashes = corner_hashes[tiles.of_pixels(all_pixels)[0], 0]
-        ranked = all_pixels[~uniform[tiles.of_pixels(all_pixels)[0]]]
+        tile_of_pixel = tiles.of_pixels(np.arange(rows * cols))[0]
+        hashes = corner_hashes[tile_of_pixel, 0]
+        ranked = np.flatnonzero(~uniform[tile_of_pixel])
+        del tile_of_pixel
         tied = [np.empty(0, dtype=np.int64)]
         for start in range(0, len(ranked), PIXEL_CHUNK):
             pixels = ranked[start:start + PIXEL_CHUNK]
