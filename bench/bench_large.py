@@ -4,7 +4,8 @@ scene (default 8000; RSGEOCHEM_BENCH_LARGE_SIZE=20000 for the 20000² case, ~1 h
 
 The input is a smooth synthetic reflectance scene (ZSTD, so it costs little disk). Each output is
 compared with the same data written in one go (gdal_translate with the same creation options):
-tiles written in parts would make the file grow. Peak RSS is each run's own (os.wait4).
+tiles written in parts would make the file grow. Peak RSS is each run's own VmHWM
+(bench/measure.py).
 With RSGEOCHEM_BENCH_BASELINE_PLUGIN=<folder holding another rsgeochem checkout> that plugin runs
 the same cases, alternated with ours.
 """
@@ -12,10 +13,10 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from measure import run_measured
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 QGIS_PROCESS = '/usr/bin/qgis_process.bin'
@@ -61,19 +62,13 @@ def run_case(plugin_parent, algorithm, source, out_dir, cache):
     subprocess.run([QGIS_PROCESS, 'plugins', 'enable', 'rsgeochem'], env=env, capture_output=True)
     output = out_dir / 'out.tif'
     parameters = {'INPUT': source, **CASES[algorithm], 'OUTPUT': output}
-    started = time.perf_counter()
-    process = subprocess.Popen([QGIS_PROCESS, 'run', f'rsgeochem:{algorithm}', '--',
-                                *(f'{k}={v}' for k, v in parameters.items())], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f'{algorithm} failed: {process.stderr.read().decode()[-2000:]}')
+    wall, cpu, peak, _ = run_measured([QGIS_PROCESS, 'run', f'rsgeochem:{algorithm}', '--',
+                                       *(f'{k}={v}' for k, v in parameters.items())], env)
     once = out_dir / 'once.tif'
     options = [part for item in structure_options(output) for part in ('-co', item)]
     subprocess.run(['gdal_translate', '-q', *options, str(output), str(once)], check=True)
-    result = {'wall': round(wall, 1), 'cpu': round(usage.ru_utime + usage.ru_stime, 1),
-              'peak_mib': round(usage.ru_maxrss / 1024), 'output_mb': round(output.stat().st_size / 1e6, 1),
+    result = {'wall': round(wall, 1), 'cpu': round(cpu, 1), 'peak_mib': peak,
+              'output_mb': round(output.stat().st_size / 1e6, 1),
               'same_data_in_one_go_mb': round(once.stat().st_size / 1e6, 1)}
     output.unlink()
     once.unlink()

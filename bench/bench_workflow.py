@@ -5,7 +5,8 @@ peak RSS of the whole run.
 
 Per step: the qgis_process log announces each child algorithm ("Prepare algorithm: <id>") and its
 end ("OK. Execution took ..."); the process's CPU time (/proc/<pid>/stat, every thread) and its
-peak RSS so far (VmHWM) are read as each line arrives. Peak RSS is the run's own (os.wait4).
+peak RSS so far (VmHWM) are read as each line arrives; the run's peak RSS is its VmHWM
+(bench/measure.py).
 
 Baselines, run in the same bench run so the machine's load cancels out: a fixed yardstick
 (gdal_translate of the scene to a DEFLATE GeoTIFF) always, and with
@@ -25,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from measure import cpu_seconds, peak_mib, run_measured
 
 CHECKOUT = Path(__file__).resolve().parent.parent
 SAMPLE = CHECKOUT / 'resources' / 'sample'
@@ -32,7 +34,6 @@ QGIS_PROCESS = '/usr/bin/qgis_process.bin'
 SIZE = tuple(int(v) for v in os.environ.get('RSGEOCHEM_BENCH_WORKFLOW_SIZE', '7300x6900').split('x'))
 RUNS = int(os.environ.get('RSGEOCHEM_BENCH_WORKFLOW_RUNS', '1'))
 BASELINE_PLUGIN = os.environ.get('RSGEOCHEM_BENCH_BASELINE_PLUGIN', '')
-TICKS = os.sysconf('SC_CLK_TCK')
 GOALS = {'wall_seconds': 60.0, 'cpu_seconds': 50.0, 'peak_mib': 800.0}
 BUILD_ROWS = 512
 
@@ -76,45 +77,25 @@ def parameters(scene, folder):
     return values
 
 
-def peak_mib(pid):
-    """The process's peak RSS so far (VmHWM), MiB."""
-    for line in Path(f'/proc/{pid}/status').read_text().splitlines():
-        if line.startswith('VmHWM:'):
-            return round(int(line.split()[1]) / 1024)
-    return 0
-
-
-def cpu_seconds(pid):
-    fields = Path(f'/proc/{pid}/stat').read_text().rsplit(')', 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
 def run_timed(arguments, env, log_path):
-    """Run a command; (wall s, CPU s, peak MiB, per-step {child id: {wall, cpu}})."""
-    steps, current = {}, None
-    started = time.perf_counter()
-    with open(log_path, 'w') as log:
-        process = subprocess.Popen(arguments, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                   text=True)
-        for line in process.stdout:
-            log.write(line)
-            begin = re.search(r'Prepare algorithm: (\S+)', line)
-            if begin or 'Execution took' in line:
-                now, cpu = time.perf_counter(), cpu_seconds(process.pid)
-                if current is not None and 'Execution took' in line:
-                    steps[current] = {'wall': round(now - steps[current]['wall'], 2),
-                                      'cpu': round(cpu - steps[current]['cpu'], 2),
-                                      'peak_mib_so_far': peak_mib(process.pid)}
-                    current = None
-                if begin:
-                    current = begin.group(1)
-                    steps[current] = {'wall': now, 'cpu': cpu}
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-    wall = time.perf_counter() - started
-    if process.returncode != 0:
-        raise RuntimeError(f'{" ".join(arguments[:3])} failed ({process.returncode}); see {log_path}')
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0, steps
+    """Run a command; (wall s, CPU s, peak MiB, per-step {child id: {wall, cpu, peak so far}})."""
+    steps, current = {}, [None]
+
+    def on_line(line, pid):
+        begin = re.search(r'Prepare algorithm: (\S+)', line)
+        if begin or 'Execution took' in line:
+            now, cpu = time.perf_counter(), cpu_seconds(pid)
+            if current[0] is not None and 'Execution took' in line:
+                steps[current[0]] = {'wall': round(now - steps[current[0]]['wall'], 2),
+                                     'cpu': round(cpu - steps[current[0]]['cpu'], 2),
+                                     'peak_mib_so_far': peak_mib(pid)}
+                current[0] = None
+            if begin:
+                current[0] = begin.group(1)
+                steps[current[0]] = {'wall': now, 'cpu': cpu}
+    wall, cpu, peak, lines = run_measured(arguments, env, on_line)
+    Path(log_path).write_text(''.join(lines))
+    return wall, cpu, peak, steps
 
 
 def run_workflow(plugin_parent, scene, folder):

@@ -26,6 +26,7 @@ def load(path):
 
 
 def main(names):
+    sys.path.insert(0, str(BENCH_DIR))  # bench/measure.py
     with plugin_package('rsgeochem-bench-'):
         run_benchmarks(names)
 
