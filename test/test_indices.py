@@ -120,6 +120,18 @@ def read(path):
     return np.ma.masked_equal(array, nodata), names
 
 
+def test_creation_options_reach_the_output(run_alg, tmp_path):
+    """QGIS's "Creation options" (CREATION_OPTIONS, '|'-separated) override the GeoTIFF defaults."""
+    source = write(tmp_path / 'in.tif', random_bands(9, (40, 30)))
+    for options, compression in (('', 'ZSTD'), ('COMPRESS=DEFLATE|ZLEVEL=9', 'DEFLATE')):
+        result = run_alg('spectralindices', {'INPUT': source, 'SENSOR': SENSOR['aster'],
+                                             'INDICES': 'aster_ferric_iron', 'CREATION_OPTIONS': options,
+                                             'OUTPUT': str(tmp_path / f'{compression}.tif')})
+        dataset = gdal.Open(result['OUTPUT'])
+        assert dataset.GetMetadata('IMAGE_STRUCTURE')['COMPRESSION'] == compression
+        assert dataset.GetRasterBand(1).GetBlockSize() == [256, 256]  # still tiled
+
+
 def test_sentinel2_real_data_matches_gdal_calc(run_alg, test_data, tmp_path):
     source = test_data / S2
     result = run_alg('spectralindices', {'INPUT': str(source), 'SENSOR': SENSOR['sentinel2'],
