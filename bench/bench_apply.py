@@ -3,8 +3,8 @@
 
 Model: the paper-shaped CNN of core/inversion/cnn.py (tiled 4x4 input, random He weights), exported to ONNX.
 Throughput: apply_model (read, nodata checks, tiling, inference, GeoTIFF writing) on an 8 Mpix
-4-band GeoTIFF written with the plugin's default options against `session.run` alone on in-memory tiles at its best batch size (of
-BARE_BATCHES), same threads, in interleaved rounds; `ratio` is the median over rounds of bare
+4-band GeoTIFF written with the plugin's default options against `session.run` alone on
+in-memory tiles at its best batch size (of BARE_BATCHES), same threads, in interleaved rounds; `ratio` is the median over rounds of bare
 time / our time (robust to the load of the shared machine), target >= 0.85.
 Memory: a child process applies the model to a 20000 x 20000 4-band GeoTIFF made sparse (unwritten
 tiles read as nodata, so it costs no disk) except for its first rows, which hold real values so
@@ -129,7 +129,8 @@ def throughput(work_dir, model_path):
         bare.append(min(bare_runtime(model_path, size, pixels) for size in BARE_BATCHES))
     ours_mpix, bare_mpix = pixels / np.median(ours) / 1e6, pixels / np.median(bare) / 1e6
     paired = [b / o for o, b in zip(ours, bare)]  # each round's runs follow each other closely
-    return {'raster': f'{width}x{height}x4 float32 (plugin default compression)', 'pixels': pixels, 'blocks': blocks,
+    return {'raster': f'{width}x{height}x4 float32 (default compression)', 'pixels': pixels,
+            'blocks': blocks,
             'batch_pixels': batch, 'ours_mpix_per_s_median': round(ours_mpix, 3),
             'bare_ort_best_batch_mpix_per_s_median': round(bare_mpix, 3),
             'ratio': round(float(np.median(paired)), 3), 'ratio_best_of': round(min(bare) / min(ours), 3),
