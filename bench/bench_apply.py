@@ -4,8 +4,9 @@
 Model: the paper-shaped CNN of core/inversion/cnn.py (tiled 4x4 input, random He weights), exported to ONNX.
 Throughput: apply_model (read, nodata checks, tiling, inference, GeoTIFF writing) on an 8 Mpix
 4-band GeoTIFF written with the plugin's default options against `session.run` alone on
-in-memory tiles at its best batch size (of BARE_BATCHES), same threads, in interleaved rounds; `ratio` is the median over rounds of bare
-time / our time (robust to the load of the shared machine), target >= 0.85.
+in-memory tiles at its best batch size (of BARE_BATCHES), same threads, in interleaved rounds;
+`ratio` is the median over rounds of bare time / our time (robust to the load of the shared
+machine), target >= 0.85.
 Memory: a child process applies the model to a 20000 x 20000 4-band GeoTIFF made sparse (unwritten
 tiles read as nodata, so it costs no disk) except for its first rows, which hold real values so
 that several full blocks go through onnxruntime; its peak RSS (getrusage) must stay under 1 GiB.
