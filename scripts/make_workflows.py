@@ -190,13 +190,14 @@ COMPARE_ALL_MODELS = 4      # traininversionmodel MODEL: the CNN and the baselin
 def add_anomaly_inputs(builder):
     """The inputs of the last step of both workflows: threshold method, fixed threshold, smoothing and
     smallest area."""
-    from rsgeochem.algorithms.anomalies import CONCENTRATION_AREA, DEFAULT_SMOOTHING, METHODS
+    from rsgeochem.algorithms.anomalies import DEFAULT_SMOOTHING, MEDIAN_MAD, METHODS
     number = QgsProcessingParameterNumber
     builder.add_input(QgsProcessingParameterEnum('ANOMALY_METHOD', 'Anomaly threshold', list(METHODS),
-                                                 defaultValue=CONCENTRATION_AREA),
-                      'How the high-anomaly threshold is set: mean + 2 SD, median + 2 MAD, 95th percentile, '
-                      'the concentration-area fractal method (default) or a fixed value (Fixed anomaly '
-                      'threshold).')
+                                                 defaultValue=MEDIAN_MAD),
+                      'How the high-anomaly threshold is set: mean + 2 SD, median + 2 MAD (default: robust '
+                      'to the anomalies and to skewed maps), 95th percentile, the concentration-area fractal '
+                      'method (for a map whose C-A plot, in the anomaly report, bends sharply) or a fixed '
+                      'value (Fixed anomaly threshold).')
     builder.add_input(number('FIXED_THRESHOLD', 'Fixed anomaly threshold (content units)', number.Type.Double,
                              0.065),
                       'For the fixed-value threshold: content at or above this is anomalous, in the units '
