@@ -275,12 +275,12 @@ def test_exact_grid_kriging_equals_kriging_each_pixel_on_its_own(case):
         assert np.isnan(prediction).any() and np.isfinite(prediction).any()
 
 
-def test_grid_kriging_per_pixel_mode(tmp_path):
+def test_grid_kriging_is_exact_per_pixel_by_default(tmp_path):
     x, y, z = synthetic(80, 4)
     samples = kriging.prepare_samples(x, y, z)
     grid = Grid(40, 30, (0.0, 25.0, 0.0, 1000.0, 0.0, -33.0), '')
     summary = kriging_grid.krige_grid(samples, VariogramModel('spherical', 0.1, 1.0, 300.0), grid,
-                                      tmp_path / 'p.tif', None, n_neighbours=10, block_pixels=1)
+                                      tmp_path / 'p.tif', None, n_neighbours=10)
     assert (summary.mode, summary.block_pixels) == ('per pixel', 1)
 
 
