@@ -33,6 +33,7 @@ METHODS = ('Mean + k × SD', 'Median + k × MAD', 'Percentile', 'Concentration-a
            'Fixed value')
 MEAN_SD, MEDIAN_MAD, PERCENTILE_METHOD, CONCENTRATION_AREA, FIXED_VALUE = range(5)
 DEFAULT_SMOOTHING = 5   # pixels: a 5 x 5 focal mean (50 m on a 10 m image, 20 m on GF-2's 4 m)
+DEFAULT_MAX_AREAS = 10  # a target list to follow up in the field, highest-ranked first
 MAX_SMOOTHING = 101
 
 
@@ -51,7 +52,7 @@ class AnomaliesAlgorithm(RsGeochemAlgorithm):
         'buildings, water and vegetation give false anomalies). The defaults suit most maps: the map is '
         'smoothed by a 5 × 5 pixel mean, the threshold is the median + 2 MAD of the smoothed map (robust '
         'to the anomalies themselves, Reimann et al. 2005), and areas no larger than the smoothing window '
-        '(which one pixel can make) are dropped. The concentration-area (C-A) fractal method finds a '
+        '(which one pixel can make) are dropped; the 10 highest-ranked areas are kept. The concentration-area (C-A) fractal method finds a '
         'threshold where the map holds distinct populations, i.e. where its C-A plot (in the report '
         'whatever the method) bends sharply; on a map without such a bend its breakpoints fall at the '
         'bulk of the values or among the last few pixels, depending on small changes of the map. For a '
@@ -83,6 +84,7 @@ class AnomaliesAlgorithm(RsGeochemAlgorithm):
     CA_SEGMENTS = 'CA_SEGMENTS'
     MASK = 'MASK'
     MIN_AREA = 'MIN_AREA'
+    MAX_AREAS = 'MAX_AREAS'
     HISTOGRAM_BINS = 'HISTOGRAM_BINS'
     OUTPUT = 'OUTPUT'
     OUTPUT_HTML = 'OUTPUT_HTML'
@@ -143,6 +145,13 @@ class AnomaliesAlgorithm(RsGeochemAlgorithm):
                  'the areas larger than the smoothing window (26 pixels or more for a 5-pixel window, 2 or '
                  'more without smoothing): smaller ones can come from a single pixel, e.g. one sample of a '
                  'kriged map.')
+        self.add(QgsProcessingParameterNumber(self.MAX_AREAS, self.tr('Most areas kept (0 = all)'),
+                                              QgsProcessingParameterNumber.Type.Integer, DEFAULT_MAX_AREAS,
+                                              False, 0),
+                 'Only the highest-ranked areas (by mean content × area) are kept, a list of prospecting '
+                 'targets to follow up; the log and the report say how many more were above the threshold. '
+                 'A map with pixel-scale detail (e.g. predicted from the spectra pixel by pixel) breaks into '
+                 'many small areas above any threshold. 0 keeps every area.')
         self.add(QgsProcessingParameterNumber(self.HISTOGRAM_BINS, self.tr('Histogram bins'),
                                               QgsProcessingParameterNumber.Type.Integer, 10000, False, 100,
                                               1000000),
@@ -195,6 +204,11 @@ class AnomaliesAlgorithm(RsGeochemAlgorithm):
 
             progress, cancel = progress_callbacks(feedback, 50, 95)
             found = core.anomaly_polygons(source, threshold, min_area, progress, cancel, content=content)
+        most, above = self.parameterAsInt(parameters, self.MAX_AREAS, context), len(found)
+        if most and above > most:
+            feedback.pushInfo(f'{above} areas above the threshold: the {most} highest-ranked are kept '
+                              f'({self.MAX_AREAS}).')
+            found = found[:most]
         if not found:
             feedback.pushWarning(f'No area with {smoothing_note or "content"} ≥ {threshold:.6g} of at least '
                                  f'{min_area:g} map units²: the output layer is empty.')
@@ -217,7 +231,7 @@ class AnomaliesAlgorithm(RsGeochemAlgorithm):
 
         html_path = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
         core.write_anomaly_report(html_path, content, statistics, method_text, threshold, found, min_area,
-                                  ca_result, ca_note, smoothing_note)
+                                  ca_result, ca_note, smoothing_note, above)
         breakpoints = ','.join(f'{value:.6g}' for value in ca_result.breakpoints) \
             if method == CONCENTRATION_AREA else ''
         feedback.setProgress(100)

@@ -239,6 +239,7 @@ def dos1_band_fields():
 def rare_earth_inversion(registry):
     """rareearthinversion: Cheng et al. (2023) from DN image and samples to anomaly areas."""
     from rsgeochem.algorithms.glue import compat
+    from rsgeochem.algorithms.surfacesamples import AT_SAMPLE, TARGET_CHOICES
     from rsgeochem.algorithms.traininversionmodel import MODEL_CHOICES, SPLIT_CHOICES
     from rsgeochem.core.imagery.sensors import sensor_names
 
@@ -277,6 +278,13 @@ def rare_earth_inversion(registry):
         'Variance of the analytical error of the content (squared units of the Content field, e.g. from '
         'duplicate analyses) for step 4: the kriged map then predicts the error-free content and is '
         'smoothed at the samples. 0: exact Kriging.')
+    add(QgsProcessingParameterEnum('TARGET_VALUE', 'Content paired with the spectra', list(TARGET_CHOICES),
+                                   defaultValue=AT_SAMPLE),
+        'What the model learns at each sample\'s pixel (step 5). Content at the sample itself (default): the '
+        'measured value, which the kriged surface takes at the sample\'s own position; it keeps the '
+        'pixel-scale variation that the pixel\'s spectrum explains. Kriged content at the pixel centre: '
+        'smoothed over the neighbouring samples wherever a sample lies off its pixel centre or the '
+        'measurement error is set, so the map keeps only the smooth part of the content.')
     add(QgsProcessingParameterBoolean('MASK_VEGETATION', 'Mask vegetation (NDVI > 0.3)', False),
         'Leave vegetated pixels out of the training samples, the map and the anomalies (the paper '
         'names vegetation as a limitation). Off by default: on a forested scene it removes most '
@@ -343,17 +351,18 @@ def rare_earth_inversion(registry):
     step(samples, 'rsgeochem:surfacesamples', '5 Pair content/spectra', {
         'INPUT': FromChild(dos), 'SAMPLES': FromParameter('SAMPLES'), 'FIELD': FromParameter('FIELD'),
         'KRIGED': FromChild(krige), 'VARIANCE': FromChild(krige, 'OUTPUT_VARIANCE'),
-        'MASK': FromChild(mask), 'WINDOW': 0},
+        'MASK': FromChild(mask), 'WINDOW': 0, 'TARGET_VALUE': FromParameter('TARGET_VALUE')},
         {'OUTPUT': Output('surface_samples', 'Surface-to-surface samples',
-                          'Each sample with the kriged content and the band values at its pixel.')})
+                          'Each sample with the kriged content, the target content and the band values at '
+                          'its pixel.')})
     step(correlation, 'rsgeochem:correlation', '6 Band correlation', {
-        'INPUT': FromChild(samples), 'TARGET': 'kriged', 'FEATURES': band_fields, 'METHOD': 0},
+        'INPUT': FromChild(samples), 'TARGET': 'target', 'FEATURES': band_fields, 'METHOD': 0},
         {'OUTPUT': Output('correlation_table', 'Band correlation table',
                           'Spearman correlation of the content with each band.'),
          'OUTPUT_HTML': Output('correlation_report', 'Band correlation report',
                                'Correlation chart and table (HTML).')})
     step(train, 'rsgeochem:traininversionmodel', '7 Train the model', {
-        'INPUT': FromChild(samples), 'TARGET': 'kriged', 'FEATURES': band_fields,
+        'INPUT': FromChild(samples), 'TARGET': 'target', 'FEATURES': band_fields,
         'TARGET_UNITS': FromParameter('UNITS'), 'MODEL': FromParameter('MODEL'),
         'SPLIT': FromParameter('SPLIT'), 'ITERATIONS': FromParameter('ITERATIONS'),
         'SEED': FromParameter('SEED')},
@@ -496,8 +505,8 @@ RARE_EARTH_HELP = (
     'Steps: 1 radiometric calibration to TOA reflectance; 2 dark-object subtraction (DOS1) to surface '
     'reflectance; 3 a mask of water, optionally vegetation and villages or buildings; 4 ordinary Kriging '
     'of the samples onto the image grid (of the error-free content when a measurement-error variance is '
-    'given); 5 the surface-to-surface sample set (kriged content at each sample\'s pixel and band values, '
-    'masked pixels left out); 6 Spearman correlation of the content with each band; 7 training on a '
+    'given); 5 the surface-to-surface sample set (the content at each sample, or the kriged content at its '
+    'pixel centre, and the band values of its pixel, masked pixels left out); 6 Spearman correlation of the content with each band; 7 training on a '
     'train/test split (R², RMSE, RPD); 8 the content map over the image (negative predictions set to '
     '0); 9 the high-anomaly areas, ranked by mean content × area; 10-12 the paper\'s map-to-map check '
     '(its Fig. 10): the predicted content at the samples (R², RMSE and RPD against the measured values), '
