@@ -501,17 +501,18 @@ RARE_EARTH_HELP = (
     'samples with their Content field; when the laboratory states its analytical error, give the '
     'Measurement-error variance of the content. The defaults suit a first run: water is masked (turbid '
     'rivers too), the paper\'s CNN is compared with three baselines and the best maps the image, and '
-    'anomaly areas are outlined on the smoothed map, keeping those of at least 2500 m².',
+    'anomaly areas above the median + 2 MAD are outlined on the smoothed map, keeping the 10 highest-ranked '
+    'of at least 2500 m².',
     'Steps: 1 radiometric calibration to TOA reflectance; 2 dark-object subtraction (DOS1) to surface '
     'reflectance; 3 a mask of water, optionally vegetation and villages or buildings; 4 ordinary Kriging '
     'of the samples onto the image grid (of the error-free content when a measurement-error variance is '
-    'given); 5 the surface-to-surface sample set (the content at each sample, or the kriged content at its '
-    'pixel centre, and the band values of its pixel, masked pixels left out); 6 Spearman correlation of the content with each band; 7 training on a '
-    'train/test split (R², RMSE, RPD); 8 the content map over the image (negative predictions set to '
-    '0); 9 the high-anomaly areas, ranked by mean content × area; 10-12 the paper\'s map-to-map check '
-    '(its Fig. 10): the predicted content at the samples (R², RMSE and RPD against the measured values), '
-    'kriged onto the image grid and compared with the kriged measured map of step 4 (r, R², RMSE, bias, '
-    'difference map). Every map loads named and styled.',
+    'given); 5 the surface-to-surface sample set (the content at each sample, or the kriged content at '
+    'its pixel centre, and the band values of its pixel, masked pixels left out); 6 Spearman correlation '
+    'of the content with each band; 7 training on a train/test split (R², RMSE, RPD); 8 the content map '
+    'over the image (negative predictions set to 0); 9 the high-anomaly areas, ranked by mean content × '
+    'area; 10-12 the paper\'s map-to-map check (its Fig. 10): the predicted content at the samples (R², '
+    'RMSE and RPD against the measured values), kriged onto the image grid and compared with the kriged '
+    'measured map of step 4 (r, R², RMSE, bias, difference map). Every map loads named and styled.',
     'From the command line: qgis_process run rsgeochem:rareearthinversion -- IMAGE=scene.tif '
     'METADATA=scene.xml GAINS=... ESUN=... SAMPLES=samples.gpkg FIELD=re2o3_pct '
     'applyinversionmodel:predicted_map=map.tif ... Each output is named by its step and output joined by '

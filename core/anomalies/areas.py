@@ -433,7 +433,8 @@ def write_anomaly_report(path, source, statistics, method, threshold, anomalies,
                f'{" outside the mask" if source.mask is not None else ""}'
                f'{" with a complete smoothing window" if smoothing else ""}. Method: {method}; '
                f'threshold {threshold:.6g}. {len(anomalies)} anomaly area(s)'
-               f'{f" (the highest-ranked of {above})" if above and above > len(anomalies) else ""} of at least '
+               f'{f" (the highest-ranked of {above})" if above and above > len(anomalies) else ""}'
+               ' of at least '
                f'{min_area:g} {units}: 4-connected pixels with {thresholded} ≥ threshold, ranked I, II, ... '
                'by mean content × area (mean and max of the unsmoothed content).')
     rows = [('valid pixels', statistics.count), ('mean', statistics.mean), ('SD', statistics.sd),
