@@ -88,8 +88,9 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
         'those within the Search radius; 0 and 0 use every sample (global Kriging, up to 5000 samples). On '
         'grids every pixel has its own neighbourhood, exactly as if it were kriged alone (pixels that '
         'share their nearest samples share one factorisation); a Shared-neighbourhood block of 2 or more '
-        'lets square blocks of pixels share the neighbourhood of their centre instead (about 3 times '
-        'faster, in float32, and different from the exact result near the blocks\' corners). NULL or '
+        'lets square blocks of pixels share the neighbourhood of their centre instead (2.5-3 times faster '
+        'with blocks of 16 pixels or more, in float32, and different from the exact result near the '
+        'blocks\' corners). NULL or '
         'non-finite values are skipped and '
         'counted, samples at one location merged (mean); fewer than 5 usable samples, a constant field or '
         'samples outside the grid are errors. Values are in the units of the field (or of its natural log, '
@@ -173,7 +174,8 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
             QgsProcessingParameterNumber.Type.Integer, 0, False, 0, 64),
             '0 or 1 (default): every pixel its own neighbourhood, exactly as if each pixel were kriged on '
             'its own. 2 to 64: square blocks of this many pixels share the neighbourhood of their centre '
-            '(about 3 times faster; an approximation near the blocks\' corners).', advanced=True)
+            '(an approximation near the blocks\' corners; 2.5-3 times faster with blocks of 16-32 pixels, '
+            'slower than exact with blocks of 8 pixels or fewer).', advanced=True)
         self.add_block_memory()
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr('Kriging prediction')),
                  'Float32 GeoTIFF of the predicted values.')

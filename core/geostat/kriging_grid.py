@@ -6,9 +6,9 @@ Three neighbourhood modes, chosen by `krige_grid`:
   to Kriging each pixel on its own, like gstat and pykrige's moving window); the k nearest samples
   are found tile by tile (neighbour_tiles) and the pixels that share a set share its factorisation;
 - shared blocks (block_pixels >= 2): square blocks of pixels take the neighbour set of their
-  centre, so one factorisation serves a whole block (an approximation, about 3x faster: a pixel
-  near a block corner may have a slightly different own neighbour set; bench/bench_kriging.py
-  reports the difference).
+  centre, so one factorisation serves a whole block (an approximation, 2.5-3x faster with blocks
+  of 16-32 pixels and slower than exact with 8 or fewer: a pixel near a block corner may have a
+  slightly different own neighbour set; bench/bench_kriging_exact.py reports the difference).
 Worker threads krige blocks of rows (numpy and LAPACK release the GIL) while the calling thread
 reads drift rasters and writes finished rows (core.raster.blockio.RasterWriter): memory does not grow
 with the grid.
@@ -52,7 +52,8 @@ BYTES_PER_EXACT_PIXEL = 192  # per pixel of a row block in exact mode (peak of i
 MAX_EXACT_ROWS = 256        # rows of a block in exact mode (a tile row of the output files)
 SYSTEMS_BATCH = 256         # neighbour sets factorised at once in exact mode
 SLOT_PIXELS = 32            # pixels of one set that share one matrix product in exact mode
-SLOTS_PER_PRODUCT = 1024    # slots whose target matrices are built at once (~9 MB)
+SLOTS_PER_PRODUCT = 128     # slots whose target matrices are built at once (~1 MB: in the processor's
+#                             cache; 1024 slots took ~20 % more CPU)
 MAX_THREADS = 4
 
 
@@ -281,6 +282,9 @@ class _ExactWalker:
         self.tiles = TileNeighbourSets(search.tree, search.k) if not np.isfinite(search.radius) else None
         rows = int(memory_mb * 2 ** 20 // (grid.width * BYTES_PER_EXACT_PIXEL))
         self.rows = min(max(TILE, rows - rows % TILE), MAX_EXACT_ROWS)
+        # does any sample sit exactly on a pixel centre (coordinates compared as krige computes them)?
+        tx, ty = frame.scale_xy(*grid.pixel_centres(0, grid.height))
+        self.samples_on_centres = bool(np.any(np.isin(frame.x, tx) & np.isin(frame.y, ty)))
 
     def row_blocks(self):
         return row_blocks(self.grid.height, self.rows)
@@ -307,8 +311,9 @@ class _ExactWalker:
                 pixels, index = slot_pixels[part], slot_set[part] - start
                 used = pixels != PAD
                 safe = np.where(used, pixels, 0)
-                x = systems.target_matrix(xs[safe], ys[safe], f0[safe], np.float64, index)
-                p, v = systems.predict(x, f0[safe], index=index)
+                x = systems.nugget_free_target_matrix(xs[safe], ys[safe], f0[safe], index,
+                                                      self.samples_on_centres)
+                p, v = systems.predict(x, f0[safe], self.frame.model.nugget, index)
                 prediction[pixels[used]], variance[pixels[used]] = p[used], v[used]
         return prediction.reshape(rows, -1), variance.reshape(rows, -1)
 
