@@ -50,13 +50,15 @@ class AnomaliesAlgorithm(RsGeochemAlgorithm):
         'Use it on a content map: the output of "Apply inversion model", "Laplacian pyramid fusion" or '
         '"Kriging". Give the Content raster; add an Exclusion mask (e.g. from "Surface mask": villages, '
         'buildings, water and vegetation give false anomalies). The defaults suit most maps: the map is '
-        'smoothed by a 5 × 5 pixel mean, the threshold is the median + 2 MAD of the smoothed map (robust '
-        'to the anomalies themselves, Reimann et al. 2005), and areas no larger than the smoothing window '
-        '(which one pixel can make) are dropped; the 10 highest-ranked areas are kept. The '
-        'concentration-area (C-A) fractal method finds a '
-        'threshold where the map holds distinct populations, i.e. where its C-A plot (in the report '
-        'whatever the method) bends sharply; on a map without such a bend its breakpoints fall at the '
-        'bulk of the values or among the last few pixels, depending on small changes of the map. For a '
+        'smoothed by a 5 × 5 pixel mean, the threshold is its 95th percentile (the top 5 % of the mapped '
+        'area, whatever the shape of the distribution), areas no larger than the smoothing window (which '
+        'one pixel can make) are dropped and the 10 highest-ranked areas are kept. Thresholds from the '
+        'distribution depend on its shape: median + 2 MAD lies above every pixel of a map with two broad '
+        'populations (no area on the sample data\'s fused Cu map), mean + 2 SD above the tail of a map '
+        'skewed to low values; the concentration-area (C-A) fractal method finds a threshold where the map '
+        'holds distinct populations, i.e. where its C-A plot (in the report whatever the method) bends '
+        'sharply, but on a map without such a bend its breakpoints fall at the bulk of the values or among '
+        'the last few pixels, depending on small changes of the map. For a '
         'threshold known from the literature choose Threshold method "Fixed value" and set Fixed '
         'threshold (Cheng et al. 2023 outlined RE2O3 ≥ 0.065 %).\n'
         'Outputs: the ranked polygons (fields rank, rank_label, area in map units², mean and max '
@@ -102,11 +104,11 @@ class AnomaliesAlgorithm(RsGeochemAlgorithm):
         self.add(QgsProcessingParameterBand(self.BAND, self.tr('Band'), 1, self.INPUT, optional=True),
                  'Band holding the content (default 1).')
         self.add(QgsProcessingParameterEnum(self.METHOD, self.tr('Threshold method'), list(METHODS),
-                                            defaultValue=MEDIAN_MAD),
-                 'How the threshold is set: mean + k × SD, median + k × MAD (default: robust to the '
-                 'anomalies and to skewed maps), a percentile, the concentration-area fractal method (the '
-                 'highest breakpoint of the C-A curve; for maps whose C-A plot bends sharply) or a fixed '
-                 'value (Fixed threshold).')
+                                            defaultValue=PERCENTILE_METHOD),
+                 'How the threshold is set: mean + k × SD, median + k × MAD (robust to outliers), a '
+                 'percentile (default: the 95th, the top 5 % of the map whatever the shape of its '
+                 'distribution), the concentration-area fractal method (the highest breakpoint of the C-A '
+                 'curve; for maps whose C-A plot bends sharply) or a fixed value (Fixed threshold).')
         self.add(QgsProcessingParameterNumber(self.K, self.tr('k (for mean + k × SD, median + k × MAD)'),
                                               QgsProcessingParameterNumber.Type.Double, 2.0, False, 0.0,
                                               core.MAX_K),

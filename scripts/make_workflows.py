@@ -190,14 +190,14 @@ COMPARE_ALL_MODELS = 4      # traininversionmodel MODEL: the CNN and the baselin
 def add_anomaly_inputs(builder):
     """The inputs of the last step of both workflows: threshold method, fixed threshold, smoothing and
     smallest area."""
-    from rsgeochem.algorithms.anomalies import DEFAULT_SMOOTHING, MEDIAN_MAD, METHODS
+    from rsgeochem.algorithms.anomalies import DEFAULT_SMOOTHING, METHODS, PERCENTILE_METHOD
     number = QgsProcessingParameterNumber
     builder.add_input(QgsProcessingParameterEnum('ANOMALY_METHOD', 'Anomaly threshold', list(METHODS),
-                                                 defaultValue=MEDIAN_MAD),
-                      'How the high-anomaly threshold is set: mean + 2 SD, median + 2 MAD (default: robust '
-                      'to the anomalies and to skewed maps), 95th percentile, the concentration-area fractal '
-                      'method (for a map whose C-A plot, in the anomaly report, bends sharply) or a fixed '
-                      'value (Fixed anomaly threshold).')
+                                                 defaultValue=PERCENTILE_METHOD),
+                      'How the high-anomaly threshold is set: mean + 2 SD, median + 2 MAD, the 95th '
+                      'percentile (default: the top 5 % of the smoothed map, areas whatever the shape of its '
+                      'distribution), the concentration-area fractal method (for a map whose C-A plot, in '
+                      'the anomaly report, bends sharply) or a fixed value (Fixed anomaly threshold).')
     builder.add_input(number('FIXED_THRESHOLD', 'Fixed anomaly threshold (content units)', number.Type.Double,
                              0.065),
                       'For the fixed-value threshold: content at or above this is anomalous, in the units '
@@ -501,7 +501,7 @@ RARE_EARTH_HELP = (
     'samples with their Content field; when the laboratory states its analytical error, give the '
     'Measurement-error variance of the content. The defaults suit a first run: water is masked (turbid '
     'rivers too), the paper\'s CNN is compared with three baselines and the best maps the image, and '
-    'anomaly areas above the median + 2 MAD are outlined on the smoothed map, keeping the 10 highest-ranked '
+    'anomaly areas above the 95th percentile are outlined on the smoothed map, keeping the 10 highest-ranked '
     'of at least 2500 m².',
     'Steps: 1 radiometric calibration to TOA reflectance; 2 dark-object subtraction (DOS1) to surface '
     'reflectance; 3 a mask of water, optionally vegetation and villages or buildings; 4 ordinary Kriging '
