@@ -306,6 +306,17 @@ def test_most_areas_kept_are_the_highest_ranked(run_alg, tmp_path):
     assert 'the highest-ranked of 5' in (tmp_path / 'most2.html').read_text(encoding='utf-8')
 
 
+@pytest.mark.parametrize('name', ['simulated_re2o3_truth.tif', 'simulated_cu_truth.tif'])
+def test_defaults_on_the_sample_data_truths_give_a_few_areas(run_alg, tmp_path, name):
+    """Every default on two maps unlike each other: the RE2O3 truth (pixel-scale detail, water as
+    nodata; above any threshold it breaks into ~20 areas) and the Cu truth (two broad populations:
+    median + 2 MAD lies above every pixel): a few areas of at least the smoothing window, inside."""
+    path = str(CHECKOUT / 'resources' / 'sample' / name)
+    output = str(tmp_path / 'areas.gpkg')
+    result = run_alg('anomalies', {'INPUT': path, 'OUTPUT': output, 'OUTPUT_HTML': str(tmp_path / 'a.html')})
+    check_few_areas_inside(output, path, result['ANOMALY_COUNT'])
+
+
 def test_defaults_on_kriged_sample_data_give_a_few_areas_away_from_the_edge(run_alg, tmp_path):
     """Kriging of the sample RE2O3 data onto the image grid, then anomalies with every default: the
     kriged map spikes at each sample (nugget), which thresholding pixel by pixel outlines as single
