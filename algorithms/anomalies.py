@@ -33,6 +33,7 @@ METHODS = ('Mean + k × SD', 'Median + k × MAD', 'Percentile', 'Concentration-a
            'Fixed value')
 MEAN_SD, MEDIAN_MAD, PERCENTILE_METHOD, CONCENTRATION_AREA, FIXED_VALUE = range(5)
 DEFAULT_SMOOTHING = 5   # pixels: a 5 x 5 focal mean (50 m on a 10 m image, 20 m on GF-2's 4 m)
+DEFAULT_MAX_AREAS = 10  # a target list to follow up in the field, highest-ranked first
 MAX_SMOOTHING = 101
 
 
@@ -49,8 +50,15 @@ class AnomaliesAlgorithm(RsGeochemAlgorithm):
         'Use it on a content map: the output of "Apply inversion model", "Laplacian pyramid fusion" or '
         '"Kriging". Give the Content raster; add an Exclusion mask (e.g. from "Surface mask": villages, '
         'buildings, water and vegetation give false anomalies). The defaults suit most maps: the map is '
-        'smoothed by a 5 × 5 pixel mean, the threshold comes from the concentration-area fractal method, '
-        'and areas no larger than the smoothing window (which one pixel can make) are dropped. For a '
+        'smoothed by a 5 × 5 pixel mean, the threshold is its 95th percentile (the top 5 % of the mapped '
+        'area, whatever the shape of the distribution), areas no larger than the smoothing window (which '
+        'one pixel can make) are dropped and the 10 highest-ranked areas are kept. Thresholds from the '
+        'distribution depend on its shape: median + 2 MAD lies above every pixel of a map with two broad '
+        'populations (no area on the sample data\'s fused Cu map), mean + 2 SD above the tail of a map '
+        'skewed to low values; the concentration-area (C-A) fractal method finds a threshold where the map '
+        'holds distinct populations, i.e. where its C-A plot (in the report whatever the method) bends '
+        'sharply, but on a map without such a bend its breakpoints fall at the bulk of the values or among '
+        'the last few pixels, depending on small changes of the map. For a '
         'threshold known from the literature choose Threshold method "Fixed value" and set Fixed '
         'threshold (Cheng et al. 2023 outlined RE2O3 ≥ 0.065 %).\n'
         'Outputs: the ranked polygons (fields rank, rank_label, area in map units², mean and max '
@@ -79,6 +87,7 @@ class AnomaliesAlgorithm(RsGeochemAlgorithm):
     CA_SEGMENTS = 'CA_SEGMENTS'
     MASK = 'MASK'
     MIN_AREA = 'MIN_AREA'
+    MAX_AREAS = 'MAX_AREAS'
     HISTOGRAM_BINS = 'HISTOGRAM_BINS'
     OUTPUT = 'OUTPUT'
     OUTPUT_HTML = 'OUTPUT_HTML'
@@ -95,10 +104,11 @@ class AnomaliesAlgorithm(RsGeochemAlgorithm):
         self.add(QgsProcessingParameterBand(self.BAND, self.tr('Band'), 1, self.INPUT, optional=True),
                  'Band holding the content (default 1).')
         self.add(QgsProcessingParameterEnum(self.METHOD, self.tr('Threshold method'), list(METHODS),
-                                            defaultValue=CONCENTRATION_AREA),
+                                            defaultValue=PERCENTILE_METHOD),
                  'How the threshold is set: mean + k × SD, median + k × MAD (robust to outliers), a '
-                 'percentile, the concentration-area fractal method (default: the highest breakpoint of '
-                 'the C-A curve) or a fixed value (Fixed threshold).')
+                 'percentile (default: the 95th, the top 5 % of the map whatever the shape of its '
+                 'distribution), the concentration-area fractal method (the highest breakpoint of the C-A '
+                 'curve; for maps whose C-A plot bends sharply) or a fixed value (Fixed threshold).')
         self.add(QgsProcessingParameterNumber(self.K, self.tr('k (for mean + k × SD, median + k × MAD)'),
                                               QgsProcessingParameterNumber.Type.Double, 2.0, False, 0.0,
                                               core.MAX_K),
@@ -138,6 +148,13 @@ class AnomaliesAlgorithm(RsGeochemAlgorithm):
                  'the areas larger than the smoothing window (26 pixels or more for a 5-pixel window, 2 or '
                  'more without smoothing): smaller ones can come from a single pixel, e.g. one sample of a '
                  'kriged map.')
+        self.add(QgsProcessingParameterNumber(self.MAX_AREAS, self.tr('Most areas kept (0 = all)'),
+                                              QgsProcessingParameterNumber.Type.Integer, DEFAULT_MAX_AREAS,
+                                              False, 0),
+                 'Only the highest-ranked areas (by mean content × area) are kept, a list of prospecting '
+                 'targets to follow up; the log and the report say how many more were above the threshold. '
+                 'A map with pixel-scale detail (e.g. predicted from the spectra pixel by pixel) breaks into '
+                 'many small areas above any threshold. 0 keeps every area.')
         self.add(QgsProcessingParameterNumber(self.HISTOGRAM_BINS, self.tr('Histogram bins'),
                                               QgsProcessingParameterNumber.Type.Integer, 10000, False, 100,
                                               1000000),
@@ -190,6 +207,11 @@ class AnomaliesAlgorithm(RsGeochemAlgorithm):
 
             progress, cancel = progress_callbacks(feedback, 50, 95)
             found = core.anomaly_polygons(source, threshold, min_area, progress, cancel, content=content)
+        most, above = self.parameterAsInt(parameters, self.MAX_AREAS, context), len(found)
+        if most and above > most:
+            feedback.pushInfo(f'{above} areas above the threshold: the {most} highest-ranked are kept '
+                              f'({self.MAX_AREAS}).')
+            found = found[:most]
         if not found:
             feedback.pushWarning(f'No area with {smoothing_note or "content"} ≥ {threshold:.6g} of at least '
                                  f'{min_area:g} map units²: the output layer is empty.')
@@ -212,7 +234,7 @@ class AnomaliesAlgorithm(RsGeochemAlgorithm):
 
         html_path = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
         core.write_anomaly_report(html_path, content, statistics, method_text, threshold, found, min_area,
-                                  ca_result, ca_note, smoothing_note)
+                                  ca_result, ca_note, smoothing_note, above)
         breakpoints = ','.join(f'{value:.6g}' for value in ca_result.breakpoints) \
             if method == CONCENTRATION_AREA else ''
         feedback.setProgress(100)

@@ -38,7 +38,7 @@ def predicted_name(field, units):
     element, unit = styles.element_and_unit(units)
     if element:
         return f'{element} predicted ({unit})'
-    label = 'content' if field in ('', 'prediction', 'kriged') else field
+    label = 'content' if field in ('', 'prediction', 'kriged', 'target') else field
     return f'Predicted {label}' + (f' ({units})' if units else '')
 
 

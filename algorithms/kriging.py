@@ -86,11 +86,12 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
         'analytical error is left out of the predicted field (gstat\'s "Err" component; pykrige\'s '
         'exact_values=False when it is the whole nugget). Neighbourhood: the Nearest samples used and/or '
         'those within the Search radius; 0 and 0 use every sample (global Kriging, up to 5000 samples). On '
-        'grids, square blocks of pixels share the neighbourhood of their centre so that one factorisation '
-        'serves the block (Shared-neighbourhood block; products in float32, differences of order 1e-6 of '
-        'the values); 1 gives each pixel its own neighbourhood, exactly as if it were kriged alone '
-        '(pixels that share their nearest samples share one factorisation). NULL or non-finite values '
-        'are skipped and '
+        'grids every pixel has its own neighbourhood, exactly as if it were kriged alone (pixels that '
+        'share their nearest samples share one factorisation); a Shared-neighbourhood block of 2 or more '
+        'lets square blocks of pixels share the neighbourhood of their centre instead (2.5-3 times faster '
+        'with blocks of 16 pixels or more, in float32, and different from the exact result near the '
+        'blocks\' corners). NULL or '
+        'non-finite values are skipped and '
         'counted, samples at one location merged (mean); fewer than 5 usable samples, a constant field or '
         'samples outside the grid are errors. Values are in the units of the field (or of its natural log, '
         'not back-transformed), variances in those units squared.')
@@ -169,12 +170,12 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
             'Only samples within this distance (map units) are used; pixels with too few samples stay '
             'nodata.')
         self.add(QgsProcessingParameterNumber(
-            self.NEIGHBOURHOOD_BLOCK, self.tr('Shared-neighbourhood block (pixels, 0 = auto)'),
+            self.NEIGHBOURHOOD_BLOCK, self.tr('Shared-neighbourhood block (pixels, 0 = exact per pixel)'),
             QgsProcessingParameterNumber.Type.Integer, 0, False, 0, 64),
-            'Side of square pixel blocks that share the neighbourhood of their centre (one factorisation per '
-            'block; an approximation near the blocks\' corners). 0: a third of the mean sample spacing; 1: '
-            'every pixel its own neighbourhood, exactly as if each pixel were kriged on its own (faster '
-            'than blocks of a few pixels).', advanced=True)
+            '0 or 1 (default): every pixel its own neighbourhood, exactly as if each pixel were kriged on '
+            'its own. 2 to 64: square blocks of this many pixels share the neighbourhood of their centre '
+            '(an approximation near the blocks\' corners; 2.5-3 times faster with blocks of 16-32 pixels, '
+            'slower than exact with blocks of 8 pixels or fewer).', advanced=True)
         self.add_block_memory()
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr('Kriging prediction')),
                  'Float32 GeoTIFF of the predicted values.')

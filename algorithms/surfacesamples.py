@@ -26,7 +26,11 @@ from .glue.vectors import numeric_field_names
 
 FIXED_FIELDS = (('sample_fid', compat.FIELD_LONG), ('measured', compat.FIELD_DOUBLE),
                 ('kriged', compat.FIELD_DOUBLE), ('kriging_var', compat.FIELD_DOUBLE),
-                ('densified', compat.FIELD_INT), ('window_px', compat.FIELD_INT))
+                ('densified', compat.FIELD_INT), ('window_px', compat.FIELD_INT),
+                ('target', compat.FIELD_DOUBLE))
+# TARGET_VALUE choices: what the "target" field (the content a model learns) holds at a sample
+TARGET_CHOICES = ('Content at the sample itself (measured value)', 'Kriged content at the pixel centre')
+AT_SAMPLE, AT_PIXEL_CENTRE = range(2)
 
 
 class SurfaceSamplesAlgorithm(RsGeochemAlgorithm):
@@ -39,14 +43,17 @@ class SurfaceSamplesAlgorithm(RsGeochemAlgorithm):
         'the kriged content at its pixel and the image\'s band values there, so that a model can learn '
         'content from spectra. The kriged value is that of the pixel centre, so it differs from the '
         'measured one wherever the variogram has a nugget and the sample is off the centre, and everywhere '
-        'when "Kriging" used a Measurement-error variance (then it is the error-free content).\n'
+        'when "Kriging" used a Measurement-error variance (then it is the error-free content). The '
+        'field "target" holds the content a model should learn (Target value): by default the content of '
+        'the sample itself, which keeps the pixel-scale part of the content that the pixel\'s spectrum '
+        'explains; or the kriged value at the pixel centre, which has lost that part into the nugget.\n'
         'Use it after "Kriging" (with the image as reference raster) and before "Correlation of a field '
         'with features" and "Train inversion model". Give the Image (surface reflectance), the Geochemical '
         'samples and their Measured value field, the Kriged prediction and optionally the Kriging variance '
         'and a Mask (e.g. from "Surface mask"); these rasters must be on the image grid.\n'
         'Output: points in the image\'s CRS with the fields sample_fid, measured, kriged, kriging_var (NULL '
-        'without a variance raster), densified (0/1), window_px (valid pixels averaged), then one field '
-        'per band named after the band description (letters, digits and _, unique; band_1, band_2, ... '
+        'without a variance raster), densified (0/1), window_px (valid pixels averaged), target, then one '
+        'field per band named after the band description (letters, digits and _, unique; band_1, band_2, ... '
         'where a band has none).\n'
         'Method details. Band values are the mean over a 1 × 1, 3 × 3 or 5 × 5 window (Window for band '
         'values) centred on the sample\'s pixel, skipping nodata and masked pixels and the parts outside '
@@ -68,6 +75,7 @@ class SurfaceSamplesAlgorithm(RsGeochemAlgorithm):
     WINDOW = 'WINDOW'
     RADIUS = 'RADIUS'
     MAX_VARIANCE = 'MAX_VARIANCE'
+    TARGET_VALUE = 'TARGET_VALUE'
     OUTPUT = 'OUTPUT'
 
     def initAlgorithm(self, config=None):
@@ -105,10 +113,25 @@ class SurfaceSamplesAlgorithm(RsGeochemAlgorithm):
             QgsProcessingParameterNumber.Type.Double, 0.0, False, 0.0, 1e30),
             'Densified pixels need a kriging variance strictly below this (units² of the content). '
             'Required (above 0) with a Densification radius above 0.', advanced=True)
+        self.add(QgsProcessingParameterEnum(
+            self.TARGET_VALUE, self.tr('Target value (field "target")'), list(TARGET_CHOICES),
+            defaultValue=AT_SAMPLE),
+            'The content paired with the pixel\'s spectrum in the field "target", which "Correlation" and '
+            '"Train inversion model" should use. Content at the sample itself (default): the measured value, '
+            'which is also the value the kriged surface takes at the sample\'s own position (Kriging without '
+            'measurement error reproduces its data), i.e. the paper\'s pairing of the spectrum with the '
+            'content of the kriged surface in the pixel that holds the sample; it keeps the pixel-scale '
+            'variation of the content (the nugget), which the pixel\'s spectrum can explain, and carries the '
+            'analytical error, which averages out in a regression. Kriged content at the pixel centre: the '
+            'Kriged prediction raster\'s value (the "kriged" field); it equals the measured value only for '
+            'samples on pixel centres with exact Kriging; elsewhere it is the content smoothed over the '
+            'neighbouring samples, so the model learns the smooth part of the content and the map misses '
+            'its pixel-scale part. Densified pixels have no sample and always take the kriged value.')
         self.add_block_memory()
         self.add(QgsProcessingParameterFeatureSink(
             self.OUTPUT, self.tr('Surface-to-surface samples'), compat.SOURCE_POINTS),
-            'Point layer with measured, kriged, kriging_var, densified, window_px and one field per band.')
+            'Point layer with measured, kriged, kriging_var, densified, window_px, target and one field per '
+            'band.')
 
     def execute(self, parameters, context, feedback):
         image = raster_path(self, parameters, self.INPUT, context)
@@ -143,12 +166,13 @@ class SurfaceSamplesAlgorithm(RsGeochemAlgorithm):
         densified = int(result.densified.sum())
         feedback.pushInfo(f'{len(result.source) - densified} samples and {densified} densified pixels.')
 
+        at_sample = self.parameterAsEnum(parameters, self.TARGET_VALUE, context) == AT_SAMPLE
         output = self.write_output(parameters, context, result, points.feature_ids,
-                                   points.values[field], image_crs)
+                                   points.values[field], image_crs, at_sample)
         name_output_layer(context, output, f'Surface-to-surface samples ({field})')
         return {self.OUTPUT: output}
 
-    def write_output(self, parameters, context, result, feature_ids, measured, crs):
+    def write_output(self, parameters, context, result, feature_ids, measured, crs, at_sample):
         fields = QgsFields()
         for name, kind in FIXED_FIELDS:
             fields.append(QgsField(name, kind))
@@ -161,13 +185,15 @@ class SurfaceSamplesAlgorithm(RsGeochemAlgorithm):
             raise QgsProcessingException(self.invalidSinkError(parameters, self.OUTPUT))
         for i, source_index in enumerate(result.source):
             sample = int(source_index) >= 0
+            measured_value = float(measured[source_index]) if sample else None
             feature = QgsFeature(fields)
             feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(result.x[i], result.y[i])))
             feature.setAttributes([
-                int(feature_ids[source_index]) if sample else None,
-                float(measured[source_index]) if sample else None,
+                int(feature_ids[source_index]) if sample else None, measured_value,
                 float(result.kriged[i]), optional_float(result.variance[i]), int(not sample),
-                int(result.window_pixels[i]), *(optional_float(v) for v in result.bands[i])])
+                int(result.window_pixels[i]),
+                measured_value if sample and at_sample else float(result.kriged[i]),
+                *(optional_float(v) for v in result.bands[i])])
             sink.addFeature(feature, QgsFeatureSink.Flag.FastInsert)
         del sink  # closes (commits) a file output now, not when the garbage collector runs
         return sink_id

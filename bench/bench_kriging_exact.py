@@ -2,9 +2,9 @@
 their extent, 32 nearest neighbours, prediction + variance written.
 
 1. Speed (child processes, so peak RSS is each run's own; CPU and wall): our exact per-pixel mode
-   (NEIGHBOURHOOD_BLOCK 1) and our shared-block approximation (the default), and with
-   RSGEOCHEM_BENCH_BASELINE_PLUGIN (a folder holding another rsgeochem checkout, e.g. a `git
-   archive` of main) the baseline's per-pixel and shared-block modes, in the same run.
+   (the default) and our shared-block approximation, and with RSGEOCHEM_BENCH_BASELINE_PLUGIN
+   (a folder holding another rsgeochem checkout, e.g. a `git archive` of main) the baseline's
+   per-pixel and shared-block modes, alternated in the same run.
 2. Accuracy on a 64 x 64 window: exact against per-pixel Kriging of each pixel on its own
    (core.geostat.kriging.krige_points, float64) and against pykrige 1.7.3's C backend with the
    same 32 neighbours; the shared blocks against exact.
@@ -192,8 +192,8 @@ def run(work_dir):
     x, y, _ = read_samples()
     side = block_side(x, y, grid_of(SIZE)[1])
     plugins = {'ours': ours, **({'baseline': Path(BASELINE_PLUGIN)} if BASELINE_PLUGIN else {})}
-    # 1 = per pixel (exact), 0 = automatic shared blocks (the default), here of `side` pixels
-    modes = {'ours': {'exact': 1, f'blocks_{side}px': side},
+    # ours: 0 = exact (default), side = shared blocks; main before: 1 = per pixel, 0 = auto blocks
+    modes = {'ours': {'exact': 0, f'blocks_{side}px': side},
              'baseline': {'per_pixel': 1, f'blocks_auto_{side}px': 0}}
     result = {'task': f'374 samples -> {SIZE}x{SIZE}, {NEIGHBOURS} neighbours, prediction + variance',
               'cores': os.cpu_count()}

@@ -190,13 +190,14 @@ COMPARE_ALL_MODELS = 4      # traininversionmodel MODEL: the CNN and the baselin
 def add_anomaly_inputs(builder):
     """The inputs of the last step of both workflows: threshold method, fixed threshold, smoothing and
     smallest area."""
-    from rsgeochem.algorithms.anomalies import CONCENTRATION_AREA, DEFAULT_SMOOTHING, METHODS
+    from rsgeochem.algorithms.anomalies import DEFAULT_SMOOTHING, METHODS, PERCENTILE_METHOD
     number = QgsProcessingParameterNumber
     builder.add_input(QgsProcessingParameterEnum('ANOMALY_METHOD', 'Anomaly threshold', list(METHODS),
-                                                 defaultValue=CONCENTRATION_AREA),
-                      'How the high-anomaly threshold is set: mean + 2 SD, median + 2 MAD, 95th percentile, '
-                      'the concentration-area fractal method (default) or a fixed value (Fixed anomaly '
-                      'threshold).')
+                                                 defaultValue=PERCENTILE_METHOD),
+                      'How the high-anomaly threshold is set: mean + 2 SD, median + 2 MAD, the 95th '
+                      'percentile (default: the top 5 % of the smoothed map, areas whatever the shape of its '
+                      'distribution), the concentration-area fractal method (for a map whose C-A plot, in '
+                      'the anomaly report, bends sharply) or a fixed value (Fixed anomaly threshold).')
     builder.add_input(number('FIXED_THRESHOLD', 'Fixed anomaly threshold (content units)', number.Type.Double,
                              0.065),
                       'For the fixed-value threshold: content at or above this is anomalous, in the units '
@@ -238,6 +239,7 @@ def dos1_band_fields():
 def rare_earth_inversion(registry):
     """rareearthinversion: Cheng et al. (2023) from DN image and samples to anomaly areas."""
     from rsgeochem.algorithms.glue import compat
+    from rsgeochem.algorithms.surfacesamples import AT_SAMPLE, TARGET_CHOICES
     from rsgeochem.algorithms.traininversionmodel import MODEL_CHOICES, SPLIT_CHOICES
     from rsgeochem.core.imagery.sensors import sensor_names
 
@@ -276,6 +278,13 @@ def rare_earth_inversion(registry):
         'Variance of the analytical error of the content (squared units of the Content field, e.g. from '
         'duplicate analyses) for step 4: the kriged map then predicts the error-free content and is '
         'smoothed at the samples. 0: exact Kriging.')
+    add(QgsProcessingParameterEnum('TARGET_VALUE', 'Content paired with the spectra', list(TARGET_CHOICES),
+                                   defaultValue=AT_SAMPLE),
+        'What the model learns at each sample\'s pixel (step 5). Content at the sample itself (default): the '
+        'measured value, which the kriged surface takes at the sample\'s own position; it keeps the '
+        'pixel-scale variation that the pixel\'s spectrum explains. Kriged content at the pixel centre: '
+        'smoothed over the neighbouring samples wherever a sample lies off its pixel centre or the '
+        'measurement error is set, so the map keeps only the smooth part of the content.')
     add(QgsProcessingParameterBoolean('MASK_VEGETATION', 'Mask vegetation (NDVI > 0.3)', False),
         'Leave vegetated pixels out of the training samples, the map and the anomalies (the paper '
         'names vegetation as a limitation). Off by default: on a forested scene it removes most '
@@ -342,17 +351,18 @@ def rare_earth_inversion(registry):
     step(samples, 'rsgeochem:surfacesamples', '5 Pair content/spectra', {
         'INPUT': FromChild(dos), 'SAMPLES': FromParameter('SAMPLES'), 'FIELD': FromParameter('FIELD'),
         'KRIGED': FromChild(krige), 'VARIANCE': FromChild(krige, 'OUTPUT_VARIANCE'),
-        'MASK': FromChild(mask), 'WINDOW': 0},
+        'MASK': FromChild(mask), 'WINDOW': 0, 'TARGET_VALUE': FromParameter('TARGET_VALUE')},
         {'OUTPUT': Output('surface_samples', 'Surface-to-surface samples',
-                          'Each sample with the kriged content and the band values at its pixel.')})
+                          'Each sample with the kriged content, the target content and the band values at '
+                          'its pixel.')})
     step(correlation, 'rsgeochem:correlation', '6 Band correlation', {
-        'INPUT': FromChild(samples), 'TARGET': 'kriged', 'FEATURES': band_fields, 'METHOD': 0},
+        'INPUT': FromChild(samples), 'TARGET': 'target', 'FEATURES': band_fields, 'METHOD': 0},
         {'OUTPUT': Output('correlation_table', 'Band correlation table',
                           'Spearman correlation of the content with each band.'),
          'OUTPUT_HTML': Output('correlation_report', 'Band correlation report',
                                'Correlation chart and table (HTML).')})
     step(train, 'rsgeochem:traininversionmodel', '7 Train the model', {
-        'INPUT': FromChild(samples), 'TARGET': 'kriged', 'FEATURES': band_fields,
+        'INPUT': FromChild(samples), 'TARGET': 'target', 'FEATURES': band_fields,
         'TARGET_UNITS': FromParameter('UNITS'), 'MODEL': FromParameter('MODEL'),
         'SPLIT': FromParameter('SPLIT'), 'ITERATIONS': FromParameter('ITERATIONS'),
         'SEED': FromParameter('SEED')},
@@ -491,17 +501,18 @@ RARE_EARTH_HELP = (
     'samples with their Content field; when the laboratory states its analytical error, give the '
     'Measurement-error variance of the content. The defaults suit a first run: water is masked (turbid '
     'rivers too), the paper\'s CNN is compared with three baselines and the best maps the image, and '
-    'anomaly areas are outlined on the smoothed map, keeping those of at least 2500 m².',
+    'anomaly areas above the 95th percentile are outlined on the smoothed map, keeping the 10 highest-ranked '
+    'of at least 2500 m².',
     'Steps: 1 radiometric calibration to TOA reflectance; 2 dark-object subtraction (DOS1) to surface '
     'reflectance; 3 a mask of water, optionally vegetation and villages or buildings; 4 ordinary Kriging '
     'of the samples onto the image grid (of the error-free content when a measurement-error variance is '
-    'given); 5 the surface-to-surface sample set (kriged content at each sample\'s pixel and band values, '
-    'masked pixels left out); 6 Spearman correlation of the content with each band; 7 training on a '
-    'train/test split (R², RMSE, RPD); 8 the content map over the image (negative predictions set to '
-    '0); 9 the high-anomaly areas, ranked by mean content × area; 10-12 the paper\'s map-to-map check '
-    '(its Fig. 10): the predicted content at the samples (R², RMSE and RPD against the measured values), '
-    'kriged onto the image grid and compared with the kriged measured map of step 4 (r, R², RMSE, bias, '
-    'difference map). Every map loads named and styled.',
+    'given); 5 the surface-to-surface sample set (the content at each sample, or the kriged content at '
+    'its pixel centre, and the band values of its pixel, masked pixels left out); 6 Spearman correlation '
+    'of the content with each band; 7 training on a train/test split (R², RMSE, RPD); 8 the content map '
+    'over the image (negative predictions set to 0); 9 the high-anomaly areas, ranked by mean content × '
+    'area; 10-12 the paper\'s map-to-map check (its Fig. 10): the predicted content at the samples (R², '
+    'RMSE and RPD against the measured values), kriged onto the image grid and compared with the kriged '
+    'measured map of step 4 (r, R², RMSE, bias, difference map). Every map loads named and styled.',
     'From the command line: qgis_process run rsgeochem:rareearthinversion -- IMAGE=scene.tif '
     'METADATA=scene.xml GAINS=... ESUN=... SAMPLES=samples.gpkg FIELD=re2o3_pct '
     'applyinversionmodel:predicted_map=map.tif ... Each output is named by its step and output joined by '

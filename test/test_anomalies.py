@@ -239,7 +239,7 @@ def test_qgis_process_concentration_area(qgis_process, tmp_path):
     path = shuffled_raster(tmp_path, piecewise_power_law(62500, (10.0,), (0.5, 2.0)))
     output = tmp_path / 'ca.gpkg'
     result = qgis_process('run', 'rsgeochem:anomalies', '--json', '--', f'INPUT={path}', 'METHOD=3',
-                          'SMOOTHING=1', 'MIN_AREA=1', 'CA_SEGMENTS=2', 'HISTOGRAM_BINS=20000',
+                          'SMOOTHING=1', 'MIN_AREA=1', 'MAX_AREAS=0', 'CA_SEGMENTS=2', 'HISTOGRAM_BINS=20000',
                           f'OUTPUT={output}', f'OUTPUT_HTML={tmp_path / "ca.html"}')
     outputs = json.loads(result.stdout)['results']
     assert float(outputs['THRESHOLD']) == pytest.approx(10.0, rel=0.04)
@@ -289,6 +289,32 @@ def test_fixed_threshold(run_alg, tmp_path):
     dataset = ogr.Open(output)
     # A (10), C (50), D (8, two areas) and E (7) are >= 6.5; B (6) is not
     assert sorted(f['pixels'] for f in dataset.GetLayer(0)) == [1, 1, 1, 9, 24]
+
+
+def test_most_areas_kept_are_the_highest_ranked(run_alg, tmp_path):
+    path = raster(tmp_path, 'blobs.tif', hand_built(width=60))
+    ranked = {}
+    for most in (0, 2):
+        output = str(tmp_path / f'most{most}.gpkg')
+        result = run_alg('anomalies', {'INPUT': path, 'METHOD': 4, 'FIXED_THRESHOLD': 6.5, 'SMOOTHING': 1,
+                                       'MIN_AREA': 1.0, 'MAX_AREAS': most, 'OUTPUT': output,
+                                       'OUTPUT_HTML': str(tmp_path / f'most{most}.html')})
+        dataset = ogr.Open(output)
+        ranked[most] = sorted((f['rank'], f['pixels'], f['score']) for f in dataset.GetLayer(0))
+        assert result['ANOMALY_COUNT'] == len(ranked[most])
+    assert len(ranked[0]) == 5 and ranked[2] == ranked[0][:2]
+    assert 'the highest-ranked of 5' in (tmp_path / 'most2.html').read_text(encoding='utf-8')
+
+
+@pytest.mark.parametrize('name', ['simulated_re2o3_truth.tif', 'simulated_cu_truth.tif'])
+def test_defaults_on_the_sample_data_truths_give_a_few_areas(run_alg, tmp_path, name):
+    """Every default on two maps unlike each other: the RE2O3 truth (pixel-scale detail, water as
+    nodata; above any threshold it breaks into ~20 areas) and the Cu truth (two broad populations:
+    median + 2 MAD lies above every pixel): a few areas of at least the smoothing window, inside."""
+    path = str(CHECKOUT / 'resources' / 'sample' / name)
+    output = str(tmp_path / 'areas.gpkg')
+    result = run_alg('anomalies', {'INPUT': path, 'OUTPUT': output, 'OUTPUT_HTML': str(tmp_path / 'a.html')})
+    check_few_areas_inside(output, path, result['ANOMALY_COUNT'])
 
 
 def test_defaults_on_kriged_sample_data_give_a_few_areas_away_from_the_edge(run_alg, tmp_path):

@@ -245,25 +245,33 @@ def test_tile_neighbour_sets_break_ties_like_the_k_d_tree():
     np.testing.assert_array_equal(sets[labels.ravel()], np.sort(expected, axis=1))
 
 
-@pytest.mark.parametrize('case', ['ordinary', 'external drift', 'radius'])
+@pytest.mark.parametrize('case', ['ordinary', 'external drift', 'radius', 'samples on pixel centres'])
 def test_exact_grid_kriging_equals_kriging_each_pixel_on_its_own(case):
     """The grid walker (neighbour sets by tiles, one factorisation per set shared by its pixels)
-    against krige_points (a k-d tree query and a system per target), in float64, to 1e-9."""
+    against krige_points (a k-d tree query and a system per target), in float64, to 1e-9; with samples
+    on pixel centres and a measurement error, γ₀ there is the error variance, not the nugget."""
     from rsgeochem.core.geostat.kriging_system import KrigingFrame
     x, y, z = synthetic(150, 21)
     grid = Grid(61, 47, (-20.0, 17.0, 0.0, 1010.0, 0.0, -22.0), '')
     xs, ys = grid.pixel_centres(0, grid.height)
     px, py = np.tile(xs, grid.height), np.repeat(ys, grid.width)
+    error_variance = 0.0
+    if case == 'samples on pixel centres':
+        on_centre = np.unique(np.column_stack([np.clip(np.round((x + 20.0) / 17.0 - 0.5), 0, 60),
+                                               np.clip(np.round((1010.0 - y) / 22.0 - 0.5), 0, 46)]), axis=0)
+        x, y = xs[on_centre[:, 0].astype(int)], ys[on_centre[:, 1].astype(int)]
+        z, error_variance = z[:len(x)], 0.03
     drift, pixel_drift = None, None
     if case == 'external drift':
         drift, pixel_drift = np.sqrt(x + y + 100.0), np.sqrt(px + py + 100.0)
     samples = kriging.prepare_samples(x, y, z, drift)
-    model = VariogramModel('exponential', 0.05, 1.0, 400.0)
+    model = VariogramModel('exponential', 0.05, 1.0, 400.0, error_variance=error_variance)
     radius = 150.0 if case == 'radius' else 0.0
     neighbours = 0 if case == 'radius' else 20
     frame = KrigingFrame(model, samples.x, samples.y, samples.z, samples.drift)
     walker = kriging_grid._ExactWalker(frame, grid, kriging.NeighbourSearch(frame, neighbours, radius),
                                        memory_mb=0.2)  # several row blocks
+    assert walker.samples_on_centres == (case == 'samples on pixel centres')
     f0 = frame.drift_matrix(kriging.drift_array(pixel_drift, len(px))).reshape(grid.height, grid.width, -1)
     blocks = [walker.krige(row, rows, f0[row:row + rows], None) for row, rows in walker.row_blocks()]
     assert len(blocks) > 1
@@ -275,12 +283,12 @@ def test_exact_grid_kriging_equals_kriging_each_pixel_on_its_own(case):
         assert np.isnan(prediction).any() and np.isfinite(prediction).any()
 
 
-def test_grid_kriging_per_pixel_mode(tmp_path):
+def test_grid_kriging_is_exact_per_pixel_by_default(tmp_path):
     x, y, z = synthetic(80, 4)
     samples = kriging.prepare_samples(x, y, z)
     grid = Grid(40, 30, (0.0, 25.0, 0.0, 1000.0, 0.0, -33.0), '')
     summary = kriging_grid.krige_grid(samples, VariogramModel('spherical', 0.1, 1.0, 300.0), grid,
-                                      tmp_path / 'p.tif', None, n_neighbours=10, block_pixels=1)
+                                      tmp_path / 'p.tif', None, n_neighbours=10)
     assert (summary.mode, summary.block_pixels) == ('per pixel', 1)
 
 

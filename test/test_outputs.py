@@ -101,7 +101,7 @@ def test_output_loads_named_and_styled(loaded, algorithm_id, key):
     assert output.layer is not None and output.layer.isValid()
     assert output.layer.name() == output.name
     if name is None:
-        assert output.name.startswith('High-anomaly areas (C-A fractal')
+        assert output.name.startswith('High-anomaly areas (95th percentile')
     else:
         assert output.name == name
     if renderer is not None:

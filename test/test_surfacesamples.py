@@ -253,7 +253,7 @@ def test_algorithm_writes_sample_set_from_points_in_another_crs(qgis_app, raster
                            'OUTPUT': str(output)}, ['OUTPUT'])
     assert loaded['OUTPUT'].name == 'Surface-to-surface samples (re2o3)'
     names, rows, epsg = read_gpkg(output)  # complete as soon as processing.run returns
-    assert names == ['sample_fid', 'measured', 'kriged', 'kriging_var', 'densified', 'window_px',
+    assert names == ['sample_fid', 'measured', 'kriged', 'kriging_var', 'densified', 'window_px', 'target',
                      'B1_blue', 'band_2', 'kriged_2']
     samples = [row for row in rows if row['densified'] == 0]
     # (12, 3) is nodata in band 2, the 4th point has a NULL value
@@ -268,6 +268,21 @@ def test_algorithm_writes_sample_set_from_points_in_another_crs(qgis_app, raster
     dense = [row for row in rows if row['densified'] == 1]
     assert len(dense) == 13 and all(row['measured'] is None and row['sample_fid'] is None for row in dense)
     assert epsg == '32632'
+    # the default target is the sample's own (measured) value; densified pixels take the kriged one
+    assert [row['target'] for row in samples] == [0.5, 0.7]
+    assert all(row['target'] == row['kriged'] for row in dense)
+
+
+def test_target_at_the_pixel_centre_is_the_kriged_value(run_alg, rasters, tmp_path):
+    pixels = [(5, 5), (8, 10)]
+    points = write_points(tmp_path / 's.gpkg', [pixel_centre(GRID, r, c) for r, c in pixels],
+                          {'value': [0.5, 0.7]})
+    output = tmp_path / 'centre.gpkg'
+    run_alg('surfacesamples', {'INPUT': rasters['image'], 'SAMPLES': points, 'FIELD': 'value',
+                               'KRIGED': rasters['kriged'], 'TARGET_VALUE': 1, 'OUTPUT': str(output)})
+    _, rows, _ = read_gpkg(output)
+    # the kriged test raster holds row + col / 1000 at every pixel
+    assert [row['target'] for row in rows] == pytest.approx([r + c / 1000 for r, c in pixels], abs=1e-6)
 
 
 @pytest.fixture

@@ -126,7 +126,7 @@ LAYER_OUTPUTS = {
         'kriging:kriged': ('Kriged re2o3_pct', 'singlebandpseudocolor'),
         'kriging:kriging_variance': ('Kriging variance of re2o3_pct', 'singlebandpseudocolor'),
         'surfacesamples:surface_samples': ('Surface-to-surface samples (re2o3_pct)', None),
-        'correlation:correlation_table': ('Correlation with kriged', None),
+        'correlation:correlation_table': ('Correlation with target', None),
         'applyinversionmodel:predicted_map': ('RE2O3 predicted (%)', 'singlebandpseudocolor'),
         'anomalies:anomaly_areas': (None, 'singleSymbol'),
         'accuracyassessment:predicted_at_samples': ('Residuals of predicted re2o3_pct', None),
@@ -220,26 +220,27 @@ def test_rare_earth_workflow_end_to_end(rare_earth_run):
     assert np.all(np.isnan(mapped[mask == 0]))
     assert np.isfinite(mapped[mask == 1]).all()
     assert np.all(mask[~land] == 0) and (mask[land] == 0).mean() < 0.001
-    # the map (CNN, few iterations) carries part of the spectral term, most of the true field's
-    # variance: the samples lie off their pixel centres, so the training target (the kriged content at
-    # the pixel centre) has lost the nugget-scale part of it (0.34 measured; 0.5 with targets equal to
-    # the measured values)
-    assert correlation(mapped, truth) > 0.25
+    # the map carries the spectral term, most of the true field's variance: the default target is the
+    # content at the sample itself, which keeps the pixel-scale part that the kriged content at an
+    # off-centre sample's pixel centre loses into the nugget
+    assert correlation(mapped, truth) > 0.5
     # step 5 pairs each sample's measured value with its own pixel's spectrum: green, red and NIR
     # correlate negatively with the measured RE2O3 by construction, blue not at all (scipy here)
     table = read_layer(parameters['surfacesamples:surface_samples'])
     bands = sorted((name for name in table if name[:2] in ('B1', 'B2', 'B3', 'B4')), key=lambda n: n[:2])
     measured = {name[:2]: stats.spearmanr(table['measured'], table[name])[0] for name in bands}
     assert all(measured[band] < -0.15 for band in ('B2', 'B3', 'B4')) and abs(measured['B1']) < 0.1, measured
-    # its target, the kriged content at the pixel centre, differs from the measured value: the samples
-    # lie off the centres and the kriged surface is smoothed (measurement error and nugget)
+    # the kriged content at the pixel centre differs from the measured value: the samples lie off the
+    # centres and the kriged surface is smoothed (measurement error and nugget); the default target is
+    # the sample's own content
     assert np.sqrt(np.mean((table['kriged'] - table['measured']) ** 2)) > 0.5  # % RE2O3
+    np.testing.assert_array_equal(table['target'], table['measured'])
     # step 6 correlates that target with the bands (Spearman, as scipy on the same table)
     rows = demo_report.read_correlation_table(parameters['correlation:correlation_table'])
     coefficients = {demo_report.short_band_name(row['feature']): float(row['coefficient']) for row in rows}
     assert sorted(coefficients) == ['B1', 'B2', 'B3', 'B4']
     for name in bands:
-        expected = stats.spearmanr(table['kriged'], table[name])[0]
+        expected = stats.spearmanr(table['target'], table[name])[0]
         assert coefficients[name[:2]] == pytest.approx(expected, abs=1e-9), name
     # step 7 trained on the four band fields in band order, written for step 8
     metadata = read_metadata(parameters['traininversionmodel:inversion_model'])

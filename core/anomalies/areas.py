@@ -422,16 +422,19 @@ def map_html(source, anomalies, labelled=10):
 
 
 def write_anomaly_report(path, source, statistics, method, threshold, anomalies, min_area,
-                         ca_result=None, ca_note='', smoothing=''):
+                         ca_result=None, ca_note='', smoothing='', above=None):
     """HTML report: summary, statistics, histogram, C-A plot, map and the ranked table. `statistics`
     are those of the thresholded map: the content `source`, or its smoothed version described by
-    `smoothing` (e.g. "content smoothed by a 5 × 5 pixel mean")."""
+    `smoothing` (e.g. "content smoothed by a 5 × 5 pixel mean"); `above` is the number of areas
+    above the threshold when only the highest-ranked `anomalies` were kept."""
     units = '(map units²)'
     thresholded = smoothing or 'content'
     summary = (f'Raster "{source.path}", band {source.band}; {statistics.count} valid pixels'
                f'{" outside the mask" if source.mask is not None else ""}'
                f'{" with a complete smoothing window" if smoothing else ""}. Method: {method}; '
-               f'threshold {threshold:.6g}. {len(anomalies)} anomaly area(s) of at least '
+               f'threshold {threshold:.6g}. {len(anomalies)} anomaly area(s)'
+               f'{f" (the highest-ranked of {above})" if above and above > len(anomalies) else ""}'
+               ' of at least '
                f'{min_area:g} {units}: 4-connected pixels with {thresholded} ≥ threshold, ranked I, II, ... '
                'by mean content × area (mean and max of the unsmoothed content).')
     rows = [('valid pixels', statistics.count), ('mean', statistics.mean), ('SD', statistics.sd),

@@ -10,8 +10,7 @@ import numpy as np
 
 from ..anomalies import areas
 from ..errors import InputError
-from ..geostat.kriging import is_global
-from ..geostat.kriging_grid import DriftRasters, GridSummary, auto_block_pixels, krige_grid
+from ..geostat.kriging_grid import DriftRasters, GridSummary, krige_grid
 from ..imagery import mask
 from ..imagery.calibration import calibrate_raster
 from ..imagery.darkobject import read_histogram, subtract_raster
@@ -255,10 +254,9 @@ def kriging_task(tile, folder, p):
 def krige(run, samples, model, grid, prediction_path, variance_path=None, drift_paths=(), n_neighbours=0,
           radius=0.0, block_pixels=0, memory_mb=DEFAULT_MEMORY_MB):
     """core.geostat.kriging_grid.krige_grid tile by tile: the samples and the variogram model go to
-    each worker once; tiles are cut at multiples of the shared-neighbourhood block side, so every
-    pixel gets the neighbour set it gets locally. Returns a GridSummary."""
-    if not is_global(len(samples), n_neighbours, radius):
-        block_pixels = int(block_pixels) or auto_block_pixels(samples.x, samples.y, grid.pixel_width)
+    each worker once; tiles are cut at multiples of the shared-neighbourhood block side (exact
+    per-pixel neighbourhoods need no such cut), so every pixel gets the neighbour set it gets
+    locally. Returns a GridSummary."""
     p = Kriging(samples, model, grid, tuple(str(path) for path in drift_paths), int(n_neighbours),
                 float(radius), int(block_pixels), bool(variance_path), int(memory_mb))
     outputs = {OUTPUT: (prediction_path, ['prediction'])}

@@ -2,14 +2,13 @@
 
 Three neighbourhood modes, chosen by `krige_grid`:
 - global (no neighbour limit, no radius): one factorisation of all samples serves every pixel;
-- per pixel (block_pixels 1): every pixel its own neighbour set, exactly (equal to Kriging each
-  pixel on its own, like gstat and pykrige's moving window); the k nearest samples are found tile
-  by tile (neighbour_tiles) and the pixels that share a set share its factorisation;
-- shared blocks (block_pixels >= 2, or 0 for a side from the sample spacing, auto_block_pixels):
-  square blocks of pixels take the neighbour set of their centre, so one factorisation serves a
-  whole block (an approximation, about 3x faster on a fine grid, slower with blocks of a few
-  pixels: a pixel near a block corner may have a slightly different own neighbour set;
-  bench/bench_kriging_exact.py reports the difference).
+- per pixel (block_pixels 0 or 1, the default): every pixel its own neighbour set, exactly (equal
+  to Kriging each pixel on its own, like gstat and pykrige's moving window); the k nearest samples
+  are found tile by tile (neighbour_tiles) and the pixels that share a set share its factorisation;
+- shared blocks (block_pixels >= 2): square blocks of pixels take the neighbour set of their
+  centre, so one factorisation serves a whole block (an approximation, 2.5-3x faster with blocks
+  of 16-32 pixels and slower than exact with 8 or fewer: a pixel near a block corner may have a
+  slightly different own neighbour set; bench/bench_kriging_exact.py reports the difference).
 Worker threads krige blocks of rows (numpy and LAPACK release the GIL) while the calling thread
 reads drift rasters and writes finished rows (core.raster.blockio.RasterWriter): memory does not grow
 with the grid.
@@ -48,13 +47,13 @@ BYTES_PER_SYSTEM_ENTRY = 8 * 6  # bytes of arrays per (sample × target) entry a
 # stays within ~300 MB
 MAX_GRID_PIXELS = 10 ** 9
 MAX_GRID_SIDE = 50_000
-MAX_BLOCK_PIXELS = 64
 BYTES_PER_EXACT_PIXEL = 192  # per pixel of a row block in exact mode (peak of its arrays, and the
 #                               block that waits to be written)
 MAX_EXACT_ROWS = 256        # rows of a block in exact mode (a tile row of the output files)
 SYSTEMS_BATCH = 256         # neighbour sets factorised at once in exact mode
 SLOT_PIXELS = 32            # pixels of one set that share one matrix product in exact mode
-SLOTS_PER_PRODUCT = 1024    # slots whose target matrices are built at once (~9 MB)
+SLOTS_PER_PRODUCT = 128     # slots whose target matrices are built at once (~1 MB: in the processor's
+#                             cache; 1024 slots took ~20 % more CPU)
 MAX_THREADS = 4
 
 
@@ -96,18 +95,6 @@ def check_grid_size(grid, parameter, advice):
 def count_inside(grid, x, y):
     xmin, ymin, xmax, ymax = grid.extent
     return int(np.count_nonzero((x >= xmin) & (x <= xmax) & (y >= ymin) & (y <= ymax)))
-
-
-def auto_block_pixels(x, y, pixel_size):
-    """Side of shared-neighbourhood blocks: a third of the mean sample spacing, 1 (per pixel) when
-    that is under two pixels, at most MAX_BLOCK_PIXELS. Blocks of this size change the result less
-    than the neighbourhood itself does (bench/bench_kriging.py)."""
-    area = np.ptp(x) * np.ptp(y)
-    if not area > 0:  # samples on a line: spacing along it
-        area = (np.ptp(x) + np.ptp(y)) ** 2 / len(x)
-    spacing = math.sqrt(max(area, 1e-12) / len(x))
-    side = int(spacing / (3.0 * pixel_size))
-    return 1 if side < 2 else min(side, MAX_BLOCK_PIXELS)
 
 
 class DriftRasters:
@@ -189,9 +176,8 @@ def krige_grid(samples, model, grid, prediction_path, variance_path=None, drift=
     and write float32 GeoTIFFs of prediction and (optionally) variance.
 
     `drift` is a DriftRasters (or None for ordinary Kriging) with the drifts of `samples.drift`;
-    `block_pixels` 1 gives every pixel its own neighbourhood (exact), 2 or more shares the
-    neighbourhood of square blocks of that side (approximate), 0 chooses that side
-    (auto_block_pixels); `threads` 0 uses up to MAX_THREADS
+    `block_pixels` 0 or 1 gives every pixel its own neighbourhood (exact), 2 or more shares the
+    neighbourhood of square blocks of that side (approximate); `threads` 0 uses up to MAX_THREADS
     processor cores, each with its share of `memory_mb`. Returns a GridSummary.
     """
     frame = KrigingFrame(model, samples.x, samples.y, samples.z, samples.drift)
@@ -205,10 +191,9 @@ def krige_grid(samples, model, grid, prediction_path, variance_path=None, drift=
         check_global_size(len(samples))
         walker = _GlobalWalker(frame, grid, memory_mb)
     else:
-        block_pixels = int(block_pixels) or auto_block_pixels(samples.x, samples.y, grid.pixel_width)
         search = NeighbourSearch(frame, n_neighbours, radius)
-        walker = (_ExactWalker(frame, grid, search, memory_mb) if block_pixels == 1 else
-                  _BlockWalker(frame, grid, search, block_pixels, memory_mb))
+        walker = (_ExactWalker(frame, grid, search, memory_mb) if int(block_pixels) <= 1 else
+                  _BlockWalker(frame, grid, search, int(block_pixels), memory_mb))
     nodata_pixels = 0
     with ExitStack() as stack:
         stack.enter_context(single_threaded_blas())
@@ -297,6 +282,9 @@ class _ExactWalker:
         self.tiles = TileNeighbourSets(search.tree, search.k) if not np.isfinite(search.radius) else None
         rows = int(memory_mb * 2 ** 20 // (grid.width * BYTES_PER_EXACT_PIXEL))
         self.rows = min(max(TILE, rows - rows % TILE), MAX_EXACT_ROWS)
+        # does any sample sit exactly on a pixel centre (coordinates compared as krige computes them)?
+        tx, ty = frame.scale_xy(*grid.pixel_centres(0, grid.height))
+        self.samples_on_centres = bool(np.any(np.isin(frame.x, tx) & np.isin(frame.y, ty)))
 
     def row_blocks(self):
         return row_blocks(self.grid.height, self.rows)
@@ -323,8 +311,9 @@ class _ExactWalker:
                 pixels, index = slot_pixels[part], slot_set[part] - start
                 used = pixels != PAD
                 safe = np.where(used, pixels, 0)
-                x = systems.target_matrix(xs[safe], ys[safe], f0[safe], np.float64, index)
-                p, v = systems.predict(x, f0[safe], index=index)
+                x = systems.nugget_free_target_matrix(xs[safe], ys[safe], f0[safe], index,
+                                                      self.samples_on_centres)
+                p, v = systems.predict(x, f0[safe], self.frame.model.nugget, index)
                 prediction[pixels[used]], variance[pixels[used]] = p[used], v[used]
         return prediction.reshape(rows, -1), variance.reshape(rows, -1)
 

@@ -197,6 +197,29 @@ class KrigingSystems:
         gamma[~self.valid[index]] = 0.0
         return np.concatenate([gamma, f0.transpose(0, 2, 1).astype(dtype)], axis=1)
 
+    def nugget_free_target_matrix(self, tx, ty, f0, index, may_hit_samples=True):
+        """target_matrix in float64 with γ₀ lacking the nugget (pass the nugget as predict's
+        nugget_left_out), built in one array: the exact grid's hot path, where each avoided pass over
+        (targets × neighbours) counts. A target on a sample gets σ²ₑ - nugget (see target_gamma);
+        finding such targets costs a pass, made only when `may_hit_samples`."""
+        sx, sy = self.sx[index], self.sy[index]
+        (sets, n), p = sx.shape, f0.shape[-1]
+        x = np.empty((sets, n + p, tx.shape[-1]))
+        gamma = x[:, :n]
+        np.subtract(sx[:, :, None], tx[:, None, :], out=gamma)
+        dy = sy[:, :, None] - ty[:, None, :]
+        gamma *= gamma
+        dy *= dy
+        gamma += dy
+        model = self.frame.model
+        on_sample = (gamma == 0) if may_hit_samples and model.nugget else None
+        model.scaled_squared(gamma, overwrite=True, with_nugget=False)
+        if on_sample is not None:
+            gamma[on_sample] = model.error_variance - model.nugget
+        gamma[~self.valid[index]] = 0.0
+        x[:, n:] = f0.transpose(0, 2, 1)
+        return x
+
     def predict(self, x, f0, nugget_left_out=0.0, index=None):
         """Prediction and variance (T, P) from a target matrix `x` (see target_matrix; its dtype
         sets the precision of the product and of its sums) and drift rows f0 (T, P, p) of the sets
