@@ -68,7 +68,15 @@ from .grid import (
     single_band_vrt,
     warp_to_grid,
 )
-from .model import ESTIMATORS, MIN_CELLS_PER_FEATURE, Basis, basis_size, fit_model
+from .model import (
+    ESTIMATORS,
+    LOCAL_MAX_ENTRIES,
+    MIN_CELLS_PER_FEATURE,
+    Basis,
+    basis_size,
+    fit_local,
+    fit_model,
+)
 
 MODES = ('paper', 'coherent')
 WORKERS = 2
@@ -93,6 +101,7 @@ class FusionSettings:
     seed: int = 1
     memory_mb: int = DEFAULT_MEMORY_MB
     cluster_bands: tuple = ()     # 1-based image bands the K-means clusters use; () = the regression's
+    local: bool = True            # blend in a local regression (nonlinear estimator, coherent mode)
 
 
 @dataclass
@@ -155,10 +164,15 @@ def _decompose(blocks, window, levels, fine_detail=False):
     valid = window.core(read_valid) & np.isfinite(low[-1])
     if not fine_detail:
         return values, low, valid
+    return values, low, valid, values[:-1] - _context(stack, read_valid, window)
+
+
+def _context(stack, read_valid, window):
+    """Level-1 low frequency of the image bands of `stack` (the grid last) at the window's own rows:
+    the finest detail's complement, and the local regression's spatial context (core.fusion.model)."""
     top, bottom = min(window.top, pyramid.halo(1)), min(window.bottom, pyramid.halo(1))
     rows = slice(window.top - top, window.top + window.rows + bottom)
-    low_1, _ = pyramid.lowpass(stack[:-1, rows], read_valid[rows], 1, top, bottom)
-    return values, low, valid, values[:-1] - low_1
+    return pyramid.lowpass(stack[:-1, rows], read_valid[rows], 1, top, bottom)[0]
 
 
 def _strip_windows(height, strip_rows, strips, halo):
@@ -262,10 +276,44 @@ def collect_cell_sample(blocks, grids, settings, basis, cancel=None):
     return {'basis': basis, **{name: column.astype(np.float64) for name, column in zip(names, columns_)}}
 
 
-def fuse_pixels(values, low, labels, model, mode):
-    """Fused values: values/low (bands + 1, ...) with the grid last, labels (...) cluster indices."""
+def collect_cell_grid(blocks, grids, settings, cancel=None):
+    """Pass 1c of the local regression (core.fusion.model.fit_local) when every coarse cell is a
+    whole block of image pixels: the mean over each cell of the image bands and of their context
+    (_context), for every cell, with the grid's values; (means (2·bands, H, W), target (H, W)) with
+    NaN where a cell is not wholly valid, or None when the grids are not aligned."""
+    factors = cell_factors(grids.coarse, grids.image)
+    if factors is None:
+        return None
+    rows, columns, row_offset, column_offset = factors
+    coarse = RasterReader(grids.coarse_path, KEYS['geo'])
+    height, width = grids.coarse.height, grids.coarse.width
+    first, last = -column_offset, -column_offset + width * columns     # fine columns of the cells
+    bands = len(blocks.paths[1])
+    cells_per_read = max(1, rows_per_block(grids.image.width, (bands + 2) * BYTES_PER_BAND_PIXEL,
+                                           settings.memory_mb) // rows)
+    means = np.full((2 * bands, height, width), np.nan)
+    target = coarse.read(Window(0, height), [1], np.float64).filled(np.nan)[0]
+    halo = pyramid.halo(1)
+    for cell_row in range(0, height, cells_per_read):
+        check_cancel(cancel)
+        count = min(cells_per_read, height - cell_row)
+        start, stop = cell_row * rows - row_offset, (cell_row + count) * rows - row_offset
+        window = Window(start, stop - start, min(halo, start), min(halo, grids.image.height - stop))
+        stack, read_valid = blocks.read(window)
+        values = np.concatenate([window.core(stack)[:-1], _context(stack, read_valid, window)])
+        values = values[:, :, first:last].reshape(len(values), count, rows, width, columns)
+        cells = values.mean(axis=(2, 4), dtype=np.float64)
+        whole = window.core(read_valid)[:, first:last].reshape(count, rows, width, columns).all(axis=(1, 3))
+        cells[:, ~whole] = np.nan
+        means[:, cell_row:cell_row + count] = cells
+    return means, target
+
+
+def fuse_pixels(values, low, labels, model, mode, local_inputs=None):
+    """Fused values: values/low (bands + 1, ...) with the grid last, labels (...) cluster indices;
+    `local_inputs` those of the model's local regression (FusionModel.predict)."""
     if model.basis is not None:  # nonlinear regression F(MS): coherent by the residual passes
-        fitted = model.predict(values[:-1], labels)
+        fitted = model.predict(values[:-1], labels, local_inputs)
         return fitted + (values[-1] - low[-1]) if mode == 'paper' else fitted   # F + Geo_H, or F
     def per_pixel(coefficients):
         return coefficients[0] if len(coefficients) == 1 else coefficients[labels]
@@ -283,13 +331,19 @@ def fuse_pixels(values, low, labels, model, mode):
 
 
 def _apply_block(blocks, window, levels, model, mode):
-    if model.basis is not None and mode == 'coherent':   # F(MS) is per pixel: no pyramid needed
+    local_inputs = None
+    if model.local is not None:   # the local regression needs the bands' context: a halo of halo(1)
+        stack, read_valid = blocks.read(window)
+        values, valid, low = window.core(stack), window.core(read_valid), None
+        rows, columns = np.arange(window.row, window.row + window.rows), np.arange(values.shape[-1])
+        local_inputs = (_context(stack, read_valid, window), rows, columns)
+    elif model.basis is not None and mode == 'coherent':   # F(MS) is per pixel: no pyramid needed
         values, valid = blocks.read(Window(window.row, window.rows))
         low = None
     else:
         values, low, valid = _decompose(blocks, window, levels)
     labels = model.labels(blocks.cluster_values(window, values[:-1]))
-    fused = fuse_pixels(values, low, labels, model, mode)
+    fused = fuse_pixels(values, low, labels, model, mode, local_inputs)
     fused[~valid] = np.nan
     clusters = (labels + 1).astype(np.float32)
     clusters[~valid] = np.nan
@@ -511,6 +565,24 @@ def _enough_cells(settings, grids, band_count, warnings):
     return replace(settings, estimator='noise')
 
 
+def _local_model(blocks, grids, settings, band_count, warnings, cancel):
+    """The local regression blended with the nonlinear one in coherent mode, or None (other
+    settings, coarse cells that are not whole blocks of image pixels, or a grid too large)."""
+    if not (settings.local and settings.estimator == 'nonlinear' and settings.mode == 'coherent'):
+        return None
+    predictors = 2 * band_count + 1
+    if grids.coarse.width * grids.coarse.height * predictors ** 2 > LOCAL_MAX_ENTRIES:
+        warnings.append('the grid has too many cells for the local regression: the global one was used alone.')
+        return None
+    cells = collect_cell_grid(blocks, grids, settings, cancel)
+    if cells is None:
+        warnings.append('the grid cells are not whole blocks of image pixels (same CRS, an integer '
+                        'resolution ratio, aligned edges): the local regression needs them, the global '
+                        'one was used alone.')
+        return None
+    return fit_local(*cells, cell_factors(grids.coarse, grids.image))
+
+
 def fuse(geo_path, geo_band, image_path, bands, fused_path, clusters_path=None, mask_path=None,
          reference_path=None, reference_band=1, settings=None, log=print, progress=None,
          cancel=None):
@@ -536,6 +608,7 @@ def fuse(geo_path, geo_band, image_path, bands, fused_path, clusters_path=None, 
                           or collect_basis_sample(blocks, grids.image, levels, settings, basis, cancel))
         model = fit_model(sample, names, settings.clusters, settings.min_cluster_pixels, settings.seed,
                           KEYS['bands'], KEYS['clusters'], KEYS['geo'], settings.estimator)
+        model.local = _local_model(blocks, grids, settings, len(bands), warnings, cancel)
         warnings += model.warnings
         preview = _Preview(grids.image, ('fused', 'cubic', 'clusters'))
         iterations = settings.residual_iterations
