@@ -343,11 +343,12 @@ class LocalModel:
     whatever the cell's heterogeneity (unlike nonlinear ones), and the coefficients vary smoothly:
     they are interpolated bilinearly from cell centres to each pixel. `coefficients`
     (1 + 2·bands, coarse rows, coarse columns), for the constant then the standardised predictors;
-    `factors` are core.fusion.grid.cell_factors, which place a fine pixel in the coarse grid."""
+    `position` places a fine pixel in the coarse grid: pixel (i, j)'s centre lies at coarse pixel
+    coordinates ((i + ½)·row scale + row shift, (j + ½)·column scale + column shift)."""
     coefficients: np.ndarray
     mean: np.ndarray          # (2·bands,) standardisation of the predictors
     scale: np.ndarray
-    factors: tuple
+    position: tuple           # (row scale, row shift, column scale, column shift)
     bandwidth: float
     penalty: float
     cv_rmse: float            # leave-one-out RMSE on the coarse cells (grid units)
@@ -355,9 +356,9 @@ class LocalModel:
     def predict(self, bands, context, rows, columns):
         """Local prediction (float32, rows × columns) at fine pixel rows `rows` and columns `columns`
         (absolute indices in the image grid) from `bands` and `context` (B, rows, columns)."""
-        row_ratio, column_ratio, row_offset, column_offset = self.factors
-        cell_rows = (np.asarray(rows) + row_offset + 0.5) / row_ratio - 0.5
-        cell_columns = (np.asarray(columns) + column_offset + 0.5) / column_ratio - 0.5
+        row_scale, row_shift, column_scale, column_shift = self.position
+        cell_rows = (np.asarray(rows) + 0.5) * row_scale + row_shift - 0.5     # 0 at a cell's centre
+        cell_columns = (np.asarray(columns) + 0.5) * column_scale + column_shift - 0.5
         where = np.meshgrid(cell_rows, cell_columns, indexing='ij')
         ndimage = require('scipy.ndimage')
 
@@ -413,7 +414,7 @@ def _loo_rmse(gram, moment, design, target, bandwidth, penalty):
     return float(np.sqrt(np.mean(((target - fitted) / (1.0 - leverage)) ** 2)))
 
 
-def fit_local(cell_means, target, factors):
+def fit_local(cell_means, target, position):
     """LocalModel from the cell means of the bands and their context `cell_means` (2·B, H, W) and
     the grid `target` (H, W) (NaN where a cell has no data); None when there are too few cells or
     the Gram fields would not fit in memory. The bandwidth and penalty are the pair of
@@ -438,7 +439,7 @@ def fit_local(cell_means, target, factors):
     far = ~np.isfinite(coefficients).all(axis=0)
     if far.any():
         coefficients[:, far] = np.nanmean(coefficients[:, ~far], axis=1)[:, None]
-    return LocalModel(coefficients.astype(np.float32), mean, scale, tuple(factors), bandwidth, penalty, cv)
+    return LocalModel(coefficients.astype(np.float32), mean, scale, tuple(position), bandwidth, penalty, cv)
 
 
 def _select_and_fit(predictors, target, cells):

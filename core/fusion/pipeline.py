@@ -276,37 +276,55 @@ def collect_cell_sample(blocks, grids, settings, basis, cancel=None):
     return {'basis': basis, **{name: column.astype(np.float64) for name, column in zip(names, columns_)}}
 
 
+def cell_position(coarse, image):
+    """(row scale, row shift, column scale, column shift): the centre of fine pixel (i, j) lies at
+    coarse pixel coordinates ((i + ½)·row scale + row shift, (j + ½)·column scale + column shift);
+    both grids north-up in one CRS (core.fusion.grid.prepare_grids)."""
+    coarse_x, coarse_width, _, coarse_y, _, coarse_height = coarse.geotransform
+    fine_x, fine_width, _, fine_y, _, fine_height = image.geotransform
+    return (fine_height / coarse_height, (fine_y - coarse_y) / coarse_height,
+            fine_width / coarse_width, (fine_x - coarse_x) / coarse_width)
+
+
 def collect_cell_grid(blocks, grids, settings, cancel=None):
-    """Pass 1c of the local regression (core.fusion.model.fit_local) when every coarse cell is a
-    whole block of image pixels: the mean over each cell of the image bands and of their context
-    (_context), for every cell, with the grid's values; (means (2·bands, H, W), target (H, W)) with
-    NaN where a cell is not wholly valid, or None when the grids are not aligned."""
-    factors = cell_factors(grids.coarse, grids.image)
-    if factors is None:
-        return None
-    rows, columns, row_offset, column_offset = factors
-    coarse = RasterReader(grids.coarse_path, KEYS['geo'])
+    """Pass 1c of the local regression (core.fusion.model.fit_local), over the whole image: the mean
+    of the image bands and of their context (_context) over each coarse cell, a pixel counted in
+    the cell holding its centre (exact when the cells are whole blocks of pixels, the Wald case;
+    else within half a pixel at the cell edges); (means (2·bands, H, W), grid values (H, W)), NaN
+    where a cell is not wholly inside the image or holds an invalid pixel."""
+    row_scale, row_shift, column_scale, column_shift = cell_position(grids.coarse, grids.image)
     height, width = grids.coarse.height, grids.coarse.width
-    first, last = -column_offset, -column_offset + width * columns     # fine columns of the cells
+    cell_columns = np.floor((np.arange(grids.image.width) + 0.5) * column_scale + column_shift).astype(int)
+    inside_columns = (cell_columns >= 0) & (cell_columns < width)
     bands = len(blocks.paths[1])
-    cells_per_read = max(1, rows_per_block(grids.image.width, (bands + 2) * BYTES_PER_BAND_PIXEL,
-                                           settings.memory_mb) // rows)
-    means = np.full((2 * bands, height, width), np.nan)
-    target = coarse.read(Window(0, height), [1], np.float64).filled(np.nan)[0]
+    sums = np.zeros((2 * bands, height * width))
+    counts, invalid = np.zeros(height * width), np.zeros(height * width)
     halo = pyramid.halo(1)
-    for cell_row in range(0, height, cells_per_read):
+    block_rows = rows_per_block(grids.image.width, (3 * bands + 2) * BYTES_PER_BAND_PIXEL, settings.memory_mb, halo)
+    for window in block_windows(grids.image.height, block_rows, halo):
         check_cancel(cancel)
-        count = min(cells_per_read, height - cell_row)
-        start, stop = cell_row * rows - row_offset, (cell_row + count) * rows - row_offset
-        window = Window(start, stop - start, min(halo, start), min(halo, grids.image.height - stop))
         stack, read_valid = blocks.read(window)
         values = np.concatenate([window.core(stack)[:-1], _context(stack, read_valid, window)])
-        values = values[:, :, first:last].reshape(len(values), count, rows, width, columns)
-        cells = values.mean(axis=(2, 4), dtype=np.float64)
-        whole = window.core(read_valid)[:, first:last].reshape(count, rows, width, columns).all(axis=(1, 3))
-        cells[:, ~whole] = np.nan
-        means[:, cell_row:cell_row + count] = cells
-    return means, target
+        cell_rows = np.floor((np.arange(window.row, window.row + window.rows) + 0.5) * row_scale
+                             + row_shift).astype(int)
+        inside = ((cell_rows >= 0) & (cell_rows < height))[:, None] & inside_columns[None, :]
+        if not inside.any():
+            continue
+        first = int(cell_rows[inside.any(axis=1)].min())      # cells first * width.. of this block
+        index = ((cell_rows[:, None] - first) * width + cell_columns[None, :])[inside]
+        good = (window.core(read_valid) & np.isfinite(values).all(axis=0))[inside]
+        span = slice(first * width, first * width + int(index.max()) + 1)
+        length = span.stop - span.start
+        counts[span] += np.bincount(index, minlength=length)
+        invalid[span] += np.bincount(index, weights=~good, minlength=length)
+        for band, band_values in enumerate(values):
+            sums[band, span] += np.bincount(index[good], weights=band_values[inside][good], minlength=length)
+    rows, columns = covered_rows_and_columns(grids.coarse, grids.image)
+    whole = (counts > 0) & (invalid == 0) & (rows[:, None] & columns[None, :]).ravel()
+    with np.errstate(invalid='ignore', divide='ignore'):
+        means = np.where(whole, sums / counts, np.nan).reshape(2 * bands, height, width)
+    target = RasterReader(grids.coarse_path, KEYS['geo']).read(Window(0, height), [1], np.float64)
+    return means, target.filled(np.nan)[0]
 
 
 def fuse_pixels(values, low, labels, model, mode, local_inputs=None):
@@ -567,20 +585,14 @@ def _enough_cells(settings, grids, band_count, warnings):
 
 def _local_model(blocks, grids, settings, band_count, warnings, cancel):
     """The local regression blended with the nonlinear one in coherent mode, or None (other
-    settings, coarse cells that are not whole blocks of image pixels, or a grid too large)."""
+    settings, or a grid too large for it)."""
     if not (settings.local and settings.estimator == 'nonlinear' and settings.mode == 'coherent'):
         return None
     predictors = 2 * band_count + 1
     if grids.coarse.width * grids.coarse.height * predictors ** 2 > LOCAL_MAX_ENTRIES:
         warnings.append('the grid has too many cells for the local regression: the global one was used alone.')
         return None
-    cells = collect_cell_grid(blocks, grids, settings, cancel)
-    if cells is None:
-        warnings.append('the grid cells are not whole blocks of image pixels (same CRS, an integer '
-                        'resolution ratio, aligned edges): the local regression needs them, the global '
-                        'one was used alone.')
-        return None
-    return fit_local(*cells, cell_factors(grids.coarse, grids.image))
+    return fit_local(*collect_cell_grid(blocks, grids, settings, cancel), cell_position(grids.coarse, grids.image))
 
 
 def fuse(geo_path, geo_band, image_path, bands, fused_path, clusters_path=None, mask_path=None,
