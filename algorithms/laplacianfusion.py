@@ -2,6 +2,7 @@
 from qgis.core import (
     QgsProcessingOutputNumber,
     QgsProcessingParameterBand,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFileDestination,
@@ -91,6 +92,7 @@ class LaplacianFusionAlgorithm(RsGeochemAlgorithm):
     REFERENCE_R = 'REFERENCE_R'
     REFERENCE_R_CUBIC = 'REFERENCE_R_CUBIC'
     CLUSTER_BANDS = 'CLUSTER_BANDS'
+    LOCAL_REGRESSION = 'LOCAL_REGRESSION'
 
     MODE_LABELS = ('Paper: fused = regressed low frequency + injected high frequency',
                    'Coherent: fused = measured grid + injected image detail')
@@ -182,6 +184,16 @@ class LaplacianFusionAlgorithm(RsGeochemAlgorithm):
                  'raw bands that separate geological units as the paper does, while the regression uses '
                  'the Image bands (e.g. PC2). Empty: the regression bands. They should have data wherever '
                  'the Image bands do.')
+        self.add(QgsProcessingParameterBoolean(self.LOCAL_REGRESSION,
+                                               self.tr('Blend in a local regression (nonlinear, coherent)'),
+                                               True),
+                 'With the Nonlinear regression in Coherent mode: average its prediction with a '
+                 'geographically weighted linear regression of the grid on the bands and their 5×5-smoothed '
+                 'values, fitted at every coarse cell on the cells around it, so the band-content relation '
+                 'may change across the map (its bandwidth and ridge penalty are chosen by leave-one-out '
+                 'cross-validation on the cells; see the log). Off: the global regression alone, as before. '
+                 'Grids with more than about 20 million / (2 × bands + 1)² cells use the global regression '
+                 'alone (the log says so).')
         self.addOutput(QgsProcessingOutputNumber(self.COHERENCE_RMSE, self.tr('Coherence RMSE')))
         self.addOutput(QgsProcessingOutputNumber(self.REFERENCE_R, self.tr('Correlation with the reference')))
         self.addOutput(QgsProcessingOutputNumber(self.REFERENCE_R_CUBIC,
@@ -198,7 +210,8 @@ class LaplacianFusionAlgorithm(RsGeochemAlgorithm):
             min_cluster_pixels=self.parameterAsInt(parameters, self.MIN_CLUSTER_PIXELS, context),
             seed=self.parameterAsInt(parameters, self.SEED, context),
             memory_mb=self.block_memory(parameters, context),
-            cluster_bands=tuple(self.parameterAsInts(parameters, self.CLUSTER_BANDS, context)))
+            cluster_bands=tuple(self.parameterAsInts(parameters, self.CLUSTER_BANDS, context)),
+            local=self.parameterAsBool(parameters, self.LOCAL_REGRESSION, context))
 
     def _optional_raster(self, parameters, key, context):
         if self.parameterAsRasterLayer(parameters, key, context) is None:

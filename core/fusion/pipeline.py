@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..dependencies import require
 from ..errors import InputError
 from ..metrics import PairStats
 from ..raster.blockio import (
@@ -286,43 +287,55 @@ def cell_position(coarse, image):
             fine_width / coarse_width, (fine_x - coarse_x) / coarse_width)
 
 
+def _overlaps(start, count, scale, shift, cells):
+    """Sparse (count × cells) matrix of the fraction of each fine pixel start..start + count lying in
+    each coarse cell 0..cells along one axis (cell_position's scale and shift for that axis)."""
+    sparse = require('scipy.sparse')
+    edges = np.arange(start, start + count + 1) * scale + shift
+    low, high = edges[:-1], edges[1:]
+    first = np.floor(low).astype(int)
+    pixels, touched, weights = [], [], []
+    for step in range(int(math.ceil(scale)) + 1):       # a pixel touches at most ceil(scale) + 1 cells
+        cell = first + step
+        weight = (np.minimum(cell + 1, high) - np.maximum(cell, low)) / scale
+        keep = (weight > 1e-9) & (cell >= 0) & (cell < cells)
+        pixels.append(np.flatnonzero(keep))
+        touched.append(cell[keep])
+        weights.append(weight[keep])
+    return sparse.csr_matrix((np.concatenate(weights), (np.concatenate(pixels), np.concatenate(touched))),
+                             shape=(count, cells))
+
+
 def collect_cell_grid(blocks, grids, settings, cancel=None):
-    """Pass 1c of the local regression (core.fusion.model.fit_local), over the whole image: the mean
-    of the image bands and of their context (_context) over each coarse cell, a pixel counted in
-    the cell holding its centre (exact when the cells are whole blocks of pixels, the Wald case;
-    else within half a pixel at the cell edges); (means (2·bands, H, W), grid values (H, W)), NaN
-    where a cell is not wholly inside the image or holds an invalid pixel."""
+    """Pass 1c of the local regression (core.fusion.model.fit_local), over the whole image: the
+    area-weighted mean of the image bands and of their context (_context) over each coarse cell
+    (a pixel split by a cell edge counts in each cell by its area there, as GDAL's 'average'
+    resampling), with the grid's values; (means (2·bands, H, W), grid values (H, W)), NaN where a
+    cell is not wholly inside the image or holds part of an invalid pixel."""
     row_scale, row_shift, column_scale, column_shift = cell_position(grids.coarse, grids.image)
     height, width = grids.coarse.height, grids.coarse.width
-    cell_columns = np.floor((np.arange(grids.image.width) + 0.5) * column_scale + column_shift).astype(int)
-    inside_columns = (cell_columns >= 0) & (cell_columns < width)
+    by_column = _overlaps(0, grids.image.width, column_scale, column_shift, width).T.tocsr()
     bands = len(blocks.paths[1])
-    sums = np.zeros((2 * bands, height * width))
-    counts, invalid = np.zeros(height * width), np.zeros(height * width)
+    sums = np.zeros((2 * bands + 2, height, width))       # the values, then valid and invalid area
     halo = pyramid.halo(1)
     block_rows = rows_per_block(grids.image.width, (3 * bands + 2) * BYTES_PER_BAND_PIXEL, settings.memory_mb, halo)
     for window in block_windows(grids.image.height, block_rows, halo):
         check_cancel(cancel)
         stack, read_valid = blocks.read(window)
         values = np.concatenate([window.core(stack)[:-1], _context(stack, read_valid, window)])
-        cell_rows = np.floor((np.arange(window.row, window.row + window.rows) + 0.5) * row_scale
-                             + row_shift).astype(int)
-        inside = ((cell_rows >= 0) & (cell_rows < height))[:, None] & inside_columns[None, :]
-        if not inside.any():
+        good = window.core(read_valid) & np.isfinite(values).all(axis=0)
+        touched = np.floor(np.array([window.row, window.row + window.rows]) * row_scale + row_shift)
+        first, last = max(int(touched[0]), 0), min(int(touched[1]), height - 1)
+        if first > last:
             continue
-        first = int(cell_rows[inside.any(axis=1)].min())      # cells first * width.. of this block
-        index = ((cell_rows[:, None] - first) * width + cell_columns[None, :])[inside]
-        good = (window.core(read_valid) & np.isfinite(values).all(axis=0))[inside]
-        span = slice(first * width, first * width + int(index.max()) + 1)
-        length = span.stop - span.start
-        counts[span] += np.bincount(index, minlength=length)
-        invalid[span] += np.bincount(index, weights=~good, minlength=length)
-        for band, band_values in enumerate(values):
-            sums[band, span] += np.bincount(index[good], weights=band_values[inside][good], minlength=length)
+        by_row = _overlaps(window.row, window.rows, row_scale, row_shift - first, last - first + 1).T.tocsr()
+        layers = [np.where(good, band_values, 0.0) for band_values in values] + [good, ~good]
+        for index, layer in enumerate(layers):
+            sums[index, first:last + 1] += by_row @ (by_column @ np.asarray(layer, np.float64).T).T
     rows, columns = covered_rows_and_columns(grids.coarse, grids.image)
-    whole = (counts > 0) & (invalid == 0) & (rows[:, None] & columns[None, :]).ravel()
+    whole = (sums[-2] > 0) & (sums[-1] < 1e-6) & rows[:, None] & columns[None, :]
     with np.errstate(invalid='ignore', divide='ignore'):
-        means = np.where(whole, sums / counts, np.nan).reshape(2 * bands, height, width)
+        means = np.where(whole, sums[:-2] / sums[-2], np.nan)
     target = RasterReader(grids.coarse_path, KEYS['geo']).read(Window(0, height), [1], np.float64)
     return means, target.filled(np.nan)[0]
 
@@ -621,6 +634,9 @@ def fuse(geo_path, geo_band, image_path, bands, fused_path, clusters_path=None, 
         model = fit_model(sample, names, settings.clusters, settings.min_cluster_pixels, settings.seed,
                           KEYS['bands'], KEYS['clusters'], KEYS['geo'], settings.estimator)
         model.local = _local_model(blocks, grids, settings, len(bands), warnings, cancel)
+        if model.local:
+            log(f'local regression: bandwidth {model.local.bandwidth:g} cells, penalty {model.local.penalty:g}, '
+                f'leave-one-out RMSE on the cells {model.local.cv_rmse:.4g}')
         warnings += model.warnings
         preview = _Preview(grids.image, ('fused', 'cubic', 'clusters'))
         iterations = settings.residual_iterations
