@@ -329,8 +329,8 @@ def fit_model(sample, band_names, clusters=1, min_pixels=100, seed=1, bands_key=
 LOCAL_BANDWIDTHS = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
 LOCAL_PENALTIES = (0.001, 0.003, 0.01, 0.03)
 LOCAL_TRUNCATE = 3.0          # Gaussian kernel cut at 3 bandwidths
-LOCAL_MAX_ENTRIES = 20_000_000  # cells × predictors²: above, the local Gram fields would not fit in memory
 LOCAL_CV_CELLS = 1000           # cells the cross-validation evaluates at most
+LOCAL_SOLVE_CELLS = 20_000      # cells whose systems are solved at once
 
 
 @dataclass(frozen=True)
@@ -380,20 +380,28 @@ def _gaussian_centre_weight(bandwidth):
 
 
 def _local_systems(predictors, target, bandwidth):
-    """Kernel-weighted normal equations of every cell: Gram (H, W, p, p) and moments (H, W, p) of
-    `predictors` (p, H, W), the constant (1 on valid cells, else 0) first, against `target`."""
+    """Kernel-weighted normal equations of every cell, packed: the Gram entries i <= j (pairs, H, W)
+    and the moments (p, H, W) of `predictors` (p, H, W), the constant (1 on valid cells, else 0)
+    first, against `target`; one smoothed field at a time, so memory holds the packed fields only."""
     ndimage = require('scipy.ndimage')
-
-    def smooth(values):
-        return ndimage.gaussian_filter(values, bandwidth, mode='constant', truncate=LOCAL_TRUNCATE)
     count = len(predictors)
-    gram = np.empty(target.shape + (count, count))
-    moment = np.empty(target.shape + (count,))
-    for i in range(count):
-        moment[..., i] = smooth(predictors[i] * target)
-        for j in range(i, count):
-            gram[..., i, j] = gram[..., j, i] = smooth(predictors[i] * predictors[j])
-    return gram, moment
+    pairs = [(i, j) for i in range(count) for j in range(i, count)]
+    fields = np.empty((len(pairs) + count,) + target.shape)
+    products = [predictors[i] * predictors[j] for i, j in pairs]
+    for index, values in enumerate(products + [column * target for column in predictors]):
+        ndimage.gaussian_filter(values, bandwidth, output=fields[index], mode='constant',
+                                truncate=LOCAL_TRUNCATE)
+    return fields[:len(pairs)], fields[len(pairs):]
+
+
+def _systems_at(packed, moments, cells):
+    """Gram matrices (n, p, p) and moments (n, p) at flat cell indices `cells` from _local_systems."""
+    count = len(moments)
+    gram = np.empty((len(cells), count, count))
+    flat = packed.reshape(len(packed), -1)
+    for index, (i, j) in enumerate((i, j) for i in range(count) for j in range(i, count)):
+        gram[:, i, j] = gram[:, j, i] = flat[index, cells]
+    return gram, moments.reshape(count, -1)[:, cells].T
 
 
 def _ridge(gram, penalty):
@@ -414,14 +422,23 @@ def _loo_rmse(gram, moment, design, target, bandwidth, penalty):
     return float(np.sqrt(np.mean(((target - fitted) / (1.0 - leverage)) ** 2)))
 
 
+def local_fit_bytes(cells, band_count):
+    """Bytes fit_local holds for a grid of `cells` cells and `band_count` bands at most: the packed
+    Gram entries and moments of its 1 + 2·bands predictors, the predictors and the coefficients
+    (float64), with the solve's chunk."""
+    count = 1 + 2 * band_count
+    fields = count * (count + 1) // 2 + 3 * count
+    return 8 * (cells * fields + min(cells, LOCAL_SOLVE_CELLS) * count * (2 * count + 2))
+
+
 def fit_local(cell_means, target, position):
     """LocalModel from the cell means of the bands and their context `cell_means` (2·B, H, W) and
-    the grid `target` (H, W) (NaN where a cell has no data); None when there are too few cells or
-    the Gram fields would not fit in memory. The bandwidth and penalty are the pair of
+    the grid `target` (H, W) (NaN where a cell has no data); None with fewer than 10 valid cells
+    per predictor. Memory: local_fit_bytes. The bandwidth and penalty are the pair of
     LOCAL_BANDWIDTHS × LOCAL_PENALTIES with the lowest leave-one-out RMSE on the cells."""
     valid = np.isfinite(target) & np.isfinite(cell_means).all(axis=0)
     count = len(cell_means) + 1
-    if valid.sum() < 10 * count or valid.size * count * count > LOCAL_MAX_ENTRIES:
+    if valid.sum() < 10 * count:
         return None
     values = cell_means[:, valid]
     mean, scale = values.mean(axis=1), values.std(axis=1)
@@ -448,14 +465,17 @@ def _select_and_fit(predictors, target, cells):
     design = predictors.reshape(len(predictors), -1)[:, cells].T
     best = None
     for bandwidth in LOCAL_BANDWIDTHS:
-        gram, moment = (array.reshape(-1, *array.shape[2:])[cells]
-                        for array in _local_systems(predictors, target, bandwidth))
+        gram, moment = _systems_at(*_local_systems(predictors, target, bandwidth), cells)
         for penalty in LOCAL_PENALTIES:
             cv = _loo_rmse(gram, moment, design, target.ravel()[cells], bandwidth, penalty)
             if best is None or cv < best[0]:
                 best = (cv, bandwidth, penalty)
     cv, bandwidth, penalty = best
-    gram, moment = _local_systems(predictors, target, bandwidth)
-    coefficients = np.moveaxis(np.linalg.solve(_ridge(gram, penalty), moment[..., None])[..., 0], -1, 0)
-    coefficients[:, gram[..., 0, 0] < 1e-6] = np.nan      # no valid cell within the kernel
-    return cv, bandwidth, penalty, coefficients
+    packed, moments = _local_systems(predictors, target, bandwidth)
+    coefficients = np.empty((len(predictors), target.size))
+    for start in range(0, target.size, LOCAL_SOLVE_CELLS):   # bounded temporaries
+        chunk = np.arange(start, min(start + LOCAL_SOLVE_CELLS, target.size))
+        gram, moment = _systems_at(packed, moments, chunk)
+        coefficients[:, chunk] = np.linalg.solve(_ridge(gram, penalty), moment[..., None])[..., 0].T
+    coefficients[:, packed[0].ravel() < 1e-6] = np.nan      # no valid cell within the kernel
+    return cv, bandwidth, penalty, coefficients.reshape((len(predictors),) + target.shape)

@@ -71,12 +71,12 @@ from .grid import (
 )
 from .model import (
     ESTIMATORS,
-    LOCAL_MAX_ENTRIES,
     MIN_CELLS_PER_FEATURE,
     Basis,
     basis_size,
     fit_local,
     fit_model,
+    local_fit_bytes,
 )
 
 MODES = ('paper', 'coherent')
@@ -598,12 +598,14 @@ def _enough_cells(settings, grids, band_count, warnings):
 
 def _local_model(blocks, grids, settings, band_count, warnings, cancel):
     """The local regression blended with the nonlinear one in coherent mode, or None (other
-    settings, or a grid too large for it)."""
+    settings, or a grid whose local fit would not fit in the block memory)."""
     if not (settings.local and settings.estimator == 'nonlinear' and settings.mode == 'coherent'):
         return None
-    predictors = 2 * band_count + 1
-    if grids.coarse.width * grids.coarse.height * predictors ** 2 > LOCAL_MAX_ENTRIES:
-        warnings.append('the grid has too many cells for the local regression: the global one was used alone.')
+    cells = grids.coarse.width * grids.coarse.height
+    if local_fit_bytes(cells, band_count) > settings.memory_mb * 2 ** 20:
+        warnings.append(f'the local regression of a grid of {cells} cells needs more than the block memory '
+                        f'({settings.memory_mb} MB): the global regression was used alone; raise the block '
+                        'memory to use it.')
         return None
     return fit_local(*collect_cell_grid(blocks, grids, settings, cancel), cell_position(grids.coarse, grids.image))
 
