@@ -21,7 +21,9 @@ features fitted on cell averages (or the pyramid's low frequency); coherent mode
 the residual passes (at least one) put the grid back: fused = F + cubic(coarse − cell means of F),
 the detail being F less what the grid can hold, measured the way the grid was made (cell means
 resampled by cubic convolution), which beat the pyramid's low frequency on the Wald benchmarks.
-Paper mode with it: fused = F + Geo_H.
+Paper mode with it: fused = F + Geo_H. In coherent mode F is by default the average of that
+regression and a local (geographically weighted) one fitted on the cell means of the bands and
+their level-1 low frequency over the whole grid (collect_cell_grid, core.fusion.model.LocalModel).
 
 Optional residual correction (in the spirit of pyDMS, Gao et al. 2012, Remote Sens. 4(11)):
 the fused map is averaged onto the coarse grid, the residual coarse − average is resampled by
@@ -318,7 +320,8 @@ def collect_cell_grid(blocks, grids, settings, cancel=None):
     bands = len(blocks.paths[1])
     sums = np.zeros((2 * bands + 2, height, width))       # the values, then valid and invalid area
     halo = pyramid.halo(1)
-    block_rows = rows_per_block(grids.image.width, (3 * bands + 2) * BYTES_PER_BAND_PIXEL, settings.memory_mb, halo)
+    block_rows = rows_per_block(grids.image.width, (3 * bands + 2) * BYTES_PER_BAND_PIXEL, settings.memory_mb,
+                                halo)
     for window in block_windows(grids.image.height, block_rows, halo):
         check_cancel(cancel)
         stack, read_valid = blocks.read(window)
@@ -607,7 +610,8 @@ def _local_model(blocks, grids, settings, band_count, warnings, cancel):
                         f'({settings.memory_mb} MB): the global regression was used alone; raise the block '
                         'memory to use it.')
         return None
-    return fit_local(*collect_cell_grid(blocks, grids, settings, cancel), cell_position(grids.coarse, grids.image))
+    return fit_local(*collect_cell_grid(blocks, grids, settings, cancel),
+                     cell_position(grids.coarse, grids.image))
 
 
 def fuse(geo_path, geo_band, image_path, bands, fused_path, clusters_path=None, mask_path=None,
@@ -637,8 +641,8 @@ def fuse(geo_path, geo_band, image_path, bands, fused_path, clusters_path=None, 
                           KEYS['bands'], KEYS['clusters'], KEYS['geo'], settings.estimator)
         model.local = _local_model(blocks, grids, settings, len(bands), warnings, cancel)
         if model.local:
-            log(f'local regression: bandwidth {model.local.bandwidth:g} cells, penalty {model.local.penalty:g}, '
-                f'leave-one-out RMSE on the cells {model.local.cv_rmse:.4g}')
+            log(f'local regression: bandwidth {model.local.bandwidth:g} cells, penalty '
+                f'{model.local.penalty:g}, leave-one-out RMSE on the cells {model.local.cv_rmse:.4g}')
         warnings += model.warnings
         preview = _Preview(grids.image, ('fused', 'cubic', 'clusters'))
         iterations = settings.residual_iterations
