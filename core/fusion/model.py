@@ -400,13 +400,15 @@ def _local_systems(predictors, target, bandwidth):
     first, against `target`; one smoothed field at a time, so memory holds the packed fields only."""
     ndimage = require('scipy.ndimage')
     count = len(predictors)
-    pairs = _upper_pairs(count)
-    fields = np.empty((len(pairs) + count,) + target.shape)
-    products = [predictors[i] * predictors[j] for i, j in pairs]
-    for index, values in enumerate(products + [column * target for column in predictors]):
-        ndimage.gaussian_filter(values, bandwidth, output=fields[index], mode='constant',
-                                truncate=LOCAL_TRUNCATE)
-    return fields[:len(pairs)], fields[len(pairs):]
+    factors = _upper_pairs(count) + [(i, None) for i in range(count)]    # None: the target
+    fields = np.empty((len(factors),) + target.shape)
+    for start in range(0, len(factors), count):      # `count` products at a time, one filter call
+        chunk = factors[start:start + count]
+        products = np.stack([predictors[i] * (target if j is None else predictors[j]) for i, j in chunk])
+        ndimage.gaussian_filter(products, (0, bandwidth, bandwidth), output=fields[start:start + len(chunk)],
+                                mode='constant', truncate=LOCAL_TRUNCATE)
+    pairs = len(factors) - count
+    return fields[:pairs], fields[pairs:]
 
 
 def _systems_at(packed, moments, cells):
