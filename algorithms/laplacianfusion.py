@@ -2,6 +2,7 @@
 from qgis.core import (
     QgsProcessingOutputNumber,
     QgsProcessingParameterBand,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFileDestination,
@@ -55,7 +56,10 @@ class LaplacianFusionAlgorithm(RsGeochemAlgorithm):
         'on quadratic terms and per-band hinges of the bands, ridge-fitted so that the features averaged '
         'over each coarse cell (or smoothed by the pyramid when the grids are not aligned) predict the '
         'grid: it follows nonlinear band-content relations and mixed pixels, where pyDMS (Gao et al. 2012) '
-        'uses regression trees fitted on cell means. With it, coherent mode writes F and puts the grid '
+        'uses regression trees fitted on cell means. In coherent mode F is by default averaged with a '
+        'local regression (Blend in a local regression: geographically weighted, Fotheringham et al. '
+        '2002), so the relation may change across the map as with pyDMS\'s moving windows. With it, '
+        'coherent mode writes F and puts the grid '
         'back by residual correction (at least one pass); paper mode gives F + grid high. It learns from '
         'the coarse cells: with fewer than 20 cells inside the image per feature (B + B(B+1)/2 + 5B '
         'features for B bands: 140 for one band, 480 for three) the noise ridge is used instead and the '
@@ -63,10 +67,11 @@ class LaplacianFusionAlgorithm(RsGeochemAlgorithm):
         'and adds the cubic-resampled residual, so the result reproduces the input grid when averaged. '
         'Accuracy (Wald protocol, a band block-averaged 4× and fused back, RMSE in DN; make bench): '
         'Sentinel-2 B4 from B2, B3, B8 at 10 m: cubic resampling 149, paper configuration (paper mode, '
-        'least squares) 113, noise ridge with one residual pass 61, the defaults 52, pyDMS 59-65, Orfeo '
-        'ToolBox Pansharpening rcs 67; Landsat 5 TM B7 from B1-B5 at 30 m: cubic 2.41, paper 1.56, noise '
-        'ridge 1.13, defaults 1.01, pyDMS 1.03-1.05, OTB rcs 1.55. K-means clusters (4) did not improve '
-        'the defaults there. Works block by block: memory does not grow with the raster size.')
+        'least squares) 113, noise ridge with one residual pass 61, nonlinear without the local '
+        'regression 52, the defaults 46.5, pyDMS 59-64, Orfeo ToolBox Pansharpening rcs 67; Landsat 5 TM '
+        'B7 from B1-B5 at 30 m: cubic 2.41, paper 1.56, noise ridge 1.13, nonlinear without the local '
+        'regression 1.01, defaults 0.97, pyDMS 1.03-1.05, OTB rcs 1.55. K-means clusters (4) did not '
+        'improve the defaults there. Works block by block: memory does not grow with the raster size.')
 
     INPUT_GEOCHEM = 'INPUT_GEOCHEM'
     GEOCHEM_BAND = 'GEOCHEM_BAND'
@@ -91,6 +96,7 @@ class LaplacianFusionAlgorithm(RsGeochemAlgorithm):
     REFERENCE_R = 'REFERENCE_R'
     REFERENCE_R_CUBIC = 'REFERENCE_R_CUBIC'
     CLUSTER_BANDS = 'CLUSTER_BANDS'
+    LOCAL_REGRESSION = 'LOCAL_REGRESSION'
 
     MODE_LABELS = ('Paper: fused = regressed low frequency + injected high frequency',
                    'Coherent: fused = measured grid + injected image detail')
@@ -182,6 +188,16 @@ class LaplacianFusionAlgorithm(RsGeochemAlgorithm):
                  'raw bands that separate geological units as the paper does, while the regression uses '
                  'the Image bands (e.g. PC2). Empty: the regression bands. They should have data wherever '
                  'the Image bands do.')
+        self.add(QgsProcessingParameterBoolean(self.LOCAL_REGRESSION,
+                                               self.tr('Blend in a local regression (nonlinear, coherent)'),
+                                               True),
+                 'With the Nonlinear regression in Coherent mode: average its prediction with a '
+                 'geographically weighted linear regression of the grid on the bands and their 5×5-smoothed '
+                 'values, fitted at every coarse cell on the cells around it, so the band-content relation '
+                 'may change across the map (its bandwidth and ridge penalty are chosen by leave-one-out '
+                 'cross-validation on the cells; see the log). Off: the global regression alone, as before. '
+                 'Grids with more than about 20 million / (2 × bands + 1)² cells use the global regression '
+                 'alone (the log says so).')
         self.addOutput(QgsProcessingOutputNumber(self.COHERENCE_RMSE, self.tr('Coherence RMSE')))
         self.addOutput(QgsProcessingOutputNumber(self.REFERENCE_R, self.tr('Correlation with the reference')))
         self.addOutput(QgsProcessingOutputNumber(self.REFERENCE_R_CUBIC,
@@ -198,7 +214,8 @@ class LaplacianFusionAlgorithm(RsGeochemAlgorithm):
             min_cluster_pixels=self.parameterAsInt(parameters, self.MIN_CLUSTER_PIXELS, context),
             seed=self.parameterAsInt(parameters, self.SEED, context),
             memory_mb=self.block_memory(parameters, context),
-            cluster_bands=tuple(self.parameterAsInts(parameters, self.CLUSTER_BANDS, context)))
+            cluster_bands=tuple(self.parameterAsInts(parameters, self.CLUSTER_BANDS, context)),
+            local=self.parameterAsBool(parameters, self.LOCAL_REGRESSION, context))
 
     def _optional_raster(self, parameters, key, context):
         if self.parameterAsRasterLayer(parameters, key, context) is None:

@@ -32,6 +32,7 @@ from qgis.core import (  # noqa: E402 - after the hash seed
     QgsProcessingModelChildParameterSource,
     QgsProcessingModelOutput,
     QgsProcessingModelParameter,
+    QgsProcessingParameterBand,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSource,
@@ -444,6 +445,16 @@ def geochem_fusion(registry):
     add(number('CLUSTERS', 'K-means clusters (1 = global regression)', number.Type.Integer, 1, False, 1, 50),
         '1: one global regression (paper\'s global mode); 2 or more: one regression per cluster of '
         'the image (the paper\'s local mode).')
+    add(QgsProcessingParameterBand('CLUSTER_BANDS', 'Principal components for the K-means clusters', None,
+                                   'IMAGE', optional=True, allowMultiple=True),
+        'Components (by number: the band list of the image stands for components 1, 2, ...) the K-means '
+        'clusters (2 or more) group pixels by, e.g. 1-3 to separate geological units as the paper does, '
+        'while the regression uses the Principal component above. Empty: that component. A number beyond '
+        'the components the PCA keeps is refused.')
+    add(QgsProcessingParameterBoolean('LOCAL_REGRESSION', 'Blend in a local regression', True),
+        'With the nonlinear regression in coherent mode: average it with a geographically weighted linear '
+        'regression fitted at every coarse cell (see "Laplacian pyramid fusion"). Off: the global '
+        'regression alone.')
     add(number('RESIDUAL_ITERATIONS', 'Residual correction passes', number.Type.Integer, 1, False, 0, 10),
         'Passes that average the fused map onto the coarse cells and add back the cubic-resampled '
         'residual, so the map reproduces the grid (0: the paper; the nonlinear regression in coherent '
@@ -474,7 +485,8 @@ def geochem_fusion(registry):
         'BANDS': FromParameter('COMPONENT'), 'MASK': FromParameter('MASK'), 'MODE': FromParameter('MODE'),
         'REGRESSION': FromParameter('REGRESSION'), 'CLUSTERS': FromParameter('CLUSTERS'),
         'RESIDUAL_ITERATIONS': FromParameter('RESIDUAL_ITERATIONS'), 'LEVELS': FromParameter('LEVELS'),
-        'REFERENCE': FromParameter('REFERENCE')},
+        'REFERENCE': FromParameter('REFERENCE'), 'CLUSTER_BANDS': FromParameter('CLUSTER_BANDS'),
+        'LOCAL_REGRESSION': FromParameter('LOCAL_REGRESSION')},
         {'OUTPUT': Output('fused_map', 'Fused content map',
                           'The coarse grid sharpened with the image, on the image grid.', mandatory=True),
          'OUTPUT_TABLE': Output('coefficients', 'Regression coefficients',

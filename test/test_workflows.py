@@ -291,6 +291,7 @@ def test_geochem_fusion_through_processing_run(qgis_app, tmp_path):
     parameters = {'IMAGE': str(SAMPLE / 'gf2like_surface_reflectance.tif'),
                   'SAMPLES': str(SAMPLE / 'simulated_cu_survey_250m.gpkg'), 'FIELD': 'cu_ppm',
                   'CELL_SIZE': 250.0, 'MODE': 0, 'REGRESSION': 0, 'RESIDUAL_ITERATIONS': 0, 'CLUSTERS': 3,
+                  'CLUSTER_BANDS': [1],         # clusters of PC1 while the regression uses PC2
                   **outputs('geochemfusion', tmp_path),
                   'laplacianfusion:coefficients': str(tmp_path / 'coefficients.csv')}
     results, loaded = run_as_in_the_toolbox('geochemfusion', parameters, list(LAYER_OUTPUTS['geochemfusion']))

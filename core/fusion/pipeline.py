@@ -21,7 +21,9 @@ features fitted on cell averages (or the pyramid's low frequency); coherent mode
 the residual passes (at least one) put the grid back: fused = F + cubic(coarse − cell means of F),
 the detail being F less what the grid can hold, measured the way the grid was made (cell means
 resampled by cubic convolution), which beat the pyramid's low frequency on the Wald benchmarks.
-Paper mode with it: fused = F + Geo_H.
+Paper mode with it: fused = F + Geo_H. In coherent mode F is by default the average of that
+regression and a local (geographically weighted) one fitted on the cell means of the bands and
+their level-1 low frequency over the whole grid (collect_cell_grid, core.fusion.model.LocalModel).
 
 Optional residual correction (in the spirit of pyDMS, Gao et al. 2012, Remote Sens. 4(11)):
 the fused map is averaged onto the coarse grid, the residual coarse − average is resampled by
@@ -44,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..dependencies import require
 from ..errors import InputError
 from ..metrics import PairStats
 from ..raster.blockio import (
@@ -68,7 +71,15 @@ from .grid import (
     single_band_vrt,
     warp_to_grid,
 )
-from .model import ESTIMATORS, MIN_CELLS_PER_FEATURE, Basis, basis_size, fit_model
+from .model import (
+    ESTIMATORS,
+    MIN_CELLS_PER_FEATURE,
+    Basis,
+    basis_size,
+    fit_local,
+    fit_model,
+    local_fit_bytes,
+)
 
 MODES = ('paper', 'coherent')
 WORKERS = 2
@@ -93,6 +104,7 @@ class FusionSettings:
     seed: int = 1
     memory_mb: int = DEFAULT_MEMORY_MB
     cluster_bands: tuple = ()     # 1-based image bands the K-means clusters use; () = the regression's
+    local: bool = True            # blend in a local regression (nonlinear estimator, coherent mode)
 
 
 @dataclass
@@ -155,10 +167,15 @@ def _decompose(blocks, window, levels, fine_detail=False):
     valid = window.core(read_valid) & np.isfinite(low[-1])
     if not fine_detail:
         return values, low, valid
+    return values, low, valid, values[:-1] - _context(stack, read_valid, window)
+
+
+def _context(stack, read_valid, window):
+    """Level-1 low frequency of the image bands of `stack` (the grid last) at the window's own rows:
+    the finest detail's complement, and the local regression's spatial context (core.fusion.model)."""
     top, bottom = min(window.top, pyramid.halo(1)), min(window.bottom, pyramid.halo(1))
     rows = slice(window.top - top, window.top + window.rows + bottom)
-    low_1, _ = pyramid.lowpass(stack[:-1, rows], read_valid[rows], 1, top, bottom)
-    return values, low, valid, values[:-1] - low_1
+    return pyramid.lowpass(stack[:-1, rows], read_valid[rows], 1, top, bottom)[0]
 
 
 def _strip_windows(height, strip_rows, strips, halo):
@@ -262,10 +279,75 @@ def collect_cell_sample(blocks, grids, settings, basis, cancel=None):
     return {'basis': basis, **{name: column.astype(np.float64) for name, column in zip(names, columns_)}}
 
 
-def fuse_pixels(values, low, labels, model, mode):
-    """Fused values: values/low (bands + 1, ...) with the grid last, labels (...) cluster indices."""
+def cell_position(coarse, image):
+    """(row scale, row shift, column scale, column shift): the centre of fine pixel (i, j) lies at
+    coarse pixel coordinates ((i + ½)·row scale + row shift, (j + ½)·column scale + column shift);
+    both grids north-up in one CRS (core.fusion.grid.prepare_grids)."""
+    coarse_x, coarse_width, _, coarse_y, _, coarse_height = coarse.geotransform
+    fine_x, fine_width, _, fine_y, _, fine_height = image.geotransform
+    return (fine_height / coarse_height, (fine_y - coarse_y) / coarse_height,
+            fine_width / coarse_width, (fine_x - coarse_x) / coarse_width)
+
+
+def _overlaps(start, count, scale, shift, cells):
+    """Sparse (count × cells) matrix of the fraction of each fine pixel start..start + count lying in
+    each coarse cell 0..cells along one axis (cell_position's scale and shift for that axis)."""
+    sparse = require('scipy.sparse')
+    edges = np.arange(start, start + count + 1) * scale + shift
+    low, high = edges[:-1], edges[1:]
+    first = np.floor(low).astype(int)
+    pixels, touched, weights = [], [], []
+    for step in range(int(math.ceil(scale)) + 1):       # a pixel touches at most ceil(scale) + 1 cells
+        cell = first + step
+        weight = (np.minimum(cell + 1, high) - np.maximum(cell, low)) / scale
+        keep = (weight > 1e-9) & (cell >= 0) & (cell < cells)
+        pixels.append(np.flatnonzero(keep))
+        touched.append(cell[keep])
+        weights.append(weight[keep])
+    return sparse.csr_matrix((np.concatenate(weights), (np.concatenate(pixels), np.concatenate(touched))),
+                             shape=(count, cells))
+
+
+def collect_cell_grid(blocks, grids, settings, cancel=None):
+    """Pass 1c of the local regression (core.fusion.model.fit_local), over the whole image: the
+    area-weighted mean of the image bands and of their context (_context) over each coarse cell
+    (a pixel split by a cell edge counts in each cell by its area there, as GDAL's 'average'
+    resampling), with the grid's values; (means (2·bands, H, W), grid values (H, W)), NaN where a
+    cell is not wholly inside the image or holds part of an invalid pixel."""
+    row_scale, row_shift, column_scale, column_shift = cell_position(grids.coarse, grids.image)
+    height, width = grids.coarse.height, grids.coarse.width
+    by_column = _overlaps(0, grids.image.width, column_scale, column_shift, width).T.tocsr()
+    bands = len(blocks.paths[1])
+    sums = np.zeros((2 * bands + 2, height, width))       # the values, then valid and invalid area
+    halo = pyramid.halo(1)
+    block_rows = rows_per_block(grids.image.width, (3 * bands + 2) * BYTES_PER_BAND_PIXEL, settings.memory_mb,
+                                halo)
+    for window in block_windows(grids.image.height, block_rows, halo):
+        check_cancel(cancel)
+        stack, read_valid = blocks.read(window)
+        values = np.concatenate([window.core(stack)[:-1], _context(stack, read_valid, window)])
+        good = window.core(read_valid) & np.isfinite(values).all(axis=0)
+        touched = np.floor(np.array([window.row, window.row + window.rows]) * row_scale + row_shift)
+        first, last = max(int(touched[0]), 0), min(int(touched[1]), height - 1)
+        if first > last:
+            continue
+        by_row = _overlaps(window.row, window.rows, row_scale, row_shift - first, last - first + 1).T.tocsr()
+        layers = [np.where(good, band_values, 0.0) for band_values in values] + [good, ~good]
+        for index, layer in enumerate(layers):
+            sums[index, first:last + 1] += by_row @ (by_column @ np.asarray(layer, np.float64).T).T
+    rows, columns = covered_rows_and_columns(grids.coarse, grids.image)
+    whole = (sums[-2] > 0) & (sums[-1] < 1e-6) & rows[:, None] & columns[None, :]
+    with np.errstate(invalid='ignore', divide='ignore'):
+        means = np.where(whole, sums[:-2] / sums[-2], np.nan)
+    target = RasterReader(grids.coarse_path, KEYS['geo']).read(Window(0, height), [1], np.float64)
+    return means, target.filled(np.nan)[0]
+
+
+def fuse_pixels(values, low, labels, model, mode, local_inputs=None):
+    """Fused values: values/low (bands + 1, ...) with the grid last, labels (...) cluster indices;
+    `local_inputs` those of the model's local regression (FusionModel.predict)."""
     if model.basis is not None:  # nonlinear regression F(MS): coherent by the residual passes
-        fitted = model.predict(values[:-1], labels)
+        fitted = model.predict(values[:-1], labels, local_inputs)
         return fitted + (values[-1] - low[-1]) if mode == 'paper' else fitted   # F + Geo_H, or F
     def per_pixel(coefficients):
         return coefficients[0] if len(coefficients) == 1 else coefficients[labels]
@@ -283,13 +365,19 @@ def fuse_pixels(values, low, labels, model, mode):
 
 
 def _apply_block(blocks, window, levels, model, mode):
-    if model.basis is not None and mode == 'coherent':   # F(MS) is per pixel: no pyramid needed
+    local_inputs = None
+    if model.local is not None:   # the local regression needs the bands' context: a halo of halo(1)
+        stack, read_valid = blocks.read(window)
+        values, valid, low = window.core(stack), window.core(read_valid), None
+        rows, columns = np.arange(window.row, window.row + window.rows), np.arange(values.shape[-1])
+        local_inputs = (_context(stack, read_valid, window), rows, columns)
+    elif model.basis is not None and mode == 'coherent':   # F(MS) is per pixel: no pyramid needed
         values, valid = blocks.read(Window(window.row, window.rows))
         low = None
     else:
         values, low, valid = _decompose(blocks, window, levels)
     labels = model.labels(blocks.cluster_values(window, values[:-1]))
-    fused = fuse_pixels(values, low, labels, model, mode)
+    fused = fuse_pixels(values, low, labels, model, mode, local_inputs)
     fused[~valid] = np.nan
     clusters = (labels + 1).astype(np.float32)
     clusters[~valid] = np.nan
@@ -511,6 +599,21 @@ def _enough_cells(settings, grids, band_count, warnings):
     return replace(settings, estimator='noise')
 
 
+def _local_model(blocks, grids, settings, band_count, warnings, cancel):
+    """The local regression blended with the nonlinear one in coherent mode, or None (other
+    settings, or a grid whose local fit would not fit in the block memory)."""
+    if not (settings.local and settings.estimator == 'nonlinear' and settings.mode == 'coherent'):
+        return None
+    cells = grids.coarse.width * grids.coarse.height
+    if local_fit_bytes(cells, band_count) > settings.memory_mb * 2 ** 20:
+        warnings.append(f'the local regression of a grid of {cells} cells needs more than the block memory '
+                        f'({settings.memory_mb} MB): the global regression was used alone; raise the block '
+                        'memory to use it.')
+        return None
+    return fit_local(*collect_cell_grid(blocks, grids, settings, cancel),
+                     cell_position(grids.coarse, grids.image))
+
+
 def fuse(geo_path, geo_band, image_path, bands, fused_path, clusters_path=None, mask_path=None,
          reference_path=None, reference_band=1, settings=None, log=print, progress=None,
          cancel=None):
@@ -536,6 +639,10 @@ def fuse(geo_path, geo_band, image_path, bands, fused_path, clusters_path=None, 
                           or collect_basis_sample(blocks, grids.image, levels, settings, basis, cancel))
         model = fit_model(sample, names, settings.clusters, settings.min_cluster_pixels, settings.seed,
                           KEYS['bands'], KEYS['clusters'], KEYS['geo'], settings.estimator)
+        model.local = _local_model(blocks, grids, settings, len(bands), warnings, cancel)
+        if model.local:
+            log(f'local regression: bandwidth {model.local.bandwidth:g} cells, penalty '
+                f'{model.local.penalty:g}, leave-one-out RMSE on the cells {model.local.cv_rmse:.4g}')
         warnings += model.warnings
         preview = _Preview(grids.image, ('fused', 'cubic', 'clusters'))
         iterations = settings.residual_iterations
