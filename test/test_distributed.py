@@ -13,12 +13,16 @@ from osgeo import gdal
 from factories import make_grid, write_test_raster
 from paths import CHECKOUT, PLUGIN_PATH
 from rsgeochem.core.anomalies import areas
+from rsgeochem.core.anomalies.fractal import concentration_area
 from rsgeochem.core.distributed import steps
+from rsgeochem.core.distributed.__main__ import main as cli_main
+from rsgeochem.core.distributed.inputs import calibration_coefficients, kriging_inputs
 from rsgeochem.core.distributed.manifest import MANIFEST_NAME
 from rsgeochem.core.distributed.runner import ClusterRun, tiles_folder
+from rsgeochem.core.distributed.workflow import RareEarthSettings, rare_earth_workflow
 from rsgeochem.core.errors import CancelledError, InputError
-from rsgeochem.core.geostat.kriging import prepare_samples
-from rsgeochem.core.geostat.kriging_grid import krige_grid
+from rsgeochem.core.geostat.kriging import fit_for_samples, prepare_samples
+from rsgeochem.core.geostat.kriging_grid import DriftRasters, krige_grid
 from rsgeochem.core.geostat.variogram import VariogramModel
 from rsgeochem.core.imagery import indices
 from rsgeochem.core.imagery.calibration import calibrate_raster
@@ -293,3 +297,77 @@ def test_command_line_runs_a_step_on_the_cluster(tmp_path, scheduler):
                              env=dict(os.environ, PYTHONPATH=str(PLUGIN_PATH)), capture_output=True,
                              text=True, timeout=120)
     assert missing.returncode == 2 and 'BANDS: band(s) [9] do not exist' in missing.stderr
+
+
+def test_rare_earth_workflow_on_the_cluster_matches_the_local_steps_and_resumes(tmp_path, scheduler):
+    """The workflow's block-wise steps, interrupted in step 3 and started again, give each output of
+    the core functions run one after another on whole rasters."""
+    samples_path, field = str(SAMPLE / 'simulated_re2o3_samples.gpkg'), 're2o3_pct'
+    esun = '1944.98,1854.42,1542.87,1080.97'
+    settings = RareEarthSettings(DN, ','.join(map(str, GAINS)), esun, samples_path, field, CNN,
+                                 str(tmp_path / 'run'), metadata=str(SAMPLE / 'gf2like_pms1_dn.xml'),
+                                 mask_vegetation=True, indices=('gf2_ndvi',))
+    finished = []
+    interrupted = ClusterRun(scheduler, TILE, progress=finished.append, cancel=lambda: len(finished) >= 56)
+    with pytest.raises(CancelledError):  # 16 calibration, 16 histogram, 16 subtraction, 8 mask tiles
+        rare_earth_workflow(interrupted, settings, report=lambda text: None)
+    run = ClusterRun(scheduler, TILE)
+    out, reused = rare_earth_workflow(run, settings, report=lambda text: None)
+    assert reused == ['dark_objects']
+    assert run.stats['skipped'] >= 2 * 16 + 8 and run.stats['tiles'] == 6 * 16
+
+    local = tmp_path / 'local'
+    local.mkdir()
+    a, b, descriptions = calibration_coefficients(DN, 'gf2_pms1', '', settings.metadata, settings.gains, '',
+                                                  settings.esun)
+    calibrate_raster(DN, local / 'toa.tif', a, b, descriptions)
+    assert_identical(local / 'toa.tif', out['toa_reflectance'])
+    objects = dark_objects(read_histogram(local / 'toa.tif'), 1000, 0.01)
+    names = raster_info(out['surface_reflectance']).descriptions
+    path_values = [path_reflectance(obj.value, 1.0) for obj in objects]
+    subtract_raster(local / 'toa.tif', local / 'sr.tif', path_values, 1.0, names)
+    assert_identical(local / 'sr.tif', out['surface_reflectance'])
+    write_surface_mask(local / 'sr.tif', local / 'mask.tif', {'green': 2, 'red': 3, 'nir': 4},
+                       {'ndvi_threshold': 0.3, 'ndwi_threshold': 0.0, 'nir_water_threshold': 0.07})
+    assert_identical(local / 'mask.tif', out['surface_mask'])
+    assert raster_info(out['indices']).descriptions == ('NDVI (B4-B3)/(B4+B3)',)
+
+    grid, samples = kriging_inputs(samples_path, field, local / 'sr.tif')
+    model = fit_for_samples(samples, 'auto', n_neighbours=32).model
+    krige_grid(samples, model, grid, local / 'kriged.tif', local / 'variance.tif', None, 32)
+    assert_identical(local / 'kriged.tif', out['kriged'])
+    assert_identical(local / 'variance.tif', out['kriging_variance'])
+    apply_model(local / 'sr.tif', CNN, local / 'map.tif', [1, 2, 3, 4], local / 'mask.tif', minimum=0.0)
+    assert_identical(local / 'map.tif', out['predicted_map'])
+
+    content = areas.ValueSource(str(local / 'map.tif'), 1, str(local / 'mask.tif'))
+    statistics = areas.raster_statistics(content)
+    thresholds = json.loads((tmp_path / 'run' / 'workflow.json').read_text())['anomaly_thresholds']['value']
+    assert thresholds['median + 2 MAD'] == areas.median_mad_threshold(statistics, 2.0)
+    assert thresholds['95th percentile'] == areas.percentile_threshold(statistics, 95.0)
+    mean_sd = areas.mean_sd_threshold(statistics, 2.0)
+    np.testing.assert_allclose(thresholds['mean + 2 SD'], mean_sd, rtol=1e-12)  # moments merged otherwise
+    fractal = concentration_area(statistics.log_edges, statistics.log_counts, statistics.pixel_area, 3)
+    assert thresholds['C-A fractal, 3 segments'] == fractal.threshold
+
+
+def test_command_line_kriging_with_drift_rasters(tmp_path, scheduler, test_data):
+    """Universal Kriging with an external drift raster from the command line, on the cluster."""
+    meuse = test_data / 'meuse'
+    sqrt_dist = str(tmp_path / 'sqrtdist.tif')
+    gdal.Translate(sqrt_dist, str(meuse / 'meuse_grid_covariates.tif'), bandList=[2])
+    grid, samples = kriging_inputs(meuse / 'meuse.gpkg', 'zinc', None, [sqrt_dist], log_transform=True)
+    assert samples.drift.shape == (len(samples), 1)
+    model = VariogramModel('exponential', 0.05, 0.2, 900.0)
+    drift = DriftRasters([sqrt_dist], grid)
+    krige_grid(samples, model, grid, tmp_path / 'local.tif', None, drift, 16)
+    code = cli_main(['--scheduler', scheduler, '--tile-size', '32', 'kriging', '--samples',
+                     str(meuse / 'meuse.gpkg'), '--field', 'zinc', '--log', '--drift', sqrt_dist,
+                     '--variogram', 'exponential', '--nugget', '0.05', '--sill', '0.2', '--range', '900',
+                     '--neighbours', '16', '--output', str(tmp_path / 'cli.vrt')])
+    assert code == 0
+    assert_identical(tmp_path / 'local.tif', tmp_path / 'cli.vrt')
+    ordinary = tmp_path / 'ordinary.tif'  # the drift changes the map
+    krige_grid(kriging_inputs(meuse / 'meuse.gpkg', 'zinc', sqrt_dist, log_transform=True)[1], model, grid,
+               ordinary, None, None, 16)
+    assert not np.array_equal(pixels(ordinary), pixels(tmp_path / 'cli.vrt'), equal_nan=True)

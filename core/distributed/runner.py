@@ -20,7 +20,7 @@ from ..errors import InputError
 from ..raster.blockio import GTIFF_OPTIONS, check_cancel, remove_quietly
 from ..raster.scratch import scratch_folder
 from ..version import PLUGIN_ROOT
-from .manifest import Manifest, file_sha256, fingerprint, input_stamp
+from .manifest import MANIFEST_NAME, Manifest, file_sha256, fingerprint, input_stamp, recorded_stamp
 from .tiles import DEFAULT_TILE_SIZE, tile_layout, tile_size_for
 
 gdal.UseExceptions()
@@ -50,13 +50,23 @@ class ClusterRun:
     progress: object = None
     cancel: object = None
     upload: bool = False  # send this plugin's core to the workers (Client.upload_file) before the run
-    stats: dict = field(default_factory=dict)  # filled by a run: tiles, computed, skipped
+    stats: dict = field(default_factory=dict)  # tiles, computed, skipped: summed over the steps run
 
 
 def tiles_folder(output_path):
     """Where the tiles and the manifest of an output live: "<output without suffix>.tiles"."""
     path = Path(output_path)
     return path.with_name(f'{path.stem}.tiles')
+
+
+def input_version(path):
+    """input_stamp of an input; for the .vrt output of an earlier tiled run (e.g. the step before in
+    a workflow) its manifest's record of the tiles, since its VRT file is rewritten on every run and
+    its tiles only when their data change."""
+    manifest = tiles_folder(path) / MANIFEST_NAME
+    if Path(path).suffix.lower() == '.vrt' and manifest.is_file():
+        return recorded_stamp(manifest)
+    return input_stamp(path)
 
 
 def tile_path(folder, key, tile):
@@ -229,7 +239,8 @@ def run_tasks(client, task, tiles, manifest, parameters, run):
             todo.append(tile)
         else:
             results[tile.name] = recorded
-    run.stats.update(tiles=len(tiles), skipped=len(results), computed=len(todo))
+    for key, count in (('tiles', len(tiles)), ('skipped', len(results)), ('computed', len(todo))):
+        run.stats[key] = run.stats.get(key, 0) + count  # summed over the steps of a workflow
 
     def finished(name, result):
         manifest.record(name, result)
@@ -350,9 +361,9 @@ def run_step(run, task, grid, parameters, inputs, outputs, description, halo=0, 
     folder = tiles_folder(first_output)
     size = tile_size_for(run.tile_size, multiple)
     tiles = tile_layout(grid, size, halo)
+    versions = [[key, str(path), input_version(path)] for key, path in inputs]
     run_fingerprint = fingerprint({'task': task.__name__, 'grid': grid, 'tile_size': size, 'halo': halo,
-                                   'parameters': description,
-                                   'inputs': [[key, str(path), input_stamp(path)] for key, path in inputs]})
+                                   'parameters': description, 'inputs': versions})
     manifest = Manifest(folder, run_fingerprint)
     with connect(run.scheduler, run.upload) as client:
         if client is not None:
