@@ -9,3 +9,6 @@ def plugin_version():
     parser = configparser.ConfigParser(interpolation=None)
     parser.read(PLUGIN_ROOT / 'metadata.txt', encoding='utf-8')
     return parser.get('general', 'version')
+
+
+VERSION = plugin_version()  # for the worker package's build (pyproject.toml reads it)
