@@ -65,6 +65,11 @@ def timed(function, *args):
     return round(time.perf_counter() - started, 2)
 
 
+def load_average():
+    """The machine's 1-minute load average (other jobs on the 2 cores make the ratios noisy)."""
+    return round(os.getloadavg()[0], 2)
+
+
 def identical(a, b):
     return bool(np.array_equal(gdal.Open(str(a)).ReadAsArray(), gdal.Open(str(b)).ReadAsArray()))
 
@@ -84,7 +89,8 @@ def run(work_dir):
     result = {'scene': f'{SCENE[0]} x {SCENE[1]} x 4', 'cores': os.cpu_count(),
               'kriging': f'{N_SAMPLES} samples, {NEIGHBOURS} neighbours, prediction only'}
     for name, (local, tiled) in jobs.items():
-        numbers = {'local_seconds': timed(local, work_dir / f'{name}_local.tif')}
+        numbers = {'load_before_local': load_average(),
+                   'local_seconds': timed(local, work_dir / f'{name}_local.tif')}
         for workers in (1, 2):
             with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                           dashboard_address=':0') as cluster, \
@@ -93,10 +99,12 @@ def run(work_dir):
                     client.run(importlib.import_module, module)
                 out = work_dir / f'{name}_{workers}w.vrt'
                 run_on = ClusterRun(cluster.scheduler_address)
+                numbers[f'load_before_workers_{workers}'] = load_average()
                 numbers[f'workers_{workers}_seconds'] = timed(tiled, run_on, out)
                 numbers[f'workers_{workers}_identical'] = identical(work_dir / f'{name}_local.tif', out)
         numbers['ratio_2_workers'] = round(numbers['workers_2_seconds'] / numbers['local_seconds'], 3)
         numbers['ratio_1_worker'] = round(numbers['workers_1_seconds'] / numbers['local_seconds'], 3)
         result[name] = numbers
     result['ratio'] = result['applyinversionmodel']['ratio_2_workers']
+    result['load_after'] = load_average()
     return result
