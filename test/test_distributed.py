@@ -14,6 +14,7 @@ from factories import make_grid, write_test_raster
 from paths import CHECKOUT, PLUGIN_PATH
 from rsgeochem.core.anomalies import areas
 from rsgeochem.core.anomalies.fractal import concentration_area
+from rsgeochem.core.distributed import fusion as distributed_fusion
 from rsgeochem.core.distributed import steps
 from rsgeochem.core.distributed.__main__ import main as cli_main
 from rsgeochem.core.distributed.inputs import calibration_coefficients, kriging_inputs
@@ -21,6 +22,8 @@ from rsgeochem.core.distributed.manifest import MANIFEST_NAME
 from rsgeochem.core.distributed.runner import ClusterRun, tiles_folder
 from rsgeochem.core.distributed.workflow import RareEarthSettings, rare_earth_workflow
 from rsgeochem.core.errors import CancelledError, InputError
+from rsgeochem.core.fusion import pipeline
+from rsgeochem.core.fusion.pipeline import FusionSettings
 from rsgeochem.core.geostat.kriging import fit_for_samples, prepare_samples
 from rsgeochem.core.geostat.kriging_grid import DriftRasters, krige_grid
 from rsgeochem.core.geostat.variogram import VariogramModel
@@ -371,3 +374,57 @@ def test_command_line_kriging_with_drift_rasters(tmp_path, scheduler, test_data)
     krige_grid(kriging_inputs(meuse / 'meuse.gpkg', 'zinc', sqrt_dist, log_transform=True)[1], model, grid,
                ordinary, None, None, 16)
     assert not np.array_equal(pixels(ordinary), pixels(tmp_path / 'cli.vrt'), equal_nan=True)
+
+
+COARSE_CU = str(SAMPLE / 'simulated_cu_grid_250m.tif')  # 250 m cells over the 10 m sample image
+
+
+@pytest.mark.parametrize('aligned', [True, False])
+def test_fusion_matches_local(tmp_path, scheduler, aligned):
+    """Aligned: 9 x 9 cells, each 25 x 25 whole pixels of the 225 x 225 image (cell sums from the
+    tiles); not aligned: the cells overhang the image's edge (GDAL's average warp, as locally).
+    K-means clusters, a residual pass, tiles of 50 (or 37) rows, the local blocks at 36 MB, with
+    62-row halos."""
+    image, coarse = str(tmp_path / 'image.tif'), str(tmp_path / 'coarse.tif')
+    gdal.Translate(image, REFLECTANCE, srcWin=[0, 0, 225, 225] if aligned else [0, 0, 243, 233])
+    gdal.Translate(coarse, COARSE_CU, srcWin=[0, 0, 9, 9] if aligned else [0, 0, 10, 10])
+    settings = FusionSettings(clusters=3, residual_iterations=1, memory_mb=36)
+    pipeline.fuse(coarse, 1, image, [], tmp_path / 'local.tif', tmp_path / 'local_clusters.tif',
+                  settings=settings, log=lambda text: None)
+    run = ClusterRun(scheduler)
+    levels, model, warnings = distributed_fusion.fuse(run, coarse, 1, image, [], tmp_path / 'tiled.vrt',
+                                                      tmp_path / 'clusters.vrt', settings=settings,
+                                                      log=lambda text: None)
+    assert levels == 5 and len(model.fits) == 3
+    assert run.stats['tiles'] == (5 if aligned else 7) + 1  # the local blocks, then the residual pass
+    assert (tmp_path / 'tiled.fusion' / 'fused_0_mean.tif').exists() == aligned
+    assert_identical(tmp_path / 'local.tif', tmp_path / 'tiled.vrt')
+    assert_identical(tmp_path / 'local_clusters.tif', tmp_path / 'clusters.vrt')
+
+
+def test_fusion_survives_a_killed_worker_and_resumes(tmp_path, scheduler):
+    from dask_faults import KillWorkerOnTask
+    image, coarse = str(tmp_path / 'image.tif'), str(tmp_path / 'coarse.tif')
+    gdal.Translate(image, REFLECTANCE, srcWin=[0, 0, 225, 225])
+    gdal.Translate(coarse, COARSE_CU, srcWin=[0, 0, 9, 9])
+    settings = FusionSettings(residual_iterations=1, memory_mb=36)
+    pipeline.fuse(coarse, 1, image, [], tmp_path / 'local.tif', settings=settings, log=lambda text: None)
+    finished = []
+    interrupted = ClusterRun(scheduler, progress=finished.append, cancel=lambda: len(finished) >= 2)
+    with pytest.raises(CancelledError):
+        distributed_fusion.fuse(interrupted, coarse, 1, image, [], tmp_path / 'tiled.tif',
+                                settings=settings, log=lambda text: None)
+    flag = tmp_path / 'kill-once'
+    flag.touch()
+    with distributed.Client(scheduler) as client:
+        client.register_plugin(KillWorkerOnTask('fusion_task-r0000100', flag))
+        try:
+            run = ClusterRun(scheduler)
+            distributed_fusion.fuse(run, coarse, 1, image, [], tmp_path / 'tiled.tif', settings=settings,
+                                    log=lambda text: None)
+        finally:
+            client.unregister_worker_plugin(KillWorkerOnTask.name)
+        client.wait_for_workers(2)
+    assert not flag.exists()  # the worker was killed
+    assert run.stats['skipped'] >= 2
+    assert_identical(tmp_path / 'local.tif', tmp_path / 'tiled.tif')

@@ -349,9 +349,11 @@ def assemble(folder, tiles, results, key, output_path, descriptions, cog=False):
             remove_quietly(vrt)
 
 
-def run_step(run, task, grid, parameters, inputs, outputs, description, halo=0, multiple=1, check=None):
-    """Run `task` over the tiles of `grid` and assemble its outputs; returns the tile results.
-    `check(results)` may refuse the results (raise) before anything is assembled.
+def run_step(run, task, grid, parameters, inputs, outputs, description, halo=0, multiple=1, check=None,
+             tiles=None):
+    """Run `task` over the tiles of `grid` (`tiles`, or squares of the run's tile size with `halo`)
+    and assemble its outputs; returns the tile results. `check(results)` may refuse the results
+    (raise) before anything is assembled.
 
     `inputs` (parameter key, path) pairs are checked to be visible to the workers; `outputs` {key:
     (path, band descriptions)}; `description` (JSON-able, arrays allowed) identifies the parameters
@@ -360,9 +362,10 @@ def run_step(run, task, grid, parameters, inputs, outputs, description, halo=0, 
     first_output = next(iter(outputs.values()))[0]
     folder = tiles_folder(first_output)
     size = tile_size_for(run.tile_size, multiple)
-    tiles = tile_layout(grid, size, halo)
+    tiles = tiles or tile_layout(grid, size, halo)
     versions = [[key, str(path), input_version(path)] for key, path in inputs]
-    run_fingerprint = fingerprint({'task': task.__name__, 'grid': grid, 'tile_size': size, 'halo': halo,
+    windows = [(tile.col, tile.row, tile.cols, tile.rows, *tile.read_window) for tile in tiles]
+    run_fingerprint = fingerprint({'task': task.__name__, 'grid': grid, 'tiles': windows,
                                    'parameters': description, 'inputs': versions})
     manifest = Manifest(folder, run_fingerprint)
     with connect(run.scheduler, run.upload) as client:
