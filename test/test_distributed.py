@@ -428,3 +428,13 @@ def test_fusion_survives_a_killed_worker_and_resumes(tmp_path, scheduler):
     assert not flag.exists()  # the worker was killed
     assert run.stats['skipped'] >= 2
     assert_identical(tmp_path / 'local.tif', tmp_path / 'tiled.tif')
+
+
+def test_command_line_fusion(tmp_path, scheduler):
+    pipeline.fuse(COARSE_CU, 1, REFLECTANCE, [2, 3, 4], tmp_path / 'local.tif',
+                  settings=FusionSettings(memory_mb=36), log=lambda text: None)
+    code = cli_main(['--scheduler', scheduler, '--memory', '36', 'laplacianfusion', '--grid', COARSE_CU,
+                     '--image', REFLECTANCE, '--bands', '2,3,4', '--output', str(tmp_path / 'cli.tif')])
+    assert code == 0
+    assert_identical(tmp_path / 'local.tif', tmp_path / 'cli.tif')
+    assert sorted(path.name for path in tmp_path.iterdir()) == ['cli.tif', 'local.tif']  # no work files left

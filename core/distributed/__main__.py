@@ -3,6 +3,8 @@ on a Dask cluster, without QGIS.
 
     python -m rsgeochem.core.distributed --scheduler tcp://host:8786 applyinversionmodel \\
         --input /shared/scene_sr.tif --model /shared/re2o3.onnx --output /shared/re2o3.vrt
+    python -m rsgeochem.core.distributed --scheduler tcp://host:8786 laplacianfusion \\
+        --grid /shared/cu_grid.tif --image /shared/scene_sr.tif --output /shared/cu_fused.vrt
     python -m rsgeochem.core.distributed --scheduler tcp://host:8786 workflow --image /shared/dn.tif \\
         --gains 0.1322,0.155,0.1477,0.1613 --esun 1944.98,1854.42,1542.87,1080.97 \\
         --samples /shared/samples.gpkg --field RE2O3 --model /shared/re2o3.onnx --output-dir /shared/run
@@ -15,9 +17,12 @@ import argparse
 import sys
 
 from ..errors import CancelledError, InputError, MissingDependencyError
+from ..fusion.model import ESTIMATORS
+from ..fusion.pipeline import MODES, FusionSettings
 from ..imagery.calibration import QUANTITY_LABELS
 from ..imagery.sensors import SENSOR_IDS
 from ..raster.blockio import DEFAULT_MEMORY_MB
+from . import fusion as distributed_fusion
 from . import steps
 from .inputs import calibration_coefficients, kriging_inputs, variogram
 from .runner import ClusterRun
@@ -39,9 +44,17 @@ def spectral_indices(args, run):
         print(f'{name}: {count} valid pixels')
 
 
+def band_numbers(text, key):
+    """Band numbers of a comma-separated list ('' gives none)."""
+    try:
+        return [int(band) for band in text.split(',') if band.strip()]
+    except ValueError as error:
+        raise InputError(f'give band numbers separated by commas, e.g. 1,2,3 (not "{text}").', key) from error
+
+
 def inversion(args, run):
-    bands = [int(band) for band in args.bands.split(',')] if args.bands else None
-    result = steps.infer(run, args.input, args.model, args.output, bands, args.mask, args.memory)
+    result = steps.infer(run, args.input, args.model, args.output, band_numbers(args.bands, 'BANDS') or None,
+                         args.mask, args.memory)
     print(f'{result.predicted} pixels predicted, {result.nodata} nodata; bands {result.bands}')
 
 
@@ -56,6 +69,18 @@ def kriging(args, run):
     summary = steps.krige(run, samples, model, grid, args.output, args.variance, drift_paths, args.neighbours,
                           args.radius, args.block, args.memory)
     print(f'{summary.mode}: {summary.nodata_pixels} of {summary.pixels} pixels without prediction')
+
+
+def laplacian_fusion(args, run):
+    settings = FusionSettings(args.mode, args.clusters, args.regression, args.levels,
+                              args.residual_iterations, args.sample_size, args.min_cluster_pixels, args.seed,
+                              args.memory, tuple(band_numbers(args.cluster_bands, 'CLUSTER_BANDS')))
+    levels, model, warnings = distributed_fusion.fuse(
+        run, args.grid, args.grid_band, args.image, band_numbers(args.bands, 'BANDS'), args.output,
+        args.clusters_output, args.mask, settings)
+    print(f'{levels} pyramid level(s); regression R² {model.global_fit.r2:.3f} ({settings.estimator})')
+    for warning in warnings:
+        print(f'warning: {warning}', file=sys.stderr)
 
 
 def workflow(args, run):
@@ -125,8 +150,28 @@ def parser():
     step.add_argument('--neighbours', type=int, default=0)
     step.add_argument('--block', type=int, default=0, help='shared-neighbourhood block side (0: auto)')
     step.set_defaults(handler=kriging)
+    add_fusion(commands)
     add_workflow(commands)
     return main
+
+
+def add_fusion(commands):
+    defaults = FusionSettings()
+    step = commands.add_parser('laplacianfusion', help='Laplacian-pyramid regression fusion of a coarse '
+                               'geochemical grid with a fine image')
+    step.add_argument('--grid', required=True, help='coarse geochemical grid (raster)')
+    step.add_argument('--grid-band', type=int, default=1)
+    step.add_argument('--image', required=True, help='fine image; its grid is the output grid')
+    step.add_argument('--bands', default='', help='comma-separated regression bands (empty: all)')
+    step.add_argument('--output', required=True)
+    step.add_argument('--clusters-output', help='raster of the K-means cluster of each pixel')
+    step.add_argument('--mask', help='keep (1) / mask (0) raster on the image grid')
+    step.add_argument('--mode', choices=MODES, default=defaults.mode)
+    step.add_argument('--regression', choices=ESTIMATORS, default=defaults.estimator)
+    step.add_argument('--cluster-bands', default='', help='bands K-means uses (empty: the regression\'s)')
+    for name in ('clusters', 'levels', 'residual_iterations', 'sample_size', 'min_cluster_pixels', 'seed'):
+        step.add_argument(f'--{name.replace("_", "-")}', type=int, default=getattr(defaults, name))
+    step.set_defaults(handler=laplacian_fusion)
 
 
 def add_workflow(commands):

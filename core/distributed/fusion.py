@@ -10,6 +10,7 @@ output is the local run's, bit for bit.
 
 It uses the pipeline's block reader and per-block step (`_Blocks`, `_apply_block`, and its checks)
 until core.fusion offers a tile API (fit statistics per window, fuse a tile given the model)."""
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -167,6 +168,8 @@ def fuse(run, geo_path, geo_band, image_path, bands, fused_path, clusters_path=N
                       'description': p.description}
         run_step(run, residual_task, grids.image, parameters, [(KEYS['geo'], geo_path), (OUTPUT, first_path)],
                  {OUTPUT: (str(fused_path), [p.description])}, {'first': description, 'residual': residual})
+    if not run.keep_tiles and Path(fused_path).suffix.lower() != '.vrt':
+        shutil.rmtree(work, ignore_errors=True)  # kept for a .vrt output: a run again reuses its tiles
     return levels, model, warnings
 
 
