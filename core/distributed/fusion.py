@@ -65,12 +65,10 @@ class FusionTiles:
 def fusion_task(tile, folder, p):
     """Fused (and cluster) values of a tile's own rows by the pipeline's per-block step, and its
     coarse-cell sums."""
-    paths = [p.image_path, p.cubic_path] + ([p.mask_path] if p.mask_path else [])
-    with window_rasters(paths, tile.read_window) as windows:
-        blocks = pipeline._Blocks(windows[0], list(p.bands), windows[1],
-                                  windows[2] if p.mask_path else None, p.cluster_bands)
-        own_rows = Window(tile.top, tile.rows, tile.top, tile.bottom)   # in the window's rows
-        _, fused, clusters, _ = pipeline._apply_block(blocks, own_rows, p.levels, p.model, p.mode)
+    # a full-width strip: the block reader reads its rows (and halo) of the inputs themselves
+    blocks = pipeline._Blocks(p.image_path, list(p.bands), p.cubic_path, p.mask_path, p.cluster_bands)
+    _, fused, clusters, _ = pipeline._apply_block(blocks, Window(tile.row, tile.rows, tile.top, tile.bottom),
+                                                  p.levels, p.model, p.mode)
     grid = sub_grid(p.grid, 0, tile.row, tile.cols, tile.rows)
     written = [(OUTPUT, fused, p.description)] + ([(OUTPUT_CLUSTERS, clusters, 'cluster')] if p.with_clusters
                                                   else [])
