@@ -11,4 +11,9 @@ def plugin_version():
     return parser.get('general', 'version')
 
 
-VERSION = plugin_version()  # for the worker package's build (pyproject.toml reads it)
+def __getattr__(name):
+    """VERSION, read when asked (the worker package's build, pyproject.toml, reads it): not at import,
+    since a copy of the core sent to Dask workers as a zip has no metadata.txt file to read."""
+    if name == 'VERSION':
+        return plugin_version()
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
