@@ -52,8 +52,7 @@ def test_wheel_holds_the_core_with_the_plugin_version_and_pins(wheel):
 
 def test_installed_package_runs_a_step_from_the_command_line(wheel, tmp_path):
     target = tmp_path / 'site'
-    subprocess.run([sys.executable, '-m', 'pip', 'install', '--no-deps', '--quiet', '--target', str(target),
-                    str(wheel)], check=True, capture_output=True, timeout=120)
+    zipfile.ZipFile(wheel).extractall(target)  # what pip installs of a pure-Python wheel (no pip start-up)
     data = np.arange(2 * 40 * 50, dtype=np.float32).reshape(2, 40, 50) + 1
     dn = str(tmp_path / 'dn.tif')
     dataset = gdal.GetDriverByName('GTiff').Create(dn, 50, 40, 2, gdal.GDT_Float32)
