@@ -3,6 +3,7 @@ gives the local path's output bit for bit, also after a worker is killed mid-run
 interrupted run is restarted; paths the workers cannot see give an error naming the parameter."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -302,9 +303,9 @@ def test_command_line_runs_a_step_on_the_cluster(tmp_path, scheduler):
     assert missing.returncode == 2 and 'BANDS: band(s) [9] do not exist' in missing.stderr
 
 
-def test_rare_earth_workflow_on_the_cluster_matches_the_local_steps_and_resumes(tmp_path, scheduler):
-    """The workflow's block-wise steps, interrupted in step 3 and started again, give each output of
-    the core functions run one after another on whole rasters."""
+def test_rare_earth_workflow_on_the_cluster_matches_the_local_steps_and_resumes(tmp_path, scheduler, capsys):
+    """The workflow's block-wise steps, interrupted in step 3 and started again from the command
+    line, give each output of the core functions run one after another on whole rasters."""
     samples_path, field = str(SAMPLE / 'simulated_re2o3_samples.gpkg'), 're2o3_pct'
     esun = '1944.98,1854.42,1542.87,1080.97'
     settings = RareEarthSettings(DN, ','.join(map(str, GAINS)), esun, samples_path, field, CNN,
@@ -314,10 +315,18 @@ def test_rare_earth_workflow_on_the_cluster_matches_the_local_steps_and_resumes(
     interrupted = ClusterRun(scheduler, TILE, progress=finished.append, cancel=lambda: len(finished) >= 56)
     with pytest.raises(CancelledError):  # 16 calibration, 16 histogram, 16 subtraction, 8 mask tiles
         rare_earth_workflow(interrupted, settings, report=lambda text: None)
-    run = ClusterRun(scheduler, TILE)
-    out, reused = rare_earth_workflow(run, settings, report=lambda text: None)
-    assert reused == ['dark_objects']
-    assert run.stats['skipped'] >= 2 * 16 + 8 and run.stats['tiles'] == 6 * 16
+    capsys.readouterr()
+    assert cli_main(['--scheduler', scheduler, '--tile-size', str(TILE), 'workflow', '--image', DN,
+                     '--metadata', settings.metadata, '--gains', settings.gains, '--esun', esun, '--samples',
+                     samples_path, '--field', field, '--model', CNN, '--output-dir', settings.output_dir,
+                     '--mask-vegetation', '--indices', 'gf2_ndvi']) == 0
+    printed = capsys.readouterr().out
+    assert 'reused from the earlier run: dark_objects (and the complete tiles)' in printed
+    computed, skipped = (int(v) for v in re.search(r'(\d+) tiles computed, (\d+) reused', printed).groups())
+    assert skipped >= 2 * 16 + 8 and computed + skipped == 6 * 16
+    out = {name: str(tmp_path / 'run' / f'{name}.vrt') for name in (
+        'toa_reflectance', 'surface_reflectance', 'surface_mask', 'indices', 'kriged', 'kriging_variance',
+        'predicted_map')}
 
     local = tmp_path / 'local'
     local.mkdir()
