@@ -33,7 +33,7 @@ from rsgeochem.core.imagery.calibration import calibrate_raster
 from rsgeochem.core.imagery.darkobject import dark_objects, path_reflectance, read_histogram, subtract_raster
 from rsgeochem.core.imagery.mask import PolygonBurner, write_surface_mask
 from rsgeochem.core.inversion.inference import apply_model
-from rsgeochem.core.raster.blockio import raster_info
+from rsgeochem.core.raster.blockio import Grid, raster_info, write_raster
 
 distributed = pytest.importorskip('distributed')
 onnx = pytest.importorskip('onnx')
@@ -447,3 +447,23 @@ def test_command_line_fusion(tmp_path, scheduler):
     assert code == 0
     assert_identical(tmp_path / 'local.tif', tmp_path / 'cli.tif')
     assert sorted(path.name for path in tmp_path.iterdir()) == ['cli.tif', 'local.tif']  # no work files left
+
+
+def test_fusion_with_the_nonlinear_regression_matches_local(tmp_path, scheduler):
+    """The default estimator learns from the coarse cells (it needs 680 for 4 bands): a grid of 45 x
+    45 cells, band 3 of the image averaged over 5 x 5 pixels, aligned with the image."""
+    info = raster_info(REFLECTANCE)
+    image = str(tmp_path / 'image.tif')
+    gdal.Translate(image, REFLECTANCE, srcWin=[0, 0, 225, 225])
+    red = pixels(image)[2].astype(np.float64)
+    x0, dx, _, y0, _, dy = info.grid.geotransform
+    coarse_grid = Grid(45, 45, (x0, 5 * dx, 0.0, y0, 0.0, 5 * dy), info.grid.crs_wkt)
+    coarse = write_raster(tmp_path / 'coarse.tif', coarse_grid, red.reshape(45, 5, 45, 5).mean(axis=(1, 3)))
+    settings = FusionSettings(memory_mb=13)
+    pipeline.fuse(coarse, 1, image, [], tmp_path / 'local.tif', settings=settings, log=lambda text: None)
+    run = ClusterRun(scheduler)
+    _, model, warnings = distributed_fusion.fuse(run, coarse, 1, image, [], tmp_path / 'tiled.tif',
+                                                 settings=settings, log=lambda text: None)
+    assert model.basis is not None and not warnings
+    assert run.stats['tiles'] == 5 + 1
+    assert_identical(tmp_path / 'local.tif', tmp_path / 'tiled.tif')
