@@ -392,20 +392,20 @@ COARSE_CU = str(SAMPLE / 'simulated_cu_grid_250m.tif')  # 250 m cells over the 1
 def test_fusion_matches_local(tmp_path, scheduler, aligned):
     """Aligned: 9 x 9 cells, each 25 x 25 whole pixels of the 225 x 225 image (cell sums from the
     tiles); not aligned: the cells overhang the image's edge (GDAL's average warp, as locally).
-    K-means clusters, a residual pass, tiles of 50 (or 37) rows, the local blocks at 36 MB, with
-    62-row halos."""
+    K-means clusters, a residual pass; the local blocks at 36 MB have 50 (37) rows and 62-row halos,
+    strips join two of them (one)."""
     image, coarse = str(tmp_path / 'image.tif'), str(tmp_path / 'coarse.tif')
     gdal.Translate(image, REFLECTANCE, srcWin=[0, 0, 225, 225] if aligned else [0, 0, 243, 233])
     gdal.Translate(coarse, COARSE_CU, srcWin=[0, 0, 9, 9] if aligned else [0, 0, 10, 10])
     settings = FusionSettings(clusters=3, residual_iterations=1, memory_mb=36)
     pipeline.fuse(coarse, 1, image, [], tmp_path / 'local.tif', tmp_path / 'local_clusters.tif',
                   settings=settings, log=lambda text: None)
-    run = ClusterRun(scheduler)
+    run = ClusterRun(scheduler, 160 if aligned else TILE)
     levels, model, warnings = distributed_fusion.fuse(run, coarse, 1, image, [], tmp_path / 'tiled.vrt',
                                                       tmp_path / 'clusters.vrt', settings=settings,
                                                       log=lambda text: None)
     assert levels == 5 and len(model.fits) == 3
-    assert run.stats['tiles'] == (5 if aligned else 7) + 1  # the local blocks, then the residual pass
+    assert run.stats['tiles'] == (3 + 2 * 2 if aligned else 7 + 4 * 4)  # strips, then residual squares
     assert (tmp_path / 'tiled.fusion' / 'fused_0_mean.tif').exists() == aligned
     assert_identical(tmp_path / 'local.tif', tmp_path / 'tiled.vrt')
     assert_identical(tmp_path / 'local_clusters.tif', tmp_path / 'clusters.vrt')
@@ -419,23 +419,26 @@ def test_fusion_survives_a_killed_worker_and_resumes(tmp_path, scheduler):
     settings = FusionSettings(residual_iterations=1, memory_mb=36)
     pipeline.fuse(coarse, 1, image, [], tmp_path / 'local.tif', settings=settings, log=lambda text: None)
     finished = []
-    interrupted = ClusterRun(scheduler, progress=finished.append, cancel=lambda: len(finished) >= 2)
+    interrupted = ClusterRun(scheduler, TILE, progress=finished.append, cancel=lambda: len(finished) >= 2)
     with pytest.raises(CancelledError):
         distributed_fusion.fuse(interrupted, coarse, 1, image, [], tmp_path / 'tiled.tif',
                                 settings=settings, log=lambda text: None)
+    manifest = tmp_path / 'tiled.fusion' / 'fused_0.tiles' / MANIFEST_NAME
+    recorded = [json.loads(line)['tile'] for line in manifest.read_text().splitlines()[1:]]
+    left = sorted({f'r{row:07d}_c0000000' for row in range(0, 225, 50)} - set(recorded))
     flag = tmp_path / 'kill-once'
     flag.touch()
     with distributed.Client(scheduler) as client:
-        client.register_plugin(KillWorkerOnTask('fusion_task-r0000100', flag))
+        client.register_plugin(KillWorkerOnTask(f'fusion_task-{left[0]}', flag))
         try:
-            run = ClusterRun(scheduler)
+            run = ClusterRun(scheduler, TILE)
             distributed_fusion.fuse(run, coarse, 1, image, [], tmp_path / 'tiled.tif', settings=settings,
                                     log=lambda text: None)
         finally:
             client.unregister_worker_plugin(KillWorkerOnTask.name)
         client.wait_for_workers(2)
     assert not flag.exists()  # the worker was killed
-    assert run.stats['skipped'] >= 2
+    assert run.stats['skipped'] == len(recorded) >= 2
     assert_identical(tmp_path / 'local.tif', tmp_path / 'tiled.tif')
 
 
@@ -461,9 +464,9 @@ def test_fusion_with_the_nonlinear_regression_matches_local(tmp_path, scheduler)
     coarse = write_raster(tmp_path / 'coarse.tif', coarse_grid, red.reshape(45, 5, 45, 5).mean(axis=(1, 3)))
     settings = FusionSettings(memory_mb=13)
     pipeline.fuse(coarse, 1, image, [], tmp_path / 'local.tif', settings=settings, log=lambda text: None)
-    run = ClusterRun(scheduler)
+    run = ClusterRun(scheduler, TILE)
     _, model, warnings = distributed_fusion.fuse(run, coarse, 1, image, [], tmp_path / 'tiled.tif',
                                                  settings=settings, log=lambda text: None)
     assert model.basis is not None and not warnings
-    assert run.stats['tiles'] == 5 + 1
+    assert run.stats['tiles'] == 5 + 4 * 4
     assert_identical(tmp_path / 'local.tif', tmp_path / 'tiled.tif')

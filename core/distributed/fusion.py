@@ -2,9 +2,10 @@
 here, on the pipeline's own bounded sample (row strips thinned to FusionSettings.sample_size
 pixels, and up to CELL_SAMPLE coarse cells: a few hundred thousand values whatever the mosaic's
 size), and broadcast; the pass over every pixel (pyramid low frequencies with their halo rows,
-K-means labels, the model) runs tile by tile. The tiles are the local run's blocks (full-width row
-strips with the pyramid's halo), so that the coarse-cell means the residual pass needs are summed
-in the local order: each tile returns its cells' float64 sums and counts, added here in tile order.
+K-means labels, the model) runs tile by tile. The tiles are full-width row strips of whole local
+blocks (about tile size² pixels; the pyramid filters whole rows), so that the coarse-cell means
+the residual pass needs are summed in the local order: each tile returns the cells' float64 sums
+and counts of each of its local blocks, added here in block order.
 The residual pass (fused + cubic(coarse − cell means)) is per pixel and runs tile by tile too. The
 output is the local run's, bit for bit.
 
@@ -60,11 +61,12 @@ class FusionTiles:
     description: str
     temporary: bool               # a first pass the residual pass reads: uncompressed tiles
     with_clusters: bool
+    blocks: dict                  # tile's first row -> [(row, rows)] of the local blocks it joins
 
 
 def fusion_task(tile, folder, p):
-    """Fused (and cluster) values of a tile's own rows by the pipeline's per-block step, and its
-    coarse-cell sums."""
+    """Fused (and cluster) values of a tile's own rows by the pipeline's per-block step, and the
+    coarse-cell sums of each local block in it."""
     # a full-width strip: the block reader reads its rows (and halo) of the inputs themselves
     blocks = pipeline._Blocks(p.image_path, list(p.bands), p.cubic_path, p.mask_path, p.cluster_bands)
     _, fused, clusters, _ = pipeline._apply_block(blocks, Window(tile.row, tile.rows, tile.top, tile.bottom),
@@ -78,11 +80,11 @@ def fusion_task(tile, folder, p):
         with RasterWriter(files[key], grid, 1, descriptions=[description],
                           options=TEMPORARY_GTIFF if p.temporary and key == OUTPUT else None) as writer:
             writer.write(0, values)
-    cells = None
-    if p.coarse is not None:
-        sums = TileCellSums(p.coarse, p.grid, tile.row)
-        sums.add(tile.row, fused)
-        cells = sums.result()
+    cells = []   # per local block of the tile, so they add up in the local order
+    for row, rows in p.blocks.get(tile.row, []) if p.coarse is not None else []:
+        sums = TileCellSums(p.coarse, p.grid, row)
+        sums.add(row, fused[row - tile.row:row - tile.row + rows])
+        cells.append(sums.result())
     return tile_result(folder, files, cells=cells)
 
 
@@ -111,6 +113,22 @@ def fit(image_path, bands, grids, mask_path, settings, names, cancel=None):
     model = fit_model(sample, names, settings.clusters, settings.min_cluster_pixels, settings.seed,
                       KEYS['bands'], KEYS['clusters'], KEYS['geo'], settings.estimator)
     return levels, model
+
+
+def strips(grid, block_rows, levels, tile_size):
+    """(tiles, {tile row: [(row, rows)] of its local blocks}): full-width strips of whole local
+    blocks (pipeline.apply_model's) of about tile_size² pixels, with the pyramid's halo rows."""
+    halo = pyramid.halo(levels)
+    per_tile = max(1, tile_size * tile_size // (grid.width * block_rows))   # local blocks per tile
+    windows = block_windows(grid.height, block_rows)
+    tiles, blocks = [], {}
+    for start in range(0, len(windows), per_tile):
+        group = windows[start:start + per_tile]
+        row, rows = group[0].row, sum(window.rows for window in group)
+        bottom = min(halo, grid.height - row - rows)
+        tiles.append(Tile(0, row, grid.width, rows, 0, min(halo, row), 0, bottom))
+        blocks[row] = [(window.row, window.rows) for window in group]
+    return tiles, blocks
 
 
 def model_description(model):
@@ -145,10 +163,12 @@ def fuse(run, geo_path, geo_band, image_path, bands, fused_path, clusters_path=N
     aligned = cell_factors(grids.coarse, grids.image) is not None
     geo_name = raster_info(geo_path).descriptions[geo_band - 1] or 'geochemical grid'
     first_path = str(work / 'fused_0.vrt') if iterations else str(fused_path)
+    tiles, blocks = strips(grids.image, pipeline._block_rows(grids.image, len(bands), settings,
+                                                             pyramid.halo(levels)), levels, run.tile_size)
     p = FusionTiles(str(image_path), tuple(bands), grids.cubic_path, str(mask_path) if mask_path else None,
                     tuple(settings.cluster_bands), grids.image, grids.coarse if aligned else None, levels,
                     model, settings.mode, f'{geo_name} fused ({settings.mode})', bool(iterations),
-                    bool(clusters_path))
+                    bool(clusters_path), blocks)
     outputs = {OUTPUT: (first_path, [p.description])}
     if clusters_path:
         outputs[OUTPUT_CLUSTERS] = (str(clusters_path), ['cluster'])
@@ -156,9 +176,6 @@ def fuse(run, geo_path, geo_band, image_path, bands, fused_path, clusters_path=N
     inputs += [(KEYS['mask'], mask_path)] if mask_path else []
     description = {**asdict(settings), 'bands': bands, 'geo_band': geo_band, 'levels': levels,
                    'model': model_description(model), 'cubic': grids.cubic_path}
-    halo = pyramid.halo(levels)
-    tiles = [Tile(0, w.row, grids.image.width, w.rows, 0, w.top, 0, w.bottom) for w in block_windows(
-        grids.image.height, pipeline._block_rows(grids.image, len(bands), settings, halo), halo)]
     results = run_step(run, fusion_task, grids.image, p, inputs, outputs, description, tiles=tiles)
     if iterations:
         residual = residual_grid(results, grids, work, aligned, first_path)
@@ -179,8 +196,7 @@ def residual_grid(results, grids, work, aligned, first_path):
     if aligned:
         sums = np.zeros((grids.coarse.height, grids.coarse.width))
         counts = np.zeros_like(sums)
-        for result in results:
-            part = result['cells']
+        for part in (part for result in results for part in result['cells']):
             rows = slice(part['first'], part['first'] + len(part['sums']))
             sums[rows] += np.array(part['sums']).reshape(-1, grids.coarse.width)
             counts[rows] += np.array(part['counts']).reshape(-1, grids.coarse.width)
