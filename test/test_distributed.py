@@ -33,7 +33,7 @@ from rsgeochem.core.imagery.calibration import calibrate_raster
 from rsgeochem.core.imagery.darkobject import dark_objects, path_reflectance, read_histogram, subtract_raster
 from rsgeochem.core.imagery.mask import PolygonBurner, write_surface_mask
 from rsgeochem.core.inversion.inference import apply_model
-from rsgeochem.core.raster.blockio import Grid, raster_info, write_raster
+from rsgeochem.core.raster.blockio import Grid, creation_options, raster_info, write_raster
 
 distributed = pytest.importorskip('distributed')
 onnx = pytest.importorskip('onnx')
@@ -284,6 +284,19 @@ def test_algorithms_run_on_the_cluster_set_in_the_provider_settings(run_alg, tmp
     assert sum('on the Dask cluster' in message for message in Log.messages) == len(runs)
     for algorithm in runs:
         assert_identical(tmp_path / f'{algorithm}_local.tif', tmp_path / f'{algorithm}_cluster.tif')
+    # QGIS's "Creation options" reach the output assembled from the workers' tiles
+    result = run_alg('surfacemask', {'INPUT': REFLECTANCE, 'CREATION_OPTIONS': 'COMPRESS=DEFLATE|ZLEVEL=9',
+                                     'OUTPUT': str(tmp_path / 'deflate.tif')})
+    assert gdal.Open(result['OUTPUT']).GetMetadata('IMAGE_STRUCTURE')['COMPRESSION'] == 'DEFLATE'
+
+
+def test_creation_options_reach_the_workers_tiles(tmp_path, scheduler):
+    with creation_options(['COMPRESS=DEFLATE', 'ZLEVEL=9']):
+        steps.calibrate(ClusterRun(scheduler, TILE), DN, tmp_path / 'out.vrt', GAINS, OFFSETS, list('abcd'))
+    tiles = sorted((tmp_path / 'out.tiles' / 'OUTPUT').glob('*.tif'))
+    assert len(tiles) == 16
+    compression = {gdal.Open(str(path)).GetMetadata('IMAGE_STRUCTURE')['COMPRESSION'] for path in tiles}
+    assert compression == {'DEFLATE'}
 
 
 def test_command_line_runs_a_step_on_the_cluster(tmp_path, scheduler):

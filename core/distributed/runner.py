@@ -17,7 +17,14 @@ from osgeo import gdal
 
 from ..dependencies import require
 from ..errors import InputError
-from ..raster.blockio import GTIFF_OPTIONS, check_cancel, remove_quietly
+from ..raster.blockio import (
+    GTIFF_OPTIONS,
+    check_cancel,
+    creation_options,
+    merged_options,
+    remove_quietly,
+    user_creation_options,
+)
 from ..raster.scratch import scratch_folder
 from ..version import PLUGIN_ROOT
 from .manifest import MANIFEST_NAME, Manifest, file_sha256, fingerprint, input_stamp, recorded_stamp
@@ -166,10 +173,12 @@ def valid_pixels(path):
 
 
 def gtiff_options(source):
-    """Our GeoTIFF creation options for a copy of `source` (the float predictor only for floats)."""
+    """Our GeoTIFF creation options with the user's (`creation_options`) for a copy of `source` (the
+    float predictor only for floats)."""
     dataset = gdal.Open(str(source))
     floating = dataset.GetRasterBand(1).DataType in (gdal.GDT_Float32, gdal.GDT_Float64)
-    return [option for option in GTIFF_OPTIONS if floating or not option.startswith('PREDICTOR')]
+    return [option for option in merged_options(GTIFF_OPTIONS, user_creation_options())
+            if floating or not option.upper().startswith('PREDICTOR=3')]
 
 
 def crop_to_tile(window_path, path, tile):
@@ -223,10 +232,12 @@ def relax_malloc_trim():
     libc.mallopt(M_TRIM_THRESHOLD, 64 * 2 ** 20)
 
 
-def run_tile(task, tile, folder, parameters):
-    """A task on a worker: `task` for one tile (tasks without outputs take no folder)."""
+def run_tile(task, tile, folder, parameters, options=()):
+    """A task on a worker: `task` for one tile (tasks without outputs take no folder), writing with
+    the client's GeoTIFF creation `options`."""
     relax_malloc_trim()
-    return task(tile, parameters) if folder is None else task(tile, folder, parameters)
+    with creation_options(options):
+        return task(tile, parameters) if folder is None else task(tile, folder, parameters)
 
 
 def run_tasks(client, task, tiles, manifest, parameters, run):
@@ -255,8 +266,9 @@ def run_tasks(client, task, tiles, manifest, parameters, run):
             finished(tile.name, task(tile, folder, parameters))
         return results
     shared = client.scatter(parameters, broadcast=True, hash=False)  # sent once to each worker
-    pending = {client.submit(run_tile, task, tile, folder, shared, key=f'{task.__name__}-{tile.name}-'
-                             f'{manifest.fingerprint[:12]}', retries=TASK_RETRIES): tile.name
+    options = user_creation_options()   # QGIS's "Creation options" of the run, for the workers' tiles
+    pending = {client.submit(run_tile, task, tile, folder, shared, options, retries=TASK_RETRIES,
+                             key=f'{task.__name__}-{tile.name}-{manifest.fingerprint[:12]}'): tile.name
                for tile in todo}
     wait_for(client, pending, lambda future: finished(pending[future], future.result()), run.cancel)
     return results
