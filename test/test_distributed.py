@@ -163,7 +163,8 @@ def kriging_samples(grid, n=120):
     return prepare_samples(x, y, np.sin(x / 300.0) + np.cos(y / 200.0) + rng.normal(0, 0.1, n))
 
 
-@pytest.mark.parametrize('n_neighbours, block_pixels', [(0, 0), (16, 0), (16, 1)])
+# global, exact per pixel (0 and 1), shared blocks of 5 pixels (64-pixel tiles become 65)
+@pytest.mark.parametrize('n_neighbours, block_pixels', [(0, 0), (16, 0), (16, 1), (16, 5)])
 def test_kriging_matches_local(tmp_path, scheduler, n_neighbours, block_pixels):
     grid = raster_info(REFLECTANCE).grid
     samples, model = kriging_samples(grid), VariogramModel('spherical', 0.01, 1.0, 800.0)
