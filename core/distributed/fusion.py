@@ -1,8 +1,9 @@
 """Laplacian-pyramid fusion (core.fusion.pipeline.fuse) on a cluster: the regression is fitted once
 here, on the pipeline's own bounded sample (row strips thinned to FusionSettings.sample_size
 pixels, and up to CELL_SAMPLE coarse cells: a few hundred thousand values whatever the mosaic's
-size), and broadcast; the pass over every pixel (pyramid low frequencies with their halo rows,
-K-means labels, the model) runs tile by tile. The tiles are full-width row strips of whole local
+size; the local regression's cell means, though, are one pass over the image here) and
+broadcast; the pass over every pixel (pyramid low frequencies with their halo rows, K-means
+labels, the model) runs tile by tile. The tiles are full-width row strips of whole local
 blocks (about tile size² pixels; the pyramid filters whole rows), so that the coarse-cell means
 the residual pass needs are summed in the local order: each tile returns the cells' float64 sums
 and counts of each of its local blocks, added here in block order.
@@ -101,8 +102,9 @@ def residual_task(tile, folder, p):
     return tile_result(folder, {OUTPUT: path})
 
 
-def fit(image_path, bands, grids, mask_path, settings, names, cancel=None):
-    """The pipeline's sample (pass 1) and regression, as pipeline.fuse fits them."""
+def fit(image_path, bands, grids, mask_path, settings, names, warnings, cancel=None):
+    """The pipeline's sample (pass 1) and regression, as pipeline.fuse fits them (its local
+    regression's cell means come from a pass over the whole image here, not yet from the tiles)."""
     levels = settings.levels or pyramid.levels_for_ratio(grids.ratio)
     blocks = pipeline._Blocks(image_path, bands, grids.cubic_path, mask_path, settings.cluster_bands)
     sample = pipeline.collect_sample(blocks, grids.image, levels, settings, cancel)
@@ -112,6 +114,7 @@ def fit(image_path, bands, grids, mask_path, settings, names, cancel=None):
                       or pipeline.collect_basis_sample(blocks, grids.image, levels, settings, basis, cancel))
     model = fit_model(sample, names, settings.clusters, settings.min_cluster_pixels, settings.seed,
                       KEYS['bands'], KEYS['clusters'], KEYS['geo'], settings.estimator)
+    model.local = pipeline._local_model(blocks, grids, settings, len(bands), warnings, cancel)
     return levels, model
 
 
@@ -137,7 +140,8 @@ def model_description(model):
     return {'fits': [(fit.intercept, fit.coefficients) for fit in model.fits],
             'kmeans': None if model.kmeans is None else model.kmeans.cluster_centers_,
             'standardisation': [model.mean, model.scale],
-            'basis': None if basis is None else [basis.mean, basis.scale, basis.knots]}
+            'basis': None if basis is None else [basis.mean, basis.scale, basis.knots],
+            'local': None if model.local is None else vars(model.local)}
 
 
 def fuse(run, geo_path, geo_band, image_path, bands, fused_path, clusters_path=None, mask_path=None,
@@ -158,7 +162,7 @@ def fuse(run, geo_path, geo_band, image_path, bands, fused_path, clusters_path=N
     if iterations > 1:
         raise InputError('a cluster run makes at most one residual pass; choose 0 or 1 iterations, or run '
                          'locally.', 'RESIDUAL_ITERATIONS')
-    levels, model = fit(image_path, bands, grids, mask_path, settings, names, run.cancel)
+    levels, model = fit(image_path, bands, grids, mask_path, settings, names, warnings, run.cancel)
     warnings += model.warnings
     aligned = cell_factors(grids.coarse, grids.image) is not None
     geo_name = raster_info(geo_path).descriptions[geo_band - 1] or 'geochemical grid'
