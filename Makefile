@@ -9,7 +9,7 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 export QT_QPA_PLATFORM := offscreen
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: setup test test-matrix demo bench package lint default-model clean
+.PHONY: setup test test-matrix demo bench package wheel lint default-model clean
 
 setup: $(VENV_STAMP)
 
@@ -70,5 +70,12 @@ package:
 	git archive --format=zip --prefix=rsgeochem/ -o $(PACKAGE) HEAD
 	@echo "wrote $(PACKAGE)"
 
+# The core (no QGIS glue) as a Python package for Dask workers and the command line (pyproject.toml;
+# README "Province scale"): out/dist/rsgeochem-<metadata.txt version>-py3-none-any.whl
+wheel: setup
+	$(PYTHON) -m pip wheel --quiet --no-deps --no-build-isolation -w out/dist .
+	rm -rf build rsgeochem.egg-info
+	@ls out/dist/rsgeochem-*.whl
+
 clean:
-	rm -rf $(VENV) rsgeochem.zip out
+	rm -rf $(VENV) rsgeochem.zip out build rsgeochem.egg-info

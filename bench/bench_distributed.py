@@ -2,12 +2,15 @@
 the sample image mirror-tiled) run locally (the algorithms' own path: onnxruntime / kriging on
 both cores) and tile by tile on a Dask LocalCluster of 1 and of 2 single-threaded worker
 processes (core.distributed.steps, .vrt output so no final copy), in one run. The ratio is the
-cluster time over the local time; the outputs are checked to be identical.
+cluster time over the local time; the outputs are checked to be identical. CPU seconds (this
+process's threads locally; the workers' processes and this client on a cluster) are given too:
+on a machine shared with other jobs the wall times say little, the CPU a run spends does.
 
 Environment: RSGEOCHEM_BENCH_SCENE="7300x6900" (columns x rows) allows quicker runs.
 """
 import importlib
 import os
+import resource
 import time
 
 import numpy as np
@@ -65,6 +68,28 @@ def timed(function, *args):
     return round(time.perf_counter() - started, 2)
 
 
+def process_cpu_seconds():
+    """User + system CPU seconds of this process, all its threads (runs on each worker too)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu_timed(function, *args, client=None):
+    """(wall seconds, CPU seconds) of function(*args): this process's CPU, plus the workers' when a
+    client is given."""
+    def total():
+        workers = sum(client.run(process_cpu_seconds).values()) if client is not None else 0.0
+        return workers + process_cpu_seconds()
+    before = total()
+    seconds = timed(function, *args)
+    return seconds, round(total() - before, 2)
+
+
+def load_average():
+    """The machine's 1-minute load average (other jobs on the 2 cores make the ratios noisy)."""
+    return round(os.getloadavg()[0], 2)
+
+
 def identical(a, b):
     return bool(np.array_equal(gdal.Open(str(a)).ReadAsArray(), gdal.Open(str(b)).ReadAsArray()))
 
@@ -84,7 +109,9 @@ def run(work_dir):
     result = {'scene': f'{SCENE[0]} x {SCENE[1]} x 4', 'cores': os.cpu_count(),
               'kriging': f'{N_SAMPLES} samples, {NEIGHBOURS} neighbours, prediction only'}
     for name, (local, tiled) in jobs.items():
-        numbers = {'local_seconds': timed(local, work_dir / f'{name}_local.tif')}
+        numbers = {'load_before_local': load_average()}
+        local_seconds = cpu_timed(local, work_dir / f'{name}_local.tif')
+        numbers['local_seconds'], numbers['local_cpu_seconds'] = local_seconds
         for workers in (1, 2):
             with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                           dashboard_address=':0') as cluster, \
@@ -93,10 +120,16 @@ def run(work_dir):
                     client.run(importlib.import_module, module)
                 out = work_dir / f'{name}_{workers}w.vrt'
                 run_on = ClusterRun(cluster.scheduler_address)
-                numbers[f'workers_{workers}_seconds'] = timed(tiled, run_on, out)
+                numbers[f'load_before_workers_{workers}'] = load_average()
+                numbers[f'workers_{workers}_seconds'], numbers[f'workers_{workers}_cpu_seconds'] = cpu_timed(
+                    tiled, run_on, out, client=client)
                 numbers[f'workers_{workers}_identical'] = identical(work_dir / f'{name}_local.tif', out)
         numbers['ratio_2_workers'] = round(numbers['workers_2_seconds'] / numbers['local_seconds'], 3)
         numbers['ratio_1_worker'] = round(numbers['workers_1_seconds'] / numbers['local_seconds'], 3)
+        for workers in (1, 2):
+            numbers[f'cpu_ratio_{workers}_worker{"s" if workers > 1 else ""}'] = round(
+                numbers[f'workers_{workers}_cpu_seconds'] / numbers['local_cpu_seconds'], 3)
         result[name] = numbers
     result['ratio'] = result['applyinversionmodel']['ratio_2_workers']
+    result['load_after'] = load_average()
     return result

@@ -27,11 +27,16 @@ def test_data():
 
 
 @pytest.fixture(scope='session')
-def qgis_app():
+def qgis_app(tmp_path_factory):
     """The session's QgsApplication with Processing initialised and the rsgeochem provider added."""
     from qgis.core import QgsApplication
+    from qgis.PyQt.QtCore import QSettings
     app = QgsApplication([], False)
     app.initQgis()
+    # settings of this session only: a setting a test writes (e.g. the Dask scheduler address) must
+    # not reach the user's QGIS or another test session running at the same time
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope,
+                      str(tmp_path_factory.mktemp('qgis-settings')))
     from processing.core.Processing import Processing
     Processing.initialize()
     from rsgeochem.algorithms.glue.provider import RsGeochemProvider

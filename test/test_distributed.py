@@ -3,6 +3,7 @@ gives the local path's output bit for bit, also after a worker is killed mid-run
 interrupted run is restarted; paths the workers cannot see give an error naming the parameter."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -13,19 +14,26 @@ from osgeo import gdal
 from factories import make_grid, write_test_raster
 from paths import CHECKOUT, PLUGIN_PATH
 from rsgeochem.core.anomalies import areas
+from rsgeochem.core.anomalies.fractal import concentration_area
+from rsgeochem.core.distributed import fusion as distributed_fusion
 from rsgeochem.core.distributed import steps
+from rsgeochem.core.distributed.__main__ import main as cli_main
+from rsgeochem.core.distributed.inputs import calibration_coefficients, kriging_inputs
 from rsgeochem.core.distributed.manifest import MANIFEST_NAME
 from rsgeochem.core.distributed.runner import ClusterRun, tiles_folder
+from rsgeochem.core.distributed.workflow import RareEarthSettings, rare_earth_workflow
 from rsgeochem.core.errors import CancelledError, InputError
-from rsgeochem.core.geostat.kriging import prepare_samples
-from rsgeochem.core.geostat.kriging_grid import krige_grid
+from rsgeochem.core.fusion import pipeline
+from rsgeochem.core.fusion.pipeline import FusionSettings
+from rsgeochem.core.geostat.kriging import fit_for_samples, prepare_samples
+from rsgeochem.core.geostat.kriging_grid import DriftRasters, krige_grid
 from rsgeochem.core.geostat.variogram import VariogramModel
 from rsgeochem.core.imagery import indices
 from rsgeochem.core.imagery.calibration import calibrate_raster
 from rsgeochem.core.imagery.darkobject import dark_objects, path_reflectance, read_histogram, subtract_raster
 from rsgeochem.core.imagery.mask import PolygonBurner, write_surface_mask
 from rsgeochem.core.inversion.inference import apply_model
-from rsgeochem.core.raster.blockio import raster_info
+from rsgeochem.core.raster.blockio import Grid, creation_options, raster_info, write_raster
 
 distributed = pytest.importorskip('distributed')
 onnx = pytest.importorskip('onnx')
@@ -155,7 +163,8 @@ def kriging_samples(grid, n=120):
     return prepare_samples(x, y, np.sin(x / 300.0) + np.cos(y / 200.0) + rng.normal(0, 0.1, n))
 
 
-@pytest.mark.parametrize('n_neighbours, block_pixels', [(0, 0), (16, 0), (16, 1)])
+# global, exact per pixel (0 and 1), shared blocks of 5 pixels (64-pixel tiles become 65)
+@pytest.mark.parametrize('n_neighbours, block_pixels', [(0, 0), (16, 0), (16, 1), (16, 5)])
 def test_kriging_matches_local(tmp_path, scheduler, n_neighbours, block_pixels):
     grid = raster_info(REFLECTANCE).grid
     samples, model = kriging_samples(grid), VariogramModel('spherical', 0.01, 1.0, 800.0)
@@ -276,6 +285,19 @@ def test_algorithms_run_on_the_cluster_set_in_the_provider_settings(run_alg, tmp
     assert sum('on the Dask cluster' in message for message in Log.messages) == len(runs)
     for algorithm in runs:
         assert_identical(tmp_path / f'{algorithm}_local.tif', tmp_path / f'{algorithm}_cluster.tif')
+    # QGIS's "Creation options" reach the output assembled from the workers' tiles
+    result = run_alg('surfacemask', {'INPUT': REFLECTANCE, 'CREATION_OPTIONS': 'COMPRESS=DEFLATE|ZLEVEL=9',
+                                     'OUTPUT': str(tmp_path / 'deflate.tif')})
+    assert gdal.Open(result['OUTPUT']).GetMetadata('IMAGE_STRUCTURE')['COMPRESSION'] == 'DEFLATE'
+
+
+def test_creation_options_reach_the_workers_tiles(tmp_path, scheduler):
+    with creation_options(['COMPRESS=DEFLATE', 'ZLEVEL=9']):
+        steps.calibrate(ClusterRun(scheduler, TILE), DN, tmp_path / 'out.vrt', GAINS, OFFSETS, list('abcd'))
+    tiles = sorted((tmp_path / 'out.tiles' / 'OUTPUT').glob('*.tif'))
+    assert len(tiles) == 16
+    compression = {gdal.Open(str(path)).GetMetadata('IMAGE_STRUCTURE')['COMPRESSION'] for path in tiles}
+    assert compression == {'DEFLATE'}
 
 
 def test_command_line_runs_a_step_on_the_cluster(tmp_path, scheduler):
@@ -293,3 +315,172 @@ def test_command_line_runs_a_step_on_the_cluster(tmp_path, scheduler):
                              env=dict(os.environ, PYTHONPATH=str(PLUGIN_PATH)), capture_output=True,
                              text=True, timeout=120)
     assert missing.returncode == 2 and 'BANDS: band(s) [9] do not exist' in missing.stderr
+
+
+def test_rare_earth_workflow_on_the_cluster_matches_the_local_steps_and_resumes(tmp_path, scheduler, capsys):
+    """The workflow's block-wise steps, interrupted in step 3 and started again from the command
+    line, give each output of the core functions run one after another on whole rasters."""
+    samples_path, field = str(SAMPLE / 'simulated_re2o3_samples.gpkg'), 're2o3_pct'
+    esun = '1944.98,1854.42,1542.87,1080.97'
+    settings = RareEarthSettings(DN, ','.join(map(str, GAINS)), esun, samples_path, field, CNN,
+                                 str(tmp_path / 'run'), metadata=str(SAMPLE / 'gf2like_pms1_dn.xml'),
+                                 mask_vegetation=True, indices=('gf2_ndvi',))
+    finished = []
+    interrupted = ClusterRun(scheduler, TILE, progress=finished.append, cancel=lambda: len(finished) >= 56)
+    with pytest.raises(CancelledError):  # 16 calibration, 16 histogram, 16 subtraction, 8 mask tiles
+        rare_earth_workflow(interrupted, settings, report=lambda text: None)
+    capsys.readouterr()
+    assert cli_main(['--scheduler', scheduler, '--tile-size', str(TILE), 'workflow', '--image', DN,
+                     '--metadata', settings.metadata, '--gains', settings.gains, '--esun', esun, '--samples',
+                     samples_path, '--field', field, '--model', CNN, '--output-dir', settings.output_dir,
+                     '--mask-vegetation', '--indices', 'gf2_ndvi']) == 0
+    printed = capsys.readouterr().out
+    assert 'reused from the earlier run: dark_objects (and the complete tiles)' in printed
+    computed, skipped = (int(v) for v in re.search(r'(\d+) tiles computed, (\d+) reused', printed).groups())
+    assert skipped >= 2 * 16 + 8 and computed + skipped == 6 * 16
+    out = {name: str(tmp_path / 'run' / f'{name}.vrt') for name in (
+        'toa_reflectance', 'surface_reflectance', 'surface_mask', 'indices', 'kriged', 'kriging_variance',
+        'predicted_map')}
+
+    local = tmp_path / 'local'
+    local.mkdir()
+    a, b, descriptions = calibration_coefficients(DN, 'gf2_pms1', '', settings.metadata, settings.gains, '',
+                                                  settings.esun)
+    calibrate_raster(DN, local / 'toa.tif', a, b, descriptions)
+    assert_identical(local / 'toa.tif', out['toa_reflectance'])
+    objects = dark_objects(read_histogram(local / 'toa.tif'), 1000, 0.01)
+    names = raster_info(out['surface_reflectance']).descriptions
+    path_values = [path_reflectance(obj.value, 1.0) for obj in objects]
+    subtract_raster(local / 'toa.tif', local / 'sr.tif', path_values, 1.0, names)
+    assert_identical(local / 'sr.tif', out['surface_reflectance'])
+    write_surface_mask(local / 'sr.tif', local / 'mask.tif', {'green': 2, 'red': 3, 'nir': 4},
+                       {'ndvi_threshold': 0.3, 'ndwi_threshold': 0.0, 'nir_water_threshold': 0.07})
+    assert_identical(local / 'mask.tif', out['surface_mask'])
+    assert raster_info(out['indices']).descriptions == ('NDVI (B4-B3)/(B4+B3)',)
+
+    grid, samples = kriging_inputs(samples_path, field, local / 'sr.tif')
+    model = fit_for_samples(samples, 'auto', n_neighbours=32).model
+    krige_grid(samples, model, grid, local / 'kriged.tif', local / 'variance.tif', None, 32)
+    assert_identical(local / 'kriged.tif', out['kriged'])
+    assert_identical(local / 'variance.tif', out['kriging_variance'])
+    apply_model(local / 'sr.tif', CNN, local / 'map.tif', [1, 2, 3, 4], local / 'mask.tif', minimum=0.0)
+    assert_identical(local / 'map.tif', out['predicted_map'])
+
+    content = areas.ValueSource(str(local / 'map.tif'), 1, str(local / 'mask.tif'))
+    statistics = areas.raster_statistics(content)
+    thresholds = json.loads((tmp_path / 'run' / 'workflow.json').read_text())['anomaly_thresholds']['value']
+    assert thresholds['median + 2 MAD'] == areas.median_mad_threshold(statistics, 2.0)
+    assert thresholds['95th percentile'] == areas.percentile_threshold(statistics, 95.0)
+    mean_sd = areas.mean_sd_threshold(statistics, 2.0)
+    np.testing.assert_allclose(thresholds['mean + 2 SD'], mean_sd, rtol=1e-12)  # moments merged otherwise
+    fractal = concentration_area(statistics.log_edges, statistics.log_counts, statistics.pixel_area, 3)
+    assert thresholds['C-A fractal, 3 segments'] == fractal.threshold
+
+
+def test_command_line_kriging_with_drift_rasters(tmp_path, scheduler, test_data):
+    """Universal Kriging with an external drift raster from the command line, on the cluster."""
+    meuse = test_data / 'meuse'
+    sqrt_dist = str(tmp_path / 'sqrtdist.tif')
+    gdal.Translate(sqrt_dist, str(meuse / 'meuse_grid_covariates.tif'), bandList=[2])
+    grid, samples = kriging_inputs(meuse / 'meuse.gpkg', 'zinc', None, [sqrt_dist], log_transform=True)
+    assert samples.drift.shape == (len(samples), 1)
+    model = VariogramModel('exponential', 0.05, 0.2, 900.0)
+    drift = DriftRasters([sqrt_dist], grid)
+    krige_grid(samples, model, grid, tmp_path / 'local.tif', None, drift, 16)
+    code = cli_main(['--scheduler', scheduler, '--tile-size', '32', 'kriging', '--samples',
+                     str(meuse / 'meuse.gpkg'), '--field', 'zinc', '--log', '--drift', sqrt_dist,
+                     '--variogram', 'exponential', '--nugget', '0.05', '--sill', '0.2', '--range', '900',
+                     '--neighbours', '16', '--output', str(tmp_path / 'cli.vrt')])
+    assert code == 0
+    assert_identical(tmp_path / 'local.tif', tmp_path / 'cli.vrt')
+    ordinary = tmp_path / 'ordinary.tif'  # the drift changes the map
+    krige_grid(kriging_inputs(meuse / 'meuse.gpkg', 'zinc', sqrt_dist, log_transform=True)[1], model, grid,
+               ordinary, None, None, 16)
+    assert not np.array_equal(pixels(ordinary), pixels(tmp_path / 'cli.vrt'), equal_nan=True)
+
+
+COARSE_CU = str(SAMPLE / 'simulated_cu_grid_250m.tif')  # 250 m cells over the 10 m sample image
+
+
+@pytest.mark.parametrize('aligned', [True, False])
+def test_fusion_matches_local(tmp_path, scheduler, aligned):
+    """Aligned: 9 x 9 cells, each 25 x 25 whole pixels of the 225 x 225 image (cell sums from the
+    tiles); not aligned: the cells overhang the image's edge (GDAL's average warp, as locally).
+    K-means clusters, a residual pass; the local blocks at 36 MB have 50 (37) rows and 62-row halos,
+    strips join two of them (one)."""
+    image, coarse = str(tmp_path / 'image.tif'), str(tmp_path / 'coarse.tif')
+    gdal.Translate(image, REFLECTANCE, srcWin=[0, 0, 225, 225] if aligned else [0, 0, 243, 233])
+    gdal.Translate(coarse, COARSE_CU, srcWin=[0, 0, 9, 9] if aligned else [0, 0, 10, 10])
+    settings = FusionSettings(clusters=3, residual_iterations=1, memory_mb=36)
+    pipeline.fuse(coarse, 1, image, [], tmp_path / 'local.tif', tmp_path / 'local_clusters.tif',
+                  settings=settings, log=lambda text: None)
+    run = ClusterRun(scheduler, 160 if aligned else TILE)
+    levels, model, warnings = distributed_fusion.fuse(run, coarse, 1, image, [], tmp_path / 'tiled.vrt',
+                                                      tmp_path / 'clusters.vrt', settings=settings,
+                                                      log=lambda text: None)
+    assert levels == 5 and len(model.fits) == 3
+    assert run.stats['tiles'] == (3 + 2 * 2 if aligned else 7 + 4 * 4)  # strips, then residual squares
+    assert (tmp_path / 'tiled.fusion' / 'fused_0_mean.tif').exists() == aligned
+    assert_identical(tmp_path / 'local.tif', tmp_path / 'tiled.vrt')
+    assert_identical(tmp_path / 'local_clusters.tif', tmp_path / 'clusters.vrt')
+
+
+def test_fusion_survives_a_killed_worker_and_resumes(tmp_path, scheduler):
+    from dask_faults import KillWorkerOnTask
+    image, coarse = str(tmp_path / 'image.tif'), str(tmp_path / 'coarse.tif')
+    gdal.Translate(image, REFLECTANCE, srcWin=[0, 0, 225, 225])
+    gdal.Translate(coarse, COARSE_CU, srcWin=[0, 0, 9, 9])
+    settings = FusionSettings(residual_iterations=1, memory_mb=36)
+    pipeline.fuse(coarse, 1, image, [], tmp_path / 'local.tif', settings=settings, log=lambda text: None)
+    finished = []
+    interrupted = ClusterRun(scheduler, TILE, progress=finished.append, cancel=lambda: len(finished) >= 2)
+    with pytest.raises(CancelledError):
+        distributed_fusion.fuse(interrupted, coarse, 1, image, [], tmp_path / 'tiled.tif',
+                                settings=settings, log=lambda text: None)
+    manifest = tmp_path / 'tiled.fusion' / 'fused_0.tiles' / MANIFEST_NAME
+    recorded = [json.loads(line)['tile'] for line in manifest.read_text().splitlines()[1:]]
+    left = sorted({f'r{row:07d}_c0000000' for row in range(0, 225, 50)} - set(recorded))
+    flag = tmp_path / 'kill-once'
+    flag.touch()
+    with distributed.Client(scheduler) as client:
+        client.register_plugin(KillWorkerOnTask(f'fusion_task-{left[0]}', flag))
+        try:
+            run = ClusterRun(scheduler, TILE)
+            distributed_fusion.fuse(run, coarse, 1, image, [], tmp_path / 'tiled.tif', settings=settings,
+                                    log=lambda text: None)
+        finally:
+            client.unregister_worker_plugin(KillWorkerOnTask.name)
+        client.wait_for_workers(2)
+    assert not flag.exists()  # the worker was killed
+    assert run.stats['skipped'] == len(recorded) >= 2
+    assert_identical(tmp_path / 'local.tif', tmp_path / 'tiled.tif')
+
+
+def test_command_line_fusion(tmp_path, scheduler):
+    pipeline.fuse(COARSE_CU, 1, REFLECTANCE, [2, 3, 4], tmp_path / 'local.tif',
+                  settings=FusionSettings(memory_mb=36), log=lambda text: None)
+    code = cli_main(['--scheduler', scheduler, '--memory', '36', 'laplacianfusion', '--grid', COARSE_CU,
+                     '--image', REFLECTANCE, '--bands', '2,3,4', '--output', str(tmp_path / 'cli.tif')])
+    assert code == 0
+    assert_identical(tmp_path / 'local.tif', tmp_path / 'cli.tif')
+    assert sorted(path.name for path in tmp_path.iterdir()) == ['cli.tif', 'local.tif']  # no work files left
+
+
+def test_fusion_with_the_nonlinear_regression_matches_local(tmp_path, scheduler):
+    """The default estimator learns from the coarse cells (it needs 680 for 4 bands): a grid of 45 x
+    45 cells, band 3 of the image averaged over 5 x 5 pixels, aligned with the image."""
+    info = raster_info(REFLECTANCE)
+    image = str(tmp_path / 'image.tif')
+    gdal.Translate(image, REFLECTANCE, srcWin=[0, 0, 225, 225])
+    red = pixels(image)[2].astype(np.float64)
+    x0, dx, _, y0, _, dy = info.grid.geotransform
+    coarse_grid = Grid(45, 45, (x0, 5 * dx, 0.0, y0, 0.0, 5 * dy), info.grid.crs_wkt)
+    coarse = write_raster(tmp_path / 'coarse.tif', coarse_grid, red.reshape(45, 5, 45, 5).mean(axis=(1, 3)))
+    settings = FusionSettings(memory_mb=13)
+    pipeline.fuse(coarse, 1, image, [], tmp_path / 'local.tif', settings=settings, log=lambda text: None)
+    run = ClusterRun(scheduler, TILE)
+    _, model, warnings = distributed_fusion.fuse(run, coarse, 1, image, [], tmp_path / 'tiled.tif',
+                                                 settings=settings, log=lambda text: None)
+    assert model.basis is not None and not warnings
+    assert run.stats['tiles'] == 5 + 4 * 4
+    assert_identical(tmp_path / 'local.tif', tmp_path / 'tiled.tif')

@@ -1,7 +1,13 @@
-"""Command line: run a block-wise step tile by tile on a Dask cluster, without QGIS.
+"""Command line: run a block-wise step, or the rare-earth workflow's block-wise steps, tile by tile
+on a Dask cluster, without QGIS.
 
     python -m rsgeochem.core.distributed --scheduler tcp://host:8786 applyinversionmodel \\
         --input /shared/scene_sr.tif --model /shared/re2o3.onnx --output /shared/re2o3.vrt
+    python -m rsgeochem.core.distributed --scheduler tcp://host:8786 laplacianfusion \\
+        --grid /shared/cu_grid.tif --image /shared/scene_sr.tif --output /shared/cu_fused.vrt
+    python -m rsgeochem.core.distributed --scheduler tcp://host:8786 workflow --image /shared/dn.tif \\
+        --gains 0.1322,0.155,0.1477,0.1613 --esun 1944.98,1854.42,1542.87,1080.97 \\
+        --samples /shared/samples.gpkg --field RE2O3 --model /shared/re2o3.onnx --output-dir /shared/run
 
 Without --scheduler the tiles run one after another in this process (no Dask needed). A .vrt
 output keeps its tiles in "<output>.tiles"; a .tif output is one GeoTIFF (--cog: a COG). Run it
@@ -10,89 +16,81 @@ again after an interruption: complete tiles are kept. Ctrl-C cancels the cluster
 import argparse
 import sys
 
-import numpy as np
-from osgeo import ogr
-
 from ..errors import CancelledError, InputError, MissingDependencyError
-from ..geostat.kriging import fit_for_samples, prepare_samples
-from ..geostat.variogram import VariogramModel
-from ..imagery import indices
-from ..imagery.calibration import (
-    QUANTITY_LABELS,
-    band_calibrations,
-    band_description,
-    linear_coefficients,
-    resolve_geometry,
-)
-from ..imagery.sensor_metadata import parse_date, read_metadata
-from ..imagery.sensors import SENSOR_IDS, load_sensors, parse_list, resolve_band_names
-from ..raster.blockio import DEFAULT_MEMORY_MB, raster_info, same_crs
+from ..fusion.model import ESTIMATORS
+from ..fusion.pipeline import MODES, FusionSettings
+from ..imagery.calibration import QUANTITY_LABELS
+from ..imagery.sensors import SENSOR_IDS
+from ..raster.blockio import DEFAULT_MEMORY_MB
+from . import fusion as distributed_fusion
 from . import steps
+from .inputs import calibration_coefficients, kriging_inputs, variogram
 from .runner import ClusterRun
 from .tiles import DEFAULT_TILE_SIZE
+from .workflow import RareEarthSettings, preset_indices, rare_earth_workflow
 
 
 def calibration(args, run):
-    info = raster_info(args.input, 'INPUT')
-    sensor = load_sensors()[args.sensor]
-    names = resolve_band_names(sensor, args.band_list, info.band_count, 'BAND_LIST')
-    metadata = read_metadata(args.metadata, sensor.metadata, 'METADATA') if args.metadata else None
-    calibrations = band_calibrations(sensor, names, metadata, parse_list(args.gains, 'GAINS'),
-                                     parse_list(args.offsets, 'OFFSETS'), parse_list(args.esun, 'ESUN'))
-    geometry = resolve_geometry(metadata, args.sun_elevation or None,
-                                parse_date(args.date, 'DATE') if args.date else None)
-    a, b = linear_coefficients(calibrations, args.quantity, geometry)
-    steps.calibrate(run, args.input, args.output, a, b,
-                    [band_description(band.name, args.quantity) for band in calibrations],
-                    not args.keep_zero, args.memory)
+    a, b, descriptions = calibration_coefficients(args.input, args.sensor, args.band_list, args.metadata,
+                                                  args.gains, args.offsets, args.esun, args.sun_elevation,
+                                                  args.date, args.quantity)
+    steps.calibrate(run, args.input, args.output, a, b, descriptions, not args.keep_zero, args.memory)
 
 
 def spectral_indices(args, run):
-    info = raster_info(args.input, 'INPUT')
-    sensor = indices.load_table()[0][args.sensor]
-    lookup, _ = indices.band_lookup(sensor, info.band_count, info.descriptions, None, 'BAND_ORDER')
-    chosen, _ = indices.select_indices(sensor, [name for name in args.indices.split(',') if name], lookup,
-                                       info.band_count, 'INPUT', 'INDICES')
-    valid = steps.indices(run, args.input, args.output, chosen, lookup, info.band_count, args.memory)
-    for index, count in zip(chosen, valid):
-        print(f'{index.name}: {count} valid pixels')
+    chosen = list(filter(None, args.indices.split(',')))
+    valid = preset_indices(run, args.input, args.output, args.sensor, chosen, args.memory)
+    for name, count in valid.items():
+        print(f'{name}: {count} valid pixels')
+
+
+def band_numbers(text, key):
+    """Band numbers of a comma-separated list ('' gives none)."""
+    try:
+        return [int(band) for band in text.split(',') if band.strip()]
+    except ValueError as error:
+        raise InputError(f'give band numbers separated by commas, e.g. 1,2,3 (not "{text}").', key) from error
 
 
 def inversion(args, run):
-    bands = [int(band) for band in args.bands.split(',')] if args.bands else None
-    result = steps.infer(run, args.input, args.model, args.output, bands, args.mask, args.memory)
+    result = steps.infer(run, args.input, args.model, args.output, band_numbers(args.bands, 'BANDS') or None,
+                         args.mask, args.memory)
     print(f'{result.predicted} pixels predicted, {result.nodata} nodata; bands {result.bands}')
 
 
-def read_samples(path, field, crs_wkt):
-    """(x, y, value) of the point features of the first layer of an OGR vector file."""
-    dataset = ogr.Open(str(path))
-    if dataset is None:
-        raise InputError(f'cannot open the samples "{path}"; choose a vector file OGR reads.', 'INPUT')
-    layer = dataset.GetLayer(0)
-    reference = layer.GetSpatialRef()
-    if reference is not None and crs_wkt and not same_crs(reference.ExportToWkt(), crs_wkt):
-        raise InputError('the samples have another CRS than the reference raster; reproject them first.',
-                         'INPUT')
-    rows = [(feature.GetGeometryRef().GetX(), feature.GetGeometryRef().GetY(), feature.GetField(field))
-            for feature in layer if feature.GetGeometryRef() is not None]
-    x, y, z = (np.array([row[i] for row in rows], dtype=float) for i in range(3))
-    return x, y, z
-
-
 def kriging(args, run):
-    grid = raster_info(args.reference, 'REFERENCE_RASTER').grid
-    samples = prepare_samples(*read_samples(args.samples, args.field, grid.crs_wkt),
-                              log_transform=args.log)
-    if args.sill > 0 and args.range > 0:
-        model = VariogramModel(args.variogram, args.nugget, args.sill, args.range)
-    else:
-        model = fit_for_samples(samples, args.variogram, n_neighbours=args.neighbours).model
+    drift_paths = args.drift or []
+    grid, samples = kriging_inputs(args.samples, args.field, args.reference, drift_paths, args.log)
+    model = variogram(samples, args.variogram, args.nugget, args.sill, args.range, args.neighbours,
+                      args.radius)
+    kind = f'universal, {samples.drift.shape[1]} drift variables' if drift_paths else 'ordinary'
     print(f'variogram {model.name}: nugget {model.nugget:.6g}, partial sill {model.psill:.6g}, '
-          f'range {model.range:.6g}; {len(samples)} samples')
-    summary = steps.krige(run, samples, model, grid, args.output, args.variance, (), args.neighbours,
+          f'range {model.range:.6g}; {len(samples)} samples ({kind} Kriging)')
+    summary = steps.krige(run, samples, model, grid, args.output, args.variance, drift_paths, args.neighbours,
                           args.radius, args.block, args.memory)
     print(f'{summary.mode}: {summary.nodata_pixels} of {summary.pixels} pixels without prediction')
+
+
+def laplacian_fusion(args, run):
+    settings = FusionSettings(args.mode, args.clusters, args.regression, args.levels,
+                              args.residual_iterations, args.sample_size, args.min_cluster_pixels, args.seed,
+                              args.memory, tuple(band_numbers(args.cluster_bands, 'CLUSTER_BANDS')))
+    levels, model, warnings = distributed_fusion.fuse(
+        run, args.grid, args.grid_band, args.image, band_numbers(args.bands, 'BANDS'), args.output,
+        args.clusters_output, args.mask, settings)
+    print(f'{levels} pyramid level(s); regression R² {model.global_fit.r2:.3f} ({settings.estimator})')
+    for warning in warnings:
+        print(f'warning: {warning}', file=sys.stderr)
+
+
+def workflow(args, run):
+    settings = RareEarthSettings(
+        args.image, args.gains, args.esun, args.samples, args.field, args.model, args.output_dir, args.sensor,
+        args.metadata, args.offsets, args.mask_vegetation, args.ndvi_threshold, args.ndwi_threshold,
+        args.nir_water_threshold, args.exclude_polygons, tuple(filter(None, args.indices.split(','))),
+        args.measurement_error, args.neighbours, args.block, args.variogram, args.k, args.percentile,
+        args.ca_segments, args.bins, args.memory)
+    rare_earth_workflow(run, settings)
 
 
 def parser():
@@ -134,10 +132,15 @@ def parser():
     step.add_argument('--mask')
     step.set_defaults(handler=inversion)
 
-    step = commands.add_parser('kriging', help='ordinary Kriging of point samples onto a raster grid')
+    step = commands.add_parser('kriging', help='ordinary / universal (external drift) Kriging of point '
+                               'samples onto a raster grid')
     step.add_argument('--samples', required=True, help='point layer (first layer of an OGR file)')
     step.add_argument('--field', required=True)
-    step.add_argument('--reference', required=True, help='raster whose grid the output takes')
+    step.add_argument('--reference', help='raster whose grid the output takes (default: the first drift '
+                      'raster)')
+    step.add_argument('--drift', action='append', metavar='RASTER',
+                      help='external drift raster on the output grid, every band one drift variable '
+                      '(universal Kriging); repeat for several')
     step.add_argument('--output', required=True)
     step.add_argument('--variance')
     step.add_argument('--log', action='store_true', help='krige the natural logarithm')
@@ -147,7 +150,61 @@ def parser():
     step.add_argument('--neighbours', type=int, default=0)
     step.add_argument('--block', type=int, default=0, help='shared-neighbourhood block side (0: auto)')
     step.set_defaults(handler=kriging)
+    add_fusion(commands)
+    add_workflow(commands)
     return main
+
+
+def add_fusion(commands):
+    defaults = FusionSettings()
+    step = commands.add_parser('laplacianfusion', help='Laplacian-pyramid regression fusion of a coarse '
+                               'geochemical grid with a fine image')
+    step.add_argument('--grid', required=True, help='coarse geochemical grid (raster)')
+    step.add_argument('--grid-band', type=int, default=1)
+    step.add_argument('--image', required=True, help='fine image; its grid is the output grid')
+    step.add_argument('--bands', default='', help='comma-separated regression bands (empty: all)')
+    step.add_argument('--output', required=True)
+    step.add_argument('--clusters-output', help='raster of the K-means cluster of each pixel')
+    step.add_argument('--mask', help='keep (1) / mask (0) raster on the image grid')
+    step.add_argument('--mode', choices=MODES, default=defaults.mode)
+    step.add_argument('--regression', choices=ESTIMATORS, default=defaults.estimator)
+    step.add_argument('--cluster-bands', default='', help='bands K-means uses (empty: the regression\'s)')
+    for name in ('clusters', 'levels', 'residual_iterations', 'sample_size', 'min_cluster_pixels', 'seed'):
+        step.add_argument(f'--{name.replace("_", "-")}', type=int, default=getattr(defaults, name))
+    step.set_defaults(handler=laplacian_fusion)
+
+
+def add_workflow(commands):
+    step = commands.add_parser('workflow', help='the rare-earth inversion workflow\'s block-wise steps',
+                               description=workflow_doc())
+    step.add_argument('--image', required=True, help='GF-2 PMS image in DN (bands 1-4)')
+    step.add_argument('--sensor', choices=SENSOR_IDS[:2], default=SENSOR_IDS[0])
+    step.add_argument('--metadata', help='the scene\'s .xml (date and sun angle)')
+    step.add_argument('--gains', required=True, help='radiance gains of bands 1-4, comma-separated')
+    step.add_argument('--offsets', default='', help='radiance offsets (empty: 0)')
+    step.add_argument('--esun', required=True, help='solar irradiance of bands 1-4, comma-separated')
+    step.add_argument('--samples', required=True, help='point layer in the image\'s CRS')
+    step.add_argument('--field', required=True, help='numeric field of the content')
+    step.add_argument('--model', required=True, help='trained ONNX inversion model (Train inversion model)')
+    step.add_argument('--output-dir', required=True, help='folder of the outputs (.vrt + tiles) and '
+                      'workflow.json; run the same command again to resume')
+    step.add_argument('--mask-vegetation', action='store_true', help='mask NDVI above --ndvi-threshold')
+    step.add_argument('--exclude-polygons', help='polygons masked like water (villages, buildings)')
+    step.add_argument('--indices', default='', help='comma-separated GF-2 index ids for an extra indices.vrt')
+    step.add_argument('--variogram', default='auto', help='variogram model (auto: the best by leave-one-out)')
+    step.add_argument('--neighbours', type=int, default=32, help='nearest samples per prediction (0: all)')
+    step.add_argument('--block', type=int, default=0, help='shared-neighbourhood block side (0: auto)')
+    step.add_argument('--bins', type=int, default=10000, help='histogram bins of the anomaly statistics')
+    for name, default in (('ndvi-threshold', 0.3), ('ndwi-threshold', 0.0), ('nir-water-threshold', 0.07),
+                          ('measurement-error', 0.0), ('k', 2.0), ('percentile', 95.0)):
+        step.add_argument(f'--{name}', type=float, default=default)
+    step.add_argument('--ca-segments', type=int, choices=(2, 3), default=3)
+    step.set_defaults(handler=workflow)
+
+
+def workflow_doc():
+    from . import workflow as module
+    return module.__doc__
 
 
 def show_progress(fraction):
@@ -167,7 +224,8 @@ def main(argv=None):
         print('\ncancelled: the complete tiles are kept; run the same command again to resume.',
               file=sys.stderr)
         return 130
-    print(f'{run.stats["computed"]} tiles computed, {run.stats["skipped"]} reused; wrote {args.output}')
+    written = args.output if args.step != 'workflow' else f'the outputs into {args.output_dir}'
+    print(f'{run.stats["computed"]} tiles computed, {run.stats["skipped"]} reused; wrote {written}')
     return 0
 
 

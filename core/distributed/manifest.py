@@ -41,6 +41,31 @@ def input_stamp(path):
     return f'{stat.st_size}:{stat.st_mtime_ns}'
 
 
+def read_manifest(path):
+    """(fingerprint, {tile name: result}) of a manifest file; (None, {}) when it is unreadable."""
+    results = {}
+    try:
+        with open(path) as stream:
+            header = json.loads(stream.readline()).get('fingerprint')
+            for line in stream:
+                try:
+                    entry = json.loads(line)
+                    results[entry['tile']] = entry['result']
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line cut short by an interrupted run
+    except (OSError, ValueError, AttributeError):
+        return None, {}
+    return header, results
+
+
+def recorded_stamp(manifest_path):
+    """What identifies the data of an earlier tiled run's output: its fingerprint and its tiles'
+    checksums in tile order (not in the order they finished)."""
+    header, results = read_manifest(manifest_path)
+    tiles = sorted((name, result['files']) for name, result in results.items())
+    return fingerprint({'run': header, 'tiles': tiles})
+
+
 class Manifest:
     """Complete tiles of a run in `folder`, each a result dict with `files` {output: [relative path,
     sha256]} and the tile's partial statistics."""
@@ -49,33 +74,17 @@ class Manifest:
         self.folder = Path(folder)
         self.path = self.folder / MANIFEST_NAME
         self.fingerprint = run_fingerprint
-        self.results = {}
-        if self._read_header() == run_fingerprint:
-            self._read_results()
+        header, results = read_manifest(self.path)
+        if header == run_fingerprint:
+            self.results = results
         else:  # a new run, or another run's tiles: start over
+            self.results = {}
             if self.folder.exists() and not self.path.exists() and any(self.folder.iterdir()):
                 raise InputError(f'"{self.folder}" exists and is not a tile folder of an earlier run; '
                                  'choose another output name or move that folder.', 'OUTPUT')
             shutil.rmtree(self.folder, ignore_errors=True)
             self.folder.mkdir(parents=True)
             self.path.write_text(json.dumps({'fingerprint': run_fingerprint}) + '\n')
-
-    def _read_header(self):
-        try:
-            with open(self.path) as stream:
-                return json.loads(stream.readline()).get('fingerprint')
-        except (OSError, ValueError, AttributeError):
-            return None
-
-    def _read_results(self):
-        with open(self.path) as stream:
-            next(stream)
-            for line in stream:
-                try:
-                    entry = json.loads(line)
-                    self.results[entry['tile']] = entry['result']
-                except (ValueError, KeyError, TypeError):
-                    continue  # a line cut short by an interrupted run
 
     def complete(self, tile_name):
         """The tile's recorded result when each of its files still has the recorded checksum."""

@@ -17,10 +17,17 @@ from osgeo import gdal
 
 from ..dependencies import require
 from ..errors import InputError
-from ..raster.blockio import GTIFF_OPTIONS, check_cancel, remove_quietly
+from ..raster.blockio import (
+    GTIFF_OPTIONS,
+    check_cancel,
+    creation_options,
+    merged_options,
+    remove_quietly,
+    user_creation_options,
+)
 from ..raster.scratch import scratch_folder
 from ..version import PLUGIN_ROOT
-from .manifest import Manifest, file_sha256, fingerprint, input_stamp
+from .manifest import MANIFEST_NAME, Manifest, file_sha256, fingerprint, input_stamp, recorded_stamp
 from .tiles import DEFAULT_TILE_SIZE, tile_layout, tile_size_for
 
 gdal.UseExceptions()
@@ -50,13 +57,23 @@ class ClusterRun:
     progress: object = None
     cancel: object = None
     upload: bool = False  # send this plugin's core to the workers (Client.upload_file) before the run
-    stats: dict = field(default_factory=dict)  # filled by a run: tiles, computed, skipped
+    stats: dict = field(default_factory=dict)  # tiles, computed, skipped: summed over the steps run
 
 
 def tiles_folder(output_path):
     """Where the tiles and the manifest of an output live: "<output without suffix>.tiles"."""
     path = Path(output_path)
     return path.with_name(f'{path.stem}.tiles')
+
+
+def input_version(path):
+    """input_stamp of an input; for the .vrt output of an earlier tiled run (e.g. the step before in
+    a workflow) its manifest's record of the tiles, since its VRT file is rewritten on every run and
+    its tiles only when their data change."""
+    manifest = tiles_folder(path) / MANIFEST_NAME
+    if Path(path).suffix.lower() == '.vrt' and manifest.is_file():
+        return recorded_stamp(manifest)
+    return input_stamp(path)
 
 
 def tile_path(folder, key, tile):
@@ -156,10 +173,12 @@ def valid_pixels(path):
 
 
 def gtiff_options(source):
-    """Our GeoTIFF creation options for a copy of `source` (the float predictor only for floats)."""
+    """Our GeoTIFF creation options with the user's (`creation_options`) for a copy of `source` (the
+    float predictor only for floats)."""
     dataset = gdal.Open(str(source))
     floating = dataset.GetRasterBand(1).DataType in (gdal.GDT_Float32, gdal.GDT_Float64)
-    return [option for option in GTIFF_OPTIONS if floating or not option.startswith('PREDICTOR')]
+    return [option for option in merged_options(GTIFF_OPTIONS, user_creation_options())
+            if floating or not option.upper().startswith('PREDICTOR=3')]
 
 
 def crop_to_tile(window_path, path, tile):
@@ -213,10 +232,12 @@ def relax_malloc_trim():
     libc.mallopt(M_TRIM_THRESHOLD, 64 * 2 ** 20)
 
 
-def run_tile(task, tile, folder, parameters):
-    """A task on a worker: `task` for one tile (tasks without outputs take no folder)."""
+def run_tile(task, tile, folder, parameters, options=()):
+    """A task on a worker: `task` for one tile (tasks without outputs take no folder), writing with
+    the client's GeoTIFF creation `options`."""
     relax_malloc_trim()
-    return task(tile, parameters) if folder is None else task(tile, folder, parameters)
+    with creation_options(options):
+        return task(tile, parameters) if folder is None else task(tile, folder, parameters)
 
 
 def run_tasks(client, task, tiles, manifest, parameters, run):
@@ -229,7 +250,8 @@ def run_tasks(client, task, tiles, manifest, parameters, run):
             todo.append(tile)
         else:
             results[tile.name] = recorded
-    run.stats.update(tiles=len(tiles), skipped=len(results), computed=len(todo))
+    for key, count in (('tiles', len(tiles)), ('skipped', len(results)), ('computed', len(todo))):
+        run.stats[key] = run.stats.get(key, 0) + count  # summed over the steps of a workflow
 
     def finished(name, result):
         manifest.record(name, result)
@@ -244,8 +266,9 @@ def run_tasks(client, task, tiles, manifest, parameters, run):
             finished(tile.name, task(tile, folder, parameters))
         return results
     shared = client.scatter(parameters, broadcast=True, hash=False)  # sent once to each worker
-    pending = {client.submit(run_tile, task, tile, folder, shared, key=f'{task.__name__}-{tile.name}-'
-                             f'{manifest.fingerprint[:12]}', retries=TASK_RETRIES): tile.name
+    options = user_creation_options()   # QGIS's "Creation options" of the run, for the workers' tiles
+    pending = {client.submit(run_tile, task, tile, folder, shared, options, retries=TASK_RETRIES,
+                             key=f'{task.__name__}-{tile.name}-{manifest.fingerprint[:12]}'): tile.name
                for tile in todo}
     wait_for(client, pending, lambda future: finished(pending[future], future.result()), run.cancel)
     return results
@@ -338,9 +361,11 @@ def assemble(folder, tiles, results, key, output_path, descriptions, cog=False):
             remove_quietly(vrt)
 
 
-def run_step(run, task, grid, parameters, inputs, outputs, description, halo=0, multiple=1, check=None):
-    """Run `task` over the tiles of `grid` and assemble its outputs; returns the tile results.
-    `check(results)` may refuse the results (raise) before anything is assembled.
+def run_step(run, task, grid, parameters, inputs, outputs, description, halo=0, multiple=1, check=None,
+             tiles=None):
+    """Run `task` over the tiles of `grid` (`tiles`, or squares of the run's tile size with `halo`)
+    and assemble its outputs; returns the tile results. `check(results)` may refuse the results
+    (raise) before anything is assembled.
 
     `inputs` (parameter key, path) pairs are checked to be visible to the workers; `outputs` {key:
     (path, band descriptions)}; `description` (JSON-able, arrays allowed) identifies the parameters
@@ -349,10 +374,11 @@ def run_step(run, task, grid, parameters, inputs, outputs, description, halo=0, 
     first_output = next(iter(outputs.values()))[0]
     folder = tiles_folder(first_output)
     size = tile_size_for(run.tile_size, multiple)
-    tiles = tile_layout(grid, size, halo)
-    run_fingerprint = fingerprint({'task': task.__name__, 'grid': grid, 'tile_size': size, 'halo': halo,
-                                   'parameters': description,
-                                   'inputs': [[key, str(path), input_stamp(path)] for key, path in inputs]})
+    tiles = tiles or tile_layout(grid, size, halo)
+    versions = [[key, str(path), input_version(path)] for key, path in inputs]
+    windows = [(tile.col, tile.row, tile.cols, tile.rows, *tile.read_window) for tile in tiles]
+    run_fingerprint = fingerprint({'task': task.__name__, 'grid': grid, 'tiles': windows,
+                                   'parameters': description, 'inputs': versions})
     manifest = Manifest(folder, run_fingerprint)
     with connect(run.scheduler, run.upload) as client:
         if client is not None:

@@ -42,6 +42,11 @@ def creation_options(options):
         _user_options.reset(token)
 
 
+def user_creation_options():
+    """The options of the `creation_options` context this runs in (e.g. to hand to other processes)."""
+    return _user_options.get()
+
+
 def merged_options(defaults, extra):
     """`defaults` overridden key by key by `extra`; another COMPRESS drops our compression details."""
     def key(option):
