@@ -51,7 +51,9 @@ def scene(path, size):
     dataset = None
 
 
-def run_case(plugin_parent, algorithm, source, out_dir, cache):
+def qgis_process_env(plugin_parent, out_dir, cache=None):
+    """Environment of a qgis_process.bin run with the plugin in `plugin_parent` enabled in a profile
+    of its own under `out_dir`; `cache` a GDAL_CACHEMAX value, None for GDAL's default."""
     version = f'python{sys.version_info.major}.{sys.version_info.minor}'
     env = dict(os.environ, QGIS_PLUGINPATH=str(plugin_parent), QT_QPA_PLATFORM='offscreen',
                QGIS_CUSTOM_CONFIG_PATH=str(out_dir / 'profile'), GDAL_PAM_ENABLED='NO',
@@ -60,15 +62,25 @@ def run_case(plugin_parent, algorithm, source, out_dir, cache):
     if cache:
         env['GDAL_CACHEMAX'] = cache
     subprocess.run([QGIS_PROCESS, 'plugins', 'enable', 'rsgeochem'], env=env, capture_output=True)
+    return env
+
+
+def run_case(plugin_parent, algorithm, source, out_dir, cache):
+    env = qgis_process_env(plugin_parent, out_dir, cache)
     output = out_dir / 'out.tif'
     parameters = {'INPUT': source, **CASES[algorithm], 'OUTPUT': output}
     wall, cpu, peak, _ = run_measured([QGIS_PROCESS, 'run', f'rsgeochem:{algorithm}', '--',
                                        *(f'{k}={v}' for k, v in parameters.items())], env)
+    return dict(wall=round(wall, 1), cpu=round(cpu, 1), peak_mib=peak, **output_sizes(output, out_dir))
+
+
+def output_sizes(output, out_dir):
+    """Size of `output` and of the same data written in one go (gdal_translate with the same
+    structure); both files are deleted afterwards."""
     once = out_dir / 'once.tif'
     options = [part for item in structure_options(output) for part in ('-co', item)]
     subprocess.run(['gdal_translate', '-q', *options, str(output), str(once)], check=True)
-    result = {'wall': round(wall, 1), 'cpu': round(cpu, 1), 'peak_mib': peak,
-              'output_mb': round(output.stat().st_size / 1e6, 1),
+    result = {'output_mb': round(output.stat().st_size / 1e6, 1),
               'same_data_in_one_go_mb': round(once.stat().st_size / 1e6, 1)}
     output.unlink()
     once.unlink()

@@ -114,6 +114,27 @@ def test_lowpass_blockwise_equals_whole_array(levels):
         np.testing.assert_array_equal(result, whole)
 
 
+def test_lowpass_of_tiles_equals_whole_array():
+    """2-D tiles with their halo (clipped at the edges) give the whole array's low frequency."""
+    levels = 2
+    rng = np.random.default_rng(7)
+    values = rng.normal(size=(2, 45, 58)).astype(np.float32)
+    valid = rng.random((45, 58)) > 0.1
+    whole, _ = pyramid.lowpass(values, valid, levels, 0, 0)
+    grid = blockio.Grid(58, 45, (0.0, 1.0, 0.0, 0.0, 0.0, -1.0), '')
+    result = np.full_like(whole, -1.0)
+    strips = pipeline.tile_strips(grid, 13, pyramid.halo(levels))
+    assert len(strips) == 1 and len(strips[0]) == 5
+    for window in strips[0]:
+        rows = slice(window.read_row, window.read_row + window.read_rows)
+        first, count = window.columns(grid.width)
+        cols = slice(first, first + count)
+        low, _ = pyramid.lowpass(values[:, rows, cols], valid[rows, cols], levels, window.top, window.bottom,
+                                 window.left, window.right)
+        result[:, window.row:window.row + window.rows, window.col:window.col + window.cols] = low
+    np.testing.assert_array_equal(result, whole)
+
+
 def test_lowpass_keeps_planes_and_removes_checkerboard():
     # analytic: a symmetric kernel summing to 1 reproduces linear functions away from the edges
     # and it removes the Nyquist pattern completely (the 5-tap kernel's response at π is 0);
@@ -269,11 +290,61 @@ def test_cell_means_equal_gdal_average_warp(wald, tmp_path):
     np.testing.assert_allclose(read(tmp_path / 'means.tif'), expected, rtol=1e-6, equal_nan=True)
 
 
+def test_cell_sums_of_tiles_reduce_to_cell_means(wald, tmp_path):
+    """Partial cell sums of uneven 2-D tiles (cells cut by tiles, NaN holes, pixels outside the
+    grid), added in reverse order, equal the streamed CellMeans."""
+    from rsgeochem.core.fusion.grid import CellMeans, cell_factors, cell_sums
+    image = wald['grid']
+    values = wald['bands'][0].copy()
+    values[40:60, 100:130] = np.nan
+    x0, dx, _, y0, _, dy = image.geotransform
+    coarse = blockio.Grid(59, 57, (x0 + 3 * dx, 4 * dx, 0.0, y0 + 2 * dy, 0.0, 4 * dy), image.crs_wkt)
+    factors = cell_factors(coarse, image)
+    with CellMeans(coarse, image, tmp_path / 'means.tif') as means:
+        means.add(0, values)
+    sums, counts = np.zeros((coarse.height, coarse.width)), np.zeros((coarse.height, coarse.width))
+    row_edges, col_edges = (0, 37, 101, ROWS), (0, 50, 51, 190, COLS)
+    tiles = [(row, end_row, col, end_col) for row, end_row in zip(row_edges, row_edges[1:])
+             for col, end_col in zip(col_edges, col_edges[1:])]
+    for row, row_end, col, col_end in reversed(tiles):
+        first_row, first_col, tile_sums, tile_counts = cell_sums(values[row:row_end, col:col_end], row, col,
+                                                                 factors, coarse)
+        cells = (slice(first_row, first_row + tile_sums.shape[0]),
+                 slice(first_col, first_col + tile_sums.shape[1]))
+        sums[cells] += tile_sums
+        counts[cells] += tile_counts
+    with np.errstate(invalid='ignore'):
+        reduced = np.where(counts > 0, sums / counts, np.nan).astype(np.float32)
+    np.testing.assert_array_equal(reduced, read(tmp_path / 'means.tif').astype(np.float32))
+
+
 def test_output_does_not_depend_on_block_size(wald, tmp_path):
     small, many, _ = run_fuse(wald, tmp_path, 'small.tif', clusters=3, memory_mb=8)   # several blocks
     large, one, _ = run_fuse(wald, tmp_path, 'large.tif', clusters=3, memory_mb=512)
     assert small.model.local is not None and large.model.local is not None   # both blend it in
     np.testing.assert_allclose(many, one, rtol=1e-6, atol=1e-3)
+
+
+@pytest.mark.parametrize('options', [dict(mode='paper', estimator='ols', clusters=3),
+                                     dict(residual_iterations=2)])
+def test_output_does_not_depend_on_the_tiling(wald, tmp_path, monkeypatch, options):
+    """Small tiles (pyramid halo on all four sides, a hole across tiles) give the same bits as one
+    tile over the whole image, in a mode with the pyramid and in the defaults (per pixel)."""
+    guides = wald['bands'][GUIDES].copy()
+    guides[:, 30:50, 40:70] = np.nan
+    image = blockio.write_raster(tmp_path / 'holes.tif', wald['grid'], np.ma.masked_invalid(guides))
+    outputs = []
+    for name, (rows, columns) in {'one': (256, 256), 'small': (40, 48)}.items():
+        monkeypatch.setattr(pipeline, 'TILE_ROWS', rows)
+        monkeypatch.setattr(pipeline, 'TILE_COLUMN_STEP', columns)
+        monkeypatch.setattr(pipeline, 'TILE_COLUMN_RANGE', (columns, columns))
+        clusters = tmp_path / f'{name}_clusters.tif'
+        pipeline.fuse(wald['coarse'], 1, image, [], tmp_path / f'{name}.tif', clusters_path=clusters,
+                      settings=pipeline.FusionSettings(**options), log=lambda _: None)
+        outputs.append((read(tmp_path / f'{name}.tif'), read(clusters)))
+    assert np.isnan(outputs[0][0][30:50, 40:70]).all()
+    for one, small in zip(*outputs):
+        np.testing.assert_array_equal(small, one)
 
 
 def test_reference_layer_correlation(wald, tmp_path):

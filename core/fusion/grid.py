@@ -174,6 +174,33 @@ def cell_factors(coarse, image, tolerance=1e-6):
     return rows, columns, row_offset, column_offset
 
 
+def cell_sums(values, row, col, factors, coarse):
+    """Partial sums for cell means over a tile of a fine raster, for engines that reduce tiles in
+    any order (e.g. Dask): `values` (rows, cols) are fine pixels from (row, col), `factors` from
+    cell_factors. Returns (first cell row, first cell column, sums, counts), float64 arrays over
+    the cells of `coarse` the tile touches, with the finite values only; a cell cut by tiles gets
+    the sum of their parts. Summed over all tiles, sums / counts are CellMeans' means (float64
+    sums of float32 values: exact for a cell's pixels of similar magnitude, so the order of the
+    reduction does not matter in practice)."""
+    rows, columns, row_offset, column_offset = factors
+    cell_rows = (np.arange(row, row + values.shape[0]) + row_offset) // rows
+    cell_cols = (np.arange(col, col + values.shape[1]) + column_offset) // columns
+    keep_rows = np.flatnonzero((cell_rows >= 0) & (cell_rows < coarse.height))
+    keep_cols = np.flatnonzero((cell_cols >= 0) & (cell_cols < coarse.width))
+    if not len(keep_rows) or not len(keep_cols):
+        return 0, 0, np.zeros((0, 0)), np.zeros((0, 0))
+    inside = (slice(keep_rows[0], keep_rows[-1] + 1), slice(keep_cols[0], keep_cols[-1] + 1))
+    block, cell_rows, cell_cols = values[inside], cell_rows[inside[0]], cell_cols[inside[1]]
+    row_starts = np.flatnonzero(np.diff(cell_rows, prepend=-1))
+    col_starts = np.flatnonzero(np.diff(cell_cols, prepend=-1))
+    valid = np.isfinite(block)
+
+    def reduce(array):
+        return np.add.reduceat(np.add.reduceat(array, row_starts, axis=0, dtype=np.float64), col_starts,
+                               axis=1)
+    return int(cell_rows[0]), int(cell_cols[0]), reduce(np.where(valid, block, 0)), reduce(valid)
+
+
 class CellMeans:
     """Mean of the finite values of a fine raster over each cell of an aligned coarser grid
     inside it (cell_factors), fed block by block in row order and written to a coarse GeoTIFF as its rows

@@ -32,9 +32,16 @@ injected detail that the coarse grid already holds (on the Wald test: RMSE 79 �
 coarse cells are whole blocks of image pixels (core.fusion.grid.cell_factors) the averages are
 accumulated while the fused map is written (CellMeans) instead of re-read by a GDAL warp.
 
-Pass 1 reads evenly spaced row strips for the regression sample, pass 2 applies the model to every
-block (two worker threads), with halo rows = pyramid support so the result does not depend on
-the block size. Memory is bounded by the block budget.
+Pass 1 reads evenly spaced row strips for the regression sample, pass 2 applies the model tile by
+tile (two worker threads), each tile read once with a halo = pyramid support (none where the
+pyramid is not needed), so the result does not depend on the tiling, and memory and speed depend
+on neither the image width nor the block budget (beyond a floor of 512-column tiles).
+
+For other engines (e.g. Dask, one task per tile) the steps are pure functions of arrays:
+sample_window on each of sample_strips' windows, merge_samples (concatenation in strip order) and
+fit_model on the driver, then fuse_tile on each tile with the model broadcast; the residual passes
+add cubic(coarse − cell means of the fused map) per pixel, the means summed from the tiles'
+grid.cell_sums.
 """
 import math
 import threading
@@ -87,6 +94,12 @@ PREVIEW_SIZE = 400
 CELL_SAMPLE = 50_000   # coarse cells the nonlinear regression learns from at most (20 per feature: 2500)
 # bytes per pixel and band of a block: float32 read + mask, padded copy, cascade temporaries, low
 BYTES_PER_BAND_PIXEL = 40
+# Pass 2 works on tiles of TILE_ROWS rows (the height of our GeoTIFF tiles, so each row of output
+# tiles is written once) and a multiple of TILE_COLUMN_STEP columns (GDAL's warped-VRT blocks are
+# 512 wide: tiles on their edges warp each block once), in a strip of tiles across the raster.
+TILE_ROWS = 256
+TILE_COLUMN_STEP = 512
+TILE_COLUMN_RANGE = (512, 2048)
 
 KEYS = dict(geo='INPUT_GEOCHEM', image='INPUT_IMAGE', bands='BANDS', mask='MASK',
             clusters='CLUSTERS', reference='REFERENCE')
@@ -133,7 +146,7 @@ class _Blocks:
         regression bands of those rows) unless other cluster bands were chosen, then those."""
         if not self.cluster_bands:
             return bands_values
-        own = Window(window.row, window.rows)
+        own = replace(window, top=0, bottom=0, left=0, right=0)
         return self._readers()[0].read(own, self.cluster_bands, np.float32).data
 
     def _readers(self):
@@ -158,24 +171,48 @@ class _Blocks:
         return stack, valid
 
 
-def _decompose(blocks, window, levels, fine_detail=False):
-    """Core-row values, low frequencies and validity of a window; with `fine_detail` also the image
-    bands' finest detail x − lowpass₁(x) at the core rows, for the noise estimate."""
-    stack, read_valid = blocks.read(window)
-    low, _ = pyramid.lowpass(stack, read_valid, levels, window.top, window.bottom)
-    values = window.core(stack)
-    valid = window.core(read_valid) & np.isfinite(low[-1])
-    if not fine_detail:
-        return values, low, valid
-    return values, low, valid, values[:-1] - _context(stack, read_valid, window)
+def split(stack, read_valid, window, levels):
+    """Own-pixel values, low frequencies and validity of a window read with its halo: `stack`
+    (bands + 1, read rows, read cols) with the grid last, `read_valid` (read rows, read cols)."""
+    low, _ = pyramid.lowpass(stack, read_valid, levels, window.top, window.bottom, window.left,
+                             window.right)
+    return window.core(stack), low, window.core(read_valid) & np.isfinite(low[-1])
+
+
+def sample_window(stack, read_valid, window, levels, cluster_values=None):
+    """Pass 1's part of one sample strip (sample_strips), read with its halo as for fuse_tile: the
+    valid pixels' values (n, bands), low frequencies (n, bands), the grid's low frequency (n,), the
+    bands' finest detail x − lowpass₁(x) (n, bands, for the noise estimate) and the K-means band
+    values (n, cluster bands; None: the image bands). Pure; merge_samples joins the parts."""
+    values, low, valid = split(stack, read_valid, window, levels)
+    detail = values[:-1] - _context(stack, read_valid, window)
+    clustered = values[:-1] if cluster_values is None else cluster_values
+    return (values[:-1, valid].T, low[:-1, valid].T, low[-1, valid], detail[:, valid].T,
+            clustered[:, valid].T)
+
+
+def merge_samples(parts, sample_size, seed):
+    """The fit sample from sample_window's parts in strip order, randomly thinned to `sample_size`
+    pixels (float64 columns 'pixels', 'low', 'target_low', 'fine_detail', 'cluster_pixels')."""
+    columns = [np.concatenate(column) for column in zip(*parts)]
+    count = len(columns[2])
+    if count > sample_size:
+        keep = np.random.default_rng(seed).choice(count, sample_size, replace=False)
+        columns = [column[keep] for column in columns]
+    names = ('pixels', 'low', 'target_low', 'fine_detail', 'cluster_pixels')
+    return {name: column.astype(np.float64) for name, column in zip(names, columns)}
 
 
 def _context(stack, read_valid, window):
-    """Level-1 low frequency of the image bands of `stack` (the grid last) at the window's own rows:
+    """Level-1 low frequency of the image bands of `stack` (the grid last) at the window's own pixels:
     the finest detail's complement, and the local regression's spatial context (core.fusion.model)."""
-    top, bottom = min(window.top, pyramid.halo(1)), min(window.bottom, pyramid.halo(1))
+    size = pyramid.halo(1)
+    top, bottom, left, right = (min(halo, size) for halo in
+                                (window.top, window.bottom, window.left, window.right))
     rows = slice(window.top - top, window.top + window.rows + bottom)
-    return pyramid.lowpass(stack[:-1, rows], read_valid[rows], 1, top, bottom)[0]
+    columns = slice(window.left - left, stack.shape[-1] - window.right + right)
+    return pyramid.lowpass(stack[:-1, rows, columns], read_valid[rows, columns], 1, top, bottom, left,
+                           right)[0]
 
 
 def _strip_windows(height, strip_rows, strips, halo):
@@ -194,26 +231,19 @@ def collect_sample(blocks, grid, levels, settings, cancel=None, progress=None):
     """Pass 1: pixel values, their low frequencies and finest detail, and the grid's low frequency,
     on evenly spaced row strips (as many halo rows as own rows at most, whatever the block budget,
     so that the sample does not depend on it), randomly thinned to `settings.sample_size` pixels."""
-    windows = _sample_strips(grid, levels, settings)
+    windows = sample_strips(grid, levels, settings)
     parts = []
     for index, window in enumerate(windows):
         check_cancel(cancel)
-        values, low, valid, detail = _decompose(blocks, window, levels, fine_detail=True)
-        clustered = blocks.cluster_values(window, values[:-1])
-        parts.append((values[:-1, valid].T, low[:-1, valid].T, low[-1, valid], detail[:, valid].T,
-                      clustered[:, valid].T))
+        stack, read_valid = blocks.read(window)
+        cluster_values = blocks.cluster_values(window, None) if blocks.cluster_bands else None
+        parts.append(sample_window(stack, read_valid, window, levels, cluster_values))
         if progress:
             progress((index + 1) / len(windows))
-    columns = [np.concatenate(column) for column in zip(*parts)]
-    count = len(columns[2])
-    if count > settings.sample_size:
-        keep = np.random.default_rng(settings.seed).choice(count, settings.sample_size, replace=False)
-        columns = [column[keep] for column in columns]
-    names = ('pixels', 'low', 'target_low', 'fine_detail', 'cluster_pixels')
-    return {name: column.astype(np.float64) for name, column in zip(names, columns)}
+    return merge_samples(parts, settings.sample_size, settings.seed)
 
 
-def _sample_strips(grid, levels, settings):
+def sample_strips(grid, levels, settings):
     """The evenly spaced row strips (with their halo) the fit samples are read from."""
     halo = pyramid.halo(levels)
     strip_rows = max(8, halo)
@@ -231,7 +261,7 @@ def collect_basis_sample(blocks, grid, levels, settings, basis, cancel=None):
     the strips of collect_sample, each basis feature smoothed by the pyramid (one at a time, so a
     strip holds one feature), with the grid's low frequency and the cluster-band values, at every
     step-th valid pixel: about CELL_SAMPLE pixels."""
-    windows = _sample_strips(grid, levels, settings)
+    windows = sample_strips(grid, levels, settings)
     step = max(1, math.ceil(sum(window.rows for window in windows) * grid.width / CELL_SAMPLE))
     parts = []
     for window in windows:
@@ -364,24 +394,86 @@ def fuse_pixels(values, low, labels, model, mode, local_inputs=None):
     return regressed_low + (values[-1] - low[-1]) + detail           # Geo_Lre + Geo_H + a·MS_H
 
 
-def _apply_block(blocks, window, levels, model, mode):
+def needs_pyramid(model, mode):
+    """Whether fusing a pixel needs the low frequencies, hence tiles read with pyramid.halo: not for
+    the nonlinear regression in coherent mode, where F(MS) is per pixel."""
+    return not (model.basis is not None and mode == 'coherent')
+
+
+def tile_halo(model, mode, levels):
+    """Halo rows and columns a tile is read with: the pyramid's where needs_pyramid, else halo(1)
+    for the local regression's context (core.fusion.model.LocalModel), else none."""
+    if needs_pyramid(model, mode):
+        return pyramid.halo(levels)
+    return pyramid.halo(1) if model.local is not None else 0
+
+
+def fuse_tile(stack, read_valid, window, levels, model, mode, cluster_values=None):
+    """(fused, cluster number 1..N, cubic grid) float32 at the own pixels of a tile, NaN where
+    invalid: `stack` (bands + 1, read rows, read cols) float32 holds the image bands and the
+    cubic-resampled grid last, `read_valid` their validity, both read with the window's halo
+    (tile_halo); `cluster_values` the K-means bands at the own pixels (None: the image bands). A
+    pure function of its arguments, so a Dask task can call it per tile with the fitted model
+    broadcast."""
     local_inputs = None
-    if model.local is not None:   # the local regression needs the bands' context: a halo of halo(1)
-        stack, read_valid = blocks.read(window)
-        values, valid, low = window.core(stack), window.core(read_valid), None
-        rows, columns = np.arange(window.row, window.row + window.rows), np.arange(values.shape[-1])
-        local_inputs = (_context(stack, read_valid, window), rows, columns)
-    elif model.basis is not None and mode == 'coherent':   # F(MS) is per pixel: no pyramid needed
-        values, valid = blocks.read(Window(window.row, window.rows))
-        low = None
+    if needs_pyramid(model, mode):
+        values, low, valid = split(stack, read_valid, window, levels)
     else:
-        values, low, valid = _decompose(blocks, window, levels)
-    labels = model.labels(blocks.cluster_values(window, values[:-1]))
+        values, low, valid = window.core(stack), None, window.core(read_valid)
+        if model.local is not None:
+            rows = np.arange(window.row, window.row + window.rows)
+            columns = np.arange(window.col, window.col + values.shape[-1])
+            local_inputs = (_context(stack, read_valid, window), rows, columns)
+    labels = model.labels(values[:-1] if cluster_values is None else cluster_values)
     fused = fuse_pixels(values, low, labels, model, mode, local_inputs)
     fused[~valid] = np.nan
     clusters = (labels + 1).astype(np.float32)
     clusters[~valid] = np.nan
-    return window, fused, clusters, values[-1]
+    return fused, clusters, values[-1]
+
+
+def _fuse_window(blocks, window, levels, model, mode):
+    stack, read_valid = blocks.read(window)
+    cluster_values = blocks.cluster_values(window, None) if blocks.cluster_bands else None
+    return fuse_tile(stack, read_valid, window, levels, model, mode, cluster_values)
+
+
+def tile_columns(values_per_pixel, halo, memory_mb):
+    """Columns of a tile: a multiple of TILE_COLUMN_STEP, as many as let 2·WORKERS tiles (read with
+    their halo, `values_per_pixel` arrays of BYTES_PER_BAND_PIXEL) fit the budget, within
+    TILE_COLUMN_RANGE: below it a tile's halo would cost more than its own pixels, so a small budget
+    does not slow the run down, and above it larger tiles gain nothing."""
+    per_column = (TILE_ROWS + 2 * halo) * values_per_pixel * BYTES_PER_BAND_PIXEL * 2 * WORKERS
+    columns = (max(1, int(memory_mb)) * 2 ** 20 // per_column - 2 * halo) // TILE_COLUMN_STEP
+    return int(min(max(columns * TILE_COLUMN_STEP, TILE_COLUMN_RANGE[0]), TILE_COLUMN_RANGE[1]))
+
+
+def tile_strips(grid, columns, halo=0):
+    """Strips of TILE_ROWS rows (the last shorter) over `grid`, each a list of tile Windows of
+    `columns` columns left to right, halos clipped at the raster edges."""
+    strips = []
+    for window in block_windows(grid.height, TILE_ROWS, halo):
+        strips.append([replace(window, col=col, cols=min(columns, grid.width - col), left=min(halo, col),
+                               right=min(halo, max(0, grid.width - col - columns)))
+                       for col in range(0, grid.width, columns)])
+    return strips
+
+
+def _tiled(executor, work, strips, cancel):
+    """work(tile) -> arrays at the tile's own pixels, run on the workers; yields (first row, those
+    arrays joined over the whole width) strip by strip in order: whole rows of output tiles, each
+    written once."""
+    results = _ordered(executor, work, [tile for strip in strips for tile in strip], cancel)
+    width = strips[0][-1].col + strips[0][-1].cols
+    for strip in strips:
+        joined = None
+        for tile in strip:   # each tile's arrays copied in as they come: no second strip-sized copy
+            arrays = next(results)
+            if joined is None:
+                joined = [np.empty((tile.rows, width), array.dtype) for array in arrays]
+            for target, array in zip(joined, arrays):
+                target[:, tile.col:tile.col + tile.cols] = array
+        yield strip[0].row, joined
 
 
 def _ordered(executor, function, items, cancel):
@@ -416,8 +508,9 @@ def apply_model(blocks, grid, levels, model, settings, fused_path, clusters_path
                 cancel=None, progress=None, preview=None, temporary=False, means=None):
     """Pass 2: fused (and cluster) rasters written block by block (`temporary`: uncompressed);
     `means` (CellMeans of the fused and the cubic map, or None) are fed on the way."""
-    halo = pyramid.halo(levels)
-    windows = block_windows(grid.height, _block_rows(grid, len(model.band_names), settings, halo), halo)
+    halo = tile_halo(model, settings.mode, levels)
+    columns = tile_columns(len(model.band_names) + 2, halo, settings.memory_mb)
+    strips = tile_strips(grid, columns, halo)
     with ExitStack() as stack:
         options = TEMPORARY_GTIFF if temporary else None
         fused_writer = stack.enter_context(RasterWriter(fused_path, grid, 1, descriptions=[descriptions[0]],
@@ -429,23 +522,17 @@ def apply_model(blocks, grid, levels, model, settings, fused_path, clusters_path
         executor = stack.enter_context(ThreadPoolExecutor(WORKERS))
 
         def work(window):
-            return _apply_block(blocks, window, levels, model, settings.mode)
-        for index, (window, fused, clusters, geo) in enumerate(_ordered(executor, work, windows, cancel)):
-            fused_writer.write(window.row, fused)
+            return _fuse_window(blocks, window, levels, model, settings.mode)
+        for index, (row, (fused, clusters, geo)) in enumerate(_tiled(executor, work, strips, cancel)):
+            fused_writer.write(row, fused)
             if cluster_writer:
-                cluster_writer.write(window.row, clusters)
+                cluster_writer.write(row, clusters)
             if preview:
-                preview.add(window.row, fused=fused, cubic=geo, clusters=clusters)
+                preview.add(row, fused=fused, cubic=geo, clusters=clusters)
             for mean, values in zip(means or (), (fused, geo)):
-                mean.add(window.row, values)
+                mean.add(row, values)
             if progress:
-                progress((index + 1) / len(windows))
-
-
-def _block_rows(grid, bands, settings, halo):
-    """Rows of a block so that WORKERS blocks in work and as many waiting fit the budget."""
-    return rows_per_block(grid.width, (bands + 2) * BYTES_PER_BAND_PIXEL * WORKERS * 2,
-                          settings.memory_mb, halo)
+                progress((index + 1) / len(strips))
 
 
 def _stream(paths, keys, grid, memory_mb, cancel=None):
@@ -506,20 +593,18 @@ def residual_correction(source_path, target_path, grids, work_dir, iteration, se
         if not hasattr(readers, 'pair'):        # GDAL datasets are not thread-safe: one pair per thread
             readers.pair = (RasterReader(source_path, None), RasterReader(fine, None))  # this run's files
         fused, residual = (reader.read(window, [1], np.float32).filled(np.nan)[0] for reader in readers.pair)
-        return window, fused + np.nan_to_num(residual)
-    # per pixel of a block in flight: two float32 reads with masks, their filled copies, the sum
-    windows = block_windows(grids.image.height, rows_per_block(grids.image.width, 32 * 2 * WORKERS,
-                                                               settings.memory_mb))
+        return (fused + np.nan_to_num(residual),)
+    strips = tile_strips(grids.image, tile_columns(2, 0, settings.memory_mb))
     with ExitStack() as stack:
         writer = stack.enter_context(RasterWriter(target_path, grids.image, 1, descriptions=[description],
                                                   options=options))
         for mean in means:
             stack.enter_context(mean)
         executor = stack.enter_context(ThreadPoolExecutor(WORKERS))
-        for window, corrected in _ordered(executor, correct, windows, cancel):
-            writer.write(window.row, corrected)
+        for row, (corrected,) in _tiled(executor, correct, strips, cancel):
+            writer.write(row, corrected)
             for mean in means:
-                mean.add(window.row, corrected)
+                mean.add(row, corrected)
 
 
 def reference_check(fused_path, cubic_path, reference_path, reference_band, image, work_dir, memory_mb,

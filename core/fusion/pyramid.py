@@ -69,21 +69,23 @@ def _smooth_valid(array, levels):
     return array
 
 
-def lowpass(values, valid, levels, top=None, bottom=None):
+def lowpass(values, valid, levels, top=None, bottom=None, left=0, right=0):
     """Low frequency of `values` (bands, rows, cols) at the rows of a block.
 
     `values` and `valid` (rows, cols, bool) cover the block's rows plus `top` and `bottom` halo
     rows read around them (default: halo(levels) each, i.e. an interior block); where fewer halo
     rows exist the block touches the raster edge and the missing rows are reflected, exactly as
-    for the whole array. Returns (low, weight): low (bands, core rows, cols) float32 with NaN where
-    no valid pixel is near, weight the filtered validity (1 far from holes and edges of the data).
+    for the whole array. `left` and `right` are the halo columns of a tile the same way (default
+    none: the block spans the whole width). Returns (low, weight): low (bands, core rows, core
+    cols) float32 with NaN where no valid pixel is near, weight the filtered validity (1 far from
+    holes and edges of the data).
     """
     size = halo(levels)
     top = size if top is None else top
     bottom = size if bottom is None else bottom
-    if top > size or bottom > size:
-        raise ValueError(f'halo rows ({top}, {bottom}) exceed the filter support {size}')
-    pads = ((0, 0), (size - top, size - bottom), (size, size))
+    if max(top, bottom, left, right) > size:
+        raise ValueError(f'halo ({top}, {bottom}, {left}, {right}) exceeds the filter support {size}')
+    pads = ((0, 0), (size - top, size - bottom), (size - left, size - right))
     if valid.all():
         # no hole within the support: the filtered weight is exactly 1 (the kernel's taps are
         # binary fractions summing to 1), so the normalisation can be skipped without changing bits

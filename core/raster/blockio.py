@@ -124,11 +124,17 @@ class RasterInfo:
 
 @dataclass(frozen=True)
 class Window:
-    """Rows row..row+rows are the block's own; `top`/`bottom` halo rows are read around them."""
+    """Rows row..row+rows are the block's own; `top`/`bottom` halo rows are read around them.
+    A tile also has columns col..col+cols with `left`/`right` halo columns; `cols` None is the
+    whole width."""
     row: int
     rows: int
     top: int = 0
     bottom: int = 0
+    col: int = 0
+    cols: int = None
+    left: int = 0
+    right: int = 0
 
     @property
     def read_row(self):
@@ -139,8 +145,16 @@ class Window:
         return self.top + self.rows + self.bottom
 
     def core(self, array):
-        """The block's own rows of an array read with this window's halo (last two axes rows, cols)."""
-        return array[..., self.top:self.top + self.rows, :]
+        """The block's own rows (and columns) of an array read with this window's halo (last two
+        axes rows, cols)."""
+        columns = slice(None) if self.cols is None else slice(self.left, self.left + self.cols)
+        return array[..., self.top:self.top + self.rows, columns]
+
+    def columns(self, width):
+        """(first column read, columns read) in a raster `width` columns wide."""
+        if self.cols is None:
+            return 0, width
+        return self.col - self.left, self.left + self.cols + self.right
 
 
 def open_raster(path, parameter=None):
@@ -208,6 +222,7 @@ class RasterReader:
 
     def __init__(self, path, parameter):
         self.parameter = parameter
+        self.path = path
         self.dataset = open_raster(path, parameter)
         self.info = raster_info(path, parameter)
         self.block_height = self.dataset.GetRasterBand(1).GetBlockSize()[1]
@@ -216,22 +231,27 @@ class RasterReader:
     def release_passed_blocks(self, window):
         """Drop GDAL's cached blocks once reading moves on to a later row of blocks: GDAL's cache
         (GDAL_CACHEMAX, 5 % of RAM by default) would otherwise fill with a big raster's blocks and
-        hold memory well beyond the block budget."""
+        hold memory well beyond the block budget. A VRT is reopened instead: FlushCache drops
+        its own blocks but not those of the rasters it reads (e.g. a warp's whole source)."""
         block_row = window.read_row // self.block_height
         if block_row > self.cached_block_row:
-            self.dataset.FlushCache()
+            if self.dataset.GetDriver().ShortName == 'VRT':
+                self.dataset = None                  # closed first, so its sources close too
+                self.dataset = open_raster(self.path, self.parameter)
+            else:
+                self.dataset.FlushCache()
         self.cached_block_row = block_row
 
     def read(self, window, bands=None, dtype=np.float64):
-        """Masked array (bands, window.read_rows, width); `bands` are 1-based, default all."""
+        """Masked array (bands, window.read_rows, columns read); `bands` are 1-based, default all."""
         self.release_passed_blocks(window)
         bands = bands or range(1, self.info.band_count + 1)
-        data = np.empty((len(bands), window.read_rows, self.info.grid.width), dtype=dtype)
+        col, cols = window.columns(self.info.grid.width)
+        data = np.empty((len(bands), window.read_rows, cols), dtype=dtype)
         mask = np.zeros(data.shape, dtype=bool)
         for index, band_number in enumerate(bands):
             band = self.dataset.GetRasterBand(band_number)
-            values = read_window(band, self.parameter, 0, window.read_row, self.info.grid.width,
-                                 window.read_rows)
+            values = read_window(band, self.parameter, col, window.read_row, cols, window.read_rows)
             nodata = band.GetNoDataValue()
             if nodata is not None:
                 mask[index] = values == nodata
