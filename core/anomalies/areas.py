@@ -285,6 +285,8 @@ def polygon_statistics(source, gpkg_path, layer_name, min_area=0.0, progress=Non
     grid = source.info.grid
     table = {}
     try:
+        if not layer.GetFeatureCount():  # no polygon of that size: no pass over the raster
+            return table
         for window, values in source.blocks(progress, cancel, extra_bytes_per_pixel=52):
             ids = _block_ids(layer, grid, window)
             inside = ids > 0
