@@ -23,11 +23,24 @@ QGIS_PROCESS = '/usr/bin/qgis_process.bin'
 SIZE = int(os.environ.get('RSGEOCHEM_BENCH_LARGE_SIZE', '8000'))
 BASELINE_PLUGIN = os.environ.get('RSGEOCHEM_BENCH_BASELINE_PLUGIN', '')
 PEAK_GOAL_MIB = 800
-CASES = {  # algorithm id -> parameters besides INPUT and OUTPUT
-    'spectralindices': {'SENSOR': 3},
-    'darkobjectsubtraction': {'METHOD': 0},
+SCENE, MODEL = '{scene}', '{model}'   # stand-ins for the scene's and the ONNX model's paths
+CASES = {  # algorithm id -> parameters besides INPUT (file names are written in the case's folder)
+    'spectralindices': {'SENSOR': 3, 'OUTPUT': 'out.tif'},
+    'darkobjectsubtraction': {'METHOD': 0, 'OUTPUT': 'out.tif'},
+    'surfacemask': {'OUTPUT': 'out.tif'},
+    'principalcomponents': {'OUTPUT': 'out.tif', 'OUTPUT_HTML': 'report.html'},
+    'applyinversionmodel': {'MODEL': MODEL, 'OUTPUT': 'out.tif'},
+    'anomalies': {'OUTPUT': 'areas.gpkg', 'OUTPUT_HTML': 'report.html'},
+    'comparemaps': {'REFERENCE': SCENE, 'REFERENCE_BAND': 2, 'OUTPUT': 'out.tif',
+                    'OUTPUT_HTML': 'report.html'},
 }
 CACHES = {'default cache': None, 'GDAL_CACHEMAX=64': '64'}
+# RSGEOCHEM_BENCH_LARGE_CASES=<id>,<id>: only these; RSGEOCHEM_BENCH_LARGE_CACHES=default: only the
+# default cache (the 20000² case takes hours with every case twice)
+SELECTED = [name for name in os.environ.get('RSGEOCHEM_BENCH_LARGE_CASES', '').split(',') if name] or \
+    list(CASES)
+if os.environ.get('RSGEOCHEM_BENCH_LARGE_CACHES') == 'default':
+    CACHES = {'default cache': None}
 
 
 def scene(path, size):
@@ -51,6 +64,13 @@ def scene(path, size):
     dataset = None
 
 
+def paper_cnn(path):
+    """The paper-shaped CNN of bench_apply.py (4 features, random weights) as an ONNX file."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_apply import paper_cnn as write_cnn
+    return write_cnn(path)
+
+
 def qgis_process_env(plugin_parent, out_dir, cache=None):
     """Environment of a qgis_process.bin run with the plugin in `plugin_parent` enabled in a profile
     of its own under `out_dir`; `cache` a GDAL_CACHEMAX value, None for GDAL's default."""
@@ -65,13 +85,22 @@ def qgis_process_env(plugin_parent, out_dir, cache=None):
     return env
 
 
-def run_case(plugin_parent, algorithm, source, out_dir, cache):
+def run_case(plugin_parent, algorithm, source, model, out_dir, cache):
     env = qgis_process_env(plugin_parent, out_dir, cache)
-    output = out_dir / 'out.tif'
-    parameters = {'INPUT': source, **CASES[algorithm], 'OUTPUT': output}
+    stand_ins = {SCENE: source, MODEL: model}
+    parameters = {'INPUT': source, **{key: stand_ins.get(value) or (out_dir / value if isinstance(value, str)
+                                                                   and '.' in value else value)
+                                      for key, value in CASES[algorithm].items()}}
     wall, cpu, peak, _ = run_measured([QGIS_PROCESS, 'run', f'rsgeochem:{algorithm}', '--',
                                        *(f'{k}={v}' for k, v in parameters.items())], env)
-    return dict(wall=round(wall, 1), cpu=round(cpu, 1), peak_mib=peak, **output_sizes(output, out_dir))
+    result = {'wall': round(wall, 1), 'cpu': round(cpu, 1), 'peak_mib': peak}
+    output = Path(parameters['OUTPUT'])
+    if output.suffix == '.tif':
+        result.update(output_sizes(output, out_dir))
+    for path in out_dir.iterdir():
+        if path.is_file():
+            path.unlink()
+    return result
 
 
 def output_sizes(output, out_dir):
@@ -105,17 +134,18 @@ def run(work_dir):
     work_dir = Path(work_dir)
     source = work_dir / 'scene.tif'
     scene(source, SIZE)
+    model = paper_cnn(work_dir / 'cnn.onnx')
     ours = Path(tempfile.mkdtemp(prefix='rsgeochem-bench-plugin-'))
     (ours / 'rsgeochem').symlink_to(CHECKOUT, target_is_directory=True)
     plugins = {'ours': ours, **({'baseline': Path(BASELINE_PLUGIN)} if BASELINE_PLUGIN else {})}
     result = {'scene': f'{SIZE}x{SIZE}x4 float32', 'peak_goal_mib': PEAK_GOAL_MIB}
-    for algorithm in CASES:
+    for algorithm in SELECTED:
         for cache_name, cache in CACHES.items():
             case = result.setdefault(algorithm, {}).setdefault(cache_name, {})
             for name, plugin in plugins.items():
                 out_dir = work_dir / f'{algorithm}-{name}-{cache or "default"}'
                 out_dir.mkdir()
-                case[name] = run_case(plugin, algorithm, source, out_dir, cache)
+                case[name] = run_case(plugin, algorithm, source, model, out_dir, cache)
             if 'baseline' in case:
                 case['ratio_cpu_ours_over_baseline'] = round(case['ours']['cpu'] / case['baseline']['cpu'], 2)
     return result

@@ -109,6 +109,22 @@ def test_user_creation_options_override_the_defaults(tmp_path):
     np.testing.assert_array_equal(user.ReadAsArray(), data)
 
 
+@pytest.mark.parametrize('size, out', [((53, 37), (7, 5)), ((333, 1000), (331, 17)), ((257, 513), (2, 512)),
+                                       ((999, 1000), (998, 3)), ((40, 40), (40, 40))])
+def test_decimated_read_equals_gdal_subsampling_of_the_whole_band(tmp_path, size, out):
+    """Row by row with the cache released, the same pixels as GDAL's own nearest subsampling."""
+    rows, cols = size
+    path = str(tmp_path / 'in.tif')
+    dataset = gdal.GetDriverByName('GTiff').Create(path, cols, rows, 1, gdal.GDT_Float32,
+                                                   ['TILED=YES', 'BLOCKXSIZE=16', 'BLOCKYSIZE=16'])
+    dataset.GetRasterBand(1).WriteArray(np.random.default_rng(2).random(size).astype(np.float32))
+    dataset = None
+    dataset = gdal.Open(path)
+    band = dataset.GetRasterBand(1)
+    expected = band.ReadAsArray(buf_xsize=out[1], buf_ysize=out[0])
+    np.testing.assert_array_equal(blockio.decimated_read(band, out[1], out[0]), expected)
+
+
 def test_block_rows_follow_memory_budget():
     assert blockio.rows_per_block(1000, 8, memory_mb=1) == 2 ** 20 // 8000
     assert blockio.rows_per_block(10 ** 9, 8, memory_mb=1) == 1  # at least one row

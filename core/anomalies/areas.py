@@ -25,9 +25,9 @@ from ..raster.blockio import (
     RasterReader,
     RasterWriter,
     check_cancel,
+    decimated_read,
     raster_info,
     read_blocks,
-    read_window,
 )
 from ..raster.scratch import scratch_folder
 from ..report import page
@@ -285,6 +285,8 @@ def polygon_statistics(source, gpkg_path, layer_name, min_area=0.0, progress=Non
     grid = source.info.grid
     table = {}
     try:
+        if not layer.GetFeatureCount():  # no polygon of that size: no pass over the raster
+            return table
         for window, values in source.blocks(progress, cancel, extra_bytes_per_pixel=52):
             ids = _block_ids(layer, grid, window)
             inside = ids > 0
@@ -367,15 +369,13 @@ def quicklook(source, max_pixels=MAP_PIXELS):
         if scale > 1 else (grid.width, grid.height)
     dataset = gdal.Open(source.path)
     band = dataset.GetRasterBand(source.band)
-    values = read_window(band, source.input_key, 0, 0, grid.width, grid.height, buf_xsize=width,
-                         buf_ysize=height).astype(np.float64)
+    values = decimated_read(band, width, height, source.input_key).astype(np.float64)
     invalid = ~np.isfinite(values)
     if band.GetNoDataValue() is not None:
         invalid |= values == band.GetNoDataValue()
     if source.mask is not None:
         keep = source.mask.dataset.GetRasterBand(1)
-        keep_values = read_window(keep, source.mask.parameter, 0, 0, grid.width, grid.height,
-                                  buf_xsize=width, buf_ysize=height)
+        keep_values = decimated_read(keep, width, height, source.mask.parameter)
         invalid |= keep_values == 0
         if keep.GetNoDataValue() is not None:
             invalid |= keep_values == keep.GetNoDataValue()

@@ -206,7 +206,8 @@ PLAUSIBLE_REFLECTANCE = (-0.1, 1.5)
 def implausible_reflectances(values):
     """Number of unmasked values of a masked block outside PLAUSIBLE_REFLECTANCE."""
     low, high = PLAUSIBLE_REFLECTANCE
-    return int(np.count_nonzero(np.ma.filled((values < low) | (values > high), False)))
+    data = np.ma.getdata(values)
+    return int(np.count_nonzero(((data < low) | (data > high)) & ~np.ma.getmaskarray(values)))
 
 
 def calibrate_raster(path, output, a, b, descriptions, zero_is_nodata=True, memory_mb=DEFAULT_MEMORY_MB,
@@ -220,9 +221,11 @@ def calibrate_raster(path, output, a, b, descriptions, zero_is_nodata=True, memo
                       descriptions) as writer:
         for window, block in read_blocks(path, memory_mb=memory_mb, extra_bytes_per_pixel=16 * len(a),
                                          cancel=cancel, progress=progress, parameter=parameter):
+            # plain arrays and a separate mask: numpy.ma arithmetic costs as much as the reads
+            invalid = np.ma.getmaskarray(block)
             if zero_is_nodata:
-                block = np.ma.masked_where(block.data == 0, block)
-            calibrated = apply_linear(block, a, b)
+                invalid |= block.data == 0
+            calibrated = np.ma.MaskedArray(apply_linear(block.data, a, b), invalid)
             valid += int(calibrated.count())
             if reflectance:
                 implausible += implausible_reflectances(calibrated)

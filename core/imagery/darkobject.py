@@ -112,7 +112,9 @@ def path_reflectance(dark_value, tz):
 def subtract(toa, path, tz):
     """Surface reflectance (rho_toa - rho_p) / Tz per band of a (bands, rows, cols) block, >= 0."""
     path = np.asarray(path, dtype=np.float64)[:, None, None]
-    return np.ma.maximum((toa - path) / tz, 0.0)
+    # on the data, masked or not, then masked again: numpy.ma's domain-checked division is slow
+    surface = (np.ma.getdata(toa) - path) / tz
+    return np.ma.MaskedArray(np.maximum(surface, 0.0, out=surface), np.ma.getmaskarray(toa))
 
 
 def subtract_raster(path, output, path_values, tz, descriptions, memory_mb=DEFAULT_MEMORY_MB, progress=None,

@@ -21,14 +21,20 @@ from ..raster.blockio import (
     RasterWriter,
     block_windows,
     check_cancel,
+    decimated_read,
     open_raster,
     raster_info,
     rows_per_block,
+    tile_aligned,
 )
 from ..report import page
 
 PREVIEW_SIZE = 400   # pixels along the longer side of the report's maps
 SCATTER_POINTS = 20_000
+# per pixel of a block: two float64 reads with their masks and the mask's read (9 bytes each),
+# validity masks, the compressed pairs and PairStats' float64 temporaries (~70), the difference
+# and the writer's copy
+BYTES_PER_PIXEL = 3 * 9 + 4 + 72 + 12
 
 
 @dataclass(frozen=True)
@@ -69,8 +75,8 @@ def compare_maps(path_a, path_b, difference_path, band_a=1, band_b=1, mask=None,
     grid = _check_inputs(path_a, band_a, path_b, band_b, keys)
     readers = RasterReader(path_a, keys[0]), RasterReader(path_b, keys[2])
     stats, either = PairStats(), 0
-    # per pixel: two float64 reads with masks, the mask's read, the difference and the writer's copy
-    windows = block_windows(grid.height, rows_per_block(grid.width, 2 * 9 + 9 + 4 + 8, memory_mb))
+    windows = block_windows(grid.height, tile_aligned(rows_per_block(grid.width, BYTES_PER_PIXEL, memory_mb),
+                                                      readers[0].block_height))
     with RasterWriter(difference_path, grid, 1, descriptions=['difference (map - reference)'],
                       parameter='OUTPUT') as writer:
         for index, window in enumerate(windows):
@@ -106,7 +112,7 @@ def decimated(path, band, size=PREVIEW_SIZE):
     raster_band = dataset.GetRasterBand(band)
     step = max(1, math.ceil(max(dataset.RasterXSize, dataset.RasterYSize) / size))
     width, height = math.ceil(dataset.RasterXSize / step), math.ceil(dataset.RasterYSize / step)
-    values = raster_band.ReadAsArray(buf_xsize=width, buf_ysize=height).astype(np.float64)
+    values = decimated_read(raster_band, width, height).astype(np.float64)
     nodata = raster_band.GetNoDataValue()
     if nodata is not None:
         values[values == nodata] = np.nan

@@ -194,6 +194,12 @@ def rows_per_block(width, bytes_per_pixel, memory_mb=DEFAULT_MEMORY_MB, halo=0):
     return max(1, budget // max(1, width * bytes_per_pixel) - 2 * halo)
 
 
+def tile_aligned(rows, tile_rows):
+    """Block rows cut to whole rows of the file's tiles when there is room for one (each tile is
+    then read once; a block ending mid-tile makes the next one decode that tile again)."""
+    return rows - rows % tile_rows if rows > tile_rows else rows
+
+
 def block_windows(height, block_rows, halo=0):
     """Windows covering rows 0..height in blocks of `block_rows`, with halos clipped at the edges."""
     block_rows = max(1, int(block_rows))
@@ -213,6 +219,27 @@ def read_window(band, parameter, col, row, cols, rows, **options):
         raise InputError(f'the file is damaged at rows {row + 1}-{row + rows} of band {band.GetBand()} '
                          f'(GDAL: {str(error).strip()}); copy or download it again, or choose another '
                          'raster.', parameter) from error
+
+
+def decimated_read(band, width, height, parameter=None):
+    """Band `band` (a gdal.Band) read at `width` x `height` pixels, exactly as GDAL's nearest
+    subsampling of the whole band (`band.ReadAsArray(buf_xsize=width, buf_ysize=height)`) gives it,
+    but one source row at a time with GDAL's cache released after each row of tiles: a whole-band
+    read would first bring every tile of the raster into the cache (5 % of RAM by default)."""
+    dataset = band.GetDataset()
+    tile_rows = band.GetBlockSize()[1]
+    # source row of each output row: GDAL's nearest rule (centre of the output row, a 1e-10 nudge)
+    step = band.YSize / height
+    rows = np.minimum(np.floor((np.arange(height) + 0.5) * step + 1e-10).astype(int), band.YSize - 1)
+    values = None
+    for index, row in enumerate(rows):
+        line = read_window(band, parameter, 0, int(row), band.XSize, 1, buf_xsize=width, buf_ysize=1)
+        if values is None:
+            values = np.empty((height, width), dtype=line.dtype)
+        values[index] = line[0]
+        if index + 1 == len(rows) or rows[index + 1] // tile_rows != row // tile_rows:
+            dataset.FlushCache()
+    return values
 
 
 class RasterReader:
@@ -279,8 +306,8 @@ def read_blocks(path, bands=None, memory_mb=DEFAULT_MEMORY_MB, halo=0, extra_byt
     count = len(bands) if bands else reader.info.band_count
     bytes_per_pixel = count * (np.dtype(dtype).itemsize + 1) + extra_bytes_per_pixel
     rows = rows_per_block(reader.info.grid.width, bytes_per_pixel, memory_mb, halo)
-    if not halo and rows > reader.block_height:  # whole rows of the file's tiles: each read once
-        rows -= rows % reader.block_height
+    if not halo:
+        rows = tile_aligned(rows, reader.block_height)
     windows = block_windows(reader.info.grid.height, rows, halo)
     for index, window in enumerate(windows):
         check_cancel(cancel)
