@@ -403,11 +403,12 @@ COARSE_CU = str(SAMPLE / 'simulated_cu_grid_250m.tif')  # 250 m cells over the 1
 
 
 @pytest.mark.parametrize('aligned', [True, False])
-def test_fusion_matches_local(tmp_path, scheduler, aligned):
+def test_fusion_matches_local(tmp_path, scheduler, aligned, monkeypatch):
     """Aligned: 9 x 9 cells, each 25 x 25 whole pixels of the 225 x 225 image (cell sums from the
     tiles); not aligned: the cells overhang the image's edge (GDAL's average warp, as locally).
-    K-means clusters, a residual pass; the local blocks at 36 MB have 50 (37) rows and 62-row halos,
-    strips join two of them (one)."""
+    K-means clusters, a residual pass; the local rows of tiles are made 50 (37) rows high (256 by
+    default) so that the image has several, with 62-row halos; strips join two of them (one)."""
+    monkeypatch.setattr(pipeline, 'TILE_ROWS', 50 if aligned else 37)
     image, coarse = str(tmp_path / 'image.tif'), str(tmp_path / 'coarse.tif')
     gdal.Translate(image, REFLECTANCE, srcWin=[0, 0, 225, 225] if aligned else [0, 0, 243, 233])
     gdal.Translate(coarse, COARSE_CU, srcWin=[0, 0, 9, 9] if aligned else [0, 0, 10, 10])
@@ -425,8 +426,9 @@ def test_fusion_matches_local(tmp_path, scheduler, aligned):
     assert_identical(tmp_path / 'local_clusters.tif', tmp_path / 'clusters.vrt')
 
 
-def test_fusion_survives_a_killed_worker_and_resumes(tmp_path, scheduler):
+def test_fusion_survives_a_killed_worker_and_resumes(tmp_path, scheduler, monkeypatch):
     from dask_faults import KillWorkerOnTask
+    monkeypatch.setattr(pipeline, 'TILE_ROWS', 50)   # several rows of tiles in the 225-row image
     image, coarse = str(tmp_path / 'image.tif'), str(tmp_path / 'coarse.tif')
     gdal.Translate(image, REFLECTANCE, srcWin=[0, 0, 225, 225])
     gdal.Translate(coarse, COARSE_CU, srcWin=[0, 0, 9, 9])
@@ -466,9 +468,11 @@ def test_command_line_fusion(tmp_path, scheduler):
     assert sorted(path.name for path in tmp_path.iterdir()) == ['cli.tif', 'local.tif']  # no work files left
 
 
-def test_fusion_with_the_nonlinear_regression_matches_local(tmp_path, scheduler):
+def test_fusion_with_the_nonlinear_regression_matches_local(tmp_path, scheduler, monkeypatch):
     """The default estimator learns from the coarse cells (it needs 680 for 4 bands): a grid of 45 x
-    45 cells, band 3 of the image averaged over 5 x 5 pixels, aligned with the image."""
+    45 cells, band 3 of the image averaged over 5 x 5 pixels, aligned with the image; several rows
+    of tiles (50 rows high instead of 256)."""
+    monkeypatch.setattr(pipeline, 'TILE_ROWS', 50)
     info = raster_info(REFLECTANCE)
     image = str(tmp_path / 'image.tif')
     gdal.Translate(image, REFLECTANCE, srcWin=[0, 0, 225, 225])

@@ -10,8 +10,8 @@ and counts of each of its local blocks, added here in block order.
 The residual pass (fused + cubic(coarse − cell means)) is per pixel and runs tile by tile too. The
 output is the local run's, bit for bit.
 
-It uses the pipeline's block reader and per-block step (`_Blocks`, `_apply_block`, and its checks)
-until core.fusion offers a tile API (fit statistics per window, fuse a tile given the model)."""
+It uses the pipeline's block reader and per-tile step (`_Blocks`, `_fuse_window` around the pure
+`fuse_tile`, and its checks)."""
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -70,8 +70,8 @@ def fusion_task(tile, folder, p):
     coarse-cell sums of each local block in it."""
     # a full-width strip: the block reader reads its rows (and halo) of the inputs themselves
     blocks = pipeline._Blocks(p.image_path, list(p.bands), p.cubic_path, p.mask_path, p.cluster_bands)
-    _, fused, clusters, _ = pipeline._apply_block(blocks, Window(tile.row, tile.rows, tile.top, tile.bottom),
-                                                  p.levels, p.model, p.mode)
+    fused, clusters, _ = pipeline._fuse_window(blocks, Window(tile.row, tile.rows, tile.top, tile.bottom),
+                                               p.levels, p.model, p.mode)
     grid = sub_grid(p.grid, 0, tile.row, tile.cols, tile.rows)
     written = [(OUTPUT, fused, p.description)] + ([(OUTPUT_CLUSTERS, clusters, 'cluster')] if p.with_clusters
                                                   else [])
@@ -120,7 +120,7 @@ def fit(image_path, bands, grids, mask_path, settings, names, warnings, cancel=N
 
 def strips(grid, block_rows, levels, tile_size):
     """(tiles, {tile row: [(row, rows)] of its local blocks}): full-width strips of whole local
-    blocks (pipeline.apply_model's) of about tile_size² pixels, with the pyramid's halo rows."""
+    rows of tiles (pipeline.apply_model's) of about tile_size² pixels, with the pyramid's halo rows."""
     halo = pyramid.halo(levels)
     per_tile = max(1, tile_size * tile_size // (grid.width * block_rows))   # local blocks per tile
     windows = block_windows(grid.height, block_rows)
@@ -167,8 +167,8 @@ def fuse(run, geo_path, geo_band, image_path, bands, fused_path, clusters_path=N
     aligned = cell_factors(grids.coarse, grids.image) is not None
     geo_name = raster_info(geo_path).descriptions[geo_band - 1] or 'geochemical grid'
     first_path = str(work / 'fused_0.vrt') if iterations else str(fused_path)
-    tiles, blocks = strips(grids.image, pipeline._block_rows(grids.image, len(bands), settings,
-                                                             pyramid.halo(levels)), levels, run.tile_size)
+    # strips of the local path's rows of tiles, so that the cell sums add up in its order
+    tiles, blocks = strips(grids.image, pipeline.TILE_ROWS, levels, run.tile_size)
     p = FusionTiles(str(image_path), tuple(bands), grids.cubic_path, str(mask_path) if mask_path else None,
                     tuple(settings.cluster_bands), grids.image, grids.coarse if aligned else None, levels,
                     model, settings.mode, f'{geo_name} fused ({settings.mode})', bool(iterations),
