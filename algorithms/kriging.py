@@ -89,7 +89,7 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
         'grids every pixel has its own neighbourhood, exactly as if it were kriged alone (pixels that '
         'share their nearest samples share one factorisation); a Shared-neighbourhood block of 2 or more '
         'lets square blocks of pixels share the neighbourhood of their centre instead (2.5-3 times faster '
-        'with blocks of 16 pixels or more, in float32, and different from the exact result near the '
+        'with blocks of 16-32 pixels, in float32, and different from the exact result near the '
         'blocks\' corners). NULL or '
         'non-finite values are skipped and '
         'counted, samples at one location merged (mean); fewer than 5 usable samples, a constant field or '

@@ -196,7 +196,7 @@ def add_anomaly_inputs(builder):
     builder.add_input(QgsProcessingParameterEnum('ANOMALY_METHOD', 'Anomaly threshold', list(METHODS),
                                                  defaultValue=PERCENTILE_METHOD),
                       'How the high-anomaly threshold is set: mean + 2 SD, median + 2 MAD, the 95th '
-                      'percentile (default: the top 5 % of the smoothed map, areas whatever the shape of its '
+                      'percentile (default: the top 5 % of the smoothed map, whatever the shape of its '
                       'distribution), the concentration-area fractal method (for a map whose C-A plot, in '
                       'the anomaly report, bends sharply) or a fixed value (Fixed anomaly threshold).')
     builder.add_input(number('FIXED_THRESHOLD', 'Fixed anomaly threshold (content units)', number.Type.Double,
@@ -282,7 +282,8 @@ def rare_earth_inversion(registry):
     add(QgsProcessingParameterEnum('TARGET_VALUE', 'Content paired with the spectra', list(TARGET_CHOICES),
                                    defaultValue=AT_SAMPLE),
         'What the model learns at each sample\'s pixel (step 5). Content at the sample itself (default): the '
-        'measured value, which the kriged surface takes at the sample\'s own position; it keeps the '
+        'measured value (what exact Kriging returns at the sample\'s own position; with a Measurement-'
+        'error variance the kriged surface is smoothed there too); it keeps the '
         'pixel-scale variation that the pixel\'s spectrum explains. Kriged content at the pixel centre: '
         'smoothed over the neighbouring samples wherever a sample lies off its pixel centre or the '
         'measurement error is set, so the map keeps only the smooth part of the content.')
