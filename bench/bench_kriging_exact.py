@@ -50,7 +50,9 @@ def grid_of(size):
 
 
 def block_side(x, y, pixel):
-    """Shared-block side as main's former automatic choice: a third of the mean sample spacing."""
+    """Shared-block side near main's former automatic choice (a third of the mean sample spacing),
+    but at least 2 so that the bench always measures shared blocks (the former rule fell back to
+    per-pixel neighbourhoods below 2)."""
     spacing = np.sqrt(np.ptp(x) * np.ptp(y) / len(x))
     return int(min(max(spacing / (3 * pixel), 2), 64))
 
