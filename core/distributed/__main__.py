@@ -29,6 +29,9 @@ from .runner import ClusterRun
 from .tiles import DEFAULT_TILE_SIZE
 from .workflow import RareEarthSettings, preset_indices, rare_earth_workflow
 
+BLOCK_HELP = ('0 or 1: every pixel its own neighbourhood (exact); 2-64: square blocks of this side share '
+              'the neighbourhood of their centre (faster, approximate near the corners)')
+
 
 def calibration(args, run):
     a, b, descriptions = calibration_coefficients(args.input, args.sensor, args.band_list, args.metadata,
@@ -148,7 +151,7 @@ def parser():
     for name in ('nugget', 'sill', 'range', 'radius'):
         step.add_argument(f'--{name}', type=float, default=0.0)
     step.add_argument('--neighbours', type=int, default=0)
-    step.add_argument('--block', type=int, default=0, help='shared-neighbourhood block side (0: auto)')
+    step.add_argument('--block', type=int, default=0, help=BLOCK_HELP)
     step.set_defaults(handler=kriging)
     add_fusion(commands)
     add_workflow(commands)
@@ -193,7 +196,7 @@ def add_workflow(commands):
     step.add_argument('--indices', default='', help='comma-separated GF-2 index ids for an extra indices.vrt')
     step.add_argument('--variogram', default='auto', help='variogram model (auto: the best by leave-one-out)')
     step.add_argument('--neighbours', type=int, default=32, help='nearest samples per prediction (0: all)')
-    step.add_argument('--block', type=int, default=0, help='shared-neighbourhood block side (0: auto)')
+    step.add_argument('--block', type=int, default=0, help=BLOCK_HELP)
     step.add_argument('--bins', type=int, default=10000, help='histogram bins of the anomaly statistics')
     for name, default in (('ndvi-threshold', 0.3), ('ndwi-threshold', 0.0), ('nir-water-threshold', 0.07),
                           ('measurement-error', 0.0), ('k', 2.0), ('percentile', 95.0)):
