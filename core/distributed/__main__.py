@@ -21,7 +21,7 @@ from ..errors import CancelledError, InputError, MissingDependencyError
 from ..fusion.model import ESTIMATORS
 from ..fusion.pipeline import MODES, FusionSettings
 from ..imagery.calibration import QUANTITY_LABELS
-from ..imagery.sensors import SENSOR_IDS
+from ..imagery.sensors import SENSOR_IDS, parse_list
 from ..raster.blockio import DEFAULT_MEMORY_MB
 from . import fusion as distributed_fusion
 from . import steps
@@ -42,23 +42,15 @@ def calibration(args, run):
 
 
 def spectral_indices(args, run):
-    chosen = list(filter(None, args.indices.split(',')))
+    chosen = parse_list(args.indices, 'INDICES', str)
     valid = preset_indices(run, args.input, args.output, args.sensor, chosen, args.memory)
     for name, count in valid.items():
         print(f'{name}: {count} valid pixels')
 
 
-def band_numbers(text, key):
-    """Band numbers of a comma-separated list ('' gives none)."""
-    try:
-        return [int(band) for band in text.split(',') if band.strip()]
-    except ValueError as error:
-        raise InputError(f'give band numbers separated by commas, e.g. 1,2,3 (not "{text}").', key) from error
-
-
 def inversion(args, run):
-    result = steps.infer(run, args.input, args.model, args.output, band_numbers(args.bands, 'BANDS') or None,
-                         args.mask, args.memory)
+    bands = parse_list(args.bands, 'BANDS', int, 'band number')
+    result = steps.infer(run, args.input, args.model, args.output, bands or None, args.mask, args.memory)
     print(f'{result.predicted} pixels predicted, {result.nodata} nodata; bands {result.bands}')
 
 
@@ -76,14 +68,15 @@ def kriging(args, run):
 
 
 def laplacian_fusion(args, run):
+    cluster_bands = parse_list(args.cluster_bands, 'CLUSTER_BANDS', int, 'band number')
     settings = FusionSettings(mode=args.mode, clusters=args.clusters, estimator=args.regression,
                               levels=args.levels, residual_iterations=args.residual_iterations,
                               sample_size=args.sample_size, min_cluster_pixels=args.min_cluster_pixels,
                               seed=args.seed, memory_mb=args.memory,
-                              cluster_bands=tuple(band_numbers(args.cluster_bands, 'CLUSTER_BANDS')))
+                              cluster_bands=tuple(cluster_bands))
     levels, model, warnings = distributed_fusion.fuse(
-        run, args.grid, args.grid_band, args.image, band_numbers(args.bands, 'BANDS'), args.output,
-        args.clusters_output, args.mask, settings)
+        run, args.grid, args.grid_band, args.image, parse_list(args.bands, 'BANDS', int, 'band number'),
+        args.output, args.clusters_output, args.mask, settings)
     print(f'{levels} pyramid level(s); regression R² {model.global_fit.r2:.3f} ({settings.estimator})')
     for warning in warnings:
         print(f'warning: {warning}', file=sys.stderr)
@@ -92,7 +85,7 @@ def laplacian_fusion(args, run):
 def workflow(args, run):
     given = {field.name: getattr(args, field.name) for field in fields(RareEarthSettings)
              if field.name not in ('indices', 'memory_mb')}
-    settings = RareEarthSettings(**given, indices=tuple(filter(None, args.indices.split(','))),
+    settings = RareEarthSettings(**given, indices=tuple(parse_list(args.indices, 'INDICES', str)),
                                  memory_mb=args.memory)
     rare_earth_workflow(run, settings)
 
