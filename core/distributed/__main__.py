@@ -25,6 +25,7 @@ from ..imagery.sensors import SENSOR_IDS, parse_list
 from ..raster.blockio import DEFAULT_MEMORY_MB
 from . import fusion as distributed_fusion
 from . import steps
+from . import workflow as workflow_module  # the name `workflow` is the step's handler
 from .inputs import calibration_coefficients, kriging_inputs, variogram
 from .runner import ClusterRun
 from .tiles import DEFAULT_TILE_SIZE
@@ -174,7 +175,7 @@ def add_fusion(commands):
 def add_workflow(commands):
     defaults = {field.name: field.default for field in fields(RareEarthSettings)}
     step = commands.add_parser('workflow', help='the rare-earth inversion workflow\'s block-wise steps',
-                               description=workflow_doc())
+                               description=workflow_module.__doc__)
     step.add_argument('--image', required=True, help='GF-2 PMS image in DN (bands 1-4)')
     step.add_argument('--sensor', choices=SENSOR_IDS[:2], default=defaults['sensor'])
     step.add_argument('--metadata', help='the scene\'s .xml (date and sun angle)')
@@ -189,24 +190,21 @@ def add_workflow(commands):
     step.add_argument('--mask-vegetation', action='store_true', help='mask NDVI above --ndvi-threshold')
     step.add_argument('--exclude-polygons', help='polygons masked like water (villages, buildings)')
     step.add_argument('--indices', default='', help='comma-separated GF-2 index ids for an extra indices.vrt')
-    step.add_argument('--variogram', dest='variogram_model', default=defaults['variogram_model'],
+    step.add_argument('--variogram', dest='variogram_model', metavar='VARIOGRAM',
+                      default=defaults['variogram_model'],
                       help='variogram model (auto: the best by leave-one-out)')
     step.add_argument('--neighbours', type=int, default=defaults['neighbours'],
                       help='nearest samples per prediction (0: all)')
-    step.add_argument('--block', dest='neighbourhood_block', type=int,
+    step.add_argument('--block', dest='neighbourhood_block', metavar='BLOCK', type=int,
                       default=defaults['neighbourhood_block'], help=BLOCK_HELP)
-    step.add_argument('--bins', dest='histogram_bins', type=int, default=defaults['histogram_bins'],
+    step.add_argument('--bins', dest='histogram_bins', metavar='BINS', type=int,
+                      default=defaults['histogram_bins'],
                       help='histogram bins of the anomaly statistics')
     for name in ('ndvi_threshold', 'ndwi_threshold', 'nir_water_threshold', 'measurement_error', 'k',
                  'percentile'):
         step.add_argument(f'--{name.replace("_", "-")}', type=float, default=defaults[name])
     step.add_argument('--ca-segments', type=int, choices=(2, 3), default=defaults['ca_segments'])
     step.set_defaults(handler=workflow)
-
-
-def workflow_doc():
-    from . import workflow as module
-    return module.__doc__
 
 
 def show_progress(fraction):
