@@ -18,10 +18,9 @@ from osgeo import gdal
 from ..dependencies import require
 from ..errors import InputError
 from ..raster.blockio import (
-    GTIFF_OPTIONS,
     check_cancel,
     creation_options,
-    merged_options,
+    gtiff_creation_options,
     remove_quietly,
     user_creation_options,
 )
@@ -173,12 +172,8 @@ def valid_pixels(path):
 
 
 def gtiff_options(source):
-    """Our GeoTIFF creation options with the user's (`creation_options`) for a copy of `source` (the
-    float predictor only for floats)."""
-    dataset = gdal.Open(str(source))
-    floating = dataset.GetRasterBand(1).DataType in (gdal.GDT_Float32, gdal.GDT_Float64)
-    return [option for option in merged_options(GTIFF_OPTIONS, user_creation_options())
-            if floating or not option.upper().startswith('PREDICTOR=3')]
+    """Our GeoTIFF creation options with the user's (`creation_options`) for a copy of `source`."""
+    return gtiff_creation_options(gdal.Open(str(source)).GetRasterBand(1).DataType)
 
 
 def crop_to_tile(window_path, path, tile):
