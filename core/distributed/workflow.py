@@ -20,6 +20,7 @@ from ..imagery import indices as index_table
 from ..imagery.darkobject import DOS1, band_names, dark_objects, path_reflectance, surface_descriptions
 from ..imagery.mask import PolygonBurner
 from ..raster.blockio import DEFAULT_MEMORY_MB, raster_info
+from ..raster.scratch import partial_path
 from . import steps
 from .inputs import calibration_coefficients, kriging_inputs, read_polygons, variogram
 from .manifest import fingerprint
@@ -80,7 +81,7 @@ class Checkpoint:
             return entry['value']
         value = compute()
         self.entries[name] = {'key': key, 'value': value}
-        temporary = self.path.with_name(f'.{self.path.name}.partial')
+        temporary = partial_path(self.path)
         temporary.write_text(json.dumps(self.entries, indent=1))
         os.replace(temporary, self.path)
         return value
