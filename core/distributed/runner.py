@@ -24,7 +24,7 @@ from ..raster.blockio import (
     remove_quietly,
     user_creation_options,
 )
-from ..raster.scratch import scratch_folder
+from ..raster.scratch import partial_path, scratch_folder
 from ..version import PLUGIN_ROOT
 from .manifest import MANIFEST_NAME, Manifest, file_sha256, fingerprint, input_stamp, recorded_stamp
 from .tiles import DEFAULT_TILE_SIZE, tile_layout, tile_size_for
@@ -178,7 +178,7 @@ def gtiff_options(source):
 
 def crop_to_tile(window_path, path, tile):
     """Copy a tile's own pixels out of a raster written over its read window (halo included)."""
-    temporary = Path(path).with_name(f'.{Path(path).stem}.partial.tif')
+    temporary = partial_path(path)
     try:
         gdal.Translate(str(temporary), str(window_path), srcWin=list(tile.own_window),
                        creationOptions=gtiff_options(window_path))
@@ -342,7 +342,7 @@ def assemble(folder, tiles, results, key, output_path, descriptions, cog=False):
         if as_vrt:
             os.replace(vrt, output_path)
             return
-        temporary = output_path.with_name(f'.{output_path.stem}.partial.tif')
+        temporary = partial_path(output_path)
         try:
             gdal.Translate(str(temporary), vrt, format='COG' if cog else 'GTiff',
                            creationOptions=list(COG_OPTIONS) if cog else gtiff_options(vrt))
