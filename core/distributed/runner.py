@@ -2,7 +2,6 @@
 fails or its worker dies) or, without a scheduler, one after another in this process. Tiles the
 manifest lists as complete are skipped; progress counts finished tiles; cancel cancels the
 futures. Each task returns the checksums of the tile files it wrote and its partial statistics."""
-import ctypes
 import os
 import shutil
 import tempfile
@@ -24,6 +23,7 @@ from ..raster.blockio import (
     remove_quietly,
     user_creation_options,
 )
+from ..raster.memory import relax_malloc_trim
 from ..raster.scratch import partial_path, scratch_folder
 from ..version import PLUGIN_ROOT
 from .manifest import MANIFEST_NAME, Manifest, file_sha256, fingerprint, input_stamp, recorded_stamp
@@ -37,7 +37,6 @@ POLL_SECONDS = 0.2        # how often the cancel callable is asked while tasks r
 REDUCE_FAN_IN = 8         # partial results combined per reduce task
 TASK_RETRIES = 2          # re-runs of a task that raised (a dead worker's tasks are re-run anyway)
 PACKAGE = __package__.split('.')[0]  # 'rsgeochem' (the plugin folder's name)
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters (malloc.h)
 COG_OPTIONS = ('COMPRESS=DEFLATE', 'PREDICTOR=YES', 'BIGTIFF=IF_SAFER', 'NUM_THREADS=ALL_CPUS')
 
 
@@ -212,19 +211,6 @@ def write_tile(folder, tile, keys, write):
     with halo_outputs(folder, tile, keys) as paths:
         value = write(paths)
     return {key: tile_path(folder, key, tile) for key in keys}, value
-
-
-def relax_malloc_trim():
-    """Undo, in a Dask worker, the MALLOC_TRIM_THRESHOLD_=65536 its nanny starts it with: glibc then
-    hands every freed large array back to the OS and numpy's block temporaries are page-faulted anew
-    each time (kriging ran 2.5x slower). The thresholds set are the ones glibc's own dynamic rule
-    grows to (mmap 32 MiB, trim twice that), so memory stays bounded by the block budget."""
-    try:
-        libc = ctypes.CDLL('libc.so.6')
-    except OSError:  # not glibc: nothing to undo
-        return
-    libc.mallopt(M_MMAP_THRESHOLD, 32 * 2 ** 20)
-    libc.mallopt(M_TRIM_THRESHOLD, 64 * 2 ** 20)
 
 
 def run_tile(task, tile, folder, parameters, options=()):
