@@ -12,14 +12,15 @@ from qgis.core import (
 )
 
 from ..core.distributed import steps
-from ..core.imagery.calibration import sensor_band_name
 from ..core.imagery.darkobject import (
     COST,
     DOS1,
+    band_names,
     dark_objects,
     path_reflectance,
     read_histogram,
     subtract_raster,
+    surface_descriptions,
     transmittance,
 )
 from ..core.imagery.sensor_metadata import read_metadata
@@ -129,8 +130,7 @@ class DarkObjectSubtractionAlgorithm(RsGeochemAlgorithm):
         if method == COST and sun_elevation is None and metadata_path:
             sun_elevation = read_metadata(metadata_path, None, self.METADATA).sun_elevation
         tz = transmittance(method, sun_elevation)
-        # "B4", not "B4 TOA reflectance (unitless)", for an output of radiometriccalibration
-        names = [sensor_band_name(d) or f'band {i + 1}' for i, d in enumerate(info.descriptions)]
+        names = band_names(info.descriptions)
         memory = self.block_memory(parameters, context)
 
         progress, cancel = progress_callbacks(feedback, 0.0, 40.0)
@@ -153,7 +153,7 @@ class DarkObjectSubtractionAlgorithm(RsGeochemAlgorithm):
                               f'path reflectance {value:.5f}')
 
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        descriptions = [f'{name} {method} surface reflectance' for name in names]
+        descriptions = surface_descriptions(names, method)
         progress, cancel = progress_callbacks(feedback, 40.0, 100.0)
         if run is not None:
             run.progress = progress

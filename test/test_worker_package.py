@@ -1,6 +1,5 @@
 """pyproject.toml builds the core as a Python package for Dask workers and the command line: its
 version is metadata.txt's, its dependencies requirements.txt's, and the installed copy runs a step."""
-import configparser
 import subprocess
 import sys
 import zipfile
@@ -10,6 +9,7 @@ import pytest
 from osgeo import gdal
 
 from paths import CHECKOUT
+from rsgeochem.core.version import plugin_version
 
 
 @pytest.fixture(scope='module')
@@ -32,9 +32,7 @@ def wheel(tmp_path_factory):
 
 
 def test_wheel_holds_the_core_with_the_plugin_version_and_pins(wheel):
-    metadata = configparser.ConfigParser(interpolation=None)
-    metadata.read(CHECKOUT / 'metadata.txt', encoding='utf-8')
-    version = metadata.get('general', 'version')
+    version = plugin_version()
     assert wheel.name == f'rsgeochem-{version}-py3-none-any.whl'
     archive = zipfile.ZipFile(wheel)
     names = archive.namelist()

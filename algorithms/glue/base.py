@@ -1,7 +1,5 @@
 """Shared glue for every rsgeochem algorithm: naming, help, dependency checks, up-front parameter
 checks, error mapping, progress/cancel callables for core code."""
-import ctypes
-import functools
 import signal
 import threading
 from contextlib import contextmanager
@@ -20,6 +18,7 @@ from qgis.PyQt.QtGui import QIcon
 from ...core.dependencies import require_all
 from ...core.errors import CancelledError, InputError, MissingDependencyError
 from ...core.raster.blockio import DEFAULT_MEMORY_MB, creation_options
+from ...core.raster.memory import release_freed_memory
 from . import compat
 from .checks import PROVIDER_PREFIX, check_parameters, explain_invalid, range_text
 from .cluster import CLUSTER_HELP
@@ -150,24 +149,6 @@ class RsGeochemAlgorithm(QgsProcessingAlgorithm):
 
     def execute(self, parameters, context, feedback):
         raise NotImplementedError
-
-
-def release_freed_memory():
-    """Hand the memory our block arrays freed back to the system (glibc's malloc_trim; nothing
-    elsewhere). glibc keeps freed blocks of tens of MB in its heap, fragmented, so in a workflow, where
-    every step runs in one QGIS process, each step would start from the previous steps' leftovers
-    (bench/bench_workflow.py: the process grew ~70-130 MB per raster step)."""
-    trim = getattr(_libc(), 'malloc_trim', None)
-    if trim is not None:
-        trim(0)
-
-
-@functools.cache
-def _libc():
-    try:
-        return ctypes.CDLL(None)
-    except (OSError, TypeError):  # a platform without a process-wide symbol table (Windows)
-        return None
 
 
 @contextmanager

@@ -15,19 +15,24 @@ again after an interruption: complete tiles are kept. Ctrl-C cancels the cluster
 """
 import argparse
 import sys
+from dataclasses import fields
 
 from ..errors import CancelledError, InputError, MissingDependencyError
 from ..fusion.model import ESTIMATORS
 from ..fusion.pipeline import MODES, FusionSettings
 from ..imagery.calibration import QUANTITY_LABELS
-from ..imagery.sensors import SENSOR_IDS
+from ..imagery.sensors import SENSOR_IDS, parse_list
 from ..raster.blockio import DEFAULT_MEMORY_MB
 from . import fusion as distributed_fusion
 from . import steps
+from . import workflow as workflow_module  # the name `workflow` is the step's handler
 from .inputs import calibration_coefficients, kriging_inputs, variogram
 from .runner import ClusterRun
 from .tiles import DEFAULT_TILE_SIZE
 from .workflow import RareEarthSettings, preset_indices, rare_earth_workflow
+
+BLOCK_HELP = ('0 or 1: every pixel its own neighbourhood (exact); 2-64: square blocks of this side share '
+              'the neighbourhood of their centre (faster, approximate near the corners)')
 
 
 def calibration(args, run):
@@ -38,23 +43,15 @@ def calibration(args, run):
 
 
 def spectral_indices(args, run):
-    chosen = list(filter(None, args.indices.split(',')))
+    chosen = parse_list(args.indices, 'INDICES', str)
     valid = preset_indices(run, args.input, args.output, args.sensor, chosen, args.memory)
     for name, count in valid.items():
         print(f'{name}: {count} valid pixels')
 
 
-def band_numbers(text, key):
-    """Band numbers of a comma-separated list ('' gives none)."""
-    try:
-        return [int(band) for band in text.split(',') if band.strip()]
-    except ValueError as error:
-        raise InputError(f'give band numbers separated by commas, e.g. 1,2,3 (not "{text}").', key) from error
-
-
 def inversion(args, run):
-    result = steps.infer(run, args.input, args.model, args.output, band_numbers(args.bands, 'BANDS') or None,
-                         args.mask, args.memory)
+    bands = parse_list(args.bands, 'BANDS', int, 'band number')
+    result = steps.infer(run, args.input, args.model, args.output, bands or None, args.mask, args.memory)
     print(f'{result.predicted} pixels predicted, {result.nodata} nodata; bands {result.bands}')
 
 
@@ -72,24 +69,25 @@ def kriging(args, run):
 
 
 def laplacian_fusion(args, run):
-    settings = FusionSettings(args.mode, args.clusters, args.regression, args.levels,
-                              args.residual_iterations, args.sample_size, args.min_cluster_pixels, args.seed,
-                              args.memory, tuple(band_numbers(args.cluster_bands, 'CLUSTER_BANDS')))
+    cluster_bands = parse_list(args.cluster_bands, 'CLUSTER_BANDS', int, 'band number')
+    settings = FusionSettings(mode=args.mode, clusters=args.clusters, estimator=args.regression,
+                              levels=args.levels, residual_iterations=args.residual_iterations,
+                              sample_size=args.sample_size, min_cluster_pixels=args.min_cluster_pixels,
+                              seed=args.seed, memory_mb=args.memory,
+                              cluster_bands=tuple(cluster_bands))
     levels, model, warnings = distributed_fusion.fuse(
-        run, args.grid, args.grid_band, args.image, band_numbers(args.bands, 'BANDS'), args.output,
-        args.clusters_output, args.mask, settings)
+        run, args.grid, args.grid_band, args.image, parse_list(args.bands, 'BANDS', int, 'band number'),
+        args.output, args.clusters_output, args.mask, settings)
     print(f'{levels} pyramid level(s); regression R² {model.global_fit.r2:.3f} ({settings.estimator})')
     for warning in warnings:
         print(f'warning: {warning}', file=sys.stderr)
 
 
 def workflow(args, run):
-    settings = RareEarthSettings(
-        args.image, args.gains, args.esun, args.samples, args.field, args.model, args.output_dir, args.sensor,
-        args.metadata, args.offsets, args.mask_vegetation, args.ndvi_threshold, args.ndwi_threshold,
-        args.nir_water_threshold, args.exclude_polygons, tuple(filter(None, args.indices.split(','))),
-        args.measurement_error, args.neighbours, args.block, args.variogram, args.k, args.percentile,
-        args.ca_segments, args.bins, args.memory)
+    given = {field.name: getattr(args, field.name) for field in fields(RareEarthSettings)
+             if field.name not in ('indices', 'memory_mb')}
+    settings = RareEarthSettings(**given, indices=tuple(parse_list(args.indices, 'INDICES', str)),
+                                 memory_mb=args.memory)
     rare_earth_workflow(run, settings)
 
 
@@ -148,7 +146,7 @@ def parser():
     for name in ('nugget', 'sill', 'range', 'radius'):
         step.add_argument(f'--{name}', type=float, default=0.0)
     step.add_argument('--neighbours', type=int, default=0)
-    step.add_argument('--block', type=int, default=0, help='shared-neighbourhood block side (0: auto)')
+    step.add_argument('--block', type=int, default=0, help=BLOCK_HELP)
     step.set_defaults(handler=kriging)
     add_fusion(commands)
     add_workflow(commands)
@@ -175,13 +173,14 @@ def add_fusion(commands):
 
 
 def add_workflow(commands):
+    defaults = {field.name: field.default for field in fields(RareEarthSettings)}
     step = commands.add_parser('workflow', help='the rare-earth inversion workflow\'s block-wise steps',
-                               description=workflow_doc())
+                               description=workflow_module.__doc__)
     step.add_argument('--image', required=True, help='GF-2 PMS image in DN (bands 1-4)')
-    step.add_argument('--sensor', choices=SENSOR_IDS[:2], default=SENSOR_IDS[0])
+    step.add_argument('--sensor', choices=SENSOR_IDS[:2], default=defaults['sensor'])
     step.add_argument('--metadata', help='the scene\'s .xml (date and sun angle)')
     step.add_argument('--gains', required=True, help='radiance gains of bands 1-4, comma-separated')
-    step.add_argument('--offsets', default='', help='radiance offsets (empty: 0)')
+    step.add_argument('--offsets', default=defaults['offsets'], help='radiance offsets (empty: 0)')
     step.add_argument('--esun', required=True, help='solar irradiance of bands 1-4, comma-separated')
     step.add_argument('--samples', required=True, help='point layer in the image\'s CRS')
     step.add_argument('--field', required=True, help='numeric field of the content')
@@ -191,20 +190,21 @@ def add_workflow(commands):
     step.add_argument('--mask-vegetation', action='store_true', help='mask NDVI above --ndvi-threshold')
     step.add_argument('--exclude-polygons', help='polygons masked like water (villages, buildings)')
     step.add_argument('--indices', default='', help='comma-separated GF-2 index ids for an extra indices.vrt')
-    step.add_argument('--variogram', default='auto', help='variogram model (auto: the best by leave-one-out)')
-    step.add_argument('--neighbours', type=int, default=32, help='nearest samples per prediction (0: all)')
-    step.add_argument('--block', type=int, default=0, help='shared-neighbourhood block side (0: auto)')
-    step.add_argument('--bins', type=int, default=10000, help='histogram bins of the anomaly statistics')
-    for name, default in (('ndvi-threshold', 0.3), ('ndwi-threshold', 0.0), ('nir-water-threshold', 0.07),
-                          ('measurement-error', 0.0), ('k', 2.0), ('percentile', 95.0)):
-        step.add_argument(f'--{name}', type=float, default=default)
-    step.add_argument('--ca-segments', type=int, choices=(2, 3), default=3)
+    step.add_argument('--variogram', dest='variogram_model', metavar='VARIOGRAM',
+                      default=defaults['variogram_model'],
+                      help='variogram model (auto: the best by leave-one-out)')
+    step.add_argument('--neighbours', type=int, default=defaults['neighbours'],
+                      help='nearest samples per prediction (0: all)')
+    step.add_argument('--block', dest='neighbourhood_block', metavar='BLOCK', type=int,
+                      default=defaults['neighbourhood_block'], help=BLOCK_HELP)
+    step.add_argument('--bins', dest='histogram_bins', metavar='BINS', type=int,
+                      default=defaults['histogram_bins'],
+                      help='histogram bins of the anomaly statistics')
+    for name in ('ndvi_threshold', 'ndwi_threshold', 'nir_water_threshold', 'measurement_error', 'k',
+                 'percentile'):
+        step.add_argument(f'--{name.replace("_", "-")}', type=float, default=defaults[name])
+    step.add_argument('--ca-segments', type=int, choices=(2, 3), default=defaults['ca_segments'])
     step.set_defaults(handler=workflow)
-
-
-def workflow_doc():
-    from . import workflow as module
-    return module.__doc__
 
 
 def show_progress(fraction):

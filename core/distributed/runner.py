@@ -2,7 +2,6 @@
 fails or its worker dies) or, without a scheduler, one after another in this process. Tiles the
 manifest lists as complete are skipped; progress counts finished tiles; cancel cancels the
 futures. Each task returns the checksums of the tile files it wrote and its partial statistics."""
-import ctypes
 import os
 import shutil
 import tempfile
@@ -18,14 +17,14 @@ from osgeo import gdal
 from ..dependencies import require
 from ..errors import InputError
 from ..raster.blockio import (
-    GTIFF_OPTIONS,
     check_cancel,
     creation_options,
-    merged_options,
+    gtiff_creation_options,
     remove_quietly,
     user_creation_options,
 )
-from ..raster.scratch import scratch_folder
+from ..raster.memory import relax_malloc_trim
+from ..raster.scratch import partial_path, scratch_folder
 from ..version import PLUGIN_ROOT
 from .manifest import MANIFEST_NAME, Manifest, file_sha256, fingerprint, input_stamp, recorded_stamp
 from .tiles import DEFAULT_TILE_SIZE, tile_layout, tile_size_for
@@ -38,7 +37,6 @@ POLL_SECONDS = 0.2        # how often the cancel callable is asked while tasks r
 REDUCE_FAN_IN = 8         # partial results combined per reduce task
 TASK_RETRIES = 2          # re-runs of a task that raised (a dead worker's tasks are re-run anyway)
 PACKAGE = __package__.split('.')[0]  # 'rsgeochem' (the plugin folder's name)
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters (malloc.h)
 COG_OPTIONS = ('COMPRESS=DEFLATE', 'PREDICTOR=YES', 'BIGTIFF=IF_SAFER', 'NUM_THREADS=ALL_CPUS')
 
 
@@ -173,17 +171,13 @@ def valid_pixels(path):
 
 
 def gtiff_options(source):
-    """Our GeoTIFF creation options with the user's (`creation_options`) for a copy of `source` (the
-    float predictor only for floats)."""
-    dataset = gdal.Open(str(source))
-    floating = dataset.GetRasterBand(1).DataType in (gdal.GDT_Float32, gdal.GDT_Float64)
-    return [option for option in merged_options(GTIFF_OPTIONS, user_creation_options())
-            if floating or not option.upper().startswith('PREDICTOR=3')]
+    """Our GeoTIFF creation options with the user's (`creation_options`) for a copy of `source`."""
+    return gtiff_creation_options(gdal.Open(str(source)).GetRasterBand(1).DataType)
 
 
 def crop_to_tile(window_path, path, tile):
     """Copy a tile's own pixels out of a raster written over its read window (halo included)."""
-    temporary = Path(path).with_name(f'.{Path(path).stem}.partial.tif')
+    temporary = partial_path(path)
     try:
         gdal.Translate(str(temporary), str(window_path), srcWin=list(tile.own_window),
                        creationOptions=gtiff_options(window_path))
@@ -217,19 +211,6 @@ def write_tile(folder, tile, keys, write):
     with halo_outputs(folder, tile, keys) as paths:
         value = write(paths)
     return {key: tile_path(folder, key, tile) for key in keys}, value
-
-
-def relax_malloc_trim():
-    """Undo, in a Dask worker, the MALLOC_TRIM_THRESHOLD_=65536 its nanny starts it with: glibc then
-    hands every freed large array back to the OS and numpy's block temporaries are page-faulted anew
-    each time (kriging ran 2.5x slower). The thresholds set are the ones glibc's own dynamic rule
-    grows to (mmap 32 MiB, trim twice that), so memory stays bounded by the block budget."""
-    try:
-        libc = ctypes.CDLL('libc.so.6')
-    except OSError:  # not glibc: nothing to undo
-        return
-    libc.mallopt(M_MMAP_THRESHOLD, 32 * 2 ** 20)
-    libc.mallopt(M_TRIM_THRESHOLD, 64 * 2 ** 20)
 
 
 def run_tile(task, tile, folder, parameters, options=()):
@@ -347,7 +328,7 @@ def assemble(folder, tiles, results, key, output_path, descriptions, cog=False):
         if as_vrt:
             os.replace(vrt, output_path)
             return
-        temporary = output_path.with_name(f'.{output_path.stem}.partial.tif')
+        temporary = partial_path(output_path)
         try:
             gdal.Translate(str(temporary), vrt, format='COG' if cog else 'GTiff',
                            creationOptions=list(COG_OPTIONS) if cog else gtiff_options(vrt))

@@ -1,7 +1,7 @@
 """The block-wise steps on tiles: each task runs the same core function as the local path on a VRT
 window of its inputs (halo included) and writes its own GeoTIFF tile; the driver-side functions
-resolve everything global once (band choice, model layout, neighbourhood block size), broadcast
-it with the samples / model, and sum the tiles' partial counts."""
+resolve everything global once (band choice, model layout), broadcast it with the samples / model,
+and sum the tiles' partial counts."""
 import math
 from dataclasses import asdict, dataclass, replace
 from functools import reduce

@@ -17,10 +17,10 @@ from ..anomalies import areas
 from ..anomalies.fractal import concentration_area
 from ..geostat.variogram import VariogramModel
 from ..imagery import indices as index_table
-from ..imagery.calibration import sensor_band_name
-from ..imagery.darkobject import DOS1, dark_objects, path_reflectance
+from ..imagery.darkobject import DOS1, band_names, dark_objects, path_reflectance, surface_descriptions
 from ..imagery.mask import PolygonBurner
 from ..raster.blockio import DEFAULT_MEMORY_MB, raster_info
+from ..raster.scratch import partial_path
 from . import steps
 from .inputs import calibration_coefficients, kriging_inputs, read_polygons, variogram
 from .manifest import fingerprint
@@ -28,7 +28,6 @@ from .runner import input_version
 
 CHECKPOINT_NAME = 'workflow.json'
 GF2_BANDS = {'green': 2, 'red': 3, 'nir': 4}       # surfacemask's defaults: GF-2 PMS band order
-DARK_PIXEL_COUNT, DARK_PERCENTILE = 1000, 0.01     # darkobjectsubtraction's defaults (Chavez 1996)
 
 
 @dataclass(frozen=True)
@@ -82,7 +81,7 @@ class Checkpoint:
             return entry['value']
         value = compute()
         self.entries[name] = {'key': key, 'value': value}
-        temporary = self.path.with_name(f'.{self.path.name}.partial')
+        temporary = partial_path(self.path)
         temporary.write_text(json.dumps(self.entries, indent=1))
         os.replace(temporary, self.path)
         return value
@@ -139,16 +138,15 @@ def rare_earth_workflow(run, settings, report=print):
 def surface_reflectance(run, s, out, checkpoint, report):
     """Step 2: DOS1 dark objects from the tree-reduced histogram, then the subtraction."""
     toa = out['toa_reflectance']
-    names = [sensor_band_name(d) or f'band {i + 1}' for i, d in enumerate(raster_info(toa).descriptions)]
+    names = band_names(raster_info(toa).descriptions)
 
     def fit():
-        objects = dark_objects(steps.dark_histogram(run, toa, s.memory_mb), DARK_PIXEL_COUNT, DARK_PERCENTILE,
-                               names)
+        objects = dark_objects(steps.dark_histogram(run, toa, s.memory_mb), names=names)
         return {'dark_values': [obj.value for obj in objects],
                 'path_reflectance': [path_reflectance(obj.value, 1.0) for obj in objects]}
     dark = checkpoint.fit('dark_objects', {'input': input_version(toa)}, fit)
     steps.dark_subtract(run, toa, out['surface_reflectance'], dark['path_reflectance'], 1.0,
-                        [f'{name} {DOS1} surface reflectance' for name in names], s.memory_mb)
+                        surface_descriptions(names, DOS1), s.memory_mb)
     values = ', '.join(f'{value:.5f}' for value in dark['path_reflectance'])
     report(f'2 surface reflectance (path reflectance {values}): {out["surface_reflectance"]}')
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..raster.blockio import DEFAULT_MEMORY_MB, DEFAULT_NODATA, RasterWriter, raster_info, read_blocks
+from .calibration import sensor_band_name
 
 DOS1, COST = 'DOS1', 'COST'
 DARK_OBJECT_REFLECTANCE = 0.01
@@ -73,6 +74,17 @@ class DarkObject:
     valid: int        # valid pixels of the band
     count: int        # k: the dark value is the k-th darkest pixel
     value: float      # dark-object TOA reflectance
+
+
+def band_names(descriptions):
+    """Names of a TOA reflectance raster's bands: "B4", not "B4 TOA reflectance (unitless)", for an
+    output of radiometriccalibration; "band i" for a band without description."""
+    return [sensor_band_name(description) or f'band {i + 1}' for i, description in enumerate(descriptions)]
+
+
+def surface_descriptions(names, method):
+    """Band descriptions of the corrected raster ("B4 DOS1 surface reflectance")."""
+    return [f'{name} {method} surface reflectance' for name in names]
 
 
 def dark_objects(histogram, pixel_count=1000, percentile=0.01, names=None, parameter=INPUT):

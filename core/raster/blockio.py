@@ -57,6 +57,15 @@ def merged_options(defaults, extra):
     return [*kept, *extra]
 
 
+def gtiff_creation_options(data_type, options=None):
+    """Creation options of a GeoTIFF of GDAL `data_type`: `options`, or (None) GTIFF_OPTIONS with the
+    user's (creation_options); the floating-point predictor only for floating-point data."""
+    chosen = list(options) if options is not None else merged_options(GTIFF_OPTIONS, _user_options.get())
+    if data_type in (gdal.GDT_Float32, gdal.GDT_Float64):
+        return chosen
+    return [option for option in chosen if not option.upper().startswith('PREDICTOR=3')]
+
+
 @dataclass(frozen=True)
 class Grid:
     """Pixel grid of a raster: size, GDAL geotransform and CRS (WKT)."""
@@ -352,7 +361,7 @@ class RasterWriter:
     once GDAL's cache evicts it, and GDAL's cache holds no row of tiles that is not on disk yet, so
     memory stays bounded and a cancelled run has little to drop. Partial files of the same output
     left by killed runs are removed on entry. `parameter` is the output's Processing key, named in
-    errors; `options` None means GTIFF_OPTIONS with the user's creation options (creation_options).
+    errors; `options` None means GTIFF_OPTIONS with the user's creation options (gtiff_creation_options).
     """
 
     def __init__(self, path, grid, band_count=1, nodata=DEFAULT_NODATA, descriptions=None,
@@ -368,10 +377,7 @@ class RasterWriter:
         self.descriptions = list(descriptions or [])
         self.data_type = data_type
         self.numpy_type = gdal_array.GDALTypeCodeToNumericTypeCode(data_type)
-        self.options = list(options) if options is not None else merged_options(GTIFF_OPTIONS,
-                                                                                _user_options.get())
-        if data_type != gdal.GDT_Float32:
-            self.options = [o for o in self.options if not o.upper().startswith('PREDICTOR=3')]
+        self.options = gtiff_creation_options(data_type, options)
         self.temporary = partial_path(self.path)
         self.dataset = None
         self.tile_rows = 1
