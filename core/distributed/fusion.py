@@ -10,8 +10,8 @@ and counts of each of its local blocks, added here in block order.
 The residual pass (fused + cubic(coarse − cell means)) is per pixel and runs tile by tile too. The
 output is the local run's, bit for bit.
 
-It uses the pipeline's block reader and per-tile step (`_Blocks`, `_fuse_window` around the pure
-`fuse_tile`, and its checks)."""
+It uses the pipeline's fit (`fit`, `residual_passes`), block reader and per-tile step (`_Blocks`,
+`_fuse_window` around the pure `fuse_tile`, and its checks)."""
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,7 +21,6 @@ import numpy as np
 from ..errors import InputError
 from ..fusion import pipeline, pyramid
 from ..fusion.grid import TEMPORARY_GTIFF, CellMeans, cell_factors, prepare_grids, warp_to_grid
-from ..fusion.model import Basis, fit_model
 from ..raster.blockio import RasterReader, RasterWriter, Window, block_windows, raster_info
 from .runner import run_step, tile_path, tile_result
 from .tiles import Tile, sub_grid, window_rasters
@@ -102,22 +101,6 @@ def residual_task(tile, folder, p):
     return tile_result(folder, {OUTPUT: path})
 
 
-def fit(image_path, bands, grids, mask_path, settings, names, warnings, cancel=None):
-    """The pipeline's sample (pass 1) and regression, as pipeline.fuse fits them (its local
-    regression's cell means come from a pass over the whole image here, not yet from the tiles)."""
-    levels = settings.levels or pyramid.levels_for_ratio(grids.ratio)
-    blocks = pipeline._Blocks(image_path, bands, grids.cubic_path, mask_path, settings.cluster_bands)
-    sample = pipeline.collect_sample(blocks, grids.image, levels, settings, cancel)
-    if settings.estimator == 'nonlinear':
-        basis = Basis.from_pixels(sample['pixels'])
-        sample.update(pipeline.collect_cell_sample(blocks, grids, settings, basis, cancel)
-                      or pipeline.collect_basis_sample(blocks, grids.image, levels, settings, basis, cancel))
-    model = fit_model(sample, names, settings.clusters, settings.min_cluster_pixels, settings.seed,
-                      KEYS['bands'], KEYS['clusters'], KEYS['geo'], settings.estimator)
-    model.local = pipeline._local_model(blocks, grids, settings, len(bands), warnings, cancel)
-    return levels, model
-
-
 def strips(grid, block_rows, levels, tile_size):
     """(tiles, {tile row: [(row, rows)] of its local blocks}): full-width strips of whole local
     rows of tiles (pipeline.apply_model's) of about tile_size² pixels, with the pyramid's halo rows."""
@@ -156,13 +139,12 @@ def fuse(run, geo_path, geo_band, image_path, bands, fused_path, clusters_path=N
     grids = prepare_grids(geo_path, geo_band, image_path, work, KEYS['geo'], KEYS['image'], log)
     warnings = []
     settings = pipeline._enough_cells(settings, grids, len(bands), warnings)
-    iterations = settings.residual_iterations
-    if settings.estimator == 'nonlinear' and settings.mode == 'coherent' and not iterations:
-        iterations = 1
+    iterations = pipeline.residual_passes(settings)
     if iterations > 1:
         raise InputError('a cluster run makes at most one residual pass; choose 0 or 1 iterations, or run '
                          'locally.', 'RESIDUAL_ITERATIONS')
-    levels, model = fit(image_path, bands, grids, mask_path, settings, names, warnings, run.cancel)
+    reader = pipeline._Blocks(image_path, bands, grids.cubic_path, mask_path, settings.cluster_bands)
+    levels, model = pipeline.fit(reader, grids, settings, names, warnings, log, run.cancel)
     warnings += model.warnings
     aligned = cell_factors(grids.coarse, grids.image) is not None
     geo_name = raster_info(geo_path).descriptions[geo_band - 1] or 'geochemical grid'

@@ -699,6 +699,37 @@ def _local_model(blocks, grids, settings, band_count, warnings, cancel):
                      cell_position(grids.coarse, grids.image))
 
 
+def fit(blocks, grids, settings, names, warnings, log=print, cancel=None, progress=None):
+    """Pass 1 and the regression: (pyramid levels, fitted FusionModel) from the sample strips (and,
+    for the nonlinear estimator, the basis sample and the local regression's cell means); `settings`
+    as _enough_cells leaves them."""
+    if grids.ratio < 2:
+        warnings.append(f'the grid is only {grids.ratio:.2f} times coarser than the image: there is '
+                        'little detail to add.')
+    levels = settings.levels or pyramid.levels_for_ratio(grids.ratio)
+    log(f'resolution ratio {grids.ratio:.2f}, {levels} pyramid level(s), halo {pyramid.halo(levels)} px')
+    sample = collect_sample(blocks, grids.image, levels, settings, cancel, progress)
+    if settings.estimator == 'nonlinear':
+        basis = Basis.from_pixels(sample['pixels'])
+        sample.update(collect_cell_sample(blocks, grids, settings, basis, cancel)
+                      or collect_basis_sample(blocks, grids.image, levels, settings, basis, cancel))
+    model = fit_model(sample, names, settings.clusters, settings.min_cluster_pixels, settings.seed,
+                      KEYS['bands'], KEYS['clusters'], KEYS['geo'], settings.estimator)
+    model.local = _local_model(blocks, grids, settings, len(names), warnings, cancel)
+    if model.local:
+        log(f'local regression: bandwidth {model.local.bandwidth:g} cells, penalty '
+            f'{model.local.penalty:g}, leave-one-out RMSE on the cells {model.local.cv_rmse:.4g}')
+    return levels, model
+
+
+def residual_passes(settings):
+    """Residual-correction passes of a run: as asked, but at least one for the nonlinear regression
+    in coherent mode (F alone does not keep the grid: one residual pass brings it back)."""
+    if settings.estimator == 'nonlinear' and settings.mode == 'coherent':
+        return settings.residual_iterations or 1
+    return settings.residual_iterations
+
+
 def fuse(geo_path, geo_band, image_path, bands, fused_path, clusters_path=None, mask_path=None,
          reference_path=None, reference_band=1, settings=None, log=print, progress=None,
          cancel=None):
@@ -709,30 +740,13 @@ def fuse(geo_path, geo_band, image_path, bands, fused_path, clusters_path=None, 
     with scratch_folder('rsgeochem-fusion') as work_dir:
         grids = prepare_grids(geo_path, geo_band, image_path, work_dir, KEYS['geo'], KEYS['image'], log)
         warnings = []
-        if grids.ratio < 2:
-            warnings.append(f'the grid is only {grids.ratio:.2f} times coarser than the image: there is '
-                            'little detail to add.')
-        levels = settings.levels or pyramid.levels_for_ratio(grids.ratio)
-        log(f'resolution ratio {grids.ratio:.2f}, {levels} pyramid level(s), halo {pyramid.halo(levels)} px')
         settings = _enough_cells(settings, grids, len(bands), warnings)
         blocks = _Blocks(image_path, bands, grids.cubic_path, mask_path, settings.cluster_bands)
-        sample = collect_sample(blocks, grids.image, levels, settings, cancel,
-                                _stage(progress, 0.0, 0.15))
-        if settings.estimator == 'nonlinear':
-            basis = Basis.from_pixels(sample['pixels'])
-            sample.update(collect_cell_sample(blocks, grids, settings, basis, cancel)
-                          or collect_basis_sample(blocks, grids.image, levels, settings, basis, cancel))
-        model = fit_model(sample, names, settings.clusters, settings.min_cluster_pixels, settings.seed,
-                          KEYS['bands'], KEYS['clusters'], KEYS['geo'], settings.estimator)
-        model.local = _local_model(blocks, grids, settings, len(bands), warnings, cancel)
-        if model.local:
-            log(f'local regression: bandwidth {model.local.bandwidth:g} cells, penalty '
-                f'{model.local.penalty:g}, leave-one-out RMSE on the cells {model.local.cv_rmse:.4g}')
+        levels, model = fit(blocks, grids, settings, names, warnings, log, cancel,
+                            _stage(progress, 0.0, 0.15))
         warnings += model.warnings
         preview = _Preview(grids.image, ('fused', 'cubic', 'clusters'))
-        iterations = settings.residual_iterations
-        if settings.estimator == 'nonlinear' and settings.mode == 'coherent' and not iterations:
-            iterations = 1   # F alone does not keep the grid: one residual pass brings it back
+        iterations = residual_passes(settings)
         paths = [Path(work_dir) / f'fused_{i}.tif' for i in range(iterations)] + [Path(fused_path)]
         geo_name = raster_info(geo_path).descriptions[geo_band - 1] or 'geochemical grid'
         means = cell_means(grids, work_dir, ('fused_0', 'cubic'))
