@@ -6,7 +6,7 @@ broadcast; the pass over every pixel (pyramid low frequencies with their halo ro
 labels, the model) runs tile by tile. The tiles are full-width row strips of whole local
 blocks (about tile size² pixels; the pyramid filters whole rows), so that the coarse-cell means
 the residual pass needs are summed in the local order: each tile returns the cells' float64 sums
-and counts of each of its local blocks, added here in block order.
+and counts of each of its local blocks (grid.cell_sums), added here in block order.
 The residual pass (fused + cubic(coarse − cell means)) is per pixel and runs tile by tile too. The
 output is the local run's, bit for bit.
 
@@ -20,29 +20,13 @@ import numpy as np
 
 from ..errors import InputError
 from ..fusion import pipeline, pyramid
-from ..fusion.grid import TEMPORARY_GTIFF, CellMeans, cell_factors, prepare_grids, warp_to_grid
+from ..fusion.grid import TEMPORARY_GTIFF, cell_factors, cell_sums, prepare_grids, warp_to_grid
 from ..raster.blockio import RasterReader, RasterWriter, Window, block_windows, raster_info
 from .runner import run_step, tile_path, tile_result
 from .tiles import Tile, sub_grid, window_rasters
 
 OUTPUT, OUTPUT_CLUSTERS = 'OUTPUT', 'OUTPUT_CLUSTERS'
 KEYS = pipeline.KEYS
-
-
-class TileCellSums(CellMeans):
-    """CellMeans' float64 sums and counts over the coarse cells of one tile's rows, kept (from the
-    tile's first coarse row on) instead of written: partial results of the cell means."""
-
-    def __init__(self, coarse, image, row):
-        super().__init__(coarse, image, '')
-        rows, _, row_offset, _ = self.factors
-        self.first = max(0, (row + row_offset) // rows)
-
-    def _flush(self, stop):
-        """Nothing is written: the sums are the tile's result."""
-
-    def result(self):
-        return {'first': int(self.first), 'sums': self.sums.tolist(), 'counts': self.counts.tolist()}
 
 
 @dataclass(frozen=True)
@@ -82,9 +66,9 @@ def fusion_task(tile, folder, p):
             writer.write(0, values)
     cells = []   # per local block of the tile, so they add up in the local order
     for row, rows in p.blocks.get(tile.row, []) if p.coarse is not None else []:
-        sums = TileCellSums(p.coarse, p.grid, row)
-        sums.add(row, fused[row - tile.row:row - tile.row + rows])
-        cells.append(sums.result())
+        first_row, first_col, sums, counts = cell_sums(fused[row - tile.row:row - tile.row + rows], row, 0,
+                                                       cell_factors(p.coarse, p.grid), p.coarse)
+        cells.append({'row': first_row, 'col': first_col, 'sums': sums.tolist(), 'counts': counts.tolist()})
     return tile_result(folder, files, cells=cells)
 
 
@@ -183,9 +167,12 @@ def residual_grid(results, grids, work, aligned, first_path):
         sums = np.zeros((grids.coarse.height, grids.coarse.width))
         counts = np.zeros_like(sums)
         for part in (part for result in results for part in result['cells']):
-            rows = slice(part['first'], part['first'] + len(part['sums']))
-            sums[rows] += np.array(part['sums']).reshape(-1, grids.coarse.width)
-            counts[rows] += np.array(part['counts']).reshape(-1, grids.coarse.width)
+            part_sums, part_counts = np.array(part['sums']), np.array(part['counts'])
+            if part_sums.size:
+                cells = (slice(part['row'], part['row'] + part_sums.shape[0]),
+                         slice(part['col'], part['col'] + part_sums.shape[1]))
+                sums[cells] += part_sums
+                counts[cells] += part_counts
         with np.errstate(invalid='ignore', divide='ignore'):
             means = np.where(counts > 0, sums / counts, np.nan)
         with RasterWriter(average, grids.coarse, 1, options=TEMPORARY_GTIFF) as writer:
