@@ -148,7 +148,7 @@ def fuse(run, geo_path, geo_band, image_path, bands, fused_path, clusters_path=N
                    'model': model_description(model), 'cubic': grids.cubic_path}
     results = run_step(run, fusion_task, grids.image, p, inputs, outputs, description, tiles=tiles)
     if iterations:
-        residual = residual_grid(results, grids, work, aligned, first_path)
+        residual = residual_grid(results, grids, work, aligned, first_path, settings.memory_mb, run.cancel)
         parameters = {'source': first_path, 'residual': residual, 'grid': grids.image,
                       'description': p.description}
         run_step(run, residual_task, grids.image, parameters, [(KEYS['geo'], geo_path), (OUTPUT, first_path)],
@@ -158,7 +158,7 @@ def fuse(run, geo_path, geo_band, image_path, bands, fused_path, clusters_path=N
     return levels, model, warnings
 
 
-def residual_grid(results, grids, work, aligned, first_path):
+def residual_grid(results, grids, work, aligned, first_path, memory_mb, cancel=None):
     """The coarse residual coarse − cell means of the first pass (summed from the tiles in their
     order when the grids are aligned, else by GDAL's average warp, as locally), resampled onto the
     image grid by cubic convolution: a VRT."""
@@ -179,10 +179,4 @@ def residual_grid(results, grids, work, aligned, first_path):
             writer.write(0, means.astype(np.float32))
     else:
         average = warp_to_grid(first_path, grids.coarse, work / 'average_0.vrt', 'average')
-    coarse, mean = (RasterReader(path, key).read(Window(0, grids.coarse.height), [1], np.float64)
-                    .filled(np.nan)[0] for path, key in ((grids.coarse_path, KEYS['geo']), (average, None)))
-    residual = work / 'residual_0.tif'
-    with RasterWriter(residual, grids.coarse, 1, descriptions=['residual'],
-                      options=TEMPORARY_GTIFF) as writer:
-        writer.write(0, np.ma.masked_invalid(coarse - mean))
-    return warp_to_grid(residual, grids.image, work / 'residual_0_cubic.vrt', 'cubic')
+    return pipeline.coarse_residual(grids, average, work, 0, memory_mb, cancel)

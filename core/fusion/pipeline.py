@@ -571,6 +571,19 @@ def cell_means(grids, work_dir, names):
     return [CellMeans(grids.coarse, grids.image, Path(work_dir) / f'{name}_mean.tif') for name in names]
 
 
+def coarse_residual(grids, average, work_dir, iteration, memory_mb, cancel=None):
+    """The correction of residual pass `iteration`: cubic(coarse − `average`), a VRT on the image
+    grid; `average` the pass's source averaged onto the coarse grid."""
+    work_dir = Path(work_dir)
+    residual_path = work_dir / f'residual_{iteration}.tif'
+    with RasterWriter(residual_path, grids.coarse, 1, descriptions=['residual'],
+                      options=TEMPORARY_GTIFF) as writer:
+        for window, (coarse, mean) in _stream([grids.coarse_path, average], [KEYS['geo'], None],
+                                              grids.coarse, memory_mb, cancel):
+            writer.write(window.row, np.ma.masked_invalid(coarse - mean))
+    return warp_to_grid(residual_path, grids.image, work_dir / f'residual_{iteration}_cubic.vrt', 'cubic')
+
+
 def residual_correction(source_path, target_path, grids, work_dir, iteration, settings, cancel=None,
                         temporary=False, average=None, means=()):
     """One pass of residual correction: target = source + cubic(coarse − average(source));
@@ -578,13 +591,7 @@ def residual_correction(source_path, target_path, grids, work_dir, iteration, se
     work_dir = Path(work_dir)
     average = average or warp_to_grid(source_path, grids.coarse, work_dir / f'average_{iteration}.vrt',
                                       'average')
-    residual_path = work_dir / f'residual_{iteration}.tif'
-    with RasterWriter(residual_path, grids.coarse, 1, descriptions=['residual'],
-                      options=TEMPORARY_GTIFF) as writer:
-        for window, (coarse, mean) in _stream([grids.coarse_path, average], [KEYS['geo'], None],
-                                              grids.coarse, settings.memory_mb, cancel):
-            writer.write(window.row, np.ma.masked_invalid(coarse - mean))
-    fine = warp_to_grid(residual_path, grids.image, work_dir / f'residual_{iteration}_cubic.vrt', 'cubic')
+    fine = coarse_residual(grids, average, work_dir, iteration, settings.memory_mb, cancel)
     description = raster_info(source_path).descriptions[0]
     options = TEMPORARY_GTIFF if temporary else None
     readers = threading.local()
