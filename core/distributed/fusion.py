@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..fusion import pipeline, pyramid
+from ..fusion import pipeline
 from ..fusion.grid import TEMPORARY_GTIFF, cell_factors, cell_sums, prepare_grids, warp_to_grid
 from ..raster.blockio import RasterReader, RasterWriter, Window, block_windows, raster_info
 from .runner import run_step, tile_path, tile_result
@@ -85,10 +85,9 @@ def residual_task(tile, folder, p):
     return tile_result(folder, {OUTPUT: path})
 
 
-def strips(grid, block_rows, levels, tile_size):
+def strips(grid, block_rows, halo, tile_size):
     """(tiles, {tile row: [(row, rows)] of its local blocks}): full-width strips of whole local
-    rows of tiles (pipeline.apply_model's) of about tile_size² pixels, with the pyramid's halo rows."""
-    halo = pyramid.halo(levels)
+    rows of tiles (pipeline.apply_model's) of about tile_size² pixels, with `halo` rows."""
     per_tile = max(1, tile_size * tile_size // (grid.width * block_rows))   # local blocks per tile
     windows = block_windows(grid.height, block_rows)
     tiles, blocks = [], {}
@@ -134,7 +133,8 @@ def fuse(run, geo_path, geo_band, image_path, bands, fused_path, clusters_path=N
     geo_name = raster_info(geo_path).descriptions[geo_band - 1] or 'geochemical grid'
     first_path = str(work / 'fused_0.vrt') if iterations else str(fused_path)
     # strips of the local path's rows of tiles, so that the cell sums add up in its order
-    tiles, blocks = strips(grids.image, pipeline.TILE_ROWS, levels, run.tile_size)
+    tiles, blocks = strips(grids.image, pipeline.TILE_ROWS, pipeline.tile_halo(model, settings.mode, levels),
+                           run.tile_size)
     p = FusionTiles(str(image_path), tuple(bands), grids.cubic_path, str(mask_path) if mask_path else None,
                     tuple(settings.cluster_bands), grids.image, grids.coarse if aligned else None, levels,
                     model, settings.mode, f'{geo_name} fused ({settings.mode})', bool(iterations),
