@@ -141,9 +141,10 @@ class _Blocks:
         self.cluster_bands = list(cluster_bands)
         self.local = threading.local()
 
-    def cluster_values(self, window, bands_values):
+    def cluster_values(self, window, bands_values=None):
         """The values K-means clusters pixels by at the window's own rows: `bands_values` (the
-        regression bands of those rows) unless other cluster bands were chosen, then those."""
+        regression bands of those rows, or None: fuse_tile's and sample_window's default) unless
+        other cluster bands were chosen, then those."""
         if not self.cluster_bands:
             return bands_values
         own = replace(window, top=0, bottom=0, left=0, right=0)
@@ -236,7 +237,7 @@ def collect_sample(blocks, grid, levels, settings, cancel=None, progress=None):
     for index, window in enumerate(windows):
         check_cancel(cancel)
         stack, read_valid = blocks.read(window)
-        cluster_values = blocks.cluster_values(window, None) if blocks.cluster_bands else None
+        cluster_values = blocks.cluster_values(window)
         parts.append(sample_window(stack, read_valid, window, levels, cluster_values))
         if progress:
             progress((index + 1) / len(windows))
@@ -434,7 +435,7 @@ def fuse_tile(stack, read_valid, window, levels, model, mode, cluster_values=Non
 
 def _fuse_window(blocks, window, levels, model, mode):
     stack, read_valid = blocks.read(window)
-    cluster_values = blocks.cluster_values(window, None) if blocks.cluster_bands else None
+    cluster_values = blocks.cluster_values(window)
     return fuse_tile(stack, read_valid, window, levels, model, mode, cluster_values)
 
 
