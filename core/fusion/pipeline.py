@@ -1,5 +1,5 @@
 """Laplacian-pyramid regression fusion of a coarse geochemical grid with a fine image
-(Remote Sens. 2023, 15, 1993), block-wise.
+(Remote Sens. 2023, 15, 1993), tile by tile.
 
 Geo = coarse grid on the image grid by cubic convolution; for Geo and each image band MS the
 pyramid gives low = lowpass(x) and high = x − low (core.fusion.pyramid). A regression Geo_L ~ MS_L
@@ -37,11 +37,11 @@ tile (two worker threads), each tile read once with a halo = pyramid support (no
 pyramid is not needed), so the result does not depend on the tiling, and memory and speed depend
 on neither the image width nor the block budget (beyond a floor of 512-column tiles).
 
-For other engines (e.g. Dask, one task per tile) the steps are pure functions of arrays:
-sample_window on each of sample_strips' windows, merge_samples (concatenation in strip order) and
-fit_model on the driver, then fuse_tile on each tile with the model broadcast; the residual passes
-add cubic(coarse − cell means of the fused map) per pixel, the means summed from the tiles'
-grid.cell_sums.
+On a Dask cluster (core.distributed.fusion) the driver fits as here (fit, on the same sample) and
+broadcasts the model; each task fuses a full-width strip of whole rows of tiles (_fuse_window around
+the pure fuse_tile) and returns grid.cell_sums of each of its TILE_ROWS blocks, which the driver adds
+up in this pipeline's order; the one residual pass (coarse_residual, then fused + cubic residual per
+pixel) runs tile by tile too: the output is this pipeline's, bit for bit.
 """
 import math
 import threading
@@ -92,7 +92,8 @@ MODES = ('paper', 'coherent')
 WORKERS = 2
 PREVIEW_SIZE = 400
 CELL_SAMPLE = 50_000   # coarse cells the nonlinear regression learns from at most (20 per feature: 2500)
-# bytes per pixel and band of a block: float32 read + mask, padded copy, cascade temporaries, low
+# bytes per pixel and band of a tile read with its halo (or a block of collect_cell_grid): float32
+# read + mask, padded copy, cascade temporaries, low
 BYTES_PER_BAND_PIXEL = 40
 # Pass 2 works on tiles of TILE_ROWS rows (the height of our GeoTIFF tiles, so each row of output
 # tiles is written once) and a multiple of TILE_COLUMN_STEP columns (GDAL's warped-VRT blocks are
@@ -507,7 +508,7 @@ class _Preview:
 
 def apply_model(blocks, grid, levels, model, settings, fused_path, clusters_path, descriptions,
                 cancel=None, progress=None, preview=None, temporary=False, means=None):
-    """Pass 2: fused (and cluster) rasters written block by block (`temporary`: uncompressed);
+    """Pass 2: fused (and cluster) rasters written strip of tiles by strip (`temporary`: uncompressed);
     `means` (CellMeans of the fused and the cubic map, or None) are fed on the way."""
     halo = tile_halo(model, settings.mode, levels)
     columns = tile_columns(len(model.band_names) + 2, halo, settings.memory_mb)
