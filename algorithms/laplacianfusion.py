@@ -71,7 +71,8 @@ class LaplacianFusionAlgorithm(RsGeochemAlgorithm):
         'regression 52, the defaults 46.5, pyDMS 59-64, Orfeo ToolBox Pansharpening rcs 67; Landsat 5 TM '
         'B7 from B1-B5 at 30 m: cubic 2.41, paper 1.56, noise ridge 1.13, nonlinear without the local '
         'regression 1.01, defaults 0.97, pyDMS 1.03-1.05, OTB rcs 1.55. K-means clusters (4) did not '
-        'improve the defaults there. Works block by block: memory does not grow with the raster size.')
+        'improve the defaults there. Works tile by tile: memory does not grow with the raster size (the '
+        'local regression\'s fit is bounded by the Block memory).')
 
     INPUT_GEOCHEM = 'INPUT_GEOCHEM'
     GEOCHEM_BAND = 'GEOCHEM_BAND'
@@ -196,8 +197,9 @@ class LaplacianFusionAlgorithm(RsGeochemAlgorithm):
                  'values, fitted at every coarse cell on the cells around it, so the band-content relation '
                  'may change across the map (its bandwidth and ridge penalty are chosen by leave-one-out '
                  'cross-validation on the cells; see the log). Off: the global regression alone, as before. '
-                 'Grids with more than about 20 million / (2 × bands + 1)² cells use the global regression '
-                 'alone (the log says so).')
+                 'Its fit must fit in the Block memory: at the default 256 MB, grids of more than about '
+                 '2.2 million cells (one band), 1.1 million (two), 640 000 (three) or 420 000 (four) use the '
+                 'global regression alone (the log says so); the limit grows with the Block memory.')
         self.addOutput(QgsProcessingOutputNumber(self.COHERENCE_RMSE, self.tr('Coherence RMSE')))
         self.addOutput(QgsProcessingOutputNumber(self.REFERENCE_R, self.tr('Correlation with the reference')))
         self.addOutput(QgsProcessingOutputNumber(self.REFERENCE_R_CUBIC,

@@ -3,7 +3,7 @@ B4 from B2, B3, B8 at 10 m; Landsat 5 TM B7 from B1-B5 at 30 m; test/data/fusion
 resampling, pyDMS (the Data Mining Sharpener, Gao et al. 2012; installed by `make bench`) and Orfeo
 ToolBox pansharpening (rcs, lmvm, bayes; each peer skipped where absent); speed on a large
 four-band guide image against GDAL cubic warping; and peak memory for two raster heights
-(block-wise: it must not grow)."""
+(tile by tile: it must not grow)."""
 import contextlib
 import io
 import os
@@ -307,7 +307,7 @@ def speed(work):
 
 def memory(work):
     """Peak numpy memory (tracemalloc) of two runs on rasters of equal width and 4x the height:
-    blocks grow with the raster until the budget caps them, then the peak stays put."""
+    tiles are sized by the budget, not the raster, so the peak must stay put."""
     peaks = {}
     for rows in (4096, 16384):
         _, guides, coarse = _large_inputs(work, rows, 1024)

@@ -19,12 +19,11 @@ import shutil
 from pathlib import Path
 
 from bench_fusion import _large_inputs
-from bench_large import BASELINE_PLUGIN, CHECKOUT, QGIS_PROCESS, output_sizes, qgis_process_env
+from bench_large import BASELINE_PLUGIN, CHECKOUT, PEAK_GOAL_MIB, QGIS_PROCESS, output_sizes, qgis_process_env
 from measure import run_measured
 
 SIZE = int(os.environ.get('RSGEOCHEM_BENCH_FUSION_SIZE', '8000'))
 BUDGETS_MB = (256, 2048)
-PEAK_GOAL_MIB = 800
 
 
 def ours(plugin_parent, guides, coarse, out_dir, budget_mb):

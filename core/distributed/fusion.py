@@ -6,12 +6,12 @@ broadcast; the pass over every pixel (pyramid low frequencies with their halo ro
 labels, the model) runs tile by tile. The tiles are full-width row strips of whole local
 blocks (about tile size² pixels; the pyramid filters whole rows), so that the coarse-cell means
 the residual pass needs are summed in the local order: each tile returns the cells' float64 sums
-and counts of each of its local blocks, added here in block order.
+and counts of each of its local blocks (grid.cell_sums), added here in block order.
 The residual pass (fused + cubic(coarse − cell means)) is per pixel and runs tile by tile too. The
 output is the local run's, bit for bit.
 
-It uses the pipeline's block reader and per-tile step (`_Blocks`, `_fuse_window` around the pure
-`fuse_tile`, and its checks)."""
+It uses the pipeline's fit (`fit`, `residual_passes`), block reader and per-tile step (`_Blocks`,
+`_fuse_window` around the pure `fuse_tile`, and its checks)."""
 import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,31 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..fusion import pipeline, pyramid
-from ..fusion.grid import TEMPORARY_GTIFF, CellMeans, cell_factors, prepare_grids, warp_to_grid
-from ..fusion.model import Basis, fit_model
+from ..fusion import pipeline
+from ..fusion.grid import TEMPORARY_GTIFF, cell_factors, cell_sums, prepare_grids, warp_to_grid
 from ..raster.blockio import RasterReader, RasterWriter, Window, block_windows, raster_info
 from .runner import run_step, tile_path, tile_result
 from .tiles import Tile, sub_grid, window_rasters
 
 OUTPUT, OUTPUT_CLUSTERS = 'OUTPUT', 'OUTPUT_CLUSTERS'
 KEYS = pipeline.KEYS
-
-
-class TileCellSums(CellMeans):
-    """CellMeans' float64 sums and counts over the coarse cells of one tile's rows, kept (from the
-    tile's first coarse row on) instead of written: partial results of the cell means."""
-
-    def __init__(self, coarse, image, row):
-        super().__init__(coarse, image, '')
-        rows, _, row_offset, _ = self.factors
-        self.first = max(0, (row + row_offset) // rows)
-
-    def _flush(self, stop):
-        """Nothing is written: the sums are the tile's result."""
-
-    def result(self):
-        return {'first': int(self.first), 'sums': self.sums.tolist(), 'counts': self.counts.tolist()}
 
 
 @dataclass(frozen=True)
@@ -83,9 +66,9 @@ def fusion_task(tile, folder, p):
             writer.write(0, values)
     cells = []   # per local block of the tile, so they add up in the local order
     for row, rows in p.blocks.get(tile.row, []) if p.coarse is not None else []:
-        sums = TileCellSums(p.coarse, p.grid, row)
-        sums.add(row, fused[row - tile.row:row - tile.row + rows])
-        cells.append(sums.result())
+        first_row, first_col, sums, counts = cell_sums(fused[row - tile.row:row - tile.row + rows], row, 0,
+                                                       cell_factors(p.coarse, p.grid), p.coarse)
+        cells.append({'row': first_row, 'col': first_col, 'sums': sums.tolist(), 'counts': counts.tolist()})
     return tile_result(folder, files, cells=cells)
 
 
@@ -102,26 +85,9 @@ def residual_task(tile, folder, p):
     return tile_result(folder, {OUTPUT: path})
 
 
-def fit(image_path, bands, grids, mask_path, settings, names, warnings, cancel=None):
-    """The pipeline's sample (pass 1) and regression, as pipeline.fuse fits them (its local
-    regression's cell means come from a pass over the whole image here, not yet from the tiles)."""
-    levels = settings.levels or pyramid.levels_for_ratio(grids.ratio)
-    blocks = pipeline._Blocks(image_path, bands, grids.cubic_path, mask_path, settings.cluster_bands)
-    sample = pipeline.collect_sample(blocks, grids.image, levels, settings, cancel)
-    if settings.estimator == 'nonlinear':
-        basis = Basis.from_pixels(sample['pixels'])
-        sample.update(pipeline.collect_cell_sample(blocks, grids, settings, basis, cancel)
-                      or pipeline.collect_basis_sample(blocks, grids.image, levels, settings, basis, cancel))
-    model = fit_model(sample, names, settings.clusters, settings.min_cluster_pixels, settings.seed,
-                      KEYS['bands'], KEYS['clusters'], KEYS['geo'], settings.estimator)
-    model.local = pipeline._local_model(blocks, grids, settings, len(bands), warnings, cancel)
-    return levels, model
-
-
-def strips(grid, block_rows, levels, tile_size):
+def strips(grid, block_rows, halo, tile_size):
     """(tiles, {tile row: [(row, rows)] of its local blocks}): full-width strips of whole local
-    rows of tiles (pipeline.apply_model's) of about tile_size² pixels, with the pyramid's halo rows."""
-    halo = pyramid.halo(levels)
+    rows of tiles (pipeline.apply_model's) of about tile_size² pixels, with `halo` rows."""
     per_tile = max(1, tile_size * tile_size // (grid.width * block_rows))   # local blocks per tile
     windows = block_windows(grid.height, block_rows)
     tiles, blocks = [], {}
@@ -156,19 +122,19 @@ def fuse(run, geo_path, geo_band, image_path, bands, fused_path, clusters_path=N
     grids = prepare_grids(geo_path, geo_band, image_path, work, KEYS['geo'], KEYS['image'], log)
     warnings = []
     settings = pipeline._enough_cells(settings, grids, len(bands), warnings)
-    iterations = settings.residual_iterations
-    if settings.estimator == 'nonlinear' and settings.mode == 'coherent' and not iterations:
-        iterations = 1
+    iterations = pipeline.residual_passes(settings)
     if iterations > 1:
         raise InputError('a cluster run makes at most one residual pass; choose 0 or 1 iterations, or run '
                          'locally.', 'RESIDUAL_ITERATIONS')
-    levels, model = fit(image_path, bands, grids, mask_path, settings, names, warnings, run.cancel)
+    reader = pipeline._Blocks(image_path, bands, grids.cubic_path, mask_path, settings.cluster_bands)
+    levels, model = pipeline.fit(reader, grids, settings, names, warnings, log, run.cancel)
     warnings += model.warnings
     aligned = cell_factors(grids.coarse, grids.image) is not None
     geo_name = raster_info(geo_path).descriptions[geo_band - 1] or 'geochemical grid'
     first_path = str(work / 'fused_0.vrt') if iterations else str(fused_path)
     # strips of the local path's rows of tiles, so that the cell sums add up in its order
-    tiles, blocks = strips(grids.image, pipeline.TILE_ROWS, levels, run.tile_size)
+    tiles, blocks = strips(grids.image, pipeline.TILE_ROWS, pipeline.tile_halo(model, settings.mode, levels),
+                           run.tile_size)
     p = FusionTiles(str(image_path), tuple(bands), grids.cubic_path, str(mask_path) if mask_path else None,
                     tuple(settings.cluster_bands), grids.image, grids.coarse if aligned else None, levels,
                     model, settings.mode, f'{geo_name} fused ({settings.mode})', bool(iterations),
@@ -182,7 +148,7 @@ def fuse(run, geo_path, geo_band, image_path, bands, fused_path, clusters_path=N
                    'model': model_description(model), 'cubic': grids.cubic_path}
     results = run_step(run, fusion_task, grids.image, p, inputs, outputs, description, tiles=tiles)
     if iterations:
-        residual = residual_grid(results, grids, work, aligned, first_path)
+        residual = residual_grid(results, grids, work, aligned, first_path, settings.memory_mb, run.cancel)
         parameters = {'source': first_path, 'residual': residual, 'grid': grids.image,
                       'description': p.description}
         run_step(run, residual_task, grids.image, parameters, [(KEYS['geo'], geo_path), (OUTPUT, first_path)],
@@ -192,7 +158,7 @@ def fuse(run, geo_path, geo_band, image_path, bands, fused_path, clusters_path=N
     return levels, model, warnings
 
 
-def residual_grid(results, grids, work, aligned, first_path):
+def residual_grid(results, grids, work, aligned, first_path, memory_mb, cancel=None):
     """The coarse residual coarse − cell means of the first pass (summed from the tiles in their
     order when the grids are aligned, else by GDAL's average warp, as locally), resampled onto the
     image grid by cubic convolution: a VRT."""
@@ -201,19 +167,16 @@ def residual_grid(results, grids, work, aligned, first_path):
         sums = np.zeros((grids.coarse.height, grids.coarse.width))
         counts = np.zeros_like(sums)
         for part in (part for result in results for part in result['cells']):
-            rows = slice(part['first'], part['first'] + len(part['sums']))
-            sums[rows] += np.array(part['sums']).reshape(-1, grids.coarse.width)
-            counts[rows] += np.array(part['counts']).reshape(-1, grids.coarse.width)
+            part_sums, part_counts = np.array(part['sums']), np.array(part['counts'])
+            if part_sums.size:
+                cells = (slice(part['row'], part['row'] + part_sums.shape[0]),
+                         slice(part['col'], part['col'] + part_sums.shape[1]))
+                sums[cells] += part_sums
+                counts[cells] += part_counts
         with np.errstate(invalid='ignore', divide='ignore'):
             means = np.where(counts > 0, sums / counts, np.nan)
         with RasterWriter(average, grids.coarse, 1, options=TEMPORARY_GTIFF) as writer:
             writer.write(0, means.astype(np.float32))
     else:
         average = warp_to_grid(first_path, grids.coarse, work / 'average_0.vrt', 'average')
-    coarse, mean = (RasterReader(path, key).read(Window(0, grids.coarse.height), [1], np.float64)
-                    .filled(np.nan)[0] for path, key in ((grids.coarse_path, KEYS['geo']), (average, None)))
-    residual = work / 'residual_0.tif'
-    with RasterWriter(residual, grids.coarse, 1, descriptions=['residual'],
-                      options=TEMPORARY_GTIFF) as writer:
-        writer.write(0, np.ma.masked_invalid(coarse - mean))
-    return warp_to_grid(residual, grids.image, work / 'residual_0_cubic.vrt', 'cubic')
+    return pipeline.coarse_residual(grids, average, work, 0, memory_mb, cancel)

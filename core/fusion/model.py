@@ -42,8 +42,7 @@ import numpy as np
 
 from ..dependencies import require
 from ..errors import InputError
-from ..geostat.kriging_system import single_threaded_blas
-from ..linalg import matmul
+from ..linalg import matmul, single_threaded_blas
 from . import pyramid
 
 # a regression whose R² on the low frequencies stays below this explains (almost) nothing

@@ -1,5 +1,5 @@
 """Laplacian-pyramid regression fusion of a coarse geochemical grid with a fine image
-(Remote Sens. 2023, 15, 1993), block-wise.
+(Remote Sens. 2023, 15, 1993), tile by tile.
 
 Geo = coarse grid on the image grid by cubic convolution; for Geo and each image band MS the
 pyramid gives low = lowpass(x) and high = x − low (core.fusion.pyramid). A regression Geo_L ~ MS_L
@@ -37,11 +37,11 @@ tile (two worker threads), each tile read once with a halo = pyramid support (no
 pyramid is not needed), so the result does not depend on the tiling, and memory and speed depend
 on neither the image width nor the block budget (beyond a floor of 512-column tiles).
 
-For other engines (e.g. Dask, one task per tile) the steps are pure functions of arrays:
-sample_window on each of sample_strips' windows, merge_samples (concatenation in strip order) and
-fit_model on the driver, then fuse_tile on each tile with the model broadcast; the residual passes
-add cubic(coarse − cell means of the fused map) per pixel, the means summed from the tiles'
-grid.cell_sums.
+On a Dask cluster (core.distributed.fusion) the driver fits as here (fit, on the same sample) and
+broadcasts the model; each task fuses a full-width strip of whole rows of tiles (_fuse_window around
+the pure fuse_tile) and returns grid.cell_sums of each of its TILE_ROWS blocks, which the driver adds
+up in this pipeline's order; the one residual pass (coarse_residual, then fused + cubic residual per
+pixel) runs tile by tile too: the output is this pipeline's, bit for bit.
 """
 import math
 import threading
@@ -92,7 +92,8 @@ MODES = ('paper', 'coherent')
 WORKERS = 2
 PREVIEW_SIZE = 400
 CELL_SAMPLE = 50_000   # coarse cells the nonlinear regression learns from at most (20 per feature: 2500)
-# bytes per pixel and band of a block: float32 read + mask, padded copy, cascade temporaries, low
+# bytes per pixel and band of a tile read with its halo (or a block of collect_cell_grid): float32
+# read + mask, padded copy, cascade temporaries, low
 BYTES_PER_BAND_PIXEL = 40
 # Pass 2 works on tiles of TILE_ROWS rows (the height of our GeoTIFF tiles, so each row of output
 # tiles is written once) and a multiple of TILE_COLUMN_STEP columns (GDAL's warped-VRT blocks are
@@ -141,9 +142,10 @@ class _Blocks:
         self.cluster_bands = list(cluster_bands)
         self.local = threading.local()
 
-    def cluster_values(self, window, bands_values):
+    def cluster_values(self, window, bands_values=None):
         """The values K-means clusters pixels by at the window's own rows: `bands_values` (the
-        regression bands of those rows) unless other cluster bands were chosen, then those."""
+        regression bands of those rows, or None: fuse_tile's and sample_window's default) unless
+        other cluster bands were chosen, then those."""
         if not self.cluster_bands:
             return bands_values
         own = replace(window, top=0, bottom=0, left=0, right=0)
@@ -236,7 +238,7 @@ def collect_sample(blocks, grid, levels, settings, cancel=None, progress=None):
     for index, window in enumerate(windows):
         check_cancel(cancel)
         stack, read_valid = blocks.read(window)
-        cluster_values = blocks.cluster_values(window, None) if blocks.cluster_bands else None
+        cluster_values = blocks.cluster_values(window)
         parts.append(sample_window(stack, read_valid, window, levels, cluster_values))
         if progress:
             progress((index + 1) / len(windows))
@@ -434,7 +436,7 @@ def fuse_tile(stack, read_valid, window, levels, model, mode, cluster_values=Non
 
 def _fuse_window(blocks, window, levels, model, mode):
     stack, read_valid = blocks.read(window)
-    cluster_values = blocks.cluster_values(window, None) if blocks.cluster_bands else None
+    cluster_values = blocks.cluster_values(window)
     return fuse_tile(stack, read_valid, window, levels, model, mode, cluster_values)
 
 
@@ -506,7 +508,7 @@ class _Preview:
 
 def apply_model(blocks, grid, levels, model, settings, fused_path, clusters_path, descriptions,
                 cancel=None, progress=None, preview=None, temporary=False, means=None):
-    """Pass 2: fused (and cluster) rasters written block by block (`temporary`: uncompressed);
+    """Pass 2: fused (and cluster) rasters written strip of tiles by strip (`temporary`: uncompressed);
     `means` (CellMeans of the fused and the cubic map, or None) are fed on the way."""
     halo = tile_halo(model, settings.mode, levels)
     columns = tile_columns(len(model.band_names) + 2, halo, settings.memory_mb)
@@ -571,6 +573,19 @@ def cell_means(grids, work_dir, names):
     return [CellMeans(grids.coarse, grids.image, Path(work_dir) / f'{name}_mean.tif') for name in names]
 
 
+def coarse_residual(grids, average, work_dir, iteration, memory_mb, cancel=None):
+    """The correction of residual pass `iteration`: cubic(coarse − `average`), a VRT on the image
+    grid; `average` the pass's source averaged onto the coarse grid."""
+    work_dir = Path(work_dir)
+    residual_path = work_dir / f'residual_{iteration}.tif'
+    with RasterWriter(residual_path, grids.coarse, 1, descriptions=['residual'],
+                      options=TEMPORARY_GTIFF) as writer:
+        for window, (coarse, mean) in _stream([grids.coarse_path, average], [KEYS['geo'], None],
+                                              grids.coarse, memory_mb, cancel):
+            writer.write(window.row, np.ma.masked_invalid(coarse - mean))
+    return warp_to_grid(residual_path, grids.image, work_dir / f'residual_{iteration}_cubic.vrt', 'cubic')
+
+
 def residual_correction(source_path, target_path, grids, work_dir, iteration, settings, cancel=None,
                         temporary=False, average=None, means=()):
     """One pass of residual correction: target = source + cubic(coarse − average(source));
@@ -578,13 +593,7 @@ def residual_correction(source_path, target_path, grids, work_dir, iteration, se
     work_dir = Path(work_dir)
     average = average or warp_to_grid(source_path, grids.coarse, work_dir / f'average_{iteration}.vrt',
                                       'average')
-    residual_path = work_dir / f'residual_{iteration}.tif'
-    with RasterWriter(residual_path, grids.coarse, 1, descriptions=['residual'],
-                      options=TEMPORARY_GTIFF) as writer:
-        for window, (coarse, mean) in _stream([grids.coarse_path, average], [KEYS['geo'], None],
-                                              grids.coarse, settings.memory_mb, cancel):
-            writer.write(window.row, np.ma.masked_invalid(coarse - mean))
-    fine = warp_to_grid(residual_path, grids.image, work_dir / f'residual_{iteration}_cubic.vrt', 'cubic')
+    fine = coarse_residual(grids, average, work_dir, iteration, settings.memory_mb, cancel)
     description = raster_info(source_path).descriptions[0]
     options = TEMPORARY_GTIFF if temporary else None
     readers = threading.local()
@@ -699,6 +708,37 @@ def _local_model(blocks, grids, settings, band_count, warnings, cancel):
                      cell_position(grids.coarse, grids.image))
 
 
+def fit(blocks, grids, settings, names, warnings, log=print, cancel=None, progress=None):
+    """Pass 1 and the regression: (pyramid levels, fitted FusionModel) from the sample strips (and,
+    for the nonlinear estimator, the basis sample and the local regression's cell means); `settings`
+    as _enough_cells leaves them."""
+    if grids.ratio < 2:
+        warnings.append(f'the grid is only {grids.ratio:.2f} times coarser than the image: there is '
+                        'little detail to add.')
+    levels = settings.levels or pyramid.levels_for_ratio(grids.ratio)
+    log(f'resolution ratio {grids.ratio:.2f}, {levels} pyramid level(s), halo {pyramid.halo(levels)} px')
+    sample = collect_sample(blocks, grids.image, levels, settings, cancel, progress)
+    if settings.estimator == 'nonlinear':
+        basis = Basis.from_pixels(sample['pixels'])
+        sample.update(collect_cell_sample(blocks, grids, settings, basis, cancel)
+                      or collect_basis_sample(blocks, grids.image, levels, settings, basis, cancel))
+    model = fit_model(sample, names, settings.clusters, settings.min_cluster_pixels, settings.seed,
+                      KEYS['bands'], KEYS['clusters'], KEYS['geo'], settings.estimator)
+    model.local = _local_model(blocks, grids, settings, len(names), warnings, cancel)
+    if model.local:
+        log(f'local regression: bandwidth {model.local.bandwidth:g} cells, penalty '
+            f'{model.local.penalty:g}, leave-one-out RMSE on the cells {model.local.cv_rmse:.4g}')
+    return levels, model
+
+
+def residual_passes(settings):
+    """Residual-correction passes of a run: as asked, but at least one for the nonlinear regression
+    in coherent mode (F alone does not keep the grid: one residual pass brings it back)."""
+    if settings.estimator == 'nonlinear' and settings.mode == 'coherent':
+        return settings.residual_iterations or 1
+    return settings.residual_iterations
+
+
 def fuse(geo_path, geo_band, image_path, bands, fused_path, clusters_path=None, mask_path=None,
          reference_path=None, reference_band=1, settings=None, log=print, progress=None,
          cancel=None):
@@ -709,30 +749,13 @@ def fuse(geo_path, geo_band, image_path, bands, fused_path, clusters_path=None, 
     with scratch_folder('rsgeochem-fusion') as work_dir:
         grids = prepare_grids(geo_path, geo_band, image_path, work_dir, KEYS['geo'], KEYS['image'], log)
         warnings = []
-        if grids.ratio < 2:
-            warnings.append(f'the grid is only {grids.ratio:.2f} times coarser than the image: there is '
-                            'little detail to add.')
-        levels = settings.levels or pyramid.levels_for_ratio(grids.ratio)
-        log(f'resolution ratio {grids.ratio:.2f}, {levels} pyramid level(s), halo {pyramid.halo(levels)} px')
         settings = _enough_cells(settings, grids, len(bands), warnings)
         blocks = _Blocks(image_path, bands, grids.cubic_path, mask_path, settings.cluster_bands)
-        sample = collect_sample(blocks, grids.image, levels, settings, cancel,
-                                _stage(progress, 0.0, 0.15))
-        if settings.estimator == 'nonlinear':
-            basis = Basis.from_pixels(sample['pixels'])
-            sample.update(collect_cell_sample(blocks, grids, settings, basis, cancel)
-                          or collect_basis_sample(blocks, grids.image, levels, settings, basis, cancel))
-        model = fit_model(sample, names, settings.clusters, settings.min_cluster_pixels, settings.seed,
-                          KEYS['bands'], KEYS['clusters'], KEYS['geo'], settings.estimator)
-        model.local = _local_model(blocks, grids, settings, len(bands), warnings, cancel)
-        if model.local:
-            log(f'local regression: bandwidth {model.local.bandwidth:g} cells, penalty '
-                f'{model.local.penalty:g}, leave-one-out RMSE on the cells {model.local.cv_rmse:.4g}')
+        levels, model = fit(blocks, grids, settings, names, warnings, log, cancel,
+                            _stage(progress, 0.0, 0.15))
         warnings += model.warnings
         preview = _Preview(grids.image, ('fused', 'cubic', 'clusters'))
-        iterations = settings.residual_iterations
-        if settings.estimator == 'nonlinear' and settings.mode == 'coherent' and not iterations:
-            iterations = 1   # F alone does not keep the grid: one residual pass brings it back
+        iterations = residual_passes(settings)
         paths = [Path(work_dir) / f'fused_{i}.tif' for i in range(iterations)] + [Path(fused_path)]
         geo_name = raster_info(geo_path).descriptions[geo_band - 1] or 'geochemical grid'
         means = cell_means(grids, work_dir, ('fused_0', 'cubic'))

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..errors import InputError
+from ..linalg import single_threaded_blas
 from ..metrics import regression_metrics
 from ..raster.blockio import check_cancel
-from .kriging_system import PAD, KrigingFrame, KrigingSystems, check_global_size, single_threaded_blas
+from .kriging_system import PAD, KrigingFrame, KrigingSystems, check_global_size
 from .variogram import MODELS, bound_warnings, experimental_variogram, fit_variogram
 
 MIN_SAMPLES = 5

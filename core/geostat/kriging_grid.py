@@ -24,6 +24,7 @@ import numpy as np
 from osgeo import gdal
 
 from ..errors import InputError
+from ..linalg import single_threaded_blas
 from ..raster.blockio import (
     DEFAULT_MEMORY_MB,
     Grid,
@@ -34,7 +35,7 @@ from ..raster.blockio import (
     same_crs,
 )
 from .kriging import NeighbourSearch, is_global, krige_global
-from .kriging_system import PAD, KrigingFrame, KrigingSystems, check_global_size, single_threaded_blas
+from .kriging_system import PAD, KrigingFrame, KrigingSystems, check_global_size
 from .neighbour_tiles import TILE, TileNeighbourSets, group_by_set, hash_weights
 
 # With shared blocks, γ to target pixels, its matrix product and the sums over that product's rows

@@ -15,7 +15,6 @@ valid variogram, bounded or not. With L Lᵀ = M, H = L⁻¹Q₂ᵀ and w = H(Γ
 (units of z and z²). Sets padded with index -1 get decoupled dummy samples (K = identity,
 F = 0, γ₀ = 0), which receive zero weight, so sets of unequal size stack.
 """
-from contextlib import nullcontext
 from dataclasses import replace
 
 import numpy as np
@@ -65,17 +64,6 @@ class KrigingFrame:
         drift = np.asarray(drift, dtype=np.float64)
         standardised = (drift - self.drift_mean) / self.drift_scale
         return np.concatenate([np.ones(drift.shape[:-1] + (1,)), standardised], axis=-1)
-
-
-def single_threaded_blas():
-    """Context limiting BLAS to one thread: OpenBLAS's threads make the many small matrix products
-    here several times slower (measured: 7 ms instead of 1 ms per batch). No-op without
-    threadpoolctl (installed with scikit-learn)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return nullcontext()
-    return threadpool_limits(1, user_api='blas')
 
 
 def _triangular_inverses(lower):
