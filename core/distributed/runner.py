@@ -172,7 +172,8 @@ def valid_pixels(path):
 
 def gtiff_options(source):
     """Our GeoTIFF creation options with the user's (`creation_options`) for a copy of `source`."""
-    return gtiff_creation_options(gdal.Open(str(source)).GetRasterBand(1).DataType)
+    dataset = gdal.Open(str(source))  # held: the band does not keep its dataset alive in GDAL ≥ 3.10
+    return gtiff_creation_options(dataset.GetRasterBand(1).DataType)
 
 
 def crop_to_tile(window_path, path, tile):
