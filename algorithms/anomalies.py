@@ -206,12 +206,11 @@ class AnomaliesAlgorithm(RsGeochemAlgorithm):
             feedback.pushInfo(f'{method_text}: threshold {threshold:.6g}')
 
             progress, cancel = progress_callbacks(feedback, 50, 95)
-            found = core.anomaly_polygons(source, threshold, min_area, progress, cancel, content=content)
-        most, above = self.parameterAsInt(parameters, self.MAX_AREAS, context), len(found)
+            most = self.parameterAsInt(parameters, self.MAX_AREAS, context)
+            found, above = core.ranked_areas(source, threshold, min_area, most, progress, cancel, content)
         if most and above > most:
             feedback.pushInfo(f'{above} areas above the threshold: the {most} highest-ranked are kept '
                               f'({self.MAX_AREAS}).')
-            found = found[:most]
         if not found:
             feedback.pushWarning(f'No area with {smoothing_note or "content"} ≥ {threshold:.6g} of at least '
                                  f'{min_area:g} map units²: the output layer is empty.')

@@ -5,11 +5,12 @@ pairwise update of mean and sum of squares), then histograms over [min, max] (li
 MAD and percentiles) and over log10 of the positive values (for the concentration-area curve).
 Histogram quantiles are exact to one bin width = (max - min) / bins.
 
-Polygons: a 0/1 class raster is written block by block, then gdal.Polygonize turns the 1-pixels
-into polygons (4-connected). Polygonize works scanline by scanline, so memory stays bounded,
-whereas scipy.ndimage.label would need the whole raster in memory. Per-polygon pixel count, mean
-and max come from a block-wise pass that rasterises the polygon ids of each block in memory
-(exact: the polygons follow pixel edges) next to its values.
+Areas: the 4-connected pixels at or above the threshold, labelled block by block with
+scipy.ndimage.label and joined across block edges (connected_areas), so memory stays that of a
+block. Only the areas that can rank among the highest kept get a second pass: their pixel count,
+mean, max and centroid (accumulated per block exactly as before), and a class raster of their ids
+that gdal.Polygonize turns into polygons (holes kept). A map with thousands of areas above the
+threshold no longer polygonises them all to keep ten.
 """
 import math
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ import numpy as np
 from matplotlib.collections import LineCollection
 from osgeo import gdal, ogr, osr
 from scipy import ndimage
+from scipy.sparse import csr_matrix
+from scipy.sparse.csgraph import connected_components
 
 from ..errors import InputError
 from ..raster.blockio import (
@@ -59,7 +62,7 @@ class ValueSource:
         if not 1 <= band <= self.info.band_count:
             raise InputError(f'band {band} does not exist; the raster has {self.info.band_count} band(s).',
                              band_key)
-        self.mask = None
+        self.mask, self.reader = None, None
         if mask_path:
             self.mask = RasterReader(mask_path, mask_key)
             if not self.mask.info.grid.same_as(self.info.grid):
@@ -76,11 +79,19 @@ class ValueSource:
         for window, block in read_blocks(self.path, [self.band], self.memory_mb, halo=halo, cancel=cancel,
                                          progress=progress, parameter=self.input_key,
                                          extra_bytes_per_pixel=extra_bytes_per_pixel + 9):
-            values = block[0]
-            if self.mask is not None:
-                keep = self.mask.read(window, [1])[0]
-                values = np.ma.masked_where(np.ma.getmaskarray(keep) | (keep.filled(0) == 0), values)
-            yield window, values
+            yield window, self.masked(window, block[0])
+
+    def read(self, window):
+        """Masked values of one window, as blocks() gives them."""
+        if self.reader is None:
+            self.reader = RasterReader(self.path, self.input_key)
+        return self.masked(window, self.reader.read(window, [self.band])[0])
+
+    def masked(self, window, values):
+        if self.mask is None:
+            return values
+        keep = self.mask.read(window, [1])[0]
+        return np.ma.masked_where(np.ma.getmaskarray(keep) | (keep.filled(0) == 0), values)
 
 
 @dataclass
@@ -251,15 +262,134 @@ def roman(number):
     return text
 
 
-def write_classes(source, threshold, path, progress=None, cancel=None):
-    """Byte raster: 1 where the unmasked value >= threshold, 0 (nodata) elsewhere."""
-    with RasterWriter(path, source.info.grid, 1, nodata=0, data_type=gdal.GDT_Byte) as writer:
-        for window, values in source.blocks(progress, cancel, extra_bytes_per_pixel=10):
-            writer.write(window.row, (values.filled(-np.inf) >= threshold).astype(np.uint8))
+def labels_above(source, threshold, content, window, values):
+    """4-connected labels (scipy.ndimage.label) and their count of a block's pixels whose `source`
+    value is >= threshold; `values` are those of `content` in the block."""
+    level = values if source is content else source.read(window)
+    return ndimage.label(level.filled(-np.inf) >= threshold)
+
+
+@dataclass
+class Areas:
+    """Connected areas found by `connected_areas`. Labels are numbered through the blocks (0-based):
+    block b's label l is number first_label[b] + l - 1; each belongs to one area."""
+    windows: list               # the row blocks
+    first_label: np.ndarray     # per block
+    area_of_label: np.ndarray   # area index of each label
+    pixels: np.ndarray          # per area
+    sums: np.ndarray            # content sums, added in another order than polygon_statistics does
+    absolute_sums: np.ndarray   # sums of |content|: bound their rounding
+
+    def blocks_of(self, chosen):
+        """Block numbers holding a pixel of the areas `chosen`."""
+        labels = np.flatnonzero(np.isin(self.area_of_label, chosen))
+        return set(np.searchsorted(self.first_label, labels, side='right') - 1)
+
+
+def connected_areas(source, threshold, content, progress=None, cancel=None):
+    """Areas of 4-connected pixels with `source` value >= threshold over the whole raster: each
+    block is labelled in memory and labels touching across block edges are joined as the connected
+    components of a graph (scipy.sparse.csgraph), so memory stays that of a block (scipy.ndimage.label
+    would need the whole raster); then pixels and content sums per area."""
+    windows, first_label, pixels, sums, absolute, edges = [], [], [], [], [], []
+    offset, previous_row = 0, None
+    # the blocks of every later pass over the areas: their sums add up in the same order
+    for window, values in content.blocks(progress, cancel, extra_bytes_per_pixel=52):
+        labels, count = labels_above(source, threshold, content, window, values)
+        windows.append(window)
+        first_label.append(offset)
+        inside = labels > 0
+        local = labels[inside] - 1
+        data = values.filled(0.0)[inside]
+        pixels.append(np.bincount(local, minlength=count))
+        sums.append(np.bincount(local, data, minlength=count))
+        absolute.append(np.bincount(local, np.abs(data), minlength=count))
+        if previous_row is not None:   # labels in the same column of adjacent rows are one area
+            touching = (previous_row >= 0) & (labels[0] > 0)
+            edges.append(np.stack([previous_row[touching], labels[0][touching] - 1 + offset]))
+        previous_row = np.where(labels[-1] > 0, labels[-1] - 1 + offset, -1)
+        offset += count
+    pairs = np.concatenate(edges, axis=1) if edges else np.zeros((2, 0), dtype=np.int64)
+    graph = csr_matrix((np.ones(pairs.shape[1], dtype=np.int8), (pairs[0], pairs[1])), shape=(offset, offset))
+    count, area_of_label = connected_components(graph, directed=False)
+
+    def per_area(parts):
+        return np.bincount(area_of_label, np.concatenate(parts), minlength=count)
+    return Areas(windows, np.array(first_label), area_of_label, per_area(pixels).astype(np.int64),
+                 per_area(sums), per_area(absolute))
+
+
+def candidates(areas, pixel_area, min_area, most):
+    """Indices of the areas of at least `min_area` that can rank among the `most` highest by mean x
+    area (all with `most` 0), and the number of areas of at least `min_area`. connected_areas adds
+    their content up in another order than polygon_statistics, so each score may differ from the
+    exact one by up to about n ε sum|x| (recursive summation of n values, Higham 2002, ch. 4): every
+    area whose score could still reach the `most`-th highest is kept for the exact statistics."""
+    area = areas.pixels * pixel_area
+    large = np.flatnonzero(area >= min_area)
+    if not most or len(large) <= most:
+        return large, len(large)
+    pixels = areas.pixels[large]
+    scores = areas.sums[large] / pixels * area[large]
+    error = 4 * (pixels + 2) * np.finfo(float).eps * areas.absolute_sums[large] * pixel_area
+    top = np.argpartition(-scores, most - 1)[:most]
+    lowest = np.min(scores[top] - error[top])
+    return large[scores + error >= lowest], len(large)
+
+
+def polygon_statistics(areas, chosen, source, threshold, content, classes, progress=None, cancel=None):
+    """pid -> [pixels, sum, max, sum x, sum y] of the areas `chosen` (pid 1, 2, ... in that order),
+    accumulated block by block; their pids go to the UInt32 RasterWriter `classes` (0 elsewhere) for
+    gdal.Polygonize. Blocks without a chosen area are not read."""
+    pid_of_area = np.zeros(len(areas.pixels), dtype=np.uint32)
+    pid_of_area[chosen] = np.arange(1, len(chosen) + 1)
+    pid_of_label = pid_of_area[areas.area_of_label]
+    needed = areas.blocks_of(chosen)
+    grid = content.info.grid
+    table = {}
+    for block, window in enumerate(areas.windows):
+        check_cancel(cancel)
+        if block not in needed:
+            classes.write(window.row, np.zeros((window.rows, grid.width), dtype=np.uint32))
+            continue
+        values = content.read(window)
+        labels, count = labels_above(source, threshold, content, window, values)
+        first = areas.first_label[block]
+        ids = np.concatenate([[0], pid_of_label[first:first + count]]).astype(np.uint32)[labels]
+        classes.write(window.row, ids)
+        accumulate(table, ids, values, grid, window)
+        if progress is not None:
+            progress((block + 1) / len(areas.windows))
+    return table
+
+
+def accumulate(table, ids, values, grid, window):
+    """Add a block's pixels of the areas `ids` (pid per pixel, 0 outside) to the table."""
+    inside = ids > 0
+    if not inside.any():
+        return
+    xs, ys = grid.pixel_centres(window.row, window.rows)
+    labels = ids[inside]
+    data = values.filled(np.nan)[inside]
+    rows, cols = np.nonzero(inside)
+    unique = np.unique(labels)
+    sums = ndimage.sum_labels(data, labels, unique)
+    maxima = ndimage.maximum(data, labels, unique)
+    counts = ndimage.sum_labels(np.ones_like(data), labels, unique)
+    sum_x = ndimage.sum_labels(xs[cols], labels, unique)
+    sum_y = ndimage.sum_labels(ys[rows], labels, unique)
+    for pid, n, total, peak, sx, sy in zip(unique, counts, sums, maxima, sum_x, sum_y):
+        entry = table.setdefault(int(pid), [0, 0.0, -math.inf, 0.0, 0.0])
+        entry[0] += int(n)
+        entry[1] += float(total)
+        entry[2] = max(entry[2], float(peak))
+        entry[3] += float(sx)
+        entry[4] += float(sy)
 
 
 def polygonize(class_path, gpkg_path, crs_wkt):
-    """gdal.Polygonize of the 1-pixels (4-connected) into a GeoPackage layer; returns its name."""
+    """gdal.Polygonize of the pixels of each pid (4-connected) into a GeoPackage layer whose field
+    'class' holds the pid; returns the layer name."""
     classes = gdal.Open(str(class_path))
     band = classes.GetRasterBand(1)
     dataset = ogr.GetDriverByName('GPKG').CreateDataSource(str(gpkg_path))
@@ -271,93 +401,53 @@ def polygonize(class_path, gpkg_path, crs_wkt):
     return 'anomalies'
 
 
-def polygon_statistics(source, gpkg_path, layer_name, min_area=0.0, progress=None, cancel=None):
-    """pid -> [pixels, sum, max, sum x, sum y] of the polygons of at least `min_area` map units² (a
-    hair less, for rounding), accumulated block-wise: each block's polygon ids are rasterised in
-    memory (exact: the polygons follow pixel edges), so memory stays that of a block and GDAL's
-    cache is never filled with a raster-sized id image."""
-    polygons = ogr.Open(str(gpkg_path))
-    where = f' WHERE ST_Area(geom) >= {min_area * (1 - 1e-9)!r}' if min_area > 0 else ''
-    try:
-        layer = polygons.ExecuteSQL(f'SELECT fid + 0 AS pid, geom FROM "{layer_name}"{where}')
-    except RuntimeError:  # a GDAL without the GeoPackage's ST_Area: every polygon, kept by area later
-        layer = polygons.ExecuteSQL(f'SELECT fid + 0 AS pid, geom FROM "{layer_name}"')
-    grid = source.info.grid
-    table = {}
-    try:
-        if not layer.GetFeatureCount():  # no polygon of that size: no pass over the raster
-            return table
-        for window, values in source.blocks(progress, cancel, extra_bytes_per_pixel=52):
-            ids = _block_ids(layer, grid, window)
-            inside = ids > 0
-            if not inside.any():
-                continue
-            xs, ys = grid.pixel_centres(window.row, window.rows)
-            labels = ids[inside]
-            data = values.filled(np.nan)[inside]
-            rows, cols = np.nonzero(inside)
-            unique = np.unique(labels)
-            sums = ndimage.sum_labels(data, labels, unique)
-            maxima = ndimage.maximum(data, labels, unique)
-            counts = ndimage.sum_labels(np.ones_like(data), labels, unique)
-            sum_x = ndimage.sum_labels(xs[cols], labels, unique)
-            sum_y = ndimage.sum_labels(ys[rows], labels, unique)
-            for pid, n, total, peak, sx, sy in zip(unique, counts, sums, maxima, sum_x, sum_y):
-                entry = table.setdefault(int(pid), [0, 0.0, -math.inf, 0.0, 0.0])
-                entry[0] += int(n)
-                entry[1] += float(total)
-                entry[2] = max(entry[2], float(peak))
-                entry[3] += float(sx)
-                entry[4] += float(sy)
-    finally:
-        polygons.ReleaseResultSet(layer)
-    return table
-
-
-def _block_ids(layer, grid, window):
-    """Polygon ids (pid) burnt onto the block's rows of the grid, 0 outside polygons."""
-    x0, dx, _, y0, _, dy = grid.geotransform
-    block = gdal.GetDriverByName('MEM').Create('', grid.width, window.rows, 1, gdal.GDT_Int32)
-    block.SetGeoTransform((x0, dx, 0.0, y0 + dy * window.row, 0.0, dy))
-    xmin, xmax = sorted((x0, x0 + dx * grid.width))
-    ymin, ymax = sorted((y0 + dy * window.row, y0 + dy * (window.row + window.rows)))
-    layer.SetSpatialFilterRect(xmin, ymin, xmax, ymax)
-    gdal.RasterizeLayer(block, [1], layer, options=['ATTRIBUTE=pid'])
-    return block.GetRasterBand(1).ReadAsArray()
-
-
-def anomaly_polygons(source, threshold, min_area=0.0, progress=None, cancel=None, content=None):
+def ranked_areas(source, threshold, min_area=0.0, most=0, progress=None, cancel=None, content=None):
     """Connected areas (4-connected pixels) with value >= threshold, at least `min_area` map
-    units^2, ranked I, II, ... by mean content x area (largest first). Pixel count, mean and max
-    are those of `content` (a ValueSource on the same grid, e.g. the map before smoothing;
-    default `source` itself)."""
+    units^2, ranked I, II, ... by mean content x area (largest first; equal scores in the order
+    gdal.Polygonize gives the polygons), the `most` highest (0: all), and how many areas there are.
+    Pixel count, mean and max are those of `content` (a ValueSource on the same grid, e.g. the map
+    before smoothing; default `source` itself).
+
+    Only the areas that can rank among the `most` highest get exact statistics and polygons: a
+    first pass labels the areas block by block (connected_areas), a second accumulates their
+    statistics and writes their pids to a class raster that gdal.Polygonize turns into polygons
+    (holes kept), the geometries GDAL gives for the same pixels on the same grid."""
+    content = content or source
+    areas = connected_areas(source, threshold, content, stage(progress, 0, 0.4), cancel)
+    chosen, above = candidates(areas, source.pixel_area, min_area, most)
+    if not len(chosen):
+        return [], above
     with scratch_folder('rsgeochem-anomalies') as work:
         work = Path(work)
-        write_classes(source, threshold, work / 'classes.tif', stage(progress, 0, 0.35), cancel)
+        with RasterWriter(work / 'classes.tif', source.info.grid, 1, nodata=0,
+                          data_type=gdal.GDT_UInt32) as classes:
+            table = polygon_statistics(areas, chosen, source, threshold, content, classes,
+                                       stage(progress, 0.4, 0.8), cancel)
         check_cancel(cancel)
         layer_name = polygonize(work / 'classes.tif', work / 'polygons.gpkg', source.info.grid.crs_wkt)
         if progress is not None:
-            progress(0.5)
-        check_cancel(cancel)
-        table = polygon_statistics(content or source, work / 'polygons.gpkg', layer_name, min_area,
-                                   stage(progress, 0.6, 0.95), cancel)
+            progress(0.9)
+        dataset = ogr.Open(str(work / 'polygons.gpkg'))
+        layer = dataset.GetLayerByName(layer_name)
+        features = {feature.GetField('class'): feature for feature in layer}
         kept = []
         for pid, (pixels, total, peak, sx, sy) in table.items():
             area = pixels * source.pixel_area
-            if area >= min_area:
-                mean = total / pixels
-                kept.append((mean * area, pid, pixels, area, mean, peak, (sx / pixels, sy / pixels)))
+            mean = total / pixels
+            fid = features[pid].GetFID()
+            kept.append((mean * area, fid, pid, pixels, area, mean, peak, (sx / pixels, sy / pixels)))
         kept.sort(key=lambda item: (-item[0], item[1]))
-        dataset = ogr.Open(str(work / 'polygons.gpkg'))
-        layer = dataset.GetLayerByName(layer_name)
         anomalies = []
-        for rank, (score, pid, pixels, area, mean, peak, centroid) in enumerate(kept, start=1):
-            check_cancel(cancel)
-            feature = layer.GetFeature(pid)  # kept: the geometry reference dies with the feature
-            wkb = bytes(feature.GetGeometryRef().ExportToWkb())
+        for rank, (score, _, pid, pixels, area, mean, peak, centroid) in enumerate(kept[:most or None], 1):
+            wkb = bytes(features[pid].GetGeometryRef().ExportToWkb())
             anomalies.append(Anomaly(rank, roman(rank), pixels, area, mean, peak, score, centroid, wkb))
-        dataset = None  # noqa: F841 - closes the GeoPackage before the folder is removed
-    return anomalies
+        features = layer = dataset = None  # closes the GeoPackage before the folder is removed
+    return anomalies, above
+
+
+def anomaly_polygons(source, threshold, min_area=0.0, progress=None, cancel=None, content=None):
+    """Every connected area of ranked_areas, ranked."""
+    return ranked_areas(source, threshold, min_area, 0, progress, cancel, content)[0]
 
 
 def quicklook(source, max_pixels=MAP_PIXELS):
