@@ -91,7 +91,8 @@ class ValueSource:
         if self.mask is None:
             return values
         keep = self.mask.read(window, [1])[0]
-        return np.ma.masked_where(np.ma.getmaskarray(keep) | (keep.filled(0) == 0), values)
+        excluded = np.ma.getmaskarray(keep) | (keep.filled(0) == 0)
+        return np.ma.MaskedArray(np.ma.getdata(values), np.ma.getmaskarray(values) | excluded)
 
 
 @dataclass

@@ -18,6 +18,8 @@ from .areas import ValueSource
 
 # a window counts as complete when its share of valid pixels is 1 up to float rounding of the sums
 COMPLETE = 1.0 - 1e-9
+# the smoothed map is read back four times (statistics, histograms, areas) and deleted: uncompressed
+SCRATCH_GTIFF = ('TILED=YES', 'BIGTIFF=IF_SAFER')
 
 
 def window_mean(values, window, size):
@@ -40,7 +42,8 @@ def focal_mean(source, size, path, progress=None, cancel=None):
     if size % 2 != 1:
         raise ValueError(f'the smoothing window must have an odd size, not {size}')
     count = 0
-    with RasterWriter(path, source.info.grid, 1, DEFAULT_NODATA, ['focal mean']) as writer:
+    with RasterWriter(path, source.info.grid, 1, DEFAULT_NODATA, ['focal mean'],
+                      options=SCRATCH_GTIFF) as writer:
         # per pixel besides the read: the mask's read and the masking copy, the padded validity and
         # data, both filtered sums, the mean and its mask (~90 bytes in all, measured on 7300 x 6900)
         for window, values in source.blocks(progress, cancel, extra_bytes_per_pixel=72, halo=size // 2):
