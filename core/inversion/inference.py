@@ -2,13 +2,16 @@
 'pixel' (N, F), 'tiled' (N, 1, S, S) (core.inversion.tiling: S = 4 for up to 16 bands) and 'patch'
 (N, F, k, k) inputs; one float32 output per pixel).
 
-The onnxruntime session is created once. Memory is bounded by the block budget whatever the raster
-size: a quarter goes to the model's batches of valid pixels (sized from the per-sample intermediate
-tensors found by ONNX shape inference), the rest to two blocks of rows (the one being predicted and
+The onnxruntime sessions (one single-threaded session per thread, SessionPool) are created once.
+Memory is bounded by the block budget whatever the raster size: a quarter goes to the model's
+batches of valid pixels (sized from the per-sample intermediate tensors found by ONNX shape
+inference, split between the sessions), the rest to two blocks of rows (the one being predicted and
 the next one, read meanwhile by a background thread that also writes the output); GDAL's block
 cache is released as blocks are consumed.
 """
+import collections
 import math
+import queue
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -55,6 +58,12 @@ INTEGER_TYPES = ('Byte', 'Int8', 'UInt16', 'Int16', 'UInt32', 'Int32', 'UInt64',
 # onnxruntime's throughput peaks at a few thousand pixels per run (its intermediates stay in the
 # processor's caches) and falls beyond (bench/bench_apply.py: 4096-8192 best, 15,534 ~30 % slower)
 MAX_BATCH = 8192
+# operators onnxruntime's CPU kernels split between threads by output element (same predictions
+# with any thread count: checked on the CNN, MLR and PLSR models traininversionmodel writes); a
+# TreeEnsembleRegressor adds its trees up in per-thread parts (1e-5 apart) and is not one of them
+THREAD_INVARIANT_OPS = frozenset({
+    'Add', 'Sub', 'Mul', 'Div', 'Relu', 'Conv', 'MaxPool', 'Gemm', 'MatMul', 'Flatten', 'Reshape',
+    'Cast', 'Scaler', 'LinearRegressor'})
 
 
 @dataclass(frozen=True)
@@ -328,12 +337,68 @@ def predict(session, spec, tensor):
     return output[:, 0]
 
 
-def batch_size(spec, n_bands, memory_mb):
-    """Pixels per onnxruntime run: the model's share of the budget over its bytes per sample
-    (features, input tensor, intermediate tensors, output)."""
+def batch_size(spec, n_bands, memory_mb, runs=1):
+    """Pixels per onnxruntime run: the model's share of the budget, split between `runs` runs at the
+    same time, over its bytes per sample (features, input tensor, intermediate tensors, output)."""
     cells = spec.tile_side ** 2 if spec.layout == 'tiled' else n_bands * spec.patch_size ** 2
     sample = (n_bands + cells + 1) * FLOAT_BYTES + spec.bytes_per_sample
-    return min(MAX_BATCH, max(MIN_BATCH, memory_mb * 2 ** 20 // RUNTIME_SHARE // sample))
+    return min(MAX_BATCH, max(MIN_BATCH, memory_mb * 2 ** 20 // RUNTIME_SHARE // runs // sample))
+
+
+def thread_invariant(model_path):
+    """True when every operator of the model is one that onnxruntime splits between threads by output
+    element, so that its predictions do not depend on the thread count; False when unsure."""
+    onnx = require('onnx')
+    try:
+        graph = onnx.load(str(model_path)).graph
+    except Exception:  # protobuf's DecodeError and the like: open_session says what is wrong
+        return False
+    return all(node.op_type in THREAD_INVARIANT_OPS for node in graph.node)
+
+
+class SessionPool:
+    """onnxruntime sessions for `threads` threads. Models of THREAD_INVARIANT_OPS get one
+    single-threaded session per thread, each run on its own thread and taking the batches of a block
+    as they free up: one session with several intra-op threads makes every operator wait for all of
+    them, so a core busy reading or writing a block stalls each operator, whereas these sessions
+    never wait for each other (and a single-threaded run costs a few % less CPU). Other models (e.g.
+    tree ensembles, which add their trees up in parallel parts) get one session with every thread."""
+
+    def __init__(self, model_path, threads):
+        threads = max(1, int(threads))
+        count = threads if thread_invariant(model_path) else 1
+        self.sessions = [open_session(model_path, threads // count) for _ in range(count)]
+        self.idle = queue.SimpleQueue()
+        for session in self.sessions:
+            self.idle.put(session)
+        self.pool = None
+
+    def __enter__(self):
+        self.pool = ThreadPoolExecutor(len(self.sessions), thread_name_prefix='rsgeochem-apply-ort')
+        return self
+
+    def __exit__(self, *exc_info):
+        self.pool.shutdown(cancel_futures=True)
+        return False
+
+    def run(self, spec, tensor):
+        session = self.idle.get()
+        try:
+            return predict(session, spec, tensor)
+        finally:
+            self.idle.put(session)
+
+    def predict_into(self, spec, output, batches):
+        """output[index] = predictions of each (index, tensor) of `batches`; at most one batch per
+        session waits besides those running, so memory stays that of one run per session."""
+        pending = collections.deque()
+        for index, tensor in batches:
+            pending.append((index, self.pool.submit(self.run, spec, tensor)))
+            if len(pending) > len(self.sessions):
+                done, future = pending.popleft()
+                output[done] = future.result()
+        for done, future in pending:
+            output[done] = future.result()
 
 
 def block_bytes_per_pixel(spec, n_bands):
@@ -428,13 +493,13 @@ def apply_model(input_path, model_path, output_path, bands=None, mask_path=None,
     single predicted pixel (and `require_predictions`) nothing is written and InputError says why.
     """
     info = raster_info(input_path, INPUT)
-    session = open_session(model_path, threads)
-    spec = model_spec(session, model_path)
+    sessions = SessionPool(model_path, threads)
+    spec = model_spec(sessions.sessions[0], model_path)
     check_not_digital_numbers(spec, info)
     bands, notes = select_bands(spec, info, bands)
     mask_reader = check_mask(mask_path, info.grid) if mask_path else None
-    result = ApplyResult(bands, spec.layout, spec.target, batch_size(spec, len(bands), memory_mb),
-                         notes=notes)
+    result = ApplyResult(bands, spec.layout, spec.target,
+                         batch_size(spec, len(bands), memory_mb, len(sessions.sessions)), notes=notes)
     width = info.grid.width
     flags_path = flags_path if spec.fitted_range is not None else None
     with ExitStack() as stack:
@@ -443,6 +508,7 @@ def apply_model(input_path, model_path, output_path, bands=None, mask_path=None,
             flags_path, info.grid, 1, FLAG_NODATA, [f'outside {spec.fitted_range[2]} (1)'],
             gdal.GDT_Byte)) if flags_path else None
         worker = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix='rsgeochem-apply-io'))
+        stack.enter_context(sessions)
         rows = rows_per_block(width, 2 * block_bytes_per_pixel(spec, len(bands)),
                               memory_mb - memory_mb // RUNTIME_SHARE, spec.halo)
         windows = block_windows(info.grid.height, aligned_rows(rows, writer.dataset.GetRasterBand(1)
@@ -456,8 +522,8 @@ def apply_model(input_path, model_path, output_path, bands=None, mask_path=None,
                 if number + 1 < len(windows):
                     upcoming = worker.submit(io.read, number + 1)
                 output = np.full(valid.size, np.nan, dtype=np.float32)
-                for index, tensor in block_tensors(spec, values, valid, windows[number], result.batch):
-                    output[index] = predict(session, spec, tensor)
+                batches = block_tensors(spec, values, valid, windows[number], result.batch)
+                sessions.predict_into(spec, output, batches)
                 if minimum is not None:
                     clip_below(output, minimum, result)
                 count = int(np.count_nonzero(valid))
