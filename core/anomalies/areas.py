@@ -7,10 +7,10 @@ Histogram quantiles are exact to one bin width = (max - min) / bins.
 
 Areas: the 4-connected pixels at or above the threshold, labelled block by block with
 scipy.ndimage.label and joined across block edges (connected_areas), so memory stays that of a
-block. Only the areas that can rank among the highest kept get a second pass: their pixel count,
-mean, max and centroid (accumulated per block exactly as before), and a class raster of their ids
-that gdal.Polygonize turns into polygons (holes kept). A map with thousands of areas above the
-threshold no longer polygonises them all to keep ten.
+block. Only the areas that can rank among the `most` highest get a second pass over the blocks
+holding them: their pixel count, mean, max and centroid, and a raster of their ids that
+gdal.Polygonize turns into polygons (holes kept), so a map with thousands of areas above the
+threshold costs little more than one with ten.
 """
 import math
 from dataclasses import dataclass
