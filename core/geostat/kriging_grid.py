@@ -193,8 +193,8 @@ def krige_grid(samples, model, grid, prediction_path, variance_path=None, drift=
         walker = _GlobalWalker(frame, grid, memory_mb)
     else:
         search = NeighbourSearch(frame, n_neighbours, radius)
-        walker = (_ExactWalker(frame, grid, search, memory_mb) if int(block_pixels) <= 1 else
-                  _BlockWalker(frame, grid, search, int(block_pixels), memory_mb))
+        walker = (_ExactWalker(frame, grid, search, memory_mb, bool(variance_path)) if int(block_pixels) <= 1
+                  else _BlockWalker(frame, grid, search, int(block_pixels), memory_mb))
     nodata_pixels = 0
     with ExitStack() as stack:
         stack.enter_context(single_threaded_blas())
@@ -203,10 +203,10 @@ def krige_grid(samples, model, grid, prediction_path, variance_path=None, drift=
         variance_writer = stack.enter_context(RasterWriter(variance_path, grid, 1, descriptions=[
             'kriging variance'])) if variance_path else None
         for row, rows, prediction, variance in _kriged_rows(walker, frame, drift, grid, threads, cancel):
-            np.maximum(variance, 0.0, out=variance)  # rounding can leave -1e-16 at samples
             nodata_pixels += int(np.count_nonzero(~np.isfinite(prediction)))
             prediction_writer.write(row, prediction)
             if variance_writer is not None:
+                np.maximum(variance, 0.0, out=variance)  # rounding can leave -1e-16 at samples
                 variance_writer.write(row, variance)
             if progress is not None:
                 progress((row + rows) / grid.height)
@@ -275,11 +275,13 @@ class _ExactWalker:
     """Every pixel its own neighbour set, exactly: the k nearest samples found tile by tile
     (neighbour_tiles), or with a search radius a k-d tree query per pixel. The pixels of a row block
     that share a set share one factorisation; each pixel then costs its right-hand side and one
-    matrix product, in float64 (equal to per-pixel Kriging, krige_points, to rounding)."""
+    matrix product, in float64 (equal to per-pixel Kriging, krige_points, to rounding); without
+    `variance` (krige returns None for it) a dot product."""
     mode, block_pixels = 'per pixel', 1
 
-    def __init__(self, frame, grid, search, memory_mb):
+    def __init__(self, frame, grid, search, memory_mb, variance=True):
         self.frame, self.grid, self.search = frame, grid, search
+        self.variance = variance
         self.tiles = TileNeighbourSets(search.tree, search.k) if not np.isfinite(search.radius) else None
         rows = int(memory_mb * 2 ** 20 // (grid.width * BYTES_PER_EXACT_PIXEL))
         self.rows = min(max(TILE, rows - rows % TILE), MAX_EXACT_ROWS)
@@ -301,12 +303,13 @@ class _ExactWalker:
         labels = labels.ravel()
         f0 = f0.reshape(len(labels), -1)
         xs, ys = np.tile(tx, rows), np.repeat(ty, width)
-        prediction, variance = np.empty(len(labels)), np.empty(len(labels))
+        prediction = np.empty(len(labels))
+        variance = np.empty(len(labels)) if self.variance else None
         slot_set, slot_pixels = pixel_slots(labels, len(sets), SLOT_PIXELS)
         first_slot = np.searchsorted(slot_set, np.arange(0, len(sets) + SYSTEMS_BATCH, SYSTEMS_BATCH))
         for batch, start in enumerate(range(0, len(sets), SYSTEMS_BATCH)):
             check_cancel(cancel)
-            systems = KrigingSystems(self.frame, sets[start:start + SYSTEMS_BATCH])
+            systems = KrigingSystems(self.frame, sets[start:start + SYSTEMS_BATCH], self.variance)
             for slot in range(first_slot[batch], first_slot[batch + 1], SLOTS_PER_PRODUCT):
                 part = slice(slot, min(slot + SLOTS_PER_PRODUCT, first_slot[batch + 1]))
                 pixels, index = slot_pixels[part], slot_set[part] - start
@@ -315,8 +318,10 @@ class _ExactWalker:
                 x = systems.nugget_free_target_matrix(xs[safe], ys[safe], f0[safe], index,
                                                       self.samples_on_centres)
                 p, v = systems.predict(x, f0[safe], self.frame.model.nugget, index)
-                prediction[pixels[used]], variance[pixels[used]] = p[used], v[used]
-        return prediction.reshape(rows, -1), variance.reshape(rows, -1)
+                prediction[pixels[used]] = p[used]
+                if v is not None:
+                    variance[pixels[used]] = v[used]
+        return prediction.reshape(rows, -1), None if variance is None else variance.reshape(rows, -1)
 
 
 def pixel_slots(labels, groups, width):

@@ -117,9 +117,11 @@ def pairwise_squared_distances(ax, ay, bx, by, dtype=np.float64):
 
 class KrigingSystems:
     """Factorised systems for a stack of T neighbour sets (indices into the frame's samples,
-    shape (T, N), padded with -1)."""
+    shape (T, N), padded with -1). Without `variance` only the prediction's row of the operator is
+    built (predict then returns variance None): a dot product of N + p per target instead of a matrix
+    product."""
 
-    def __init__(self, frame, sets):
+    def __init__(self, frame, sets, variance=True):
         sets = np.atleast_2d(np.asarray(sets, dtype=np.int64))
         self.frame = frame
         self.valid = sets != PAD
@@ -146,19 +148,21 @@ class KrigingSystems:
         h = matmul(_triangular_inverses(factor), q2.transpose(0, 2, 1))  # (T, m, N) = L⁻¹Q₂ᵀ
         gamma_a = matmul(gamma, a)                                        # (T, N, p)
         b = matmul(h, gamma_a)                                            # (T, m, p)
-        self.e = matmul(a.transpose(0, 2, 1), gamma_a)                    # (T, p, p)
         hz = np.einsum('tmn,tn->tm', h, z)
         atz = np.einsum('tnp,tn->tp', a, z)
         # One operator for every target quantity, applied to X = [γ₀; f₀] (N + p rows) in one
         # matrix product: rows 0..m-1 give -w, row m the prediction zᵀλ, the last p rows Aᵀγ₀.
         n, m = h.shape[2], h.shape[1]
-        self.m = m
-        self.operator = np.zeros((len(sets), m + 1 + p, n + p))
-        self.operator[:, :m, :n] = h
-        self.operator[:, :m, n:] = -b
-        self.operator[:, m, :n] = -np.einsum('tmn,tm->tn', h, hz)
-        self.operator[:, m, n:] = atz + np.einsum('tmp,tm->tp', b, hz)
-        self.operator[:, m + 1:, :n] = a.transpose(0, 2, 1)
+        self.m = m if variance else 0
+        self.operator = np.zeros((len(sets), self.m + 1 + p * variance, n + p))
+        self.operator[:, self.m, :n] = -np.einsum('tmn,tm->tn', h, hz)
+        self.operator[:, self.m, n:] = atz + np.einsum('tmp,tm->tp', b, hz)
+        if variance:
+            self.e = matmul(a.transpose(0, 2, 1), gamma_a)                # (T, p, p)
+            self.operator[:, :m, :n] = h
+            self.operator[:, :m, n:] = -b
+            self.operator[:, m + 1:, :n] = a.transpose(0, 2, 1)
+        self.variance = variance
         self._cast = {np.dtype(np.float64): self.operator}
 
     def sample_semivariances(self):
@@ -211,7 +215,8 @@ class KrigingSystems:
     def predict(self, x, f0, nugget_left_out=0.0, index=None):
         """Prediction and variance (T, P) from a target matrix `x` (see target_matrix; its dtype
         sets the precision of the product and of its sums) and drift rows f0 (T, P, p) of the sets
-        selected by `index` (default all); NaN for unsolvable sets.
+        selected by `index` (default all); NaN for unsolvable sets; variance None for systems built
+        without it.
 
         `nugget_left_out` c: x's γ₀ rows lack a constant c (γ₀ - c·1 with -c where γ₀ = 0). Since
         1 = F e₁ lies in the drift space, H·1 = 0 and Aᵀ1 = e₁: only the variance changes, by 2c,
@@ -223,6 +228,10 @@ class KrigingSystems:
         dtype = x.dtype
         if dtype not in self._cast:
             self._cast[dtype] = self.operator.astype(dtype)
+        if not self.variance:  # the dot products of the prediction row alone
+            prediction = np.einsum('tn,tnk->tk', self._cast[dtype][index, 0], x).astype(np.float64)
+            prediction[~self.solvable[index]] = np.nan
+            return prediction, None
         y = matmul(self._cast[dtype][index], x)                            # (T, m + 1 + p, P)
         f0t = f0.transpose(0, 2, 1)                                        # (T, p, P)
         m = self.m
