@@ -315,9 +315,8 @@ class _ExactWalker:
                 pixels, index = slot_pixels[part], slot_set[part] - start
                 used = pixels != PAD
                 safe = np.where(used, pixels, 0)
-                x = systems.nugget_free_target_matrix(xs[safe], ys[safe], f0[safe], index,
-                                                      self.samples_on_centres)
-                p, v = systems.predict(x, f0[safe], self.frame.model.nugget, index)
+                gamma = systems.nugget_free_gamma(xs[safe], ys[safe], index, self.samples_on_centres)
+                p, v = systems.predict(gamma, f0[safe], self.frame.model.nugget, index)
                 prediction[pixels[used]] = p[used]
                 if v is not None:
                     variance[pixels[used]] = v[used]

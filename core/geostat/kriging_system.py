@@ -125,6 +125,7 @@ class KrigingSystems:
         sets = np.atleast_2d(np.asarray(sets, dtype=np.int64))
         self.frame = frame
         self.valid = sets != PAD
+        self.all_valid = bool(self.valid.all())
         safe = np.where(self.valid, sets, 0)
         p = frame.n_drift_terms
         self.sx, self.sy = frame.x[safe], frame.y[safe]
@@ -189,16 +190,14 @@ class KrigingSystems:
         gamma[~self.valid[index]] = 0.0
         return np.concatenate([gamma, f0.transpose(0, 2, 1).astype(dtype)], axis=1)
 
-    def nugget_free_target_matrix(self, tx, ty, f0, index, may_hit_samples=True):
-        """target_matrix in float64 with γ₀ lacking the nugget (pass the nugget as predict's
-        nugget_left_out), built in one array: the exact grid's hot path, where each avoided pass over
-        (targets × neighbours) counts. A target on a sample gets σ²ₑ - nugget (see target_gamma);
-        finding such targets costs a pass, made only when `may_hit_samples`."""
+    def nugget_free_gamma(self, tx, ty, index, may_hit_samples=True):
+        """γ₀ (T, N, P) in float64 lacking the nugget (pass the nugget as predict's nugget_left_out) for
+        targets at scaled coordinates (T, P), the f₀ rows left to predict: the exact grid's hot path,
+        where each avoided pass over (targets × neighbours) counts, and one contiguous array (ufuncs
+        ran at half speed on the γ₀ rows of a [γ₀; f₀ᵀ] array). A target on a sample gets σ²ₑ - nugget
+        (see target_gamma); finding such targets costs a pass, made only when `may_hit_samples`."""
         sx, sy = self.sx[index], self.sy[index]
-        (sets, n), p = sx.shape, f0.shape[-1]
-        x = np.empty((sets, n + p, tx.shape[-1]))
-        gamma = x[:, :n]
-        np.subtract(sx[:, :, None], tx[:, None, :], out=gamma)
+        gamma = np.subtract(sx[:, :, None], tx[:, None, :])
         dy = sy[:, :, None] - ty[:, None, :]
         gamma *= gamma
         dy *= dy
@@ -208,15 +207,15 @@ class KrigingSystems:
         model.scaled_squared(gamma, overwrite=True, with_nugget=False)
         if on_sample is not None:
             gamma[on_sample] = model.error_variance - model.nugget
-        gamma[~self.valid[index]] = 0.0
-        x[:, n:] = f0.transpose(0, 2, 1)
-        return x
+        if not self.all_valid:
+            gamma[~self.valid[index]] = 0.0
+        return gamma
 
     def predict(self, x, f0, nugget_left_out=0.0, index=None):
         """Prediction and variance (T, P) from a target matrix `x` (see target_matrix; its dtype
-        sets the precision of the product and of its sums) and drift rows f0 (T, P, p) of the sets
-        selected by `index` (default all); NaN for unsolvable sets; variance None for systems built
-        without it.
+        sets the precision of the product and of its sums), or from γ₀ alone (T, N, P) whose f₀ rows
+        are then taken from f0, and drift rows f0 (T, P, p) of the sets selected by `index` (default
+        all); NaN for unsolvable sets; variance None for systems built without it.
 
         `nugget_left_out` c: x's γ₀ rows lack a constant c (γ₀ - c·1 with -c where γ₀ = 0). Since
         1 = F e₁ lies in the drift space, H·1 = 0 and Aᵀ1 = e₁: only the variance changes, by 2c,
@@ -228,12 +227,17 @@ class KrigingSystems:
         dtype = x.dtype
         if dtype not in self._cast:
             self._cast[dtype] = self.operator.astype(dtype)
+        f0t = f0.transpose(0, 2, 1)                                        # (T, p, P)
+        operator, rows = self._cast[dtype][index], x.shape[1]
         if not self.variance:  # the dot products of the prediction row alone
-            prediction = np.einsum('tn,tnk->tk', self._cast[dtype][index, 0], x).astype(np.float64)
+            prediction = np.einsum('tn,tnk->tk', operator[:, 0, :rows], x).astype(np.float64)
+            if rows < operator.shape[2]:
+                prediction += np.einsum('tp,tpk->tk', operator[:, 0, rows:], f0t)
             prediction[~self.solvable[index]] = np.nan
             return prediction, None
-        y = matmul(self._cast[dtype][index], x)                            # (T, m + 1 + p, P)
-        f0t = f0.transpose(0, 2, 1)                                        # (T, p, P)
+        if rows < operator.shape[2]:  # γ₀ alone (a copy with the f₀ rows costs less than a rank-p update)
+            x = np.concatenate([x, f0t.astype(dtype, copy=False)], axis=1)
+        y = matmul(operator, x)                                            # (T, m + 1 + p, P)
         m = self.m
         prediction = y[:, m].astype(np.float64)
         # sums over the rows of y accumulate in its dtype, as the product did; the variance's
