@@ -295,8 +295,9 @@ class _ExactWalker:
     def krige(self, row, rows, f0, cancel):
         tx, ty = self.frame.scale_xy(*self.grid.pixel_centres(row, rows))
         width = len(tx)
+        order = None
         if self.tiles is not None:
-            labels, sets = self.tiles.label(tx, ty)
+            labels, sets, order = self.tiles.label_sorted(tx, ty)
         else:
             labels, sets = group_by_set(self.search.sets(np.tile(tx, rows), np.repeat(ty, width)),
                                         hash_weights(self.search.n))
@@ -305,7 +306,7 @@ class _ExactWalker:
         xs, ys = np.tile(tx, rows), np.repeat(ty, width)
         prediction = np.empty(len(labels))
         variance = np.empty(len(labels)) if self.variance else None
-        slot_set, slot_pixels = pixel_slots(labels, len(sets), SLOT_PIXELS)
+        slot_set, slot_pixels = pixel_slots(labels, len(sets), SLOT_PIXELS, order)
         first_slot = np.searchsorted(slot_set, np.arange(0, len(sets) + SYSTEMS_BATCH, SYSTEMS_BATCH))
         for batch, start in enumerate(range(0, len(sets), SYSTEMS_BATCH)):
             check_cancel(cancel)
@@ -323,10 +324,11 @@ class _ExactWalker:
         return prediction.reshape(rows, -1), None if variance is None else variance.reshape(rows, -1)
 
 
-def pixel_slots(labels, groups, width):
+def pixel_slots(labels, groups, width, order=None):
     """Pixels sorted by group into slots of `width`: (group of each slot (S,) ascending, pixel indices
-    (S, width) padded with PAD); a group of c pixels fills ceil(c / width) slots."""
-    order = np.argsort(labels, kind='stable')
+    (S, width) padded with PAD); a group of c pixels fills ceil(c / width) slots. `order`: the
+    pixels already sorted by label (stably), if known."""
+    order = np.argsort(labels, kind='stable') if order is None else order
     counts = np.bincount(labels, minlength=groups)
     slots_per_group = -(-counts // width)
     slot_set = np.repeat(np.arange(groups), slots_per_group)

@@ -37,6 +37,12 @@ class TileNeighbourSets:
         """(labels (rows, cols) int64, sets (G, k) int64 sorted) for the pixel lattice of column
         coordinates `xs` and row coordinates `ys` (the tree's coordinates): pixel (i, j) uses the
         samples sets[labels[i, j]]."""
+        labels, sets, _ = self.label_sorted(xs, ys)
+        return labels, sets
+
+    def label_sorted(self, xs, ys):
+        """label's (labels, sets) and the flat pixel indices ordered by label (stably): the sort that
+        grouped the pixels, so that callers need not sort them again."""
         cols, rows = len(xs), len(ys)
         tiles = _Tiles(xs, ys)
         distance, index = self._candidates(tiles.centres, tiles.reach)
@@ -66,11 +72,11 @@ class TileNeighbourSets:
         _, tied_x, tied_y = tiles.of_pixels(tied)
         tied_sets = np.sort(self._query(np.column_stack([tied_x, tied_y]), k)[1], axis=1)
         hashes[tied] = self.weights[tied_sets].sum(axis=1, dtype=np.uint64)
-        _, first, labels = np.unique(hashes, return_index=True, return_inverse=True)
+        first, labels, order = group_hashes(hashes)
         sets = ranking.sets(*tiles.of_pixels(first))
         from_tree = np.isin(first, tied)
         sets[from_tree] = tied_sets[np.searchsorted(tied, first[from_tree])]
-        return labels.reshape(rows, cols), np.sort(sets, axis=1)
+        return labels.reshape(rows, cols), np.sort(sets, axis=1), order
 
     def _candidates(self, centres, reach):
         """Nearest samples of the tile centres, sorted, enough of them that every sample beyond the
@@ -105,8 +111,21 @@ def group_by_set(sets, weights):
     grouped by the order-free hash of each set (`weights`: one uint64 per sample)."""
     padded = np.append(weights, np.uint64(0))  # index -1 (padding) weighs nothing
     hashes = padded[sets].sum(axis=1, dtype=np.uint64)
-    _, first, labels = np.unique(hashes, return_index=True, return_inverse=True)
+    first, labels, _ = group_hashes(hashes)
     return labels, np.sort(sets[first], axis=1)
+
+
+def group_hashes(hashes):
+    """np.unique(hashes, return_index=True, return_inverse=True)[1:] (first index of each distinct
+    hash in ascending order of hash, label of each element) and the stable sort order behind them."""
+    order = np.argsort(hashes, kind='stable')
+    ordered = hashes[order]
+    new = np.empty(len(order), dtype=bool)
+    new[:1] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=new[1:])
+    labels = np.empty(len(order), dtype=np.int64)
+    labels[order] = np.cumsum(new) - 1
+    return order[new], labels, order
 
 
 class _Tiles:
