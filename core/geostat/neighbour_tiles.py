@@ -57,18 +57,21 @@ class TileNeighbourSets:
         corner_hashes, corner_ties = ranking.hashes(corner_tiles, *tiles.corners())
         corner_hashes, corner_ties = corner_hashes.reshape(-1, 4), corner_ties.reshape(-1, 4)
         uniform = (corner_hashes == corner_hashes[:, :1]).all(axis=1) & ~corner_ties.any(axis=1)
-        tile_of_pixel = tiles.of_pixels(np.arange(rows * cols))[0]
-        hashes = corner_hashes[tile_of_pixel, 0]
-        ranked = np.flatnonzero(~uniform[tile_of_pixel])
-        del tile_of_pixel
+        hashes = corner_hashes[tiles.of_pixels(np.arange(rows * cols))[0], 0]
+        # the other tiles pixel by pixel, in chunks of tiles with about as many uncertain candidates
+        # (the candidate arrays are as wide as the chunk's widest)
+        mixed = np.flatnonzero(~uniform)
+        mixed = mixed[np.argsort(ranking.uncertain[mixed], kind='stable')]
         tied = [np.empty(0, dtype=np.int64)]
-        for start in range(0, len(ranked), PIXEL_CHUNK):
-            pixels = ranked[start:start + PIXEL_CHUNK]
-            hashes[pixels], tie = ranking.hashes(*tiles.of_pixels(pixels))
-            tied.append(pixels[tie])
+        for start in range(0, len(mixed), PIXEL_CHUNK // TILE ** 2):
+            part = mixed[start:start + PIXEL_CHUNK // TILE ** 2]
+            pixels, inside, x, y = tiles.lattices(part)
+            tile_hashes, tie = ranking.lattice_hashes(part, x, y)
+            hashes[pixels[inside]] = tile_hashes[inside]
+            tied.append(pixels[inside & tie])
         # pixels with two samples at the same distance across the k-th place: the k-d tree's own
         # choice, so that the sets equal a per-pixel query exactly
-        tied = np.concatenate(tied)
+        tied = np.sort(np.concatenate(tied))
         _, tied_x, tied_y = tiles.of_pixels(tied)
         tied_sets = np.sort(self._query(np.column_stack([tied_x, tied_y]), k)[1], axis=1)
         hashes[tied] = self.weights[tied_sets].sum(axis=1, dtype=np.uint64)
@@ -156,6 +159,17 @@ class _Tiles:
         y = np.broadcast_to(self.corner_y[:, None, :, None], (rows, cols, 2, 2))
         return x.reshape(-1), y.reshape(-1)
 
+    def lattices(self, tiles):
+        """Pixels of whole tiles as TILE x TILE lattices: (flat pixel indices (T, TILE, TILE), True
+        where inside the grid (edge tiles are cut), column x (T, TILE), row y (T, TILE))."""
+        tile_row, tile_col = np.divmod(tiles, self.tile_cols)
+        offsets = np.arange(TILE)
+        col = tile_col[:, None] * TILE + offsets
+        row = tile_row[:, None] * TILE + offsets
+        inside = (row < len(self.ys))[:, :, None] & (col < len(self.xs))[:, None, :]
+        col, row = np.minimum(col, len(self.xs) - 1), np.minimum(row, len(self.ys) - 1)
+        return row[:, :, None] * len(self.xs) + col[:, None, :], inside, self.xs[col], self.ys[row]
+
     def of_pixels(self, pixels):
         """(tile, x, y) of flat pixel indices (row-major)."""
         row, col = np.divmod(pixels, len(self.xs))
@@ -169,7 +183,7 @@ class _Ranking:
     def __init__(self, sets, distance, index, certain, uncertain):
         self.weights, self.k = sets.weights, sets.k
         self.index, self.certain = index, certain
-        self.need = self.k - certain
+        self.need, self.uncertain = self.k - certain, uncertain
         width = int(uncertain.max()) if len(uncertain) else 0
         offsets = np.arange(width)[None, :]
         valid = offsets < uncertain[:, None]
@@ -200,16 +214,39 @@ class _Ranking:
         ranked = np.flatnonzero(~self.resolved[tile])
         if ranked.size:
             tile, x, y = tile[ranked], x[ranked], y[ranked]
-            squared = self._squared(tile, x, y)
-            # the need-th smallest squared distance is the threshold of the chosen candidates (a
-            # ranked tile has more uncertain candidates than it needs, so the next one exists)
-            ordered = np.sort(squared, axis=1)
-            along = np.arange(len(tile))
-            threshold, following = ordered[along, self.need[tile] - 1], ordered[along, self.need[tile]]
-            chosen = squared <= threshold[:, None]
-            result[ranked] += np.where(chosen, self.cw[tile], np.uint64(0)).sum(axis=1, dtype=np.uint64)
-            tie[ranked] = following <= threshold * (1 + TIE_TOLERANCE)
+            added, tie[ranked] = self._choose(self.need[tile], self._squared(tile, x, y), self.cw[tile])
+            result[ranked] += added
         return result, tie
+
+    def lattice_hashes(self, tiles, x, y):
+        """hashes of the pixels of unresolved tiles laid out as lattices (T, TILE, TILE), from each
+        tile's column coordinates x (T, TILE) and row coordinates y (T, TILE): squared distances
+        as dy² + dx² of columns and rows (the same values as pixel by pixel), only as many
+        candidates wide as the widest of these tiles has."""
+        width = int(self.uncertain[tiles].max())
+        dx = self.cx[tiles, None, :width] - x[:, :, None]
+        dy = self.cy[tiles, None, :width] - y[:, :, None]
+        dx *= dx
+        dy *= dy
+        squared = dy[:, :, None, :] + dx[:, None, :, :]                      # (T, TILE, TILE, width)
+        need = np.broadcast_to(self.need[tiles, None, None], squared.shape[:3])
+        added, tie = self._choose(need.reshape(-1), squared.reshape(-1, width),
+                                  np.broadcast_to(self.cw[tiles, None, None, :width], squared.shape).reshape(-1, width))
+        shape = squared.shape[:3]
+        return (self.base[tiles, None, None] + added.reshape(shape)), tie.reshape(shape)
+
+    @staticmethod
+    def _choose(need, squared, weights):
+        """(sum of the weights of the `need` nearest candidates, True where the choice hangs on a tie
+        in distance) of rows of squared distances. The need-th smallest squared distance is the
+        threshold of the chosen candidates (a ranked tile has more uncertain candidates than it needs,
+        so the next one exists)."""
+        ordered = np.sort(squared, axis=1)
+        along = np.arange(len(need))
+        threshold, following = ordered[along, need - 1], ordered[along, need]
+        chosen = squared <= threshold[:, None]
+        added = np.where(chosen, weights, np.uint64(0)).sum(axis=1, dtype=np.uint64)
+        return added, following <= threshold * (1 + TIE_TOLERANCE)
 
     def sets(self, tile, x, y):
         """(pixels, k) sample indices of the given pixels' sets."""
