@@ -302,10 +302,12 @@ class _ExactWalker:
             labels, sets = group_by_set(self.search.sets(np.tile(tx, rows), np.repeat(ty, width)),
                                         hash_weights(self.search.n))
         labels = labels.ravel()
+        # one element more at the end: what slot padding (PAD = -1) reads and writes, then dropped
         f0 = f0.reshape(len(labels), -1)
-        xs, ys = np.tile(tx, rows), np.repeat(ty, width)
-        prediction = np.empty(len(labels))
-        variance = np.empty(len(labels)) if self.variance else None
+        f0 = np.concatenate([f0, f0[:1]])
+        xs, ys = np.append(np.tile(tx, rows), tx[0]), np.append(np.repeat(ty, width), ty[0])
+        prediction = np.empty(len(labels) + 1)
+        variance = np.empty(len(labels) + 1) if self.variance else None
         slot_set, slot_pixels = pixel_slots(labels, len(sets), SLOT_PIXELS, order)
         first_slot = np.searchsorted(slot_set, np.arange(0, len(sets) + SYSTEMS_BATCH, SYSTEMS_BATCH))
         for batch, start in enumerate(range(0, len(sets), SYSTEMS_BATCH)):
@@ -314,14 +316,12 @@ class _ExactWalker:
             for slot in range(first_slot[batch], first_slot[batch + 1], SLOTS_PER_PRODUCT):
                 part = slice(slot, min(slot + SLOTS_PER_PRODUCT, first_slot[batch + 1]))
                 pixels, index = slot_pixels[part], slot_set[part] - start
-                used = pixels != PAD
-                safe = np.where(used, pixels, 0)
-                gamma = systems.nugget_free_gamma(xs[safe], ys[safe], index, self.samples_on_centres)
-                p, v = systems.predict(gamma, f0[safe], self.frame.model.nugget, index)
-                prediction[pixels[used]] = p[used]
+                gamma = systems.nugget_free_gamma(xs[pixels], ys[pixels], index, self.samples_on_centres)
+                prediction[pixels], v = systems.predict(gamma, f0[pixels], self.frame.model.nugget, index)
                 if v is not None:
-                    variance[pixels[used]] = v[used]
-        return prediction.reshape(rows, -1), None if variance is None else variance.reshape(rows, -1)
+                    variance[pixels] = v
+        prediction = prediction[:-1].reshape(rows, -1)
+        return prediction, None if variance is None else variance[:-1].reshape(rows, -1)
 
 
 def pixel_slots(labels, groups, width, order=None):

@@ -229,10 +229,10 @@ class _Ranking:
         dx *= dx
         dy *= dy
         squared = dy[:, :, None, :] + dx[:, None, :, :]                      # (T, TILE, TILE, width)
-        need = np.broadcast_to(self.need[tiles, None, None], squared.shape[:3])
-        added, tie = self._choose(need.reshape(-1), squared.reshape(-1, width),
-                                  np.broadcast_to(self.cw[tiles, None, None, :width], squared.shape).reshape(-1, width))
         shape = squared.shape[:3]
+        need = np.broadcast_to(self.need[tiles, None, None], shape).reshape(-1)
+        weights = np.broadcast_to(self.cw[tiles, None, None, :width], squared.shape).reshape(-1, width)
+        added, tie = self._choose(need, squared.reshape(-1, width), weights)
         return (self.base[tiles, None, None] + added.reshape(shape)), tie.reshape(shape)
 
     @staticmethod
