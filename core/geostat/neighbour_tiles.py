@@ -57,7 +57,7 @@ class TileNeighbourSets:
         corner_hashes, corner_ties = ranking.hashes(corner_tiles, *tiles.corners())
         corner_hashes, corner_ties = corner_hashes.reshape(-1, 4), corner_ties.reshape(-1, 4)
         uniform = (corner_hashes == corner_hashes[:, :1]).all(axis=1) & ~corner_ties.any(axis=1)
-        hashes = corner_hashes[tiles.of_pixels(np.arange(rows * cols))[0], 0]
+        hashes = tiles.spread(corner_hashes[:, 0])
         # the other tiles pixel by pixel, in chunks of tiles with about as many uncertain candidates
         # (the candidate arrays are as wide as the chunk's widest)
         mixed = np.flatnonzero(~uniform)
@@ -158,6 +158,12 @@ class _Tiles:
         x = np.broadcast_to(self.corner_x[None, :, None, :], (rows, cols, 2, 2))
         y = np.broadcast_to(self.corner_y[:, None, :, None], (rows, cols, 2, 2))
         return x.reshape(-1), y.reshape(-1)
+
+    def spread(self, values):
+        """Per-tile values (tiles,) as flat per-pixel values (rows x cols)."""
+        per_tile = values.reshape(-1, self.tile_cols)
+        pixels = np.repeat(np.repeat(per_tile, TILE, axis=0), TILE, axis=1)
+        return pixels[:len(self.ys), :len(self.xs)].ravel()
 
     def lattices(self, tiles):
         """Pixels of whole tiles as TILE x TILE lattices: (flat pixel indices (T, TILE, TILE), True
