@@ -283,12 +283,15 @@ def test_exact_grid_kriging_equals_kriging_each_pixel_on_its_own(case):
         assert np.isnan(prediction).any() and np.isfinite(prediction).any()
 
 
-@pytest.mark.parametrize('model', [VariogramModel('exponential', 0.05, 1.0, 400.0, error_variance=0.03),
-                                   VariogramModel('power', 0.0, 1.0, 1000.0, 1.5)])
-def test_exact_grid_kriging_without_variance_predicts_as_each_pixel_alone(model):
-    """Without a variance output only the prediction row of each system is applied (a dot product per
-    pixel): the same predictions as krige_points to 1e-9, with an external drift and a sample on a
-    pixel centre (where γ₀ is the measurement-error variance)."""
+@pytest.mark.parametrize('model, neighbours, radius', [
+    (VariogramModel('exponential', 0.05, 1.0, 400.0, error_variance=0.03), 16, 0.0),
+    (VariogramModel('power', 0.0, 1.0, 1000.0, 1.5), 16, 0.0),
+    (VariogramModel('spherical', 0.1, 1.0, 500.0), 0, 120.0)])
+def test_exact_grid_kriging_without_variance_predicts_as_each_pixel_alone(model, neighbours, radius):
+    """Without a variance output only the prediction row of each system is built and applied (a dot
+    product per pixel): the same predictions as krige_points to 1e-9, with an external drift, a sample
+    on a pixel centre (where γ₀ is the measurement-error variance) and, with a search radius, sets of
+    unequal size and pixels without enough samples (NaN)."""
     from rsgeochem.core.geostat.kriging_system import KrigingFrame
     x, y, z = synthetic(90, 8)
     grid = Grid(45, 38, (-20.0, 23.0, 0.0, 1010.0, 0.0, -27.0), '')
@@ -297,15 +300,16 @@ def test_exact_grid_kriging_without_variance_predicts_as_each_pixel_alone(model)
     px, py = np.tile(xs, grid.height), np.repeat(ys, grid.width)
     samples = kriging.prepare_samples(x, y, z, x - 0.5 * y)
     frame = KrigingFrame(model, samples.x, samples.y, samples.z, samples.drift)
-    walker = kriging_grid._ExactWalker(frame, grid, kriging.NeighbourSearch(frame, 16), memory_mb=0.2,
-                                       variance=False)
+    walker = kriging_grid._ExactWalker(frame, grid, kriging.NeighbourSearch(frame, neighbours, radius),
+                                       memory_mb=0.2, variance=False)
     assert walker.samples_on_centres
     f0 = frame.drift_matrix((px - 0.5 * py)[:, None]).reshape(grid.height, grid.width, -1)
     blocks = [walker.krige(row, rows, f0[row:row + rows], None) for row, rows in walker.row_blocks()]
     assert len(blocks) > 1 and all(variance is None for _, variance in blocks)
-    expected, _ = kriging.krige_points(samples, model, px, py, px - 0.5 * py, 16)
+    expected, _ = kriging.krige_points(samples, model, px, py, px - 0.5 * py, neighbours, radius)
     prediction = np.concatenate([block[0] for block in blocks]).ravel()
     np.testing.assert_allclose(prediction, expected, rtol=0, atol=1e-9)
+    assert np.isnan(prediction).any() == (radius > 0) and np.isfinite(prediction).any()
 
 
 def test_grid_kriging_is_exact_per_pixel_by_default(tmp_path):

@@ -79,6 +79,17 @@ def _triangular_inverses(lower):
     return inverses
 
 
+def _cholesky_solve(lower, rhs):
+    """x with L Lᵀ x = rhs for a stack of Cholesky factors L (T, m, m) and vectors (T, m) (LAPACK
+    dpotrs per set: numpy has no batched triangular solve)."""
+    solutions = np.empty_like(rhs)
+    if lower.shape[-1] == 0:
+        return solutions
+    for index, (matrix, vector) in enumerate(zip(lower, rhs)):
+        solutions[index], _ = lapack.dpotrs(matrix, vector, lower=1)
+    return solutions
+
+
 def _upper_inverse_transposed(upper):
     """R⁻ᵀ for a stack of small (p × p) upper-triangular R, by forward substitution."""
     p = upper.shape[-1]
@@ -146,25 +157,35 @@ class KrigingSystems:
         factor = _cholesky(m)
         self.solvable &= np.all(np.isfinite(factor), axis=(1, 2))
         factor[~self.solvable] = np.eye(m.shape[1])
+        self.variance = variance
+        if variance:
+            self._build_operator(factor, q2, a, gamma, z)
+        else:  # the prediction row alone: -u on γ₀, Aᵀ(z + Γu) on f₀, with u = HᵀHz = Q₂M⁻¹Q₂ᵀz
+            u = np.einsum('tnm,tm->tn', q2, _cholesky_solve(factor, np.einsum('tnm,tn->tm', q2, z)))
+            n = z.shape[1]
+            self.m = 0
+            self.operator = np.empty((len(sets), 1, n + p))
+            self.operator[:, 0, :n] = -u
+            self.operator[:, 0, n:] = np.einsum('tnp,tn->tp', a, z + np.einsum('tnk,tk->tn', gamma, u))
+        self._cast = {np.dtype(np.float64): self.operator}
+
+    def _build_operator(self, factor, q2, a, gamma, z):
+        """One operator for every target quantity, applied to X = [γ₀; f₀] (N + p rows) in one
+        matrix product: rows 0..m-1 give -w, row m the prediction zᵀλ, the last p rows Aᵀγ₀."""
         h = matmul(_triangular_inverses(factor), q2.transpose(0, 2, 1))  # (T, m, N) = L⁻¹Q₂ᵀ
         gamma_a = matmul(gamma, a)                                        # (T, N, p)
         b = matmul(h, gamma_a)                                            # (T, m, p)
+        self.e = matmul(a.transpose(0, 2, 1), gamma_a)                    # (T, p, p)
         hz = np.einsum('tmn,tn->tm', h, z)
         atz = np.einsum('tnp,tn->tp', a, z)
-        # One operator for every target quantity, applied to X = [γ₀; f₀] (N + p rows) in one
-        # matrix product: rows 0..m-1 give -w, row m the prediction zᵀλ, the last p rows Aᵀγ₀.
-        n, m = h.shape[2], h.shape[1]
-        self.m = m if variance else 0
-        self.operator = np.zeros((len(sets), self.m + 1 + p * variance, n + p))
-        self.operator[:, self.m, :n] = -np.einsum('tmn,tm->tn', h, hz)
-        self.operator[:, self.m, n:] = atz + np.einsum('tmp,tm->tp', b, hz)
-        if variance:
-            self.e = matmul(a.transpose(0, 2, 1), gamma_a)                # (T, p, p)
-            self.operator[:, :m, :n] = h
-            self.operator[:, :m, n:] = -b
-            self.operator[:, m + 1:, :n] = a.transpose(0, 2, 1)
-        self.variance = variance
-        self._cast = {np.dtype(np.float64): self.operator}
+        (sets, m, n), p = h.shape, a.shape[2]
+        self.m = m
+        self.operator = np.zeros((sets, m + 1 + p, n + p))
+        self.operator[:, :m, :n] = h
+        self.operator[:, :m, n:] = -b
+        self.operator[:, m, :n] = -np.einsum('tmn,tm->tn', h, hz)
+        self.operator[:, m, n:] = atz + np.einsum('tmp,tm->tp', b, hz)
+        self.operator[:, m + 1:, :n] = a.transpose(0, 2, 1)
 
     def sample_semivariances(self):
         """Γ (T, N, N) between each set's samples: the one place the samples' (generalised)
