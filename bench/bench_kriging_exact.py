@@ -2,7 +2,8 @@
 their extent, 32 nearest neighbours, prediction + variance written.
 
 1. Speed (child processes, so peak RSS is each run's own; CPU and wall): our exact per-pixel mode
-   (the default) and our shared-block approximation, and with RSGEOCHEM_BENCH_BASELINE_PLUGIN
+   (the default), the same without a variance output (prediction only, as the workflow's second
+   Kriging), and our shared-block approximation, and with RSGEOCHEM_BENCH_BASELINE_PLUGIN
    (a folder holding another rsgeochem checkout, e.g. a `git archive` of main) the baseline's
    per-pixel and shared-block modes, alternated in the same run.
 2. Accuracy on a 64 x 64 window: exact against per-pixel Kriging of each pixel on its own
@@ -57,7 +58,7 @@ def block_side(x, y, pixel):
     return int(min(max(spacing / (3 * pixel), 2), 64))
 
 
-def child(out_dir, block_pixels):
+def child(out_dir, block_pixels, variance=True):
     """In a child process with the plugin on sys.path: krige_grid at full size, prints JSON."""
     import resource
 
@@ -70,17 +71,18 @@ def child(out_dir, block_pixels):
     samples = prepare_samples(*read_samples())
     wall, cpu = time.perf_counter(), time.process_time()
     summary = krige_grid(samples, VariogramModel(**MODEL), grid, Path(out_dir) / 'p.tif',
-                         Path(out_dir) / 'v.tif', n_neighbours=NEIGHBOURS, block_pixels=block_pixels)
+                         Path(out_dir) / 'v.tif' if variance else None, n_neighbours=NEIGHBOURS,
+                         block_pixels=block_pixels)
     print(json.dumps({'wall': time.perf_counter() - wall, 'cpu': time.process_time() - cpu,
                       'mode': summary.mode,
                       'peak_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0}))
 
 
-def run_child(plugin_parent, out_dir, block_pixels):
+def run_child(plugin_parent, out_dir, block_pixels, variance=True):
     out_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(plugin_parent), os.environ.get('PYTHONPATH', '')]))
-    result = subprocess.run([sys.executable, __file__, 'child', str(out_dir), str(block_pixels)], env=env,
-                            check=True, capture_output=True, text=True)
+    arguments = [sys.executable, __file__, 'child', str(out_dir), str(block_pixels), str(int(variance))]
+    result = subprocess.run(arguments, env=env, check=True, capture_output=True, text=True)
     run = json.loads(result.stdout.strip().splitlines()[-1])
     run['mpix_per_s'] = round(SIZE * SIZE / 1e6 / run['wall'], 3)
     run['mpix_per_cpu_s'] = round(SIZE * SIZE / 1e6 / run['cpu'], 3)
@@ -202,6 +204,9 @@ def run(work_dir):
     for name, plugin in plugins.items():
         for mode, block in modes[name].items():
             result[f'{name}_{mode}'] = run_child(plugin, work_dir / f'{name}_{mode}', block)
+        # exact, prediction only (a baseline without that path computes the variance it does not write)
+        result[f'{name}_exact_prediction_only'] = run_child(plugin, work_dir / f'{name}_prediction_only', 0,
+                                                            variance=False)
     result['accuracy'] = accuracy(work_dir / 'ours_exact', work_dir / f'ours_blocks_{side}px')
     if BASELINE_PLUGIN:
         result['ratio_cpu_exact_ours_over_baseline_per_pixel'] = round(
@@ -215,5 +220,5 @@ def run(work_dir):
     return result
 
 
-if __name__ == '__main__' and len(sys.argv) == 4 and sys.argv[1] == 'child':
-    child(sys.argv[2], int(sys.argv[3]))
+if __name__ == '__main__' and len(sys.argv) == 5 and sys.argv[1] == 'child':
+    child(sys.argv[2], int(sys.argv[3]), bool(int(sys.argv[4])))
