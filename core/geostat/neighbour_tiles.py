@@ -53,18 +53,17 @@ class TileNeighbourSets:
         ranking = _Ranking(self, distance, index, certain, possible - certain)
         # an order-k Voronoi cell is convex (an intersection of half-planes), so a tile whose four
         # corner pixels have the same set, none of them on a tie, has that set at every pixel
-        corner_tiles = np.repeat(np.arange(len(tiles.centres)), 4)
-        corner_hashes, corner_ties = ranking.hashes(corner_tiles, *tiles.corners())
-        corner_hashes, corner_ties = corner_hashes.reshape(-1, 4), corner_ties.reshape(-1, 4)
+        # (resolved tiles take all or none of their uncertain candidates at every pixel)
+        corner_hashes = np.repeat(ranking.base[:, None], 4, axis=1)
+        corner_ties = np.zeros((len(tiles.centres), 4), dtype=bool)
+        for part in ranking.by_width(np.flatnonzero(~ranking.resolved), 4):
+            tile_hashes, tie = ranking.lattice_hashes(part, *tiles.corner_lattices(part))
+            corner_hashes[part], corner_ties[part] = tile_hashes.reshape(-1, 4), tie.reshape(-1, 4)
         uniform = (corner_hashes == corner_hashes[:, :1]).all(axis=1) & ~corner_ties.any(axis=1)
         hashes = tiles.spread(corner_hashes[:, 0])
-        # the other tiles pixel by pixel, in chunks of tiles with about as many uncertain candidates
-        # (the candidate arrays are as wide as the chunk's widest)
-        mixed = np.flatnonzero(~uniform)
-        mixed = mixed[np.argsort(ranking.uncertain[mixed], kind='stable')]
+        # the other tiles pixel by pixel
         tied = [np.empty(0, dtype=np.int64)]
-        for start in range(0, len(mixed), PIXEL_CHUNK // TILE ** 2):
-            part = mixed[start:start + PIXEL_CHUNK // TILE ** 2]
+        for part in ranking.by_width(np.flatnonzero(~uniform), TILE ** 2):
             pixels, inside, x, y = tiles.lattices(part)
             tile_hashes, tie = ranking.lattice_hashes(part, x, y)
             hashes[pixels[inside]] = tile_hashes[inside]
@@ -152,12 +151,10 @@ class _Tiles:
         # 2r, a hair wider so that rounding in the distances can only make a sample "uncertain"
         self.reach = 2.0 * np.hypot(np.tile(hx, rows), np.repeat(hy, self.tile_cols)) * (1 + 1e-9) + 1e-12
 
-    def corners(self):
-        """(x, y) of the four corner pixels of every tile, tile by tile (tiles x 4, flattened)."""
-        rows, cols = len(self.corner_y), self.tile_cols
-        x = np.broadcast_to(self.corner_x[None, :, None, :], (rows, cols, 2, 2))
-        y = np.broadcast_to(self.corner_y[:, None, :, None], (rows, cols, 2, 2))
-        return x.reshape(-1), y.reshape(-1)
+    def corner_lattices(self, tiles):
+        """The four corner pixels of tiles as 2 x 2 lattices: column x (T, 2), row y (T, 2)."""
+        tile_row, tile_col = np.divmod(tiles, self.tile_cols)
+        return self.corner_x[tile_col], self.corner_y[tile_row]
 
     def spread(self, values):
         """Per-tile values (tiles,) as flat per-pixel values (rows x cols)."""
@@ -213,22 +210,18 @@ class _Ranking:
         dx += dy
         return dx  # inf where a tile has fewer uncertain candidates than the widest
 
-    def hashes(self, tile, x, y):
-        """(set hash of each pixel, True where the choice hangs on a tie in distance)."""
-        result = self.base[tile]
-        tie = np.zeros(len(tile), dtype=bool)
-        ranked = np.flatnonzero(~self.resolved[tile])
-        if ranked.size:
-            tile, x, y = tile[ranked], x[ranked], y[ranked]
-            added, tie[ranked] = self._choose(self.need[tile], self._squared(tile, x, y), self.cw[tile])
-            result[ranked] += added
-        return result, tie
+    def by_width(self, tiles, pixels_per_tile):
+        """Chunks of PIXEL_CHUNK pixels of tiles with about as many uncertain candidates (a chunk's
+        candidate arrays are as wide as its widest tile needs)."""
+        tiles = tiles[np.argsort(self.uncertain[tiles], kind='stable')]
+        chunk = max(PIXEL_CHUNK // pixels_per_tile, 1)
+        return [tiles[start:start + chunk] for start in range(0, len(tiles), chunk)]
 
     def lattice_hashes(self, tiles, x, y):
-        """hashes of the pixels of unresolved tiles laid out as lattices (T, TILE, TILE), from each
-        tile's column coordinates x (T, TILE) and row coordinates y (T, TILE): squared distances
-        as dy² + dx² of columns and rows (the same values as pixel by pixel), only as many
-        candidates wide as the widest of these tiles has."""
+        """(set hash, True where the choice hangs on a tie in distance) of pixel lattices (T, b, a) of
+        unresolved tiles, from each tile's column coordinates x (T, a) and row coordinates y (T, b):
+        squared distances as dy² + dx² of columns and rows (the same values as pixel by pixel), only
+        as many candidates wide as the widest of these tiles has."""
         width = int(self.uncertain[tiles].max())
         dx = self.cx[tiles, None, :width] - x[:, :, None]
         dy = self.cy[tiles, None, :width] - y[:, :, None]
