@@ -312,6 +312,26 @@ def test_exact_grid_kriging_without_variance_predicts_as_each_pixel_alone(model,
     assert np.isnan(prediction).any() == (radius > 0) and np.isfinite(prediction).any()
 
 
+def test_global_grid_kriging_without_variance_predicts_as_krige_points():
+    """Global Kriging (every sample in one system) without a variance output applies the prediction
+    row alone: the same predictions as krige_points, to 1e-9, with an external drift."""
+    from rsgeochem.core.geostat.kriging_system import KrigingFrame
+    x, y, z = synthetic(70, 5)
+    grid = Grid(33, 21, (-10.0, 31.0, 0.0, 1005.0, 0.0, -48.0), '')
+    xs, ys = grid.pixel_centres(0, grid.height)
+    px, py = np.tile(xs, grid.height), np.repeat(ys, grid.width)
+    samples = kriging.prepare_samples(x, y, z, x + y)
+    model = VariogramModel('spherical', 0.1, 1.0, 600.0)
+    frame = KrigingFrame(model, samples.x, samples.y, samples.z, samples.drift)
+    walker = kriging_grid._GlobalWalker(frame, grid, memory_mb=0.05, variance=False)
+    f0 = frame.drift_matrix((px + py)[:, None]).reshape(grid.height, grid.width, -1)
+    blocks = [walker.krige(row, rows, f0[row:row + rows], None) for row, rows in walker.row_blocks()]
+    assert len(blocks) > 1 and all(variance is None for _, variance in blocks)
+    expected, _ = kriging.krige_points(samples, model, px, py, px + py)
+    prediction = np.concatenate([block[0] for block in blocks]).ravel()
+    np.testing.assert_allclose(prediction, expected, rtol=0, atol=1e-9)
+
+
 def test_grid_kriging_is_exact_per_pixel_by_default(tmp_path):
     x, y, z = synthetic(80, 4)
     samples = kriging.prepare_samples(x, y, z)

@@ -196,15 +196,19 @@ def krige_points(samples, model, x, y, drift=None, n_neighbours=0, radius=0.0, c
 
 def krige_global(systems, tx, ty, f0, dtype=np.float64, cancel=None):
     """Prediction and variance at scaled coordinates (tx, ty) with drift rows f0 from one system of
-    all samples (KrigingSystems of a single set), in chunks of targets sized to SYSTEM_BYTES."""
-    prediction, variance = np.empty(len(tx)), np.empty(len(tx))
+    all samples (KrigingSystems of a single set), in chunks of targets sized to SYSTEM_BYTES; variance
+    None from a system built without it."""
+    prediction = np.empty(len(tx))
+    variance = np.empty(len(tx)) if systems.variance else None
     chunk = max(1, SYSTEM_BYTES // (8 * 4 * systems.valid.shape[1]))
     for start in range(0, len(tx), chunk):
         check_cancel(cancel)
         part = slice(start, start + chunk)
         x = systems.target_matrix(tx[None, part], ty[None, part], f0[None, part], dtype)
         p, v = systems.predict(x, f0[None, part])
-        prediction[part], variance[part] = p[0], v[0]
+        prediction[part] = p[0]
+        if variance is not None:
+            variance[part] = v[0]
     return prediction, variance
 
 

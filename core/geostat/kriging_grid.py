@@ -190,7 +190,7 @@ def krige_grid(samples, model, grid, prediction_path, variance_path=None, drift=
     memory_mb = memory_mb / threads
     if is_global(len(samples), n_neighbours, radius):
         check_global_size(len(samples))
-        walker = _GlobalWalker(frame, grid, memory_mb)
+        walker = _GlobalWalker(frame, grid, memory_mb, bool(variance_path))
     else:
         search = NeighbourSearch(frame, n_neighbours, radius)
         walker = (_ExactWalker(frame, grid, search, memory_mb, bool(variance_path)) if int(block_pixels) <= 1
@@ -254,11 +254,13 @@ def _pixel_coordinates(frame, grid, row, rows):
 
 
 class _GlobalWalker:
+    """One system of every sample for every pixel; without `variance` (krige returns None for it) only
+    its prediction row is applied."""
     mode, block_pixels = 'global', 0
 
-    def __init__(self, frame, grid, memory_mb):
+    def __init__(self, frame, grid, memory_mb, variance=True):
         self.frame, self.grid = frame, grid
-        self.systems = KrigingSystems(frame, np.arange(len(frame.z))[None])
+        self.systems = KrigingSystems(frame, np.arange(len(frame.z))[None], variance)
         per_row = grid.width * len(frame.z) * BYTES_PER_SYSTEM_ENTRY
         self.rows = max(1, int(memory_mb * 2 ** 20 // per_row))
 
@@ -268,7 +270,7 @@ class _GlobalWalker:
     def krige(self, row, rows, f0, cancel):
         tx, ty = _pixel_coordinates(self.frame, self.grid, row, rows)
         prediction, variance = krige_global(self.systems, tx, ty, f0.reshape(len(tx), -1), cancel=cancel)
-        return prediction.reshape(rows, -1), variance.reshape(rows, -1)
+        return prediction.reshape(rows, -1), None if variance is None else variance.reshape(rows, -1)
 
 
 class _ExactWalker:
