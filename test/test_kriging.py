@@ -363,6 +363,23 @@ def test_blocks_equal_per_pixel_when_every_pixel_has_the_same_neighbours(tmp_pat
         np.testing.assert_allclose(outputs[block][1].ravel(), reference[1], atol=1e-5)
 
 
+def test_blocks_without_variance_predict_as_with_it(tmp_path):
+    """Shared blocks without a variance output (the prediction row alone, float32 like the full
+    product) give the predictions of the full operator."""
+    x, y, z = synthetic(90, 17)
+    samples = kriging.prepare_samples(x, y, z)
+    model = VariogramModel('exponential', 0.1, 1.0, 500.0)
+    grid = Grid(45, 37, (0.0, 23.0, 0.0, 1000.0, 0.0, -27.0), '')
+    for name, variance_path in (('with', tmp_path / 'v.tif'), ('without', None)):
+        summary = kriging_grid.krige_grid(samples, model, grid, tmp_path / f'{name}.tif', variance_path,
+                                          n_neighbours=12, block_pixels=6)
+        assert summary.mode == 'shared blocks'
+    with_variance, without = (gdal.Open(str(tmp_path / f'{name}.tif')).ReadAsArray()
+                              for name in ('with', 'without'))
+    np.testing.assert_allclose(without, with_variance, rtol=0, atol=1e-5)
+    assert np.ptp(without) > 0.5
+
+
 def test_blocks_stay_as_close_to_global_kriging_as_per_pixel_neighbourhoods(meuse, meuse_grid, gstat_grid,
                                                                             tmp_path):
     results = {}

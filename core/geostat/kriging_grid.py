@@ -194,7 +194,7 @@ def krige_grid(samples, model, grid, prediction_path, variance_path=None, drift=
     else:
         search = NeighbourSearch(frame, n_neighbours, radius)
         walker = (_ExactWalker(frame, grid, search, memory_mb, bool(variance_path)) if int(block_pixels) <= 1
-                  else _BlockWalker(frame, grid, search, int(block_pixels), memory_mb))
+                  else _BlockWalker(frame, grid, search, int(block_pixels), memory_mb, bool(variance_path)))
     nodata_pixels = 0
     with ExitStack() as stack:
         stack.enter_context(single_threaded_blas())
@@ -344,11 +344,13 @@ def pixel_slots(labels, groups, width, order=None):
 
 class _BlockWalker:
     """Square blocks of `side` pixels share the neighbour set of their centre; a row of blocks is
-    processed in batches of blocks that fit the memory budget."""
+    processed in batches of blocks that fit the memory budget. Without `variance` (krige returns None
+    for it) only the prediction row of each system is applied."""
     mode = 'shared blocks'
 
-    def __init__(self, frame, grid, search, side, memory_mb):
+    def __init__(self, frame, grid, search, side, memory_mb, variance=True):
         self.frame, self.grid, self.search = frame, grid, search
+        self.variance = variance
         self.block_pixels = self.side = side
         k = search.k
         per_block = (k * k + k * side * side) * BYTES_PER_SYSTEM_ENTRY
@@ -369,18 +371,20 @@ class _BlockWalker:
         f0 = np.pad(f0, ((0, side - rows), (0, blocks * side - width), (0, 0)), constant_values=np.nan)
         f0 = f0.reshape(side, blocks, side, -1).transpose(1, 0, 2, 3).reshape(blocks, side * side, -1)
         prediction = np.empty((blocks, side, side))
-        variance = np.empty((blocks, side, side))
+        variance = np.empty((blocks, side, side)) if self.variance else None
         sets = self.search.sets(cx, cy)
         for start in range(0, blocks, self.batch):
             check_cancel(cancel)
             part = slice(start, start + self.batch)
-            systems = KrigingSystems(self.frame, sets[part])
+            systems = KrigingSystems(self.frame, sets[part], self.variance)
             p, v = systems.predict(self._block_matrix(systems, bx[part], by, f0[part]), f0[part],
                                    self.frame.model.nugget)
             prediction[part] = p.reshape(-1, side, side)
-            variance[part] = v.reshape(-1, side, side)
+            if variance is not None:
+                variance[part] = v.reshape(-1, side, side)
         prediction = prediction.transpose(1, 0, 2).reshape(side, -1)[:rows, :width]
-        variance = variance.transpose(1, 0, 2).reshape(side, -1)[:rows, :width]
+        if variance is not None:
+            variance = variance.transpose(1, 0, 2).reshape(side, -1)[:rows, :width]
         return prediction, variance
 
     def _block_matrix(self, systems, bx, by, f0):
