@@ -4,8 +4,9 @@ their extent, 32 nearest neighbours, prediction + variance written.
 1. Speed (child processes, so peak RSS is each run's own; CPU and wall): our exact per-pixel mode
    (the default), the same without a variance output (prediction only, as the workflow's second
    Kriging), and our shared-block approximation, and with RSGEOCHEM_BENCH_BASELINE_PLUGIN
-   (a folder holding another rsgeochem checkout, e.g. a `git archive` of main) the baseline's
-   per-pixel and shared-block modes, alternated in the same run.
+   (a folder holding another rsgeochem checkout, e.g. a `git archive` of main) the baseline in the
+   same modes, alternated with ours (a baseline without a prediction-only path computes the
+   variance it does not write).
 2. Accuracy on a 64 x 64 window: exact against per-pixel Kriging of each pixel on its own
    (core.geostat.kriging.krige_points, float64) and against pykrige 1.7.3's C backend with the
    same 32 neighbours; the shared blocks against exact.
@@ -196,23 +197,18 @@ def run(work_dir):
     x, y, _ = read_samples()
     side = block_side(x, y, grid_of(SIZE)[1])
     plugins = {'ours': ours, **({'baseline': Path(BASELINE_PLUGIN)} if BASELINE_PLUGIN else {})}
-    # ours: 0 = exact (default), side = shared blocks; main before: 1 = per pixel, 0 = auto blocks
-    modes = {'ours': {'exact': 0, f'blocks_{side}px': side},
-             'baseline': {'per_pixel': 1, f'blocks_auto_{side}px': 0}}
+    # NEIGHBOURHOOD_BLOCK 0 = exact (the default), side = shared blocks; with or without variance
+    modes = {'exact': (0, True), 'exact_prediction_only': (0, False), f'blocks_{side}px': (side, True)}
     result = {'task': f'374 samples -> {SIZE}x{SIZE}, {NEIGHBOURS} neighbours, prediction + variance',
               'cores': os.cpu_count()}
-    for name, plugin in plugins.items():
-        for mode, block in modes[name].items():
-            result[f'{name}_{mode}'] = run_child(plugin, work_dir / f'{name}_{mode}', block)
-        # exact, prediction only (a baseline without that path computes the variance it does not write)
-        result[f'{name}_exact_prediction_only'] = run_child(plugin, work_dir / f'{name}_prediction_only', 0,
-                                                            variance=False)
+    for mode, (block, variance) in modes.items():
+        for name, plugin in plugins.items():
+            result[f'{name}_{mode}'] = run_child(plugin, work_dir / f'{name}_{mode}', block, variance)
     result['accuracy'] = accuracy(work_dir / 'ours_exact', work_dir / f'ours_blocks_{side}px')
     if BASELINE_PLUGIN:
-        result['ratio_cpu_exact_ours_over_baseline_per_pixel'] = round(
-            result['ours_exact']['cpu'] / result['baseline_per_pixel']['cpu'], 3)
-        result['ratio_cpu_exact_ours_over_baseline_blocks'] = round(
-            result['ours_exact']['cpu'] / result[f'baseline_blocks_auto_{side}px']['cpu'], 3)
+        for mode in modes:
+            result[f'ratio_cpu_{mode}_ours_over_baseline'] = round(
+                result[f'ours_{mode}']['cpu'] / result[f'baseline_{mode}']['cpu'], 3)
     result['ratio_cpu_blocks_over_exact'] = round(
         result[f'ours_blocks_{side}px']['cpu'] / result['ours_exact']['cpu'], 3)
     result['inside_qgis'] = {name: inside_qgis(work_dir / f'qgis_{name}', plugin)
