@@ -195,7 +195,9 @@ def linear_coefficients(calibrations, quantity, geometry):
 
 def apply_linear(dn, a, b):
     """a * DN + b per band of a (bands, rows, cols) masked block."""
-    return dn * a[:, None, None] + b[:, None, None]
+    result = dn * a[:, None, None]
+    result += b[:, None, None]  # in place: one block-sized array, not two
+    return result
 
 
 # TOA reflectance outside this range is not physical (bright snow and cloud stay below ~1.2; dark

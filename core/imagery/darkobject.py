@@ -43,11 +43,17 @@ class DarkObjectHistogram:
 
     def add(self, block):
         """Count the valid pixels of a (bands, rows, cols) masked block."""
+        data, invalid = np.ma.getdata(block), np.ma.getmaskarray(block)
         for band in range(self.counts.shape[0]):
-            values = np.ma.compressed(block[band])
-            index = np.floor((values - self.low) / self.bin_width).astype(np.int64) + 1
+            # bin index floor((value - low) / width) + 1, clipped, worked out in place on the copy of
+            # the valid values (exact in float64: the counts are those of the formula)
+            index = data[band][~invalid[band]].astype(np.float64, copy=False)
+            np.subtract(index, self.low, out=index)
+            np.divide(index, self.bin_width, out=index)
+            np.floor(index, out=index)
+            index += 1
             np.clip(index, 0, self.bins + 1, out=index)
-            self.counts[band] += np.bincount(index, minlength=self.bins + 2)
+            self.counts[band] += np.bincount(index.astype(np.intp), minlength=self.bins + 2)
 
     def value(self, index):
         return self.low + (index - 1) * self.bin_width
@@ -125,7 +131,8 @@ def subtract(toa, path, tz):
     """Surface reflectance (rho_toa - rho_p) / Tz per band of a (bands, rows, cols) block, >= 0."""
     path = np.asarray(path, dtype=np.float64)[:, None, None]
     # on the data, masked or not, then masked again: numpy.ma's domain-checked division is slow
-    surface = (np.ma.getdata(toa) - path) / tz
+    surface = np.ma.getdata(toa) - path
+    surface /= tz  # in place: one block-sized array, not two
     return np.ma.MaskedArray(np.maximum(surface, 0.0, out=surface), np.ma.getmaskarray(toa))
 
 
