@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..raster.blockio import DEFAULT_MEMORY_MB, DEFAULT_NODATA, RasterWriter, raster_info, read_blocks
-from .calibration import sensor_band_name
+from .calibration import exact_read_type, sensor_band_name
 
 DOS1, COST = 'DOS1', 'COST'
 DARK_OBJECT_REFLECTANCE = 0.01
@@ -67,10 +67,11 @@ class DarkObjectHistogram:
 
 def read_histogram(path, memory_mb=DEFAULT_MEMORY_MB, progress=None, cancel=None, parameter=INPUT):
     """DarkObjectHistogram of every band of the raster at `path`, accumulated block by block."""
-    band_count = raster_info(path, parameter).band_count
-    histogram = DarkObjectHistogram(band_count)
-    for _, block in read_blocks(path, memory_mb=memory_mb, extra_bytes_per_pixel=24 * band_count,
-                                cancel=cancel, progress=progress, parameter=parameter):
+    info = raster_info(path, parameter)
+    histogram = DarkObjectHistogram(info.band_count)
+    for _, block in read_blocks(path, memory_mb=memory_mb, extra_bytes_per_pixel=24 * info.band_count,
+                                dtype=exact_read_type(info), cancel=cancel, progress=progress,
+                                parameter=parameter):
         histogram.add(block)
     return histogram
 
@@ -142,6 +143,7 @@ def subtract_raster(path, output, path_values, tz, descriptions, memory_mb=DEFAU
     info = raster_info(path, parameter)
     with RasterWriter(output, info.grid, info.band_count, DEFAULT_NODATA, descriptions) as writer:
         for window, block in read_blocks(path, memory_mb=memory_mb,
-                                         extra_bytes_per_pixel=24 * info.band_count, cancel=cancel,
-                                         progress=progress, parameter=parameter):
+                                         extra_bytes_per_pixel=24 * info.band_count,
+                                         dtype=exact_read_type(info), cancel=cancel, progress=progress,
+                                         parameter=parameter):
             writer.write(window.row, subtract(block, path_values, tz))
