@@ -1,7 +1,8 @@
 """GeoTIFF compression of intermediate float32 rasters: CPU seconds to write and read back, and
 file size, for DEFLATE (GDAL's default level 6, the plugin's former default), DEFLATE level 1,
-ZSTD level 1 (the plugin's default, core.raster.blockio.GTIFF_OPTIONS), LZW, each with the
-floating-point predictor, and uncompressed, in alternated rounds (best of each).
+ZSTD level 1 and LZW, each with the floating-point predictor, ZSTD level 1 without a predictor (the
+plugin's default, core.raster.blockio.GTIFF_OPTIONS) and uncompressed, in alternated rounds (best
+of each).
 
 Data: a 4-band surface-reflectance scene (DN x gain, so quantised like a real calibrated image),
 resources/sample/gf2like_pms1_dn.tif calibrated with the sample's gains and mirror-tiled to
@@ -22,7 +23,8 @@ BASE = ['TILED=YES', 'BIGTIFF=IF_SAFER', 'NUM_THREADS=2']
 CONFIGS = {
     'DEFLATE (former default)': ['COMPRESS=DEFLATE', 'PREDICTOR=3'],
     'DEFLATE level 1': ['COMPRESS=DEFLATE', 'PREDICTOR=3', 'ZLEVEL=1'],
-    'ZSTD level 1 (default)': ['COMPRESS=ZSTD', 'PREDICTOR=3', 'ZSTD_LEVEL=1'],
+    'ZSTD level 1, floating-point predictor': ['COMPRESS=ZSTD', 'PREDICTOR=3', 'ZSTD_LEVEL=1'],
+    'ZSTD level 1 (default)': ['COMPRESS=ZSTD', 'ZSTD_LEVEL=1'],
     'LZW': ['COMPRESS=LZW', 'PREDICTOR=3'],
     'uncompressed': [],
 }

@@ -7,6 +7,7 @@ from osgeo import osr
 
 from factories import make_grid, pixel_centre, run_as_in_the_toolbox, write_points, write_test_raster
 from rsgeochem.core.errors import InputError
+from rsgeochem.core.raster import blockio
 from rsgeochem.core.raster.pointvalues import sample_points
 
 NODATA = -9999.0
@@ -57,6 +58,21 @@ def test_sample_points_reads_pixels_and_flags_outside_and_nodata(tmp_path):
     assert (values.outside_count, values.nodata_count) == (2, 1)
     with pytest.raises(InputError, match='do not exist'):
         sample_points(raster, x, y, bands=[2], parameter='BAND')
+
+
+def test_sample_points_over_many_tiles_and_bands_in_any_order(tmp_path):
+    """Points visited tile by tile give each point the values of its own pixel in every band."""
+    data = np.arange(3 * 50 * 70, dtype=np.float32).reshape(3, 50, 70)
+    grid = make_grid(70, 50)
+    with blockio.creation_options(['BLOCKXSIZE=16', 'BLOCKYSIZE=16']):
+        raster = blockio.write_raster(tmp_path / 'tiled.tif', grid, data)
+    rng = np.random.default_rng(3)
+    rows, cols = rng.integers(0, 50, 200), rng.integers(0, 70, 200)
+    x, y = np.transpose([pixel_centre(grid, row, col) for row, col in zip(rows, cols)])
+    values = sample_points(raster, x, y)
+    np.testing.assert_array_equal(values.values, data[:, rows, cols].T)
+    reordered = sample_points(raster, x, y, bands=[3, 1])
+    np.testing.assert_array_equal(reordered.values, data[[2, 0]][:, rows, cols].T)
 
 
 def test_metrics_match_hand_computation(tmp_path, samples):

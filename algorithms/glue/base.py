@@ -102,7 +102,7 @@ class RsGeochemAlgorithm(QgsProcessingAlgorithm):
         parameter.setMetadata({'widget_wrapper': {'widget_type': 'rasteroptions'}})
         self.add(parameter, 'GDAL GeoTIFF creation options of the raster outputs, separated by |, e.g. '
                  'COMPRESS=DEFLATE|ZLEVEL=9 for smaller files to keep. They override the defaults (tiled, '
-                 'ZSTD level 1 with the floating-point predictor: fast to write and read back).',
+                 'ZSTD level 1: fast to write and read back).',
                  advanced=True)
 
     def add_block_memory(self):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
+from osgeo import gdal, gdal_array
 
 from ..errors import InputError
 from ..raster.blockio import DEFAULT_MEMORY_MB, DEFAULT_NODATA, RasterWriter, raster_info, read_blocks
@@ -193,9 +194,20 @@ def linear_coefficients(calibrations, quantity, geometry):
     return np.array(a), np.array(b)
 
 
+def exact_read_type(info):
+    """The smallest float type that holds every value of the raster's band 1 data type exactly
+    (float32 for 8- and 16-bit integers and float32, float64 otherwise): blocks read in it cost half
+    the memory and conversion of float64, and arithmetic with float64 coefficients still runs in
+    float64, so results are those of a float64 read."""
+    code = gdal_array.GDALTypeCodeToNumericTypeCode(gdal.GetDataTypeByName(info.data_type))
+    return np.result_type(code or np.float64, np.float32)
+
+
 def apply_linear(dn, a, b):
     """a * DN + b per band of a (bands, rows, cols) masked block."""
-    return dn * a[:, None, None] + b[:, None, None]
+    result = dn * a[:, None, None]
+    result += b[:, None, None]  # in place: one block-sized array, not two
+    return result
 
 
 # TOA reflectance outside this range is not physical (bright snow and cloud stay below ~1.2; dark
@@ -217,10 +229,11 @@ def calibrate_raster(path, output, a, b, descriptions, zero_is_nodata=True, memo
     number of valid values and, for `reflectance`, of those outside PLAUSIBLE_REFLECTANCE; a raster
     without a valid pixel is an InputError naming `parameter`, and nothing is written."""
     valid = implausible = 0
-    with RasterWriter(output, raster_info(path, parameter).grid, len(a), DEFAULT_NODATA,
-                      descriptions) as writer:
+    info = raster_info(path, parameter)
+    with RasterWriter(output, info.grid, len(a), DEFAULT_NODATA, descriptions) as writer:
         for window, block in read_blocks(path, memory_mb=memory_mb, extra_bytes_per_pixel=16 * len(a),
-                                         cancel=cancel, progress=progress, parameter=parameter):
+                                         dtype=exact_read_type(info), cancel=cancel, progress=progress,
+                                         parameter=parameter):
             # plain arrays and a separate mask: numpy.ma arithmetic costs as much as the reads
             invalid = np.ma.getmaskarray(block)
             if zero_is_nodata:

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..raster.blockio import DEFAULT_MEMORY_MB, DEFAULT_NODATA, RasterWriter, raster_info, read_blocks
-from .calibration import sensor_band_name
+from .calibration import exact_read_type, sensor_band_name
 
 DOS1, COST = 'DOS1', 'COST'
 DARK_OBJECT_REFLECTANCE = 0.01
@@ -43,11 +43,17 @@ class DarkObjectHistogram:
 
     def add(self, block):
         """Count the valid pixels of a (bands, rows, cols) masked block."""
+        data, invalid = np.ma.getdata(block), np.ma.getmaskarray(block)
         for band in range(self.counts.shape[0]):
-            values = np.ma.compressed(block[band])
-            index = np.floor((values - self.low) / self.bin_width).astype(np.int64) + 1
+            # bin index floor((value - low) / width) + 1, clipped, worked out in place on the copy of
+            # the valid values (exact in float64: the counts are those of the formula)
+            index = data[band][~invalid[band]].astype(np.float64, copy=False)
+            np.subtract(index, self.low, out=index)
+            np.divide(index, self.bin_width, out=index)
+            np.floor(index, out=index)
+            index += 1
             np.clip(index, 0, self.bins + 1, out=index)
-            self.counts[band] += np.bincount(index, minlength=self.bins + 2)
+            self.counts[band] += np.bincount(index.astype(np.intp), minlength=self.bins + 2)
 
     def value(self, index):
         return self.low + (index - 1) * self.bin_width
@@ -61,10 +67,11 @@ class DarkObjectHistogram:
 
 def read_histogram(path, memory_mb=DEFAULT_MEMORY_MB, progress=None, cancel=None, parameter=INPUT):
     """DarkObjectHistogram of every band of the raster at `path`, accumulated block by block."""
-    band_count = raster_info(path, parameter).band_count
-    histogram = DarkObjectHistogram(band_count)
-    for _, block in read_blocks(path, memory_mb=memory_mb, extra_bytes_per_pixel=24 * band_count,
-                                cancel=cancel, progress=progress, parameter=parameter):
+    info = raster_info(path, parameter)
+    histogram = DarkObjectHistogram(info.band_count)
+    for _, block in read_blocks(path, memory_mb=memory_mb, extra_bytes_per_pixel=24 * info.band_count,
+                                dtype=exact_read_type(info), cancel=cancel, progress=progress,
+                                parameter=parameter):
         histogram.add(block)
     return histogram
 
@@ -125,7 +132,8 @@ def subtract(toa, path, tz):
     """Surface reflectance (rho_toa - rho_p) / Tz per band of a (bands, rows, cols) block, >= 0."""
     path = np.asarray(path, dtype=np.float64)[:, None, None]
     # on the data, masked or not, then masked again: numpy.ma's domain-checked division is slow
-    surface = (np.ma.getdata(toa) - path) / tz
+    surface = np.ma.getdata(toa) - path
+    surface /= tz  # in place: one block-sized array, not two
     return np.ma.MaskedArray(np.maximum(surface, 0.0, out=surface), np.ma.getmaskarray(toa))
 
 
@@ -135,6 +143,7 @@ def subtract_raster(path, output, path_values, tz, descriptions, memory_mb=DEFAU
     info = raster_info(path, parameter)
     with RasterWriter(output, info.grid, info.band_count, DEFAULT_NODATA, descriptions) as writer:
         for window, block in read_blocks(path, memory_mb=memory_mb,
-                                         extra_bytes_per_pixel=24 * info.band_count, cancel=cancel,
-                                         progress=progress, parameter=parameter):
+                                         extra_bytes_per_pixel=24 * info.band_count,
+                                         dtype=exact_read_type(info), cancel=cancel, progress=progress,
+                                         parameter=parameter):
             writer.write(window.row, subtract(block, path_values, tz))

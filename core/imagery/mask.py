@@ -11,6 +11,7 @@ from osgeo import gdal, ogr, osr
 
 from ..errors import InputError
 from ..raster.blockio import DEFAULT_MEMORY_MB, RasterWriter, raster_info, read_blocks
+from .calibration import exact_read_type
 from .indices import normalized_difference
 
 KEEP = 1
@@ -48,9 +49,14 @@ def surface_mask(valid, red=None, nir=None, green=None, ndvi_threshold=None, ndw
     index (zero denominator) does not mask the pixel.
     """
     counts = MaskCounts(valid=int(valid.sum()))
-    rules = (('vegetation', ndvi_threshold, lambda: normalized_difference(nir, red) > ndvi_threshold),
-             ('water', ndwi_threshold, lambda: normalized_difference(green, nir) > ndwi_threshold),
-             ('water', nir_water_threshold, lambda: nir < nir_water_threshold))
+
+    def wide(band):  # a band a rule uses, in float64 (blocks may be read in a narrower exact type)
+        return band.astype(np.float64, copy=False)
+    rules = (('vegetation', ndvi_threshold,
+              lambda: normalized_difference(wide(nir), wide(red)) > ndvi_threshold),
+             ('water', ndwi_threshold,
+              lambda: normalized_difference(wide(green), wide(nir)) > ndwi_threshold),
+             ('water', nir_water_threshold, lambda: wide(nir) < nir_water_threshold))
     hits = {'vegetation': np.zeros(valid.shape, dtype=bool), 'water': np.zeros(valid.shape, dtype=bool)}
     for name, threshold, test in rules:
         if threshold is not None:
@@ -81,13 +87,15 @@ def write_surface_mask(path, output, bands, thresholds, burner=None, memory_mb=D
     MaskCounts. `bands` maps 'red', 'nir', 'green' to 1-based band numbers (0: unused),
     `thresholds` are surface_mask's, `burner` a PolygonBurner or None. Without a valid pixel (and
     `require_valid`) nothing is written and InputError names `parameter`."""
-    grid = raster_info(path, parameter).grid
+    info = raster_info(path, parameter)
+    grid = info.grid
     used = sorted({number for number in bands.values() if number}) or [1]
     total = MaskCounts()
     with RasterWriter(output, grid, 1, nodata=MASK_NODATA, data_type=gdal.GDT_Byte,
                       descriptions=['keep (1) / masked (0)']) as writer:
-        for window, block in read_blocks(path, used, memory_mb, extra_bytes_per_pixel=64, cancel=cancel,
-                                         progress=progress, parameter=parameter):
+        for window, block in read_blocks(path, used, memory_mb, extra_bytes_per_pixel=64,
+                                         dtype=exact_read_type(info), cancel=cancel, progress=progress,
+                                         parameter=parameter):
             by_band = dict(zip(used, block))
             arrays = {name: by_band.get(number) for name, number in bands.items()}
             inside = burner.burn(grid, window) if burner else None

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import CancelledError
+from ..linalg import matmul, single_threaded_blas
 from .tiling import TILE, tile_features, tile_indices, tile_side
 
 OFFSETS = ((0, 0), (0, 1), (1, 0), (1, 1))  # kernel cells (row, column), row-major
@@ -85,20 +86,31 @@ def _columns_backward(d_columns, channels):
     return padded[:, :height, :width]
 
 
+def _conv(columns, kernel, bias):
+    """ReLU of a 2x2 convolution: (N, H, W, 4C) neighbourhoods times the (2, 2, C, C') kernel as one
+    matrix product of every cell (optimised BLAS in QGIS too, core.linalg), plus the bias."""
+    products = matmul(columns.reshape(-1, columns.shape[3]), kernel.reshape(columns.shape[3], -1))
+    return np.maximum(products.reshape(*columns.shape[:3], -1) + bias, 0.0)
+
+
 def _pool(x):
-    """2x2/2 max pooling of (N, H, W, C); returns the output and the arg-max index per window."""
-    n, height, width, channels = x.shape
-    windows = x.reshape(n, height // 2, 2, width // 2, 2, channels).transpose(0, 1, 3, 5, 2, 4)
-    windows = windows.reshape(n, height // 2, width // 2, channels, 4)
-    # the arg-max routes the gradient to one cell of a window even where tiling makes exact ties
-    return windows.max(axis=4), windows.argmax(axis=4)
+    """2x2/2 max pooling of (N, H, W, C); returns the output and the arg-max index per window (0-3,
+    the window's cells in OFFSETS order)."""
+    cells = [x[:, i::2, j::2] for i, j in OFFSETS]
+    pooled = np.maximum(np.maximum(cells[0], cells[1]), np.maximum(cells[2], cells[3]))
+    # the first cell holding the maximum (as argmax) routes the gradient where tiling makes exact ties
+    index = np.full(pooled.shape, 3, dtype=np.int8)
+    for k in (2, 1, 0):
+        index[cells[k] == pooled] = k
+    return pooled, index
 
 
 def _pool_backward(d_out, index):
     n, height, width, channels = d_out.shape
-    windows = (index[..., None] == np.arange(4)) * d_out[..., None]
-    windows = windows.reshape(n, height, width, channels, 2, 2).transpose(0, 1, 4, 2, 5, 3)
-    return windows.reshape(n, 2 * height, 2 * width, channels)
+    d_in = np.empty((n, 2 * height, 2 * width, channels), dtype=d_out.dtype)
+    for k, (i, j) in enumerate(OFFSETS):
+        d_in[:, i::2, j::2] = (index == k) * d_out
+    return d_in
 
 
 def forward(params, tiles, keep_mask=None):
@@ -107,15 +119,15 @@ def forward(params, tiles, keep_mask=None):
     side = tiles.shape[-1]
     x = tiles.reshape(-1, side, side, 1)
     cols1 = _columns(x)
-    a1 = np.maximum(cols1 @ params['w1'].reshape(4, -1) + params['b1'], 0.0)
+    a1 = _conv(cols1, params['w1'], params['b1'])
     p1, i1 = _pool(a1)
     cols2 = _columns(p1)
-    a2 = np.maximum(cols2 @ params['w2'].reshape(4 * a1.shape[3], -1) + params['b2'], 0.0)
+    a2 = _conv(cols2, params['w2'], params['b2'])
     p2, i2 = _pool(a2)
     flat = p2.reshape(p2.shape[0], -1)
-    hidden = np.maximum(flat @ params['w3'] + params['b3'], 0.0)
+    hidden = np.maximum(matmul(flat, params['w3']) + params['b3'], 0.0)
     dropped = hidden if keep_mask is None else hidden * keep_mask
-    out = (dropped @ params['w4'] + params['b4'])[:, 0]
+    out = (matmul(dropped, params['w4']) + params['b4'])[:, 0]
     cache = (cols1, a1, i1, cols2, a2, i2, flat, hidden, dropped, keep_mask)
     return out, cache
 
@@ -127,19 +139,21 @@ def loss_and_gradients(params, tiles, target, keep_mask=None):
     n = target.shape[0]
     residual = out - target
     d_out = (2.0 / n) * residual[:, None]
-    grads = {'w4': dropped.T @ d_out, 'b4': d_out.sum(axis=0)}
-    d_hidden = d_out @ params['w4'].T
+    grads = {'w4': matmul(dropped.T, d_out), 'b4': d_out.sum(axis=0)}
+    d_hidden = matmul(d_out, params['w4'].T)
     if keep_mask is not None:
         d_hidden = d_hidden * keep_mask
     d_hidden = d_hidden * (hidden > 0)
-    grads['w3'], grads['b3'] = flat.T @ d_hidden, d_hidden.sum(axis=0)
-    d_a2 = _pool_backward((d_hidden @ params['w3'].T).reshape(i2.shape), i2) * (a2 > 0)
+    grads['w3'], grads['b3'] = matmul(flat.T, d_hidden), d_hidden.sum(axis=0)
+    d_a2 = _pool_backward(matmul(d_hidden, params['w3'].T).reshape(i2.shape), i2) * (a2 > 0)
     c1, c2 = a1.shape[3], a2.shape[3]
-    grads['w2'] = (cols2.reshape(-1, 4 * c1).T @ d_a2.reshape(-1, c2)).reshape(params['w2'].shape)
+    d_a2_cells = d_a2.reshape(-1, c2)
+    grads['w2'] = matmul(cols2.reshape(-1, 4 * c1).T, d_a2_cells).reshape(params['w2'].shape)
     grads['b2'] = d_a2.sum(axis=(0, 1, 2))
-    d_p1 = _columns_backward(d_a2 @ params['w2'].reshape(4 * c1, c2).T, c1)
+    d_cols2 = matmul(d_a2_cells, params['w2'].reshape(4 * c1, c2).T)
+    d_p1 = _columns_backward(d_cols2.reshape(*d_a2.shape[:3], 4 * c1), c1)
     d_a1 = _pool_backward(d_p1, i1) * (a1 > 0)
-    grads['w1'] = (cols1.reshape(-1, 4).T @ d_a1.reshape(-1, c1)).reshape(params['w1'].shape)
+    grads['w1'] = matmul(cols1.reshape(-1, 4).T, d_a1.reshape(-1, c1)).reshape(params['w1'].shape)
     grads['b1'] = d_a1.sum(axis=(0, 1, 2))
     return float(np.mean(residual ** 2)), grads
 
@@ -193,26 +207,27 @@ def train_cnn(features, target, config=None, progress=None, cancel=None):
     beta1, beta2, epsilon = 0.9, 0.999, 1e-8  # Adam defaults (Kingma & Ba 2015)
     losses = np.empty(config.iterations)
     order, position = rng.permutation(n), 0
-    for step in range(1, config.iterations + 1):
-        if position + batch > n:
-            order, position = rng.permutation(n), 0
-        chosen = order[position:position + batch]
-        position += batch
-        mask = (rng.random((batch, config.hidden)) < config.keep_prob) / config.keep_prob
-        losses[step - 1], grads = loss_and_gradients(model.params, tiles[chosen], y[chosen], mask)
-        rate = config.learning_rate * np.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
-        for key, gradient in grads.items():
-            m, v = moments[key]
-            m *= beta1
-            m += (1 - beta1) * gradient
-            v *= beta2
-            v += (1 - beta2) * gradient ** 2
-            model.params[key] -= rate * m / (np.sqrt(v) + epsilon)
-        if step % 100 == 0:
-            if cancel is not None and cancel():
-                raise CancelledError('training cancelled')
-            if progress is not None:
-                progress(step / config.iterations)
+    with single_threaded_blas():  # its products are small: BLAS threads would only wait
+        for step in range(1, config.iterations + 1):
+            if position + batch > n:
+                order, position = rng.permutation(n), 0
+            chosen = order[position:position + batch]
+            position += batch
+            mask = (rng.random((batch, config.hidden)) < config.keep_prob) / config.keep_prob
+            losses[step - 1], grads = loss_and_gradients(model.params, tiles[chosen], y[chosen], mask)
+            rate = config.learning_rate * np.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
+            for key, gradient in grads.items():
+                m, v = moments[key]
+                m *= beta1
+                m += (1 - beta1) * gradient
+                v *= beta2
+                v += (1 - beta2) * gradient ** 2
+                model.params[key] -= rate * m / (np.sqrt(v) + epsilon)
+            if step % 100 == 0:
+                if cancel is not None and cancel():
+                    raise CancelledError('training cancelled')
+                if progress is not None:
+                    progress(step / config.iterations)
     model.losses = losses
     return model
 

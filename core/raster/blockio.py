@@ -21,13 +21,14 @@ gdal.UseExceptions()
 
 DEFAULT_MEMORY_MB = 256
 DEFAULT_NODATA = -9999.0
-# ZSTD level 1 with the floating-point predictor: written at ~0.3 of DEFLATE's CPU time and read
-# back faster; smaller than DEFLATE on reflectance, ~1.5x larger on smooth kriged maps
-# (bench/bench_compression.py). Users who keep files can ask for more (CREATION_OPTIONS).
-GTIFF_OPTIONS = ('TILED=YES', 'COMPRESS=ZSTD', 'ZSTD_LEVEL=1', 'PREDICTOR=3', 'BIGTIFF=IF_SAFER',
-                 'NUM_THREADS=2')
+# ZSTD level 1 without a predictor: written at ~0.3 of DEFLATE's CPU time and read back at ~0.3;
+# on reflectance (DN times a gain: few distinct values) smaller than DEFLATE and than ZSTD with the
+# floating-point predictor, which costs twice the read time; smooth kriged maps come out ~3.5x
+# larger than DEFLATE (bench/bench_compression.py). Users who keep files can ask for more
+# (CREATION_OPTIONS, e.g. PREDICTOR=3).
+GTIFF_OPTIONS = ('TILED=YES', 'COMPRESS=ZSTD', 'ZSTD_LEVEL=1', 'BIGTIFF=IF_SAFER', 'NUM_THREADS=2')
 # options that only make sense with our default compression: dropped when the user picks another
-COMPRESSION_DETAILS = ('ZSTD_LEVEL', 'PREDICTOR')
+COMPRESSION_DETAILS = ('ZSTD_LEVEL',)
 _user_options = contextvars.ContextVar('rsgeochem_creation_options', default=())
 
 

@@ -1,7 +1,9 @@
 """Raster values at points: the value of the pixel that holds each point (no interpolation).
 
-Pixels are read one at a time through GDAL (its block cache keeps the tiles), so the cost grows
-with the number of points, not with the raster size.
+Pixels are read one at a time through GDAL, so the cost grows with the number of points, not with
+the raster size. Points are visited tile by tile and each tile leaves GDAL's cache once its points
+are read: each tile is decoded once, and the cache does not fill with one tile per point (374
+samples held ~100 MB of a 1-band map's tiles, ~4x that of a 4-band image's, until the file closed).
 """
 from dataclasses import dataclass
 
@@ -52,12 +54,18 @@ def sample_points(path, x, y, bands=None, parameter=None):
     rows, cols, inside = pixel_of(info.grid, x, y)
     values = np.full((rows.size, len(bands)), np.nan)
     dataset = open_raster(path, parameter)
-    for column, band_number in enumerate(bands):
-        band = dataset.GetRasterBand(band_number)
-        nodata = band.GetNoDataValue()
-        for index in np.flatnonzero(inside):
+    raster_bands = [dataset.GetRasterBand(number) for number in bands]
+    nodata = [band.GetNoDataValue() for band in raster_bands]
+    points = np.flatnonzero(inside)
+    tile_cols, tile_rows = raster_bands[0].GetBlockSize()
+    tiles = (rows[points] // tile_rows) * (info.grid.width // tile_cols + 1) + cols[points] // tile_cols
+    order = np.argsort(tiles, kind='stable')
+    for position, (index, tile) in enumerate(zip(points[order], tiles[order])):
+        if position and tile != tiles[order[position - 1]]:
+            dataset.FlushCache()
+        for column, band in enumerate(raster_bands):
             value = float(read_window(band, parameter, int(cols[index]), int(rows[index]), 1, 1)[0, 0])
-            if value != nodata:
+            if value != nodata[column]:
                 values[index, column] = value
     values[~np.isfinite(values)] = np.nan
     return PointValues(values, inside, rows, cols)
