@@ -2,6 +2,7 @@
 fractal distributions with known breaks, ranked polygons of a hand-built raster, mask, bad inputs,
 the Processing algorithm and qgis_process."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from rsgeochem.core.anomalies.areas import (
     mean_sd_threshold,
     median_mad_threshold,
     percentile_threshold,
+    ranked_areas,
     raster_statistics,
     roman,
 )
@@ -148,6 +150,30 @@ def test_minimum_area_and_mask_exclusion(tmp_path):
     source = ValueSource(path, 1, mask_path)
     assert [a.pixels for a in anomaly_polygons(source, 5.0)] == [24, 20, 1, 1]
     assert raster_statistics(source).count == values.size - 64 - 1
+
+
+def test_most_areas_are_the_head_of_the_full_ranking_ties_included(tmp_path):
+    path = raster(tmp_path, 'blobs.tif', hand_built())
+    full = anomaly_polygons(ValueSource(path, 1, memory_mb=1), threshold=5.0)
+    for most in (1, 5, 6):  # 5 cuts between the two D areas of equal score
+        kept, above = ranked_areas(ValueSource(path, 1, memory_mb=1), 5.0, 0.0, most)
+        assert above == 6
+        assert [(a.label, a.pixels, a.score, a.centroid, a.wkb) for a in kept] == \
+            [(a.label, a.pixels, a.score, a.centroid, a.wkb) for a in full[:most]]
+
+
+@pytest.mark.skipif(not Path('/proc/self/fd').is_dir(), reason='lists open files through /proc')
+def test_areas_of_another_map_leave_it_closed(tmp_path):
+    """The map thresholded (a smoothed scratch file in the algorithm) is closed once its areas are
+    found, so that its folder can be removed."""
+    values = hand_built()
+    threshold_map = raster(tmp_path, 'smoothed.tif', values)
+    source = ValueSource(threshold_map, 1, memory_mb=1)  # alive after the call, as in the algorithm
+    found = anomaly_polygons(source, 5.0,
+                             content=ValueSource(raster(tmp_path, 'content.tif', values), 1, memory_mb=1))
+    assert [a.pixels for a in found] == [24, 20, 9, 1, 1, 1]
+    open_files = {str(link.resolve()) for link in Path('/proc/self/fd').iterdir() if link.exists()}
+    assert str(Path(threshold_map).resolve()) not in open_files
 
 
 @pytest.mark.parametrize('array, message', [

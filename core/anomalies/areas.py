@@ -87,6 +87,11 @@ class ValueSource:
             self.reader = RasterReader(self.path, self.input_key)
         return self.masked(window, self.reader.read(window, [self.band])[0])
 
+    def release(self):
+        """Close the reader read() opened: a smoothed map is a scratch file, removed once its areas
+        are found (an open file cannot be removed on Windows)."""
+        self.reader = None
+
     def masked(self, window, values):
         if self.mask is None:
             return values
@@ -414,6 +419,14 @@ def ranked_areas(source, threshold, min_area=0.0, most=0, progress=None, cancel=
     statistics and writes their pids to a class raster that gdal.Polygonize turns into polygons
     (holes kept), the geometries GDAL gives for the same pixels on the same grid."""
     content = content or source
+    try:
+        return _ranked_areas(source, threshold, min_area, most, progress, cancel, content)
+    finally:
+        source.release()
+        content.release()
+
+
+def _ranked_areas(source, threshold, min_area, most, progress, cancel, content):
     areas = connected_areas(source, threshold, content, stage(progress, 0, 0.4), cancel)
     chosen, above = candidates(areas, source.pixel_area, min_area, most)
     if not len(chosen):
