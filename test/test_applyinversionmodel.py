@@ -1,6 +1,8 @@
 """applyinversionmodel: ONNX models built here with onnx.helper whose outputs are known analytically
 (linear models, a k x k mean compared with scipy.ndimage.uniform_filter), band-order checks,
 nodata, mask, bad inputs, and the Processing/qgis_process glue."""
+import threading
+
 import numpy as np
 import pytest
 from osgeo import gdal
@@ -323,3 +325,29 @@ def test_digital_numbers_need_calibration_first(run_alg, tmp_path):
     image = CHECKOUT / 'resources' / 'sample' / 'gf2like_pms1_dn.tif'
     with pytest.raises(QgsProcessingException, match='^INPUT: .*UInt16.*calibrate the image first'):
         run_alg('applyinversionmodel', {'INPUT': str(image), 'OUTPUT': str(tmp_path / 'out.tif')})
+
+
+def test_thread_counts_give_identical_predictions(tmp_path):
+    """Single-threaded sessions, one per thread, taking the batches of several blocks in turn."""
+    data = np.random.default_rng(3).uniform(0.0, 1.0, size=(2, 300, 100)).astype(np.float32)
+    path = write_raster(tmp_path / 'in.tif', data)
+    model = linear_pixel_model(tmp_path / 'lin.onnx', [2.0, -1.0], 0.5)
+    outputs = []
+    for threads in (1, 3):
+        result = apply_model(path, model, tmp_path / f'out{threads}.tif', bands=[1, 2], threads=threads,
+                             memory_mb=1)
+        assert result.blocks > 1 and result.batch < data[0].size / result.blocks
+        outputs.append(read(tmp_path / f'out{threads}.tif')[0])
+    np.testing.assert_array_equal(outputs[0], outputs[1])
+    np.testing.assert_allclose(outputs[0], 2.0 * data[0] - data[1] + 0.5, rtol=1e-5, atol=1e-6)
+
+
+def test_model_failing_at_run_time_names_model_and_stops_its_threads(tmp_path, bands3):
+    path, _ = bands3
+    # a Reshape to 7 rows fails for every batch of another size
+    model = save_model(tmp_path / 'seven.onnx', [helper.make_node('Reshape', ['x', 'shape'], ['y'])],
+                       ['N', 1], {'shape': np.array([7, 1], np.int64)})
+    with pytest.raises(InputError, match='could not run the model') as error:
+        apply_model(path, model, tmp_path / 'out.tif', bands=[1], threads=3)
+    assert error.value.parameter == 'MODEL' and not (tmp_path / 'out.tif').exists()
+    assert not [thread.name for thread in threading.enumerate() if thread.name.startswith('rsgeochem-apply')]
