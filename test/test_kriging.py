@@ -223,7 +223,8 @@ def test_tile_neighbour_sets_equal_a_k_d_tree_query_per_pixel(n, k, spread):
     points = rng.uniform(0, spread, (n, 2))
     xs, ys = np.linspace(-50.0, 1050.0, 203), np.linspace(1030.0, -20.0, 77)
     tree = cKDTree(points)
-    labels, sets = TileNeighbourSets(tree, k).label(xs, ys)
+    labels, sets, order = TileNeighbourSets(tree, k).label_sorted(xs, ys)
+    np.testing.assert_array_equal(order, np.argsort(labels.ravel(), kind='stable'))
     _, expected = tree.query(np.column_stack([np.tile(xs, len(ys)), np.repeat(ys, len(xs))]), k=k)
     np.testing.assert_array_equal(sets[labels.ravel()], np.sort(expected.reshape(-1, k), axis=1))
 
@@ -241,7 +242,8 @@ def test_tile_neighbour_sets_break_ties_like_the_k_d_tree():
     distances, _ = tree.query(points, k=13)
     assert np.sum(np.isclose(distances[:, 11], distances[:, 12])) > 100  # ties at the 12th place
     _, expected = tree.query(points, k=list(range(1, 13)))  # as kriging.NeighbourSearch asks
-    labels, sets = TileNeighbourSets(tree, 12).label(xs, ys)
+    labels, sets, order = TileNeighbourSets(tree, 12).label_sorted(xs, ys)
+    np.testing.assert_array_equal(order, np.argsort(labels.ravel(), kind='stable'))
     np.testing.assert_array_equal(sets[labels.ravel()], np.sort(expected, axis=1))
 
 

@@ -33,15 +33,10 @@ class TileNeighbourSets:
         self.points = tree.data
         self.weights = hash_weights(self.n)
 
-    def label(self, xs, ys):
-        """(labels (rows, cols) int64, sets (G, k) int64 sorted) for the pixel lattice of column
-        coordinates `xs` and row coordinates `ys` (the tree's coordinates): pixel (i, j) uses the
-        samples sets[labels[i, j]]."""
-        labels, sets, _ = self.label_sorted(xs, ys)
-        return labels, sets
-
     def label_sorted(self, xs, ys):
-        """label's (labels, sets) and the flat pixel indices ordered by label (stably): the sort that
+        """(labels (rows, cols) int64, sets (G, k) int64 sorted, flat pixel indices ordered by label
+        stably) for the pixel lattice of column coordinates `xs` and row coordinates `ys` (the tree's
+        coordinates): pixel (i, j) uses the samples sets[labels[i, j]]; the order is the sort that
         grouped the pixels, so that callers need not sort them again."""
         cols, rows = len(xs), len(ys)
         tiles = _Tiles(xs, ys)
@@ -61,7 +56,7 @@ class TileNeighbourSets:
             corner_hashes[part], corner_ties[part] = tile_hashes.reshape(-1, 4), tie.reshape(-1, 4)
         uniform = (corner_hashes == corner_hashes[:, :1]).all(axis=1) & ~corner_ties.any(axis=1)
         hashes = tiles.spread(corner_hashes[:, 0])
-        # the other tiles pixel by pixel
+        # the other tiles: every pixel of their TILE x TILE lattices ranked
         tied = [np.empty(0, dtype=np.int64)]
         for part in ranking.by_width(np.flatnonzero(~uniform), TILE ** 2):
             pixels, inside, x, y = tiles.lattices(part)
@@ -227,7 +222,7 @@ class _Ranking:
         dy = self.cy[tiles, None, :width] - y[:, :, None]
         dx *= dx
         dy *= dy
-        squared = dy[:, :, None, :] + dx[:, None, :, :]                      # (T, TILE, TILE, width)
+        squared = dy[:, :, None, :] + dx[:, None, :, :]                      # (T, b, a, width)
         shape = squared.shape[:3]
         need = np.broadcast_to(self.need[tiles, None, None], shape).reshape(-1)
         weights = np.broadcast_to(self.cw[tiles, None, None, :width], squared.shape).reshape(-1, width)
