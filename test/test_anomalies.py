@@ -12,7 +12,6 @@ from factories import check_few_areas_inside, run_as_in_the_toolbox
 from paths import CHECKOUT
 from rsgeochem.core.anomalies.areas import (
     ValueSource,
-    anomaly_polygons,
     mean_sd_threshold,
     median_mad_threshold,
     percentile_threshold,
@@ -122,7 +121,7 @@ def hand_built(width=20000):
 
 def test_ranks_areas_and_means_of_hand_built_raster(tmp_path):
     path = raster(tmp_path, 'blobs.tif', hand_built())
-    found = anomaly_polygons(ValueSource(path, 1, memory_mb=1), threshold=5.0)
+    found, _ = ranked_areas(ValueSource(path, 1, memory_mb=1), threshold=5.0)
     pixel_area = PIXEL * PIXEL
     # (pixels, mean, max) in rank order of mean x pixels: E 168, B 120, A 90, C 50, D 8, D 8
     expected = [
@@ -141,20 +140,20 @@ def test_ranks_areas_and_means_of_hand_built_raster(tmp_path):
 def test_minimum_area_and_mask_exclusion(tmp_path):
     values = hand_built(width=200)
     path = raster(tmp_path, 'blobs.tif', values)
-    kept = anomaly_polygons(ValueSource(path, 1), threshold=5.0, min_area=150.0)
+    kept, _ = ranked_areas(ValueSource(path, 1), threshold=5.0, min_area=150.0)
     assert [a.pixels for a in kept] == [24, 20, 9]
     mask = np.ones(values.shape)
     mask[0:8, 0:8] = 0.0          # excludes block A (a village, say)
     mask[20, 20] = -9999.0        # nodata in the mask excludes too
     mask_path = raster(tmp_path, 'mask.tif', mask)
     source = ValueSource(path, 1, mask_path)
-    assert [a.pixels for a in anomaly_polygons(source, 5.0)] == [24, 20, 1, 1]
+    assert [a.pixels for a in ranked_areas(source, 5.0)[0]] == [24, 20, 1, 1]
     assert raster_statistics(source).count == values.size - 64 - 1
 
 
 def test_most_areas_are_the_head_of_the_full_ranking_ties_included(tmp_path):
     path = raster(tmp_path, 'blobs.tif', hand_built())
-    full = anomaly_polygons(ValueSource(path, 1, memory_mb=1), threshold=5.0)
+    full, _ = ranked_areas(ValueSource(path, 1, memory_mb=1), threshold=5.0)
     for most in (1, 5, 6):  # 5 cuts between the two D areas of equal score
         kept, above = ranked_areas(ValueSource(path, 1, memory_mb=1), 5.0, 0.0, most)
         assert above == 6
@@ -169,8 +168,8 @@ def test_areas_of_another_map_leave_it_closed(tmp_path):
     values = hand_built()
     threshold_map = raster(tmp_path, 'smoothed.tif', values)
     source = ValueSource(threshold_map, 1, memory_mb=1)  # alive after the call, as in the algorithm
-    found = anomaly_polygons(source, 5.0,
-                             content=ValueSource(raster(tmp_path, 'content.tif', values), 1, memory_mb=1))
+    found, _ = ranked_areas(source, 5.0,
+                            content=ValueSource(raster(tmp_path, 'content.tif', values), 1, memory_mb=1))
     assert [a.pixels for a in found] == [24, 20, 9, 1, 1, 1]
     open_files = {str(link.resolve()) for link in Path('/proc/self/fd').iterdir() if link.exists()}
     assert str(Path(threshold_map).resolve()) not in open_files

@@ -410,7 +410,8 @@ def polygonize(class_path, gpkg_path, crs_wkt):
 def ranked_areas(source, threshold, min_area=0.0, most=0, progress=None, cancel=None, content=None):
     """Connected areas (4-connected pixels) with value >= threshold, at least `min_area` map
     units^2, ranked I, II, ... by mean content x area (largest first; equal scores in the order
-    gdal.Polygonize gives the polygons), the `most` highest (0: all), and how many areas there are.
+    gdal.Polygonize gives the polygons), the `most` highest (0: all), and how many areas of at
+    least `min_area` there are.
     Pixel count, mean and max are those of `content` (a ValueSource on the same grid, e.g. the map
     before smoothing; default `source` itself).
 
@@ -457,11 +458,6 @@ def _ranked_areas(source, threshold, min_area, most, progress, cancel, content):
             anomalies.append(Anomaly(rank, roman(rank), pixels, area, mean, peak, score, centroid, wkb))
         features = layer = dataset = None  # closes the GeoPackage before the folder is removed
     return anomalies, above
-
-
-def anomaly_polygons(source, threshold, min_area=0.0, progress=None, cancel=None, content=None):
-    """Every connected area of ranked_areas, ranked."""
-    return ranked_areas(source, threshold, min_area, 0, progress, cancel, content)[0]
 
 
 def quicklook(source, max_pixels=MAP_PIXELS):
