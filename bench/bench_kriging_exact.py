@@ -1,5 +1,5 @@
 """Exact neighbourhood Kriging: the 374 samples of resources/sample onto a 2000 x 2000 grid over
-their extent, 32 nearest neighbours, prediction + variance written.
+their extent, 32 nearest neighbours, prediction + variance written (one mode the prediction alone).
 
 1. Speed (child processes, so peak RSS is each run's own; CPU and wall): our exact per-pixel mode
    (the default), the same without a variance output (prediction only, as the workflow's second
@@ -199,7 +199,8 @@ def run(work_dir):
     plugins = {'ours': ours, **({'baseline': Path(BASELINE_PLUGIN)} if BASELINE_PLUGIN else {})}
     # NEIGHBOURHOOD_BLOCK 0 = exact (the default), side = shared blocks; with or without variance
     modes = {'exact': (0, True), 'exact_prediction_only': (0, False), f'blocks_{side}px': (side, True)}
-    result = {'task': f'374 samples -> {SIZE}x{SIZE}, {NEIGHBOURS} neighbours, prediction + variance',
+    result = {'task': f'374 samples -> {SIZE}x{SIZE}, {NEIGHBOURS} neighbours, prediction + variance '
+                    '(exact_prediction_only: prediction alone)',
               'cores': os.cpu_count()}
     for mode, (block, variance) in modes.items():
         for name, plugin in plugins.items():
