@@ -83,7 +83,7 @@ def _cholesky_solve(lower, rhs):
     """x with L Lᵀ x = rhs for a stack of Cholesky factors L (T, m, m) and vectors (T, m) (LAPACK
     dpotrs per set: numpy has no batched triangular solve)."""
     solutions = np.empty_like(rhs)
-    if lower.shape[-1] == 0:
+    if lower.shape[-1] == 0:  # sets no larger than the drift: nothing to solve (marked unsolvable)
         return solutions
     for index, (matrix, vector) in enumerate(zip(lower, rhs)):
         solutions[index], _ = lapack.dpotrs(matrix, vector, lower=1)
@@ -161,6 +161,7 @@ class KrigingSystems:
         if variance:
             self._build_operator(factor, q2, a, gamma, z)
         else:  # the prediction row alone: -u on γ₀, Aᵀ(z + Γu) on f₀, with u = HᵀHz = Q₂M⁻¹Q₂ᵀz
+            # (zᵀa₀ + (Hz)·w of the module docstring, with a₀ = Af₀ and w = H(ΓAf₀ - γ₀))
             u = np.einsum('tnm,tm->tn', q2, _cholesky_solve(factor, np.einsum('tnm,tn->tm', q2, z)))
             n = z.shape[1]
             self.m = 0
