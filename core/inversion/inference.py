@@ -2,7 +2,8 @@
 'pixel' (N, F), 'tiled' (N, 1, S, S) (core.inversion.tiling: S = 4 for up to 16 bands) and 'patch'
 (N, F, k, k) inputs; one float32 output per pixel).
 
-The onnxruntime sessions (one single-threaded session per thread, SessionPool) are created once.
+The onnxruntime sessions (SessionPool: one single-threaded session per thread, or one session with
+every thread for models whose predictions depend on the thread count) are created once.
 Memory is bounded by the block budget whatever the raster size: a quarter goes to the model's
 batches of valid pixels (sized from the per-sample intermediate tensors found by ONNX shape
 inference, split between the sessions), the rest to two blocks of rows (the one being predicted and
@@ -389,8 +390,8 @@ class SessionPool:
             self.idle.put(session)
 
     def predict_into(self, spec, output, batches):
-        """output[index] = predictions of each (index, tensor) of `batches`; at most one batch per
-        session waits besides those running, so memory stays that of one run per session."""
+        """output[index] = predictions of each (index, tensor) of `batches`; besides the batch running
+        on each session at most one waits, so memory stays about that of one run per session."""
         pending = collections.deque()
         for index, tensor in batches:
             pending.append((index, self.pool.submit(self.run, spec, tensor)))
