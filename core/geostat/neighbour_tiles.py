@@ -65,7 +65,7 @@ class TileNeighbourSets:
             tied.append(pixels[inside & tie])
         # pixels with two samples at the same distance across the k-th place: the k-d tree's own
         # choice, so that the sets equal a per-pixel query exactly
-        tied = np.sort(np.concatenate(tied))
+        tied = np.sort(np.concatenate(tied))  # chunks come by width, not pixel: sorted for searchsorted
         _, tied_x, tied_y = tiles.of_pixels(tied)
         tied_sets = np.sort(self._query(np.column_stack([tied_x, tied_y]), k)[1], axis=1)
         hashes[tied] = self.weights[tied_sets].sum(axis=1, dtype=np.uint64)
