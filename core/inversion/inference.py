@@ -12,6 +12,7 @@ cache is released as blocks are consumed.
 """
 import collections
 import math
+import os
 import queue
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -366,7 +367,8 @@ class SessionPool:
     tree ensembles, which add their trees up in parallel parts) get one session with every thread."""
 
     def __init__(self, model_path, threads):
-        threads = max(1, int(threads))
+        # more sessions than cores only add copies of the model and threads that take turns
+        threads = max(1, min(int(threads), os.cpu_count() or 1))
         count = threads if thread_invariant(model_path) else 1
         self.sessions = [open_session(model_path, threads // count) for _ in range(count)]
         self.idle = queue.SimpleQueue()
