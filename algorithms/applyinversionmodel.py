@@ -116,7 +116,8 @@ class ApplyInversionModelAlgorithm(RsGeochemAlgorithm):
             self.THREADS, self.tr('onnxruntime threads'), QgsProcessingParameterNumber.Type.Integer, 2,
             False, 1, 256),
             'Threads onnxruntime uses to run the model (each runs its own batches; a random forest\'s '
-            'trees are shared out between them instead); more than the number of CPU cores counts as that many.', advanced=True)
+            'trees are shared out between them instead); more than the number of CPU cores counts as '
+            'that many.', advanced=True)
         self.add_block_memory()
         self.add(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr('Predicted content')),
                  'Float32 GeoTIFF (.tif) of the predictions in the target\'s units, on the image grid, '
