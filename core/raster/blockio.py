@@ -28,6 +28,8 @@ GTIFF_OPTIONS = ('TILED=YES', 'COMPRESS=ZSTD', 'ZSTD_LEVEL=1', 'PREDICTOR=3', 'B
                  'NUM_THREADS=2')
 # options that only make sense with our default compression: dropped when the user picks another
 COMPRESSION_DETAILS = ('ZSTD_LEVEL', 'PREDICTOR')
+# a row of tiles goes to GDAL in parts of about this size, each flushed before the next (RasterWriter)
+FLUSH_BYTES = 16 * 2 ** 20
 _user_options = contextvars.ContextVar('rsgeochem_creation_options', default=())
 
 
@@ -204,9 +206,16 @@ def rows_per_block(width, bytes_per_pixel, memory_mb=DEFAULT_MEMORY_MB, halo=0):
 
 
 def tile_aligned(rows, tile_rows):
-    """Block rows cut to whole rows of the file's tiles when there is room for one (each tile is
-    then read once; a block ending mid-tile makes the next one decode that tile again)."""
-    return rows - rows % tile_rows if rows > tile_rows else rows
+    """Block rows that line up with the file's rows of tiles: whole rows of tiles when there is room
+    for one, else the largest share of one that divides it evenly (half, a third, ...), so that no
+    block spans two rows of tiles. Each tile is then decoded once, and GDAL's cache holds at most the
+    row of tiles being read (RasterReader drops it when the last block of it is read)."""
+    if rows >= tile_rows:
+        return rows - rows % tile_rows
+    share = tile_rows // -(-tile_rows // rows)   # tile_rows split into the fewest parts of <= rows
+    while tile_rows % share:
+        share -= 1
+    return share if 2 * share >= rows else rows  # a share much smaller than the budget costs speed
 
 
 def block_windows(height, block_rows, halo=0):
@@ -271,12 +280,25 @@ class RasterReader:
         its own blocks but not those of the rasters it reads (e.g. a warp's whole source)."""
         block_row = window.read_row // self.block_height
         if block_row > self.cached_block_row:
-            if self.dataset.GetDriver().ShortName == 'VRT':
-                self.dataset = None                  # closed first, so its sources close too
-                self.dataset = open_raster(self.path, self.parameter)
-            else:
-                self.dataset.FlushCache()
+            self.release_cache()
         self.cached_block_row = block_row
+
+    def release_finished_blocks(self, window):
+        """Drop GDAL's cached blocks right after a full-width read that ends a row of blocks without
+        a halo below: the next window starts on a new row of blocks, and the caller's work on this
+        one (and the writer's row of tiles) then runs without the input's tiles held beside it."""
+        end = window.read_row + window.read_rows
+        if window.cols is None and not window.bottom and (end % self.block_height == 0
+                                                            or end == self.info.grid.height):
+            self.release_cache()
+            self.cached_block_row = end // self.block_height
+
+    def release_cache(self):
+        if self.dataset.GetDriver().ShortName == 'VRT':
+            self.dataset = None                  # closed first, so its sources close too
+            self.dataset = open_raster(self.path, self.parameter)
+        else:
+            self.dataset.FlushCache()
 
     def read(self, window, bands=None, dtype=np.float64):
         """Masked array (bands, window.read_rows, columns read); `bands` are 1-based, default all."""
@@ -292,6 +314,7 @@ class RasterReader:
             if nodata is not None:
                 mask[index] = values == nodata
             data[index] = values
+        self.release_finished_blocks(window)
         if np.issubdtype(dtype, np.floating):
             mask |= ~np.isfinite(data)
         return np.ma.MaskedArray(data, mask=mask)
@@ -381,6 +404,7 @@ class RasterWriter:
         self.temporary = partial_path(self.path)
         self.dataset = None
         self.tile_rows = 1
+        self.flush_cols = 1      # columns (whole tiles) of the buffer written and flushed at a time
         self.buffer = None       # (bands, tile rows, width): the row of tiles being filled
         self.buffer_row = 0      # first raster row of the buffer
         self.buffered = 0        # rows of the buffer filled so far
@@ -407,7 +431,9 @@ class RasterWriter:
                 band.SetNoDataValue(self.nodata)
             if index < len(self.descriptions):
                 band.SetDescription(str(self.descriptions[index]))
-        self.tile_rows = self.dataset.GetRasterBand(1).GetBlockSize()[1]
+        tile_cols, self.tile_rows = self.dataset.GetRasterBand(1).GetBlockSize()
+        part_pixels = FLUSH_BYTES // (self.band_count * self.tile_rows * np.dtype(self.numpy_type).itemsize)
+        self.flush_cols = max(1, part_pixels // tile_cols) * tile_cols
         self.buffer = np.empty((self.band_count, self.tile_rows, self.grid.width), dtype=self.numpy_type)
         return self
 
@@ -449,16 +475,19 @@ class RasterWriter:
         self.buffered += rows
 
     def _write_buffer(self):
-        """Write the buffered rows and flush them: compressed and on disk, out of GDAL's cache."""
+        """Write the buffered rows a few tiles wide at a time, each part flushed (compressed, on disk
+        and out of GDAL's cache) before the next: GDAL's cache never holds a second copy of the
+        whole row of tiles, and each tile is still written once, with all its bands."""
         if self.buffered:
-            for index in range(self.band_count):
-                try:
-                    self.dataset.GetRasterBand(index + 1).WriteArray(self.buffer[index, :self.buffered], 0,
-                                                                      self.buffer_row)
-                except RuntimeError as error:
-                    raise InputError(f'writing "{self.path}" failed ({error}); check the free disk space '
-                                     'and that the folder is writable.', self.parameter) from error
-            self.dataset.FlushCache()
+            for col in range(0, self.grid.width, self.flush_cols):
+                part = self.buffer[:, :self.buffered, col:col + self.flush_cols]
+                for index in range(self.band_count):
+                    try:
+                        self.dataset.GetRasterBand(index + 1).WriteArray(part[index], col, self.buffer_row)
+                    except RuntimeError as error:
+                        raise InputError(f'writing "{self.path}" failed ({error}); check the free disk '
+                                         'space and that the folder is writable.', self.parameter) from error
+                self.dataset.FlushCache()
         self.buffer_row += self.buffered
         self.buffered = 0
 
