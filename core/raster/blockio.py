@@ -15,6 +15,7 @@ import numpy as np
 from osgeo import gdal, gdal_array, osr
 
 from ..errors import CancelledError, InputError
+from .memory import release_freed_memory
 from .scratch import partial_path, remove_stale_partials
 
 gdal.UseExceptions()
@@ -488,6 +489,7 @@ class RasterWriter:
                         raise InputError(f'writing "{self.path}" failed ({error}); check the free disk '
                                          'space and that the folder is writable.', self.parameter) from error
                 self.dataset.FlushCache()
+            release_freed_memory()
         self.buffer_row += self.buffered
         self.buffered = 0
 
