@@ -164,6 +164,19 @@ def test_decimated_read_equals_gdal_subsampling_of_the_whole_band(tmp_path, size
     np.testing.assert_array_equal(blockio.decimated_read(band, out[1], out[0]), expected)
 
 
+def test_reader_drops_the_tiles_of_a_tile_window_of_whole_tiles(tmp_path):
+    """A tile of whole 256 x 256 tiles without a halo leaves nothing in GDAL's cache (no later tile
+    reads them); one ending mid-tile keeps that tile for its neighbour."""
+    data = np.random.default_rng(5).uniform(0, 1, size=(2, 600, 700)).astype(np.float32)
+    reader = blockio.RasterReader(write_test_raster(tmp_path / 'in.tif', data), 'INPUT')
+    before = gdal.GetCacheUsed()
+    block = reader.read(blockio.Window(0, 256, col=256, cols=444), dtype=np.float32)  # to the right edge
+    np.testing.assert_array_equal(block.data, data[:, :256, 256:])
+    assert gdal.GetCacheUsed() == before
+    reader.read(blockio.Window(256, 256, col=0, cols=300), dtype=np.float32)
+    assert gdal.GetCacheUsed() > before
+
+
 def test_block_rows_follow_memory_budget():
     assert blockio.rows_per_block(1000, 8, memory_mb=1) == 2 ** 20 // 8000
     assert blockio.rows_per_block(10 ** 9, 8, memory_mb=1) == 1  # at least one row

@@ -271,7 +271,7 @@ class RasterReader:
         self.path = path
         self.dataset = open_raster(path, parameter)
         self.info = raster_info(path, parameter)
-        self.block_height = self.dataset.GetRasterBand(1).GetBlockSize()[1]
+        self.block_width, self.block_height = self.dataset.GetRasterBand(1).GetBlockSize()
         self.cached_block_row = 0
 
     def release_passed_blocks(self, window):
@@ -285,14 +285,20 @@ class RasterReader:
         self.cached_block_row = block_row
 
     def release_finished_blocks(self, window):
-        """Drop GDAL's cached blocks right after a full-width read that ends a row of blocks without
-        a halo below: the next window starts on a new row of blocks, and the caller's work on this
-        one (and the writer's row of tiles) then runs without the input's tiles held beside it."""
+        """Drop GDAL's cached blocks right after a read that ends a row of blocks without a halo
+        below and, for a tile (some columns), spans whole blocks without a halo at the sides: no
+        later window in raster order reads those blocks again, and the caller's work on this one
+        (and the writer's row of tiles) then runs without the input's tiles held beside it."""
         end = window.read_row + window.read_rows
-        if window.cols is None and not window.bottom and (end % self.block_height == 0
-                                                            or end == self.info.grid.height):
-            self.release_cache()
-            self.cached_block_row = end // self.block_height
+        if window.bottom or not (end % self.block_height == 0 or end == self.info.grid.height):
+            return
+        if window.cols is not None:
+            right = window.col + window.cols
+            if window.left or window.right or window.col % self.block_width or \
+                    (right % self.block_width and right != self.info.grid.width):
+                return
+        self.release_cache()
+        self.cached_block_row = end // self.block_height
 
     def release_cache(self):
         if self.dataset.GetDriver().ShortName == 'VRT':
