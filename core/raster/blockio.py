@@ -386,7 +386,8 @@ class RasterWriter:
 
     Use as a context manager: the file appears at `path` only when the block exits without an
     exception; on error or cancel the partial file is deleted and `path` is left untouched.
-    Rows are collected into whole rows of the file's tiles, each written once and then flushed:
+    Blocks that end mid-row of tiles are collected into whole rows of the file's tiles (blocks of
+    whole rows of tiles go straight to GDAL), each row written once and then flushed:
     a compressed tile written in parts would be recompressed (and the file grow) on every part
     once GDAL's cache evicts it, and GDAL's cache holds no row of tiles that is not on disk yet, so
     memory stays bounded and a cancelled run has little to drop. Partial files of the same output
@@ -441,7 +442,6 @@ class RasterWriter:
         tile_cols, self.tile_rows = self.dataset.GetRasterBand(1).GetBlockSize()
         part_pixels = FLUSH_BYTES // (self.band_count * self.tile_rows * np.dtype(self.numpy_type).itemsize)
         self.flush_cols = max(1, part_pixels // tile_cols) * tile_cols
-        self.buffer = np.empty((self.band_count, self.tile_rows, self.grid.width), dtype=self.numpy_type)
         return self
 
     def write(self, row, array):
@@ -463,41 +463,66 @@ class RasterWriter:
             # the buffer ends where the row of tiles of its first row ends
             capacity = self.tile_rows - self.buffer_row % self.tile_rows
             rows = min(array.shape[1] - done, capacity - self.buffered)
-            self._fill(array[:, done:done + rows])
+            part = array[:, done:done + rows]
             done += rows
+            if not self.buffered and rows == min(capacity, self.grid.height - self.buffer_row):
+                self._write_rows(part)   # whole rows of tiles: straight to GDAL, no buffer copy
+                continue
+            self._fill(part)
             if self.buffered == capacity:
                 self._write_buffer()
 
-    def _fill(self, part):
-        """Copy rows of a block into the buffer, band by band, masked and non-finite as nodata."""
+    def _convert(self, part, target):
+        """Copy `part` (bands, rows, cols) into `target` of the file's type, band by band, masked
+        and non-finite values as nodata."""
         fill = self.nodata if self.nodata is not None else np.nan
-        rows = part.shape[1]
         for index in range(self.band_count):
-            values = self.buffer[index, self.buffered:self.buffered + rows]
+            values = target[index]
             values[...] = np.ma.getdata(part[index])
             invalid = np.ma.getmaskarray(part[index])
             if np.issubdtype(self.numpy_type, np.floating):
                 invalid = invalid | ~np.isfinite(values)
             values[invalid] = fill
+
+    def _fill(self, part):
+        """Copy rows of a block into the buffer (made on first use: blocks of whole rows of tiles
+        never need it)."""
+        if self.buffer is None:
+            self.buffer = np.empty((self.band_count, self.tile_rows, self.grid.width), dtype=self.numpy_type)
+        rows = part.shape[1]
+        self._convert(part, self.buffer[:, self.buffered:self.buffered + rows])
         self.buffered += rows
 
+    def _write_rows(self, part):
+        """Write `part`, whole rows of tiles from the buffer's row, converted a few tiles at a time."""
+        def converted(col, cols):
+            target = np.empty((self.band_count, part.shape[1], cols), dtype=self.numpy_type)
+            self._convert(part[:, :, col:col + cols], target)
+            return target
+        self._write_parts(converted)
+        self.buffer_row += part.shape[1]
+
     def _write_buffer(self):
-        """Write the buffered rows a few tiles wide at a time, each part flushed (compressed, on disk
-        and out of GDAL's cache) before the next: GDAL's cache never holds a second copy of the
-        whole row of tiles, and each tile is still written once, with all its bands."""
         if self.buffered:
-            for col in range(0, self.grid.width, self.flush_cols):
-                part = self.buffer[:, :self.buffered, col:col + self.flush_cols]
-                for index in range(self.band_count):
-                    try:
-                        self.dataset.GetRasterBand(index + 1).WriteArray(part[index], col, self.buffer_row)
-                    except RuntimeError as error:
-                        raise InputError(f'writing "{self.path}" failed ({error}); check the free disk '
-                                         'space and that the folder is writable.', self.parameter) from error
-                self.dataset.FlushCache()
-            release_freed_memory()
+            self._write_parts(lambda col, cols: self.buffer[:, :self.buffered, col:col + cols])
         self.buffer_row += self.buffered
         self.buffered = 0
+
+    def _write_parts(self, part_at):
+        """Write rows from the buffer's row a few tiles wide at a time (`part_at(col, cols)` gives
+        them, bands first), each part flushed (compressed, on disk and out of GDAL's cache) before
+        the next: GDAL's cache never holds a second copy of the whole row of tiles, and each tile is
+        still written once, with all its bands."""
+        for col in range(0, self.grid.width, self.flush_cols):
+            part = part_at(col, min(self.flush_cols, self.grid.width - col))
+            for index in range(self.band_count):
+                try:
+                    self.dataset.GetRasterBand(index + 1).WriteArray(part[index], col, self.buffer_row)
+                except RuntimeError as error:
+                    raise InputError(f'writing "{self.path}" failed ({error}); check the free disk '
+                                     'space and that the folder is writable.', self.parameter) from error
+            self.dataset.FlushCache()
+        release_freed_memory()
 
     def __exit__(self, exc_type, exc, traceback):
         if self.dataset is not None and exc_type is None:
