@@ -1,6 +1,7 @@
 """laplacianfusion on a large scene through `qgis_process.bin run`, side by side with Orfeo ToolBox:
 an N x N four-band guide image (mirror-tiled from the real Sentinel-2 scene; N = 8000 by default,
-RSGEOCHEM_BENCH_FUSION_SIZE=20000 for the wide-image case of issue 13) and its (N/4)² coarse grid.
+RSGEOCHEM_BENCH_FUSION_SIZE=20000 for the wide-image case of issue 13, WIDTHxHEIGHT for a strip as in
+bench_large) and its coarse grid, 4 times coarser.
 
 * ours: the algorithm's defaults, with the default block budget (256 MB) and with 2048 MB (speed
   and memory must not depend on it), each output's size against the same data written in one go;
@@ -19,10 +20,18 @@ import shutil
 from pathlib import Path
 
 from bench_fusion import _large_inputs
-from bench_large import BASELINE_PLUGIN, CHECKOUT, PEAK_GOAL_MIB, QGIS_PROCESS, output_sizes, qgis_process_env
+from bench_large import (
+    BASELINE_PLUGIN,
+    CHECKOUT,
+    PEAK_GOAL_MIB,
+    QGIS_PROCESS,
+    output_sizes,
+    qgis_process_env,
+    scene_size,
+)
 from measure import run_measured
 
-SIZE = int(os.environ.get('RSGEOCHEM_BENCH_FUSION_SIZE', '8000'))
+WIDTH, HEIGHT = scene_size(os.environ.get('RSGEOCHEM_BENCH_FUSION_SIZE', '8000'))
 BUDGETS_MB = (256, 2048)
 
 
@@ -68,8 +77,9 @@ def otb(guides, coarse, work):
 
 def run(work_dir):
     work = Path(work_dir)
-    _, guides, coarse = _large_inputs(work, SIZE, SIZE)
-    result = {'scene': f'{SIZE}x{SIZE}x4 guide, {SIZE // 4}x{SIZE // 4} grid', 'peak_goal_mib': PEAK_GOAL_MIB}
+    _, guides, coarse = _large_inputs(work, HEIGHT, WIDTH)
+    result = {'scene': f'{WIDTH}x{HEIGHT}x4 guide, {WIDTH // 4}x{HEIGHT // 4} grid',
+              'peak_goal_mib': PEAK_GOAL_MIB}
     plugin = work / 'plugin'
     plugin.mkdir()
     (plugin / 'rsgeochem').symlink_to(CHECKOUT, target_is_directory=True)

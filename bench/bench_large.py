@@ -1,11 +1,13 @@
 """Large rasters: peak RSS, time and output size of raster algorithms on an N x N x 4 float32
 scene (default 8000; RSGEOCHEM_BENCH_LARGE_SIZE=20000 for the 20000² case, ~1 h), through
-`qgis_process.bin run`, with GDAL's default cache and with GDAL_CACHEMAX=64.
+`qgis_process.bin run`, with GDAL's default cache and with GDAL_CACHEMAX=64. A size WIDTHxHEIGHT
+(e.g. 20000x2048) gives a strip of the same width in minutes: what a block holds per row of tiles
+grows with the width only, so the peaks of the per-pixel steps are those of the full scene.
 
 The input is a smooth synthetic reflectance scene (ZSTD, so it costs little disk). Each output is
-compared with the same data written in one go (gdal_translate with the same creation options):
-tiles written in parts would make the file grow. Peak RSS is each run's own VmHWM
-(bench/measure.py).
+compared with the same data written in one go (gdal_translate with the same creation options, our
+ZSTD level included): tiles written in parts would make the file grow. Peak RSS is each run's own
+VmHWM (bench/measure.py).
 With RSGEOCHEM_BENCH_BASELINE_PLUGIN=<folder holding another rsgeochem checkout> that plugin runs
 the same cases, alternated with ours.
 """
@@ -18,9 +20,19 @@ from pathlib import Path
 import numpy as np
 from measure import run_measured
 
+from rsgeochem.core.raster.blockio import GTIFF_OPTIONS
+
 CHECKOUT = Path(__file__).resolve().parent.parent
 QGIS_PROCESS = '/usr/bin/qgis_process.bin'
-SIZE = int(os.environ.get('RSGEOCHEM_BENCH_LARGE_SIZE', '8000'))
+
+
+def scene_size(text):
+    """(width, height) of 'N' (a square) or 'WIDTHxHEIGHT'."""
+    sides = [int(side) for side in text.lower().split('x')]
+    return sides[0], sides[-1]
+
+
+WIDTH, HEIGHT = scene_size(os.environ.get('RSGEOCHEM_BENCH_LARGE_SIZE', '8000'))
 BASELINE_PLUGIN = os.environ.get('RSGEOCHEM_BENCH_BASELINE_PLUGIN', '')
 PEAK_GOAL_MIB = 800
 SCENE, MODEL = '{scene}', '{model}'   # stand-ins for the scene's and the ONNX model's paths
@@ -43,20 +55,22 @@ if os.environ.get('RSGEOCHEM_BENCH_LARGE_CACHES') == 'default':
     CACHES = {'default cache': None}
 
 
-def scene(path, size):
-    """Smooth 4-band reflectance (0.02-0.5) with a little noise, written in tile rows."""
+def scene(path, width, height=None):
+    """Smooth 4-band reflectance (0.02-0.5) with a little noise, written in tile rows; `height`
+    None for a square."""
+    height = height or width
     from osgeo import gdal, osr
     srs = osr.SpatialReference()
     srs.ImportFromEPSG(32650)
     dataset = gdal.GetDriverByName('GTiff').Create(
-        str(path), size, size, 4, gdal.GDT_Float32,
+        str(path), width, height, 4, gdal.GDT_Float32,
         ['TILED=YES', 'COMPRESS=ZSTD', 'PREDICTOR=3', 'BIGTIFF=YES', 'NUM_THREADS=2'])
     dataset.SetGeoTransform((500000.0, 4.0, 0.0, 3000000.0, 0.0, -4.0))
     dataset.SetProjection(srs.ExportToWkt())
     rng = np.random.default_rng(0)
-    cols = np.arange(size) / size
-    for row in range(0, size, 256):
-        rows = np.arange(row, min(row + 256, size))[:, None] / size
+    cols = np.arange(width) / width
+    for row in range(0, height, 256):
+        rows = np.arange(row, min(row + 256, height))[:, None] / height
         for band in range(4):
             values = 0.2 + 0.1 * np.sin(6 * cols + band) * np.cos(5 * rows) + 0.02 * band
             values = values + rng.normal(0, 0.002, values.shape)
@@ -117,7 +131,9 @@ def output_sizes(output, out_dir):
 
 
 def structure_options(path):
-    """Creation options that rebuild `path`'s layout: tiles, compression, predictor."""
+    """Creation options that rebuild `path`'s layout: tiles, interleaving, compression, predictor,
+    and the ZSTD level of our writer (a file does not record it; gdal_translate's default level 9
+    makes files 1-4 % smaller than level 1 does, whichever way they were written)."""
     from osgeo import gdal
     dataset = gdal.Open(str(path))
     structure = dataset.GetMetadata('IMAGE_STRUCTURE')
@@ -127,18 +143,22 @@ def structure_options(path):
         options.append(f"COMPRESS={structure['COMPRESSION']}")
     if structure.get('PREDICTOR'):
         options.append(f"PREDICTOR={structure['PREDICTOR']}")
+    if structure.get('INTERLEAVE'):
+        options.append(f"INTERLEAVE={structure['INTERLEAVE']}")
+    if structure.get('COMPRESSION') == 'ZSTD':
+        options += [option for option in GTIFF_OPTIONS if option.startswith('ZSTD_LEVEL=')]
     return options
 
 
 def run(work_dir):
     work_dir = Path(work_dir)
     source = work_dir / 'scene.tif'
-    scene(source, SIZE)
+    scene(source, WIDTH, HEIGHT)
     model = paper_cnn(work_dir / 'cnn.onnx')
     ours = Path(tempfile.mkdtemp(prefix='rsgeochem-bench-plugin-'))
     (ours / 'rsgeochem').symlink_to(CHECKOUT, target_is_directory=True)
     plugins = {'ours': ours, **({'baseline': Path(BASELINE_PLUGIN)} if BASELINE_PLUGIN else {})}
-    result = {'scene': f'{SIZE}x{SIZE}x4 float32', 'peak_goal_mib': PEAK_GOAL_MIB}
+    result = {'scene': f'{WIDTH}x{HEIGHT}x4 float32', 'peak_goal_mib': PEAK_GOAL_MIB}
     for algorithm in SELECTED:
         for cache_name, cache in CACHES.items():
             case = result.setdefault(algorithm, {}).setdefault(cache_name, {})

@@ -72,18 +72,57 @@ def test_read_blocks_and_writer_round_trip_with_nodata(tmp_path, memory_mb):
 
 
 @pytest.mark.parametrize('block_rows', [1, 7, 100, 300])
-def test_tiles_are_written_once_whatever_the_block_rows(tmp_path, block_rows):
-    """Blocks that do not line up with the tiles give the same file size as one write: GDAL would
-    otherwise recompress (and append) a tile for every block that touches it."""
+@pytest.mark.parametrize('flush_bytes', [blockio.FLUSH_BYTES, 1])
+def test_tiles_are_written_once_whatever_the_block_rows(tmp_path, monkeypatch, block_rows, flush_bytes):
+    """Blocks that do not line up with the tiles, and rows of tiles handed to GDAL in parts (one
+    tile wide with flush_bytes 1), give the same file as GDAL's copy of the whole array in one go:
+    GDAL would otherwise recompress (and append) a tile for every block that touches it."""
+    monkeypatch.setattr(blockio, 'FLUSH_BYTES', flush_bytes)
     rng = np.random.default_rng(3)
     data = rng.uniform(0, 1, size=(2, 530, 700)).astype(np.float32)
     grid = make_grid(700, 530)
-    blockio.write_raster(tmp_path / 'whole.tif', grid, data)
+    memory = gdal.GetDriverByName('MEM').Create('', 700, 530, 2, gdal.GDT_Float32)
+    memory.SetGeoTransform(grid.geotransform)
+    memory.SetProjection(grid.crs_wkt)
+    for index in range(2):
+        memory.GetRasterBand(index + 1).SetNoDataValue(blockio.DEFAULT_NODATA)
+        memory.GetRasterBand(index + 1).WriteArray(data[index])
+    gdal.Translate(str(tmp_path / 'whole.tif'), memory,
+                   creationOptions=blockio.gtiff_creation_options(gdal.GDT_Float32))
     with blockio.RasterWriter(tmp_path / 'blocks.tif', grid, 2) as writer:
         for window in blockio.block_windows(530, block_rows):
             writer.write(window.row, data[:, window.row:window.row + window.rows])
     np.testing.assert_array_equal(gdal.Open(str(tmp_path / 'blocks.tif')).ReadAsArray(), data)
     assert (tmp_path / 'blocks.tif').stat().st_size == (tmp_path / 'whole.tif').stat().st_size
+
+
+@pytest.mark.parametrize('rows, tile_rows, expected', [(600, 256, 512), (256, 256, 256), (255, 256, 128),
+                                                       (134, 256, 128), (90, 256, 64), (1, 256, 1),
+                                                       (30, 100, 25), (7, 1, 7), (1000, 7919, 1000)])
+def test_block_rows_line_up_with_rows_of_tiles(rows, tile_rows, expected):
+    """Whole rows of tiles, else the largest even share of one (no block spans two rows of tiles),
+    unless that share is under half the rows the budget allows (a prime tile height)."""
+    assert blockio.tile_aligned(rows, tile_rows) == expected
+
+
+def test_reader_holds_at_most_the_row_of_tiles_it_reads(tmp_path):
+    """GDAL's cache holds no more than one row of the input's tiles while blocks are read, and none
+    once a block ends a row of tiles."""
+    data = np.random.default_rng(4).uniform(0, 1, size=(3, 700, 600)).astype(np.float32)
+    source = write_test_raster(tmp_path / 'in.tif', data)
+    gdal.Open(str(source)).FlushCache()
+    before = gdal.GetCacheUsed()
+    tile_row_bytes = 3 * 256 * 768 * 4  # three bands of three whole 256 x 256 tiles
+    windows = 0
+    for window, block in blockio.read_blocks(source, memory_mb=1, parameter='INPUT'):
+        windows += 1
+        assert window.row // 256 == (window.row + window.rows - 1) // 256
+        used = gdal.GetCacheUsed() - before
+        assert used < 1.1 * tile_row_bytes  # GDAL adds a few bytes per block; two rows would double it
+        if (window.row + window.rows) % 256 == 0 or window.row + window.rows == 700:
+            assert used == 0
+        np.testing.assert_array_equal(block.data, data[:, window.row:window.row + window.rows])
+    assert windows > 3
 
 
 def test_writer_rows_out_of_order_still_land(tmp_path):
@@ -124,6 +163,19 @@ def test_decimated_read_equals_gdal_subsampling_of_the_whole_band(tmp_path, size
     band = dataset.GetRasterBand(1)
     expected = band.ReadAsArray(buf_xsize=out[1], buf_ysize=out[0])
     np.testing.assert_array_equal(blockio.decimated_read(band, out[1], out[0]), expected)
+
+
+def test_reader_drops_the_tiles_of_a_tile_window_of_whole_tiles(tmp_path):
+    """A tile of whole 256 x 256 tiles without a halo leaves nothing in GDAL's cache (no later tile
+    reads them); one ending mid-tile keeps that tile for its neighbour."""
+    data = np.random.default_rng(5).uniform(0, 1, size=(2, 600, 700)).astype(np.float32)
+    reader = blockio.RasterReader(write_test_raster(tmp_path / 'in.tif', data), 'INPUT')
+    before = gdal.GetCacheUsed()
+    block = reader.read(blockio.Window(0, 256, col=256, cols=444), dtype=np.float32)  # to the right edge
+    np.testing.assert_array_equal(block.data, data[:, :256, 256:])
+    assert gdal.GetCacheUsed() == before
+    reader.read(blockio.Window(256, 256, col=0, cols=300), dtype=np.float32)
+    assert gdal.GetCacheUsed() > before
 
 
 def test_block_rows_follow_memory_budget():

@@ -402,7 +402,13 @@ def polygonize(class_path, gpkg_path, crs_wkt):
     srs = osr.SpatialReference(wkt=crs_wkt) if crs_wkt else None
     layer = dataset.CreateLayer('anomalies', srs, ogr.wkbPolygon)
     layer.CreateField(ogr.FieldDefn('class', ogr.OFTInteger))
-    gdal.Polygonize(band, band.GetMaskBand(), layer, 0)
+
+    def release_read_tiles(*_):
+        """Polygonize's progress report (every 1 % of its two passes): GDAL's cache would otherwise
+        keep every tile of the class raster Polygonize read (400 MB at 20000²)."""
+        classes.FlushCache()
+        return 1
+    gdal.Polygonize(band, band.GetMaskBand(), layer, 0, callback=release_read_tiles)
     dataset = None  # noqa: F841 - flushes and closes the GeoPackage
     return 'anomalies'
 

@@ -66,6 +66,7 @@ from ..raster.blockio import (
     raster_info,
     rows_per_block,
 )
+from ..raster.memory import release_freed_memory
 from ..raster.scratch import scratch_folder
 from . import pyramid
 from .grid import (
@@ -753,6 +754,7 @@ def fuse(geo_path, geo_band, image_path, bands, fused_path, clusters_path=None, 
         blocks = _Blocks(image_path, bands, grids.cubic_path, mask_path, settings.cluster_bands)
         levels, model = fit(blocks, grids, settings, names, warnings, log, cancel,
                             _stage(progress, 0.0, 0.15))
+        release_freed_memory()   # the fit's samples, freed but kept by the heap through pass 2
         warnings += model.warnings
         preview = _Preview(grids.image, ('fused', 'cubic', 'clusters'))
         iterations = residual_passes(settings)

@@ -15,6 +15,7 @@ import numpy as np
 from osgeo import gdal, gdal_array, osr
 
 from ..errors import CancelledError, InputError
+from .memory import release_freed_memory
 from .scratch import partial_path, remove_stale_partials
 
 gdal.UseExceptions()
@@ -29,6 +30,8 @@ DEFAULT_NODATA = -9999.0
 GTIFF_OPTIONS = ('TILED=YES', 'COMPRESS=ZSTD', 'ZSTD_LEVEL=1', 'BIGTIFF=IF_SAFER', 'NUM_THREADS=2')
 # options that only make sense with our default compression: dropped when the user picks another
 COMPRESSION_DETAILS = ('ZSTD_LEVEL',)
+# a row of tiles goes to GDAL in parts of about this size, each flushed before the next (RasterWriter)
+FLUSH_BYTES = 16 * 2 ** 20
 _user_options = contextvars.ContextVar('rsgeochem_creation_options', default=())
 
 
@@ -205,9 +208,16 @@ def rows_per_block(width, bytes_per_pixel, memory_mb=DEFAULT_MEMORY_MB, halo=0):
 
 
 def tile_aligned(rows, tile_rows):
-    """Block rows cut to whole rows of the file's tiles when there is room for one (each tile is
-    then read once; a block ending mid-tile makes the next one decode that tile again)."""
-    return rows - rows % tile_rows if rows > tile_rows else rows
+    """Block rows that line up with the file's rows of tiles: whole rows of tiles when there is room
+    for one, else the largest share of one that divides it evenly (half, a third, ...), so that no
+    block spans two rows of tiles. Each tile is then decoded once, and GDAL's cache holds at most the
+    row of tiles being read (RasterReader drops it when the last block of it is read)."""
+    if rows >= tile_rows:
+        return rows - rows % tile_rows
+    share = tile_rows // -(-tile_rows // rows)   # tile_rows split into the fewest parts of <= rows
+    while tile_rows % share:
+        share -= 1
+    return share if 2 * share >= rows else rows  # a share much smaller than the budget costs speed
 
 
 def block_windows(height, block_rows, halo=0):
@@ -262,7 +272,7 @@ class RasterReader:
         self.path = path
         self.dataset = open_raster(path, parameter)
         self.info = raster_info(path, parameter)
-        self.block_height = self.dataset.GetRasterBand(1).GetBlockSize()[1]
+        self.block_width, self.block_height = self.dataset.GetRasterBand(1).GetBlockSize()
         self.cached_block_row = 0
 
     def release_passed_blocks(self, window):
@@ -272,12 +282,31 @@ class RasterReader:
         its own blocks but not those of the rasters it reads (e.g. a warp's whole source)."""
         block_row = window.read_row // self.block_height
         if block_row > self.cached_block_row:
-            if self.dataset.GetDriver().ShortName == 'VRT':
-                self.dataset = None                  # closed first, so its sources close too
-                self.dataset = open_raster(self.path, self.parameter)
-            else:
-                self.dataset.FlushCache()
+            self.release_cache()
         self.cached_block_row = block_row
+
+    def release_finished_blocks(self, window):
+        """Drop GDAL's cached blocks right after a read that ends a row of blocks without a halo
+        below and, for a tile (some columns), spans whole blocks without a halo at the sides: no
+        later window in raster order reads those blocks again, and the caller's work on this one
+        (and the writer's row of tiles) then runs without the input's tiles held beside it."""
+        end = window.read_row + window.read_rows
+        if window.bottom or not (end % self.block_height == 0 or end == self.info.grid.height):
+            return
+        if window.cols is not None:
+            right = window.col + window.cols
+            if window.left or window.right or window.col % self.block_width or \
+                    (right % self.block_width and right != self.info.grid.width):
+                return
+        self.release_cache()
+        self.cached_block_row = end // self.block_height
+
+    def release_cache(self):
+        if self.dataset.GetDriver().ShortName == 'VRT':
+            self.dataset = None                  # closed first, so its sources close too
+            self.dataset = open_raster(self.path, self.parameter)
+        else:
+            self.dataset.FlushCache()
 
     def read(self, window, bands=None, dtype=np.float64):
         """Masked array (bands, window.read_rows, columns read); `bands` are 1-based, default all."""
@@ -293,6 +322,7 @@ class RasterReader:
             if nodata is not None:
                 mask[index] = values == nodata
             data[index] = values
+        self.release_finished_blocks(window)
         if np.issubdtype(dtype, np.floating):
             mask |= ~np.isfinite(data)
         return np.ma.MaskedArray(data, mask=mask)
@@ -357,7 +387,8 @@ class RasterWriter:
 
     Use as a context manager: the file appears at `path` only when the block exits without an
     exception; on error or cancel the partial file is deleted and `path` is left untouched.
-    Rows are collected into whole rows of the file's tiles, each written once and then flushed:
+    Blocks that end mid-row of tiles are collected into whole rows of the file's tiles (blocks of
+    whole rows of tiles go straight to GDAL), each row written once and then flushed:
     a compressed tile written in parts would be recompressed (and the file grow) on every part
     once GDAL's cache evicts it, and GDAL's cache holds no row of tiles that is not on disk yet, so
     memory stays bounded and a cancelled run has little to drop. Partial files of the same output
@@ -382,6 +413,7 @@ class RasterWriter:
         self.temporary = partial_path(self.path)
         self.dataset = None
         self.tile_rows = 1
+        self.flush_cols = 1      # columns (whole tiles) of the buffer written and flushed at a time
         self.buffer = None       # (bands, tile rows, width): the row of tiles being filled
         self.buffer_row = 0      # first raster row of the buffer
         self.buffered = 0        # rows of the buffer filled so far
@@ -408,8 +440,9 @@ class RasterWriter:
                 band.SetNoDataValue(self.nodata)
             if index < len(self.descriptions):
                 band.SetDescription(str(self.descriptions[index]))
-        self.tile_rows = self.dataset.GetRasterBand(1).GetBlockSize()[1]
-        self.buffer = np.empty((self.band_count, self.tile_rows, self.grid.width), dtype=self.numpy_type)
+        tile_cols, self.tile_rows = self.dataset.GetRasterBand(1).GetBlockSize()
+        part_pixels = FLUSH_BYTES // (self.band_count * self.tile_rows * np.dtype(self.numpy_type).itemsize)
+        self.flush_cols = max(1, part_pixels // tile_cols) * tile_cols
         return self
 
     def write(self, row, array):
@@ -431,37 +464,66 @@ class RasterWriter:
             # the buffer ends where the row of tiles of its first row ends
             capacity = self.tile_rows - self.buffer_row % self.tile_rows
             rows = min(array.shape[1] - done, capacity - self.buffered)
-            self._fill(array[:, done:done + rows])
+            part = array[:, done:done + rows]
             done += rows
+            if not self.buffered and rows == min(capacity, self.grid.height - self.buffer_row):
+                self._write_rows(part)   # whole rows of tiles: straight to GDAL, no buffer copy
+                continue
+            self._fill(part)
             if self.buffered == capacity:
                 self._write_buffer()
 
-    def _fill(self, part):
-        """Copy rows of a block into the buffer, band by band, masked and non-finite as nodata."""
+    def _convert(self, part, target):
+        """Copy `part` (bands, rows, cols) into `target` of the file's type, band by band, masked
+        and non-finite values as nodata."""
         fill = self.nodata if self.nodata is not None else np.nan
-        rows = part.shape[1]
         for index in range(self.band_count):
-            values = self.buffer[index, self.buffered:self.buffered + rows]
+            values = target[index]
             values[...] = np.ma.getdata(part[index])
             invalid = np.ma.getmaskarray(part[index])
             if np.issubdtype(self.numpy_type, np.floating):
                 invalid = invalid | ~np.isfinite(values)
             values[invalid] = fill
+
+    def _fill(self, part):
+        """Copy rows of a block into the buffer (made on first use: blocks of whole rows of tiles
+        never need it)."""
+        if self.buffer is None:
+            self.buffer = np.empty((self.band_count, self.tile_rows, self.grid.width), dtype=self.numpy_type)
+        rows = part.shape[1]
+        self._convert(part, self.buffer[:, self.buffered:self.buffered + rows])
         self.buffered += rows
 
+    def _write_rows(self, part):
+        """Write `part`, whole rows of tiles from the buffer's row, converted a few tiles at a time."""
+        def converted(col, cols):
+            target = np.empty((self.band_count, part.shape[1], cols), dtype=self.numpy_type)
+            self._convert(part[:, :, col:col + cols], target)
+            return target
+        self._write_parts(converted)
+        self.buffer_row += part.shape[1]
+
     def _write_buffer(self):
-        """Write the buffered rows and flush them: compressed and on disk, out of GDAL's cache."""
         if self.buffered:
-            for index in range(self.band_count):
-                try:
-                    self.dataset.GetRasterBand(index + 1).WriteArray(self.buffer[index, :self.buffered], 0,
-                                                                      self.buffer_row)
-                except RuntimeError as error:
-                    raise InputError(f'writing "{self.path}" failed ({error}); check the free disk space '
-                                     'and that the folder is writable.', self.parameter) from error
-            self.dataset.FlushCache()
+            self._write_parts(lambda col, cols: self.buffer[:, :self.buffered, col:col + cols])
         self.buffer_row += self.buffered
         self.buffered = 0
+
+    def _write_parts(self, part_at):
+        """Write rows from the buffer's row a few tiles wide at a time (`part_at(col, cols)` gives
+        them, bands first), each part flushed (compressed, on disk and out of GDAL's cache) before
+        the next: GDAL's cache never holds a second copy of the whole row of tiles, and each tile is
+        still written once, with all its bands."""
+        for col in range(0, self.grid.width, self.flush_cols):
+            part = part_at(col, min(self.flush_cols, self.grid.width - col))
+            for index in range(self.band_count):
+                try:
+                    self.dataset.GetRasterBand(index + 1).WriteArray(part[index], col, self.buffer_row)
+                except RuntimeError as error:
+                    raise InputError(f'writing "{self.path}" failed ({error}); check the free disk '
+                                     'space and that the folder is writable.', self.parameter) from error
+            self.dataset.FlushCache()
+        release_freed_memory()
 
     def __exit__(self, exc_type, exc, traceback):
         if self.dataset is not None and exc_type is None:
