@@ -161,6 +161,23 @@ def test_most_areas_are_the_head_of_the_full_ranking_ties_included(tmp_path):
             [(a.label, a.pixels, a.score, a.centroid, a.wkb) for a in full[:most]]
 
 
+def test_more_areas_than_a_byte_holds_each_get_their_own_polygon(tmp_path):
+    """600 isolated pixels of distinct values above the threshold: more pids than a Byte class raster
+    holds, so Polygonize works on a wider type; each area is its own pixel's square, ranked by value."""
+    values = np.zeros((40, 60))
+    rows, cols = np.mgrid[1:40:2, 1:60:2]
+    values[rows, cols] = 10.0 + np.arange(rows.size).reshape(rows.shape) / 1024  # exact in float32
+    path = raster(tmp_path, 'dots.tif', values)
+    found, above = ranked_areas(ValueSource(path, 1, memory_mb=1), threshold=5.0)
+    assert above == len(found) == rows.size
+    order = np.argsort(-values[rows, cols], axis=None)
+    expected = [(values[r, c], 500000 + (c + 0.5) * PIXEL, 9800000 - (r + 0.5) * PIXEL)
+                for r, c in zip(rows.ravel()[order], cols.ravel()[order])]
+    assert np.allclose([(a.mean, *a.centroid) for a in found], expected, rtol=1e-12)
+    assert all(ogr.CreateGeometryFromWkb(a.wkb).Centroid().GetPoint_2D() == pytest.approx(a.centroid)
+               and ogr.CreateGeometryFromWkb(a.wkb).GetArea() == pytest.approx(PIXEL * PIXEL) for a in found)
+
+
 @pytest.mark.skipif(not Path('/proc/self/fd').is_dir(), reason='lists open files through /proc')
 def test_areas_of_another_map_leave_it_closed(tmp_path):
     """The map thresholded (a smoothed scratch file in the algorithm) is closed once its areas are
