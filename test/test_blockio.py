@@ -149,6 +149,27 @@ def test_user_creation_options_override_the_defaults(tmp_path):
     np.testing.assert_array_equal(user.ReadAsArray(), data)
 
 
+def test_smooth_maps_keep_the_floating_point_predictor_unless_the_user_picks_a_compression(tmp_path):
+    grid = blockio.Grid(64, 48, (0.0, 1.0, 0.0, 48.0, 0.0, -1.0), '')
+    yy, xx = np.mgrid[0:48, 0:64]
+    data = (np.sin(xx / 9.0) + np.cos(yy / 7.0)).astype(np.float32)[None]  # a smooth surface
+
+    def written(name, **writer):
+        with blockio.RasterWriter(tmp_path / name, grid, **writer) as out:
+            out.write(0, data[0])
+        dataset = gdal.Open(str(tmp_path / name))
+        np.testing.assert_array_equal(dataset.ReadAsArray(), data[0])
+        return dataset.GetMetadata('IMAGE_STRUCTURE'), (tmp_path / name).stat().st_size
+
+    smooth, smooth_size = written('smooth.tif', smooth=True)
+    plain, plain_size = written('plain.tif')
+    assert smooth.get('PREDICTOR') == '3' and 'PREDICTOR' not in plain
+    assert smooth_size < plain_size  # what the predictor is there for
+    with blockio.creation_options(['COMPRESS=DEFLATE']):
+        user, _ = written('user.tif', smooth=True)
+    assert user['COMPRESSION'] == 'DEFLATE' and 'PREDICTOR' not in user
+
+
 @pytest.mark.parametrize('size, out', [((53, 37), (7, 5)), ((333, 1000), (331, 17)), ((257, 513), (2, 512)),
                                        ((999, 1000), (998, 3)), ((40, 40), (40, 40))])
 def test_decimated_read_equals_gdal_subsampling_of_the_whole_band(tmp_path, size, out):

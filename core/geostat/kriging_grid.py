@@ -199,9 +199,9 @@ def krige_grid(samples, model, grid, prediction_path, variance_path=None, drift=
     with ExitStack() as stack:
         stack.enter_context(single_threaded_blas())
         prediction_writer = stack.enter_context(RasterWriter(prediction_path, grid, 1,
-                                                             descriptions=['prediction']))
+                                                             descriptions=['prediction'], smooth=True))
         variance_writer = stack.enter_context(RasterWriter(variance_path, grid, 1, descriptions=[
-            'kriging variance'])) if variance_path else None
+            'kriging variance'], smooth=True)) if variance_path else None
         for row, rows, prediction, variance in _kriged_rows(walker, frame, drift, grid, threads, cancel):
             nodata_pixels += int(np.count_nonzero(~np.isfinite(prediction)))
             prediction_writer.write(row, prediction)

@@ -24,12 +24,14 @@ DEFAULT_MEMORY_MB = 256
 DEFAULT_NODATA = -9999.0
 # ZSTD level 1 without a predictor: written at ~0.3 of DEFLATE's CPU time and read back at ~0.3;
 # on reflectance (DN times a gain: few distinct values) smaller than DEFLATE and than ZSTD with the
-# floating-point predictor, which costs twice the read time; smooth kriged maps come out ~3.5x
-# larger than DEFLATE (bench/bench_compression.py). Users who keep files can ask for more
-# (CREATION_OPTIONS, e.g. PREDICTOR=3).
+# floating-point predictor, which costs twice the read time (bench/bench_compression.py). Users who
+# keep files can ask for more (CREATION_OPTIONS).
 GTIFF_OPTIONS = ('TILED=YES', 'COMPRESS=ZSTD', 'ZSTD_LEVEL=1', 'BIGTIFF=IF_SAFER', 'NUM_THREADS=2')
+# Smooth maps (kriged surfaces): without the floating-point predictor ~2.7x larger (bench_compression:
+# 28.7 vs 10.8 MB on a 3000² band) for ~0.1 CPU s per 9 Mpix saved; these are kept, so keep it.
+SMOOTH_GTIFF_OPTIONS = (*GTIFF_OPTIONS, 'PREDICTOR=3')
 # options that only make sense with our default compression: dropped when the user picks another
-COMPRESSION_DETAILS = ('ZSTD_LEVEL',)
+COMPRESSION_DETAILS = ('ZSTD_LEVEL', 'PREDICTOR')
 # a row of tiles goes to GDAL in parts of about this size, each flushed before the next (RasterWriter)
 FLUSH_BYTES = 16 * 2 ** 20
 _user_options = contextvars.ContextVar('rsgeochem_creation_options', default=())
@@ -61,10 +63,12 @@ def merged_options(defaults, extra):
     return [*kept, *extra]
 
 
-def gtiff_creation_options(data_type, options=None):
-    """Creation options of a GeoTIFF of GDAL `data_type`: `options`, or (None) GTIFF_OPTIONS with the
-    user's (creation_options); the floating-point predictor only for floating-point data."""
-    chosen = list(options) if options is not None else merged_options(GTIFF_OPTIONS, _user_options.get())
+def gtiff_creation_options(data_type, options=None, smooth=False):
+    """Creation options of a GeoTIFF of GDAL `data_type`: `options`, or (None) GTIFF_OPTIONS
+    (SMOOTH_GTIFF_OPTIONS for a `smooth` map) with the user's (creation_options); the floating-point
+    predictor only for floating-point data."""
+    defaults = SMOOTH_GTIFF_OPTIONS if smooth else GTIFF_OPTIONS
+    chosen = list(options) if options is not None else merged_options(defaults, _user_options.get())
     if data_type in (gdal.GDT_Float32, gdal.GDT_Float64):
         return chosen
     return [option for option in chosen if not option.upper().startswith('PREDICTOR=3')]
@@ -393,11 +397,12 @@ class RasterWriter:
     once GDAL's cache evicts it, and GDAL's cache holds no row of tiles that is not on disk yet, so
     memory stays bounded and a cancelled run has little to drop. Partial files of the same output
     left by killed runs are removed on entry. `parameter` is the output's Processing key, named in
-    errors; `options` None means GTIFF_OPTIONS with the user's creation options (gtiff_creation_options).
+    errors; `options` None means GTIFF_OPTIONS (SMOOTH_GTIFF_OPTIONS if `smooth`) with the user's
+    creation options (gtiff_creation_options).
     """
 
     def __init__(self, path, grid, band_count=1, nodata=DEFAULT_NODATA, descriptions=None,
-                 data_type=gdal.GDT_Float32, options=None, parameter=None):
+                 data_type=gdal.GDT_Float32, options=None, parameter=None, smooth=False):
         self.path = Path(path)
         self.parameter = parameter
         if self.path.suffix.lower() not in ('.tif', '.tiff'):
@@ -409,7 +414,7 @@ class RasterWriter:
         self.descriptions = list(descriptions or [])
         self.data_type = data_type
         self.numpy_type = gdal_array.GDALTypeCodeToNumericTypeCode(data_type)
-        self.options = gtiff_creation_options(data_type, options)
+        self.options = gtiff_creation_options(data_type, options, smooth)
         self.temporary = partial_path(self.path)
         self.dataset = None
         self.tile_rows = 1
