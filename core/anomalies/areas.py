@@ -299,7 +299,9 @@ def connected_areas(source, threshold, content, progress=None, cancel=None):
     would need the whole raster); then pixels and content sums per area."""
     windows, first_label, pixels, sums, absolute, edges = [], [], [], [], [], []
     offset, previous_row = 0, None
-    # the blocks of every later pass over the areas: their sums add up in the same order
+    # the blocks of every later pass over the areas: their sums add up in the same order. Per pixel
+    # beside the read block: two filled float64 copies, the comparison and `inside` masks, int32
+    # labels, and at most 3 x 8 bytes for the labels, values and |values| of pixels inside (52 bytes)
     for window, values in content.blocks(progress, cancel, extra_bytes_per_pixel=52):
         labels, count = labels_above(source, threshold, content, window, values)
         windows.append(window)
@@ -413,7 +415,8 @@ def polygonize(class_path, gpkg_path, crs_wkt):
 
     def release_read_tiles(*_):
         """Polygonize's progress report (every 1 % of its two passes): GDAL's cache would otherwise
-        keep every tile of the class raster Polygonize read (400 MB at 20000²)."""
+        keep every tile of the class raster Polygonize read (the whole raster: 400 MB at 20000² for
+        one byte per pixel)."""
         classes.FlushCache()
         return 1
     gdal.Polygonize(band, band.GetMaskBand(), layer, 0, callback=release_read_tiles)
