@@ -50,16 +50,19 @@ class SurfaceSamplesAlgorithm(RsGeochemAlgorithm):
         'Use it after "Kriging" (with the image as reference raster) and before "Correlation of a field '
         'with features" and "Train inversion model". Give the Image (surface reflectance), the Geochemical '
         'samples and their Measured value field, the Kriged prediction and optionally the Kriging variance '
-        'and a Mask (e.g. from "Surface mask"); these rasters must be on the image grid.\n'
+        'and a Mask (e.g. from "Surface mask"); these rasters must be on the image\'s pixel lattice (same '
+        'CRS, pixel size and alignment): the whole image or a window of it, e.g. kriged over the samples\' '
+        'extent.\n'
         'Output: points in the image\'s CRS with the fields sample_fid, measured, kriged, kriging_var (NULL '
         'without a variance raster), densified (0/1), window_px (valid pixels averaged), target, then one '
         'field per band named after the band description (letters, digits and _, unique; band_1, band_2, ... '
         'where a band has none).\n'
         'Method details. Band values are the mean over a 1 × 1, 3 × 3 or 5 × 5 window (Window for band '
         'values) centred on the sample\'s pixel, skipping nodata and masked pixels and the parts outside '
-        'the image. Samples outside the image, on a masked pixel (mask value 0 or nodata), on nodata in '
-        'any band or in the kriged or variance raster, with a NULL value or without geometry are left out '
-        'and counted in the log. Densification (Densification radius above 0): every other valid pixel '
+        'the image. Samples outside the image or outside the kriged or variance raster, on a masked pixel '
+        '(mask value 0, nodata or outside the mask), on nodata in any band or in the kriged or variance '
+        'raster, with a NULL value or without geometry are left out and counted in the log. Densification '
+        '(Densification radius above 0): every other valid pixel '
         'whose centre lies within the radius (image CRS units) of a sample inside the image and whose '
         'kriging variance is below the Largest kriging variance of a densified pixel is added once, at its '
         'pixel centre, with densified = 1 and a NULL measured value. The rasters are not resampled: run '
@@ -89,14 +92,17 @@ class SurfaceSamplesAlgorithm(RsGeochemAlgorithm):
             type=QgsProcessingParameterField.DataType.Numeric),
             'Numeric field with the measured content (e.g. RE2O3 %), copied to "measured".')
         self.add(QgsProcessingParameterRasterLayer(self.KRIGED, self.tr('Kriged prediction')),
-                 'Kriged content on the image grid (band 1), e.g. the prediction of "Kriging".')
+                 'Kriged content on the image\'s pixel lattice (band 1), over the image or a window of it '
+                 'that covers the samples, e.g. the prediction of "Kriging" with the image as reference '
+                 'raster.')
         self.add(QgsProcessingParameterRasterLayer(
             self.VARIANCE, self.tr('Kriging variance'), optional=True),
-            'Kriging variance on the image grid (band 1, units² of the content). Needed for '
-            'densification.')
+            'Kriging variance on the image\'s pixel lattice like the Kriged prediction (band 1, units² of '
+            'the content). Needed for densification.')
         self.add(QgsProcessingParameterRasterLayer(self.MASK, self.tr('Mask'), optional=True),
-                 'Optional raster on the image grid: 1 keeps a pixel, 0 (or nodata) excludes it, '
-                 'e.g. from "Surface mask" to drop vegetation, water and buildings.')
+                 'Optional raster on the image\'s pixel lattice: 1 keeps a pixel, 0 (or nodata, or no '
+                 'pixel there) excludes it, e.g. from "Surface mask" to drop vegetation, water and '
+                 'buildings.')
         self.add(QgsProcessingParameterEnum(
             self.WINDOW, self.tr('Window for band values'), [f'{n}x{n} pixels' for n in WINDOW_SIZES],
             defaultValue=0),

@@ -96,7 +96,8 @@ def test_samples_outside_masked_or_on_nodata_are_counted(rasters):
     result = surface_samples(rasters['image'], rasters['kriged'], x, y, rasters['variance'],
                              rasters['mask'])
     np.testing.assert_array_equal(result.source, [0])
-    assert result.skipped == {'outside INPUT': 2, 'on a pixel masked by MASK': 1, 'on nodata in INPUT': 1,
+    assert result.skipped == {'outside INPUT': 2, 'outside KRIGED or VARIANCE': 0,
+                              'on a pixel masked by MASK': 1, 'on nodata in INPUT': 1,
                               'on nodata in KRIGED or VARIANCE': 1}
 
 
@@ -160,7 +161,7 @@ def test_only_the_part_around_the_samples_is_read(tmp_path, monkeypatch):
     original = blockio.RasterReader.read
 
     def spy(self, window, bands=None, dtype=np.float64):
-        pixels_read.append(window.read_rows * self.info.grid.width)
+        pixels_read.append(window.read_rows * window.columns(self.info.grid.width)[1])
         return original(self, window, bands, dtype)
     monkeypatch.setattr(blockio.RasterReader, 'read', spy)
     result = surface_samples(image, kriged, x, y, variance, window=3, radius=45.0, max_variance=1.0)
@@ -193,15 +194,63 @@ def test_band_field_names_are_safe_and_unique():
     assert names == ['B1_blue', 'B1_blue_2', 'band_3', 'b_2', 'kriged_2', 'b1_BLUE_3', 'band_7']
 
 
-@pytest.mark.parametrize('bad, key', [('grid', 'KRIGED'), ('crs', 'VARIANCE'), ('outside', 'SAMPLES'),
+def test_kriged_variance_and_mask_on_a_window_of_the_image_lattice(rasters, tmp_path):
+    """KRIGED/VARIANCE kriged over the samples' extent only (a window of the image's lattice, here
+    rows 3..10, columns 4..15 cut from the full grids) give each sample the value of its pixel
+    (kriged = row + col/1000, variance = col); a sample outside the window is left out and counted;
+    a MASK window counts as masked where it has no pixel (band means over 3x3 skip those pixels)."""
+    rows, cols = slice(3, 11), slice(4, 16)
+    x0, dx, _, y0, _, dy = GRID.geotransform
+    window_grid = blockio.Grid(12, 8, (x0 + 4 * dx, dx, 0.0, y0 + 3 * dy, 0.0, dy), GRID.crs_wkt)
+    kriged = write_test_raster(tmp_path / 'kriged_window.tif', (ROWS + COLS / 1000.0)[rows, cols],
+                               window_grid)
+    variance = write_test_raster(tmp_path / 'variance_window.tif', COLS[rows, cols].astype(float),
+                                 window_grid)
+    mask = write_test_raster(tmp_path / 'mask_window.tif', np.ones((8, 12)), window_grid, nodata=255)
+    pixels = [(5, 5), (3, 4), (10, 15), (7, 9), (2, 5), (11, 15), (6, 3), (6, 16)]  # last 4 outside
+    x, y = xy(*pixels, shift=(5.0, -5.0))
+    result = surface_samples(rasters['image'], kriged, x, y, variance, mask, window=3)
+    np.testing.assert_array_equal(result.source, [0, 1, 2, 3])
+    inside = np.array(pixels[:4])
+    np.testing.assert_allclose(result.kriged, inside[:, 0] + inside[:, 1] / 1000.0, atol=1e-6)
+    np.testing.assert_allclose(result.variance, inside[:, 1])
+    assert result.skipped['outside KRIGED or VARIANCE'] == 4 and result.skipped_text() == \
+        '4 outside KRIGED or VARIANCE'
+    # 3x3 means: (5, 5) and (7, 9) whole windows; (3, 4) keeps rows 3-4 x cols 4-5, (10, 15) rows 9-10
+    # x cols 14-15 (the rest is outside the MASK window)
+    means = np.array([[5, 5], [3.5, 4.5], [9.5, 14.5], [7, 9]])
+    np.testing.assert_allclose(result.bands[:, 0], band_truth(1, means[:, 0], means[:, 1]), atol=1e-3)
+    np.testing.assert_array_equal(result.window_pixels, [9, 4, 4, 9])
+    # the same samples on the full grids: the same kriged values and variances
+    full = surface_samples(rasters['image'], rasters['kriged'], x[:4], y[:4], rasters['variance'])
+    np.testing.assert_array_equal(result.kriged, full.kriged)
+    np.testing.assert_array_equal(result.variance, full.variance)
+
+
+def test_kriged_raster_larger_than_the_image_on_its_lattice(rasters, tmp_path):
+    # kriged over the samples' extent plus a margin beyond the image: 2 pixels more on every side
+    x0, dx, _, y0, _, dy = GRID.geotransform
+    larger = blockio.Grid(WIDTH + 4, HEIGHT + 4, (x0 - 2 * dx, dx, 0.0, y0 - 2 * dy, 0.0, dy), GRID.crs_wkt)
+    rows, cols = np.mgrid[-2:HEIGHT + 2, -2:WIDTH + 2]
+    kriged = write_test_raster(tmp_path / 'kriged_larger.tif', rows + cols / 1000.0, larger)
+    x, y = xy((0, 0), (14, 19), (7, 3))
+    result = surface_samples(rasters['image'], kriged, x, y)
+    np.testing.assert_allclose(result.kriged, [0.0, 14.019, 7.003], atol=1e-6)
+
+
+@pytest.mark.parametrize('bad, key', [('grid', 'KRIGED'), ('pixel', 'MASK'), ('crs', 'VARIANCE'),
+                                      ('outside', 'SAMPLES'),
                                       ('nodata', 'SAMPLES'), ('novariance', 'VARIANCE'),
                                       ('nomax', 'MAX_VARIANCE'), ('window', 'WINDOW')])
 def test_core_bad_inputs_name_the_parameter(rasters, tmp_path, bad, key):
     x, y = xy((5, 5))
     arguments = dict(image=rasters['image'], kriged=rasters['kriged'], x=x, y=y)
-    if bad == 'grid':
-        arguments['kriged'] = write_test_raster(tmp_path / 'k.tif', np.ones((HEIGHT, WIDTH + 1)),
-                                                make_grid(WIDTH + 1, HEIGHT))
+    if bad == 'grid':  # shifted by half a pixel: not on the image's lattice
+        arguments['kriged'] = write_test_raster(tmp_path / 'k.tif', np.ones((HEIGHT, WIDTH)),
+                                                make_grid(WIDTH, HEIGHT, origin=(500015.0, 5600000.0)))
+    elif bad == 'pixel':  # pixels of another size over the same extent
+        arguments['mask'] = write_test_raster(tmp_path / 'm.tif', np.ones((2 * HEIGHT, 2 * WIDTH)),
+                                              make_grid(2 * WIDTH, 2 * HEIGHT, pixel=15.0))
     elif bad == 'crs':
         arguments['variance'] = write_test_raster(tmp_path / 'v.tif', np.ones((HEIGHT, WIDTH)),
                                                   make_grid(WIDTH, HEIGHT, epsg=32633))

@@ -2,9 +2,10 @@
 content at its pixel and the image's band values (mean over a small window), optionally
 densified with every pixel near a sample where the kriging variance is low.
 
-Memory and time stay bounded: the rasters are cut to the samples' bounding box (plus the window
-and densification margin), and of that only the row blocks (sized from the memory budget, with a
-halo of window//2 rows) that hold samples or densified pixels are read, one at a time.
+Memory and time stay bounded: the image is cut to the samples' bounding box (plus the window
+and densification margin), the other rasters are read at their offset on its lattice, and only the
+row blocks (sized from the memory budget, with a halo of window//2 rows) that hold samples or
+densified pixels are read, one at a time.
 """
 import math
 import re
@@ -17,6 +18,7 @@ from osgeo import gdal
 
 from ..errors import InputError
 from ..raster.blockio import DEFAULT_MEMORY_MB, RasterReader, block_windows, check_cancel, rows_per_block
+from ..raster.lattice import LatticeReader, lattice_offset
 
 WINDOW_SIZES = (1, 3, 5)
 MAX_NAME_LENGTH = 60
@@ -63,18 +65,23 @@ def band_field_names(descriptions, reserved=()):
     return names
 
 
-def check_same_grid(image, other, parameter):
-    if not image.grid.same_as(other.grid):
+def lattice_of_input(image, other, parameter):
+    """Offset of raster `other` (RasterInfo) in INPUT's pixels: it must be on INPUT's pixel lattice
+    (same CRS, pixel size and alignment), over any extent (e.g. kriged over the samples' extent)."""
+    offset = lattice_offset(image.grid, other.grid)
+    if offset is None:
         raise InputError(
             f'"{other.path}" ({other.grid.width}x{other.grid.height} px, geotransform '
-            f'{other.grid.geotransform}) is not on the grid of INPUT ({image.grid.width}x'
-            f'{image.grid.height} px, {image.grid.geotransform}) or has another CRS. Krige onto '
-            'INPUT (rsgeochem:kriging with INPUT as reference raster) or align it with GDAL Warp '
-            "(gdal:warpreproject) to INPUT's CRS, extent and pixel size.", parameter)
+            f'{other.grid.geotransform}) is not on the pixel lattice of INPUT ({image.grid.width}x'
+            f'{image.grid.height} px, {image.grid.geotransform}: same CRS, pixel size and alignment) or has '
+            'another CRS. Krige onto INPUT (rsgeochem:kriging with INPUT as reference raster) or align it '
+            "with GDAL Warp (gdal:warpreproject) to INPUT's CRS, extent and pixel size.", parameter)
+    return offset
 
 
 class _Sources:
-    """The open rasters, checked to share INPUT's grid."""
+    """The open rasters: KRIGED, VARIANCE and MASK on INPUT's lattice, read in INPUT's pixels (masked
+    where they have none)."""
 
     def __init__(self, image, kriged, variance, mask):
         self.image = RasterReader(image, 'INPUT')
@@ -86,15 +93,20 @@ class _Sources:
         for key, path in (('KRIGED', kriged), ('VARIANCE', variance), ('MASK', mask)):
             if path:
                 reader = RasterReader(path, key)
-                check_same_grid(self.image.info, reader.info, key)
-                self.others[key] = reader
+                self.others[key] = LatticeReader(reader, lattice_of_input(self.image.info, reader.info, key))
+
+    def kriged_holds(self, rows, cols):
+        """Which pixels (rows, cols) of INPUT lie inside KRIGED and VARIANCE (when given)."""
+        return np.logical_and.reduce([self.others[key].holds(rows, cols)
+                                      for key in ('KRIGED', 'VARIANCE') if key in self.others])
 
     def read(self, window):
         """(bands masked array, kriged, variance or None, keep-mask): rows of `window` with halo."""
         bands = self.image.read(window)
-        extra = {key: reader.read(window, [1])[0] for key, reader in self.others.items()}
+        width = self.image.info.grid.width
+        extra = {key: reader.read(window, width) for key, reader in self.others.items()}
         keep = np.ones(bands.shape[1:], dtype=bool)
-        if 'MASK' in extra:  # MASK: 0 (or nodata) excludes a pixel, any other value keeps it
+        if 'MASK' in extra:  # MASK: 0 (or nodata, or outside it) excludes a pixel, any other value keeps it
             keep = ~np.ma.getmaskarray(extra['MASK']) & (extra['MASK'].filled(0) != 0)
         return bands, extra['KRIGED'], extra.get('VARIANCE'), keep
 
@@ -158,8 +170,10 @@ def surface_samples(image, kriged, x, y, variance=None, mask=None, window=1, rad
                     max_variance=None, memory_mb=DEFAULT_MEMORY_MB, progress=None, cancel=None):
     """Build the sample set from raster paths and sample coordinates (image CRS).
 
-    A sample is left out (and counted) when it falls outside the image, on a MASKed pixel or on
-    nodata in any image band, KRIGED or VARIANCE. With radius > 0 (map units), every other pixel
+    KRIGED, VARIANCE and MASK are on the image's pixel lattice, over the image or any window of it
+    (e.g. kriged over the samples' extent); MASK counts as 0 where it has no pixel. A sample is left
+    out (and counted) when it falls outside the image or outside KRIGED or VARIANCE, on a MASKed
+    pixel or on nodata in any image band, KRIGED or VARIANCE. With radius > 0 (map units), every other pixel
     whose centre lies within `radius` of a sample, is valid, and has variance < max_variance is
     added once as a densified row (needs VARIANCE and max_variance > 0).
     """
@@ -180,28 +194,27 @@ def surface_samples(image, kriged, x, y, variance=None, mask=None, window=1, rad
                          'check that samples and image cover the same area.', 'SAMPLES')
     reach = math.ceil(radius / min(grid.pixel_width, grid.pixel_height)) + 1 if radius > 0 else 0
     margin = window // 2 + reach
-    with _cropped([image, kriged, variance, mask], grid, cols[inside], rows[inside], margin) as paths:
-        return _surface_samples(*paths, x, y, len(cols) - inside.size, window, radius, max_variance,
-                                memory_mb, progress, cancel)
+    with _cropped(image, grid, cols[inside], rows[inside], margin) as cropped_image:
+        return _surface_samples(cropped_image, kriged, variance, mask, x, y, len(cols) - inside.size, window,
+                                radius, max_variance, memory_mb, progress, cancel)
 
 
 @contextmanager
-def _cropped(paths, grid, cols, rows, margin):
-    """The rasters cut (as virtual rasters in memory) to the pixels within `margin` of the samples'
-    bounding box, so that only the part around the samples is ever read, whatever the raster size."""
+def _cropped(image, grid, cols, rows, margin):
+    """The image cut (as a virtual raster in memory) to the pixels within `margin` of the samples'
+    bounding box, so that only the part around the samples is ever read, whatever the raster size
+    (the other rasters are read at their offset on the image's lattice: only that part too)."""
     col0, row0 = max(int(cols.min()) - margin, 0), max(int(rows.min()) - margin, 0)
     col1, row1 = min(int(cols.max()) + margin + 1, grid.width), min(int(rows.max()) + margin + 1, grid.height)
     if (col1 - col0) * (row1 - row0) > 0.5 * grid.width * grid.height:
-        yield paths
+        yield image
         return
-    folder = f'/vsimem/rsgeochem-surfacesamples-{uuid.uuid4().hex}'
+    path = f'/vsimem/rsgeochem-surfacesamples-{uuid.uuid4().hex}.vrt'
     try:
-        yield [gdal.Translate(f'{folder}/{index}.vrt', path, format='VRT',
-                              srcWin=[col0, row0, col1 - col0, row1 - row0]) and f'{folder}/{index}.vrt'
-               if path else path for index, path in enumerate(paths)]
+        gdal.Translate(path, image, format='VRT', srcWin=[col0, row0, col1 - col0, row1 - row0])
+        yield path
     finally:
-        for name in gdal.ReadDir(folder) or []:
-            gdal.Unlink(f'{folder}/{name}')
+        gdal.Unlink(path)
 
 
 def _surface_samples(image, kriged, variance, mask, x, y, outside, window, radius, max_variance, memory_mb,
@@ -211,8 +224,10 @@ def _surface_samples(image, kriged, variance, mask, x, y, outside, window, radiu
     fcol, frow = (np.asarray(v, dtype=np.float64) for v in grid.to_pixel(x, y))
     cols, rows = np.floor(fcol).astype(np.int64), np.floor(frow).astype(np.int64)
     inside = np.flatnonzero((cols >= 0) & (cols < grid.width) & (rows >= 0) & (rows < grid.height))
-    skipped = {'outside INPUT': outside, 'on a pixel masked by MASK': 0,
-               'on nodata in INPUT': 0, 'on nodata in KRIGED or VARIANCE': 0}
+    in_kriged = sources.kriged_holds(rows[inside], cols[inside])
+    skipped = {'outside INPUT': outside, 'outside KRIGED or VARIANCE': int((~in_kriged).sum()),
+               'on a pixel masked by MASK': 0, 'on nodata in INPUT': 0, 'on nodata in KRIGED or VARIANCE': 0}
+    inside = inside[in_kriged]
     sample_pixels = np.unique(rows[inside] * grid.width + cols[inside])
     half = window // 2
     # per pixel: bands read and their padded copy (float64 + mask each), kriged, variance, mask, keep

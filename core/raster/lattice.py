@@ -1,0 +1,65 @@
+"""Rasters on one pixel lattice: the same CRS, pixel size and alignment, any extent (e.g. a map kriged
+over the samples' extent on an image's grid is a window of the image's lattice).
+
+A raster on the lattice of a grid is read onto that grid's pixels by its integer offset: no
+resampling, the pixels it does not cover come back masked.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from .blockio import RasterReader, Window, same_crs
+
+ALIGNMENT_TOLERANCE = 1e-3  # pixels: a shift below this is rounding of the geotransform, not a shift
+
+
+def lattice_offset(grid, other):
+    """(column, row) of `other`'s upper-left pixel in `grid`'s pixels when both north-up grids share
+    CRS, pixel size and alignment (`other` may be any window of the lattice, or larger); else None."""
+    (x0, dx, rx, y0, ry, dy), (ox0, odx, orx, oy0, ory, ody) = grid.geotransform, other.geotransform
+    if rx or ry or orx or ory or not same_crs(grid.crs_wkt, other.crs_wkt):
+        return None
+    if not (np.isclose(dx, odx, rtol=1e-6, atol=0) and np.isclose(dy, ody, rtol=1e-6, atol=0)):
+        return None
+    col, row = (ox0 - x0) / dx, (oy0 - y0) / dy
+    if abs(col - round(col)) > ALIGNMENT_TOLERANCE or abs(row - round(row)) > ALIGNMENT_TOLERANCE:
+        return None
+    return round(col), round(row)
+
+
+def covers(offset, other, grid):
+    """True when the raster at `offset` (lattice_offset) with grid `other` holds every pixel of `grid`."""
+    col, row = offset
+    return col <= 0 and row <= 0 and col + other.width >= grid.width and row + other.height >= grid.height
+
+
+@dataclass
+class LatticeReader:
+    """Band 1 of a raster on the lattice of `grid`, read in `grid`'s pixels (masked where it has no
+    pixel). `offset` is its upper-left pixel in `grid` (lattice_offset)."""
+    reader: RasterReader
+    offset: tuple
+
+    @property
+    def grid(self):
+        return self.reader.info.grid
+
+    def holds(self, rows, cols):
+        """Boolean array: pixels (rows, cols) of `grid` that the raster has (inside its extent)."""
+        col, row = self.offset
+        rows, cols = np.asarray(rows) - row, np.asarray(cols) - col
+        return (rows >= 0) & (rows < self.grid.height) & (cols >= 0) & (cols < self.grid.width)
+
+    def read(self, window, width):
+        """Masked array (window.read_rows, width): rows of `window` (in `grid`'s pixels), columns
+        0..width."""
+        col, row = self.offset
+        out = np.ma.masked_all((window.read_rows, width))
+        top = max(window.read_row - row, 0)
+        bottom = min(window.read_row + window.read_rows - row, self.grid.height)
+        left, right = max(-col, 0), min(width - col, self.grid.width)
+        if top < bottom and left < right:
+            part = Window(top, bottom - top, col=left, cols=right - left)
+            out[top + row - window.read_row:bottom + row - window.read_row, left + col:right + col] = \
+                self.reader.read(part, [1])[0]
+        return out
