@@ -81,6 +81,66 @@ def test_mask_leaves_pixels_out(rasters, tmp_path):
     np.testing.assert_allclose([result.r2, result.rmse], [want['R2'], want['RMSE']], rtol=1e-9)
 
 
+def recording_feedback():
+    """Feedback that keeps the warnings pushed to the log (in .warnings)."""
+    from qgis.core import QgsProcessingFeedback
+
+    class Recording(QgsProcessingFeedback):
+        def __init__(self):
+            super().__init__()
+            self.warnings = []
+
+        def pushWarning(self, text):  # noqa: N802 - QGIS API
+            self.warnings.append(text)
+    return Recording()
+
+
+def image_grid_mask(tmp_path, keep, col, row):
+    """A mask on the lattice of GRID whose pixel (row, col) is GRID's upper-left pixel."""
+    x0, dx, _, y0, _, dy = GRID.geotransform
+    grid = make_grid(keep.shape[1], keep.shape[0], origin=(x0 - col * dx, y0 - row * dy))
+    return write_test_raster(tmp_path / 'image_mask.tif', keep, grid, None)
+
+
+def test_mask_on_the_image_grid_for_maps_kriged_over_a_window_of_it(run_alg, rasters, tmp_path):
+    """The maps are a window (rows 5..33, columns 7..43) of the image grid that MASK is on: the window's
+    pixels of the mask are used as they are (numpy cut of the same window as the reference), and a mask
+    that covers part of the maps masks the rest."""
+    a_path, b_path, estimate, reference = rasters
+    rng = np.random.default_rng(8)
+    keep = (rng.uniform(size=(45, 50)) > 0.3).astype(np.float32)
+    feedback = recording_feedback()
+    result = run_alg('comparemaps', {'INPUT': a_path, 'REFERENCE': b_path, 'MASK': image_grid_mask(
+        tmp_path, keep, 7, 5), 'OUTPUT': str(tmp_path / 'd.tif'), 'OUTPUT_HTML': str(tmp_path / 'r.html')},
+        feedback)
+    want = expected(estimate, reference, keep[5:34, 7:44] == 1)
+    assert result['N'] == want['N'] and 0 < want['N'] < 0.8 * estimate.size
+    np.testing.assert_allclose([result['R2'], result['RMSE'], result['BIAS']],
+                               [want['R2'], want['RMSE'], want['BIAS']], rtol=1e-9)
+    assert not any('MASK' in warning for warning in feedback.warnings)  # not resampled
+    # a mask whose pixel (0, 0) is the maps' (row 10, column 20): the maps' rows < 10, columns < 20 are
+    # outside it, hence masked, and the log says so
+    partial = keep[:29, :30]
+    feedback = recording_feedback()
+    result = run_alg('comparemaps', {'INPUT': a_path, 'REFERENCE': b_path, 'MASK': image_grid_mask(
+        tmp_path, partial, -20, -10), 'OUTPUT': str(tmp_path / 'd2.tif'),
+        'OUTPUT_HTML': str(tmp_path / 'r2.html')}, feedback)
+    covered = np.zeros(estimate.shape, dtype=bool)
+    covered[10:, 20:] = partial[:19, :17] == 1
+    assert result['N'] == expected(estimate, reference, covered)['N']
+    assert any('covers only part of the input' in warning for warning in feedback.warnings)
+
+
+def test_mask_on_the_lattice_that_misses_the_maps_is_refused(run_alg, rasters, tmp_path):
+    from qgis.core import QgsProcessingException
+    a_path, b_path, _, _ = rasters
+    mask = image_grid_mask(tmp_path, np.ones((10, 10), np.float32), -40, 0)  # right of the maps
+    with pytest.raises(QgsProcessingException, match='MASK.*does not overlap'):
+        run_alg('comparemaps', {'INPUT': a_path, 'REFERENCE': b_path, 'MASK': mask,
+                                'OUTPUT': str(tmp_path / 'd.tif'), 'OUTPUT_HTML': str(tmp_path / 'r.html')})
+    assert not (tmp_path / 'd.tif').exists()
+
+
 def test_maps_on_different_grids_or_bands_are_refused(rasters, tmp_path):
     a_path, b_path, estimate, _ = rasters
     other = write_test_raster(tmp_path / 'other.tif', estimate, make_grid(37, 29, pixel=20.0), NODATA)

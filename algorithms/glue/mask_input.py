@@ -1,9 +1,11 @@
 """Glue for optional masks: a keep/mask raster (MASK parameter, from `surfacemask`) aligned with an
 algorithm's grid, and exclusion polygons brought into a raster's CRS.
 
-Policy for a MASK raster on another grid: it is resampled nearest-neighbour onto the reference
-grid into a temporary VRT (gdal.Warp, nothing copied) and the log says so; a mask without a CRS
-or with more than one band is refused.
+Policy for a MASK raster on another grid: on the reference grid's pixel lattice (same CRS, pixel
+size and alignment, e.g. the image's mask for maps kriged over a window of the image), its matching
+window is read as it is (a temporary VRT); otherwise it is resampled nearest-neighbour onto the
+reference grid into a temporary VRT (gdal.Warp, nothing copied) and the log says so. Pixels outside
+the mask count as masked. A mask without a CRS or with more than one band is refused.
 """
 from osgeo import gdal
 from qgis.core import (
@@ -16,12 +18,16 @@ from qgis.core import (
 
 from ...core.errors import InputError
 from ...core.raster.blockio import RasterReader, raster_info
+from ...core.raster.lattice import covers, lattice_offset
 from . import compat
 from .base import raster_path
 
 MASK_HELP = ('Optional keep/mask raster (e.g. the output of "Surface mask"): pixels with value 0 or '
-             'nodata are left out, any other value is kept. A mask on another grid or CRS is resampled '
-             'nearest-neighbour onto the input grid (a temporary VRT) and the log says so.')
+             'nodata are left out, any other value is kept. A mask on the input\'s pixel lattice but over '
+             'another extent (e.g. the image\'s mask for maps kriged over the samples\' extent) is read at '
+             'the input\'s pixels as it is; a mask on another grid or CRS is resampled nearest-neighbour '
+             'onto the input grid (a temporary VRT) and the log says so. Pixels outside the mask are '
+             'masked.')
 
 
 def add_mask_parameter(algorithm, key='MASK'):
@@ -40,6 +46,9 @@ def mask_reader(algorithm, parameters, key, context, reference_grid, feedback):
                          '(1 keep, 0 masked), e.g. from "Surface mask".', key)
     if info.grid.same_as(reference_grid):
         return RasterReader(path, key)
+    offset = lattice_offset(info.grid, reference_grid)
+    if offset is not None:
+        return lattice_window(path, key, info.grid, offset, reference_grid, feedback)
     if not info.grid.crs_wkt or not reference_grid.crs_wkt:
         raise InputError('the mask is on another grid and it or the input has no CRS, so it cannot be '
                          'resampled; assign the CRS, or align the mask with "Align rasters" / gdalwarp.', key)
@@ -54,6 +63,24 @@ def mask_reader(algorithm, parameters, key, context, reference_grid, feedback):
         'masked. To avoid resampling, make the mask from the same raster or align it with '
         '"Align rasters" / gdalwarp.')
     return RasterReader(aligned, key)
+
+
+def lattice_window(path, key, grid, offset, reference_grid, feedback):
+    """RasterReader of the window of a mask on the reference grid's lattice (e.g. the image's mask
+    for maps kriged over the samples' extent): its pixels as they are, no resampling, in a temporary
+    VRT; the part of the window beyond the mask reads as 0 or nodata, i.e. masked."""
+    col, row = offset
+    if (col >= grid.width or row >= grid.height or col + reference_grid.width <= 0
+            or row + reference_grid.height <= 0):
+        raise InputError(f'the mask ({grid.width}x{grid.height} px) does not overlap the input '
+                         f'({reference_grid.width}x{reference_grid.height} px, extent '
+                         f'{reference_grid.extent}); choose the mask made for this area, or none.', key)
+    window = QgsProcessingUtils.generateTempFilename(f'{key.lower()}_window.vrt')
+    gdal.Translate(window, path, format='VRT', srcWin=[col, row, reference_grid.width, reference_grid.height])
+    if not covers((-col, -row), grid, reference_grid):
+        feedback.pushWarning(f'{key}: the mask covers only part of the input; pixels outside it count as '
+                             'masked.')
+    return RasterReader(window, key)
 
 
 def polygon_wkts(source, crs_wkt, context, feedback, key):
