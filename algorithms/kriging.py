@@ -29,6 +29,7 @@ from ..core.geostat.kriging import VariogramFit, fit_for_samples, leave_one_out,
 from ..core.geostat.kriging_grid import DriftRasters, check_grid_size, count_inside, krige_grid, samples_grid
 from ..core.geostat.variogram import VariogramModel, experimental_variogram
 from ..core.raster.blockio import check_free_space, raster_bytes, raster_info
+from ..core.raster.lattice import window_within
 from ..core.report import page
 from .glue import compat, styles
 from .glue.base import RsGeochemAlgorithm, name_output_layer, progress_callbacks, raster_path
@@ -47,6 +48,9 @@ from .variogram import (
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 AUTO_PIXELS = 250  # pixels along the longer side when neither PIXEL_SIZE nor a reference raster is given
+GRID_EXTENTS = ('Samples\' extent plus margin', 'Whole reference raster',
+                'Samples\' extent plus margin, within the reference raster')
+SAMPLES_EXTENT, WHOLE_REFERENCE, SAMPLES_IN_REFERENCE = range(3)
 CV_FIELDS = (('x', compat.FIELD_DOUBLE), ('y', compat.FIELD_DOUBLE), ('observed', compat.FIELD_DOUBLE),
              ('predicted', compat.FIELD_DOUBLE), ('variance', compat.FIELD_DOUBLE),
              ('residual', compat.FIELD_DOUBLE), ('zscore', compat.FIELD_DOUBLE))
@@ -79,10 +83,11 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
         'linear function of co-located rasters such as elevation, the square root of the distance to a '
         'river or an image band; each band of the External drift rasters is one drift, on the grid\'s '
         'lattice) (Matheron 1963; Webster & Oliver 2007; gstat\'s krige()). Grid: snapped to the reference '
-        'raster and covering the samples\' extent plus the Margin around the samples, or the Whole '
-        'reference raster (Grid extent). Points in another CRS are transformed to the grid CRS, which must '
-        'be projected. Variogram: fitted as "Variogram" does (weighted least squares); with drifts, on the '
-        'residuals of the drift fit, as gstat does. Measurement error: the part of the nugget that is '
+        'raster and covering the samples\' extent plus the Margin around the samples, the Whole '
+        'reference raster, or the samples\' extent plus margin within the reference raster (Grid '
+        'extent). Points in another CRS are transformed to the grid CRS, which must be projected. '
+        'Variogram: fitted as "Variogram" does (weighted least squares); with drifts, on the residuals of '
+        'the drift fit, as gstat does. Measurement error: the part of the nugget that is '
         'analytical error is left out of the predicted field (gstat\'s "Err" component; pykrige\'s '
         'exact_values=False when it is the whole nugget). Neighbourhood: the Nearest samples used and/or '
         'those within the Search radius; 0 and 0 use every sample (global Kriging, up to 5000 samples). On '
@@ -128,9 +133,11 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
             'kriged map will be combined with).')
         self.add(QgsProcessingParameterEnum(
             self.GRID_EXTENT, self.tr('Grid extent'),
-            ['Samples\' extent plus margin', 'Whole reference raster'], defaultValue=0),
+            list(GRID_EXTENTS), defaultValue=0),
             'The samples\' extent enlarged by the Margin around the samples (snapped outwards to the '
-            'reference grid), or the full extent of the Reference raster.')
+            'reference grid), the full extent of the Reference raster, or the samples\' extent plus margin '
+            'cut to the Reference raster (a window of it: e.g. a map of the sampled area on an image\'s '
+            'grid, no pixel beyond the image).')
         self.add(QgsProcessingParameterNumber(
             self.MARGIN, self.tr('Margin around the samples (map units)'),
             QgsProcessingParameterNumber.Type.Double, 0.0, False, 0.0),
@@ -302,10 +309,11 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
         if len(points) == 0:
             raise QgsProcessingException(
                 f'{INPUT}: the layer has no usable samples ({points.skipped_text()}).')
-        if self.parameterAsEnum(parameters, self.GRID_EXTENT, context) == 1:
-            if reference is None:
-                raise QgsProcessingException(f'{self.GRID_EXTENT}: the whole-raster extent needs a '
-                                             f'{self.REFERENCE_RASTER}; choose one or the samples\' extent.')
+        extent = self.parameterAsEnum(parameters, self.GRID_EXTENT, context)
+        if extent != SAMPLES_EXTENT and reference is None:
+            raise QgsProcessingException(f'{self.GRID_EXTENT}: "{GRID_EXTENTS[extent]}" needs a '
+                                         f'{self.REFERENCE_RASTER}; choose one or the samples\' extent.')
+        if extent == WHOLE_REFERENCE:
             return reference
         margin = self.parameterAsDouble(parameters, self.MARGIN, context)
         pixel_size = self.parameterAsDouble(parameters, self.PIXEL_SIZE, context)
@@ -316,7 +324,15 @@ class KrigingAlgorithm(RsGeochemAlgorithm):
             if not pixel_size > 0:
                 longer = max(np.ptp(points.x), np.ptp(points.y)) + 2 * margin
                 pixel_size = longer / AUTO_PIXELS if longer > 0 else 1.0
-        return samples_grid(points.x, points.y, margin, reference, pixel_size, crs_wkt)
+        grid = samples_grid(points.x, points.y, margin, reference, pixel_size, crs_wkt)
+        if extent == SAMPLES_IN_REFERENCE:
+            grid = window_within(grid, reference)
+            if grid is None:
+                raise QgsProcessingException(
+                    f'{INPUT}: the samples\' extent plus the {self.MARGIN} does not reach the '
+                    f'{self.REFERENCE_RASTER} (extent {reference.extent}); choose the samples and the raster '
+                    'of one area, or a larger margin.')
+        return grid
 
     def check_outputs_fit(self, parameters, context, grid, reference):
         """Refuse, before any work, a grid too large to krige or to store on the output disk."""

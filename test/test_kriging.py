@@ -557,6 +557,30 @@ def test_algorithm_matches_gstat(qgis_app, test_data, tmp_path, meuse_grid, gsta
     assert 'data:image/png;base64' in (tmp_path / 'k.html').read_text()
 
 
+def test_algorithm_samples_extent_within_the_reference_is_a_window_of_the_whole_grid(run_alg, test_data,
+                                                                                     tmp_path):
+    """GRID_EXTENT 2: the samples' extent plus margin cut to the reference raster (78 x 104 pixels of
+    40 m from 178440, 333760). Meuse samples span x 178605-181390, y 329714-333611: a 100 m margin
+    gives columns 1-76 and rows 1-103 (by hand: floor(65/40), ceil(3050/40); floor(49/40), ceil(4146/40)),
+    whose values are those of the whole-reference Kriging at the same pixels; a 300 m margin reaches
+    beyond the raster on every side and is cut to the whole raster."""
+    whole = run_alg('kriging', meuse_parameters(test_data, tmp_path, GRID_EXTENT=1))
+    whole_prediction, whole_variance = (gdal.Open(whole[key]).ReadAsArray()
+                                        for key in ('OUTPUT', 'OUTPUT_VARIANCE'))
+    window = run_alg('kriging', meuse_parameters(
+        test_data, tmp_path, GRID_EXTENT=2, MARGIN=100.0, OUTPUT=str(tmp_path / 'window.tif'),
+        OUTPUT_VARIANCE=str(tmp_path / 'window_var.tif')))
+    grid = raster_info(window['OUTPUT']).grid
+    assert (grid.width, grid.height) == (76, 103)
+    np.testing.assert_allclose(grid.geotransform, (178480.0, 40.0, 0.0, 333720.0, 0.0, -40.0))
+    np.testing.assert_array_equal(gdal.Open(window['OUTPUT']).ReadAsArray(), whole_prediction[1:104, 1:77])
+    np.testing.assert_array_equal(gdal.Open(window['OUTPUT_VARIANCE']).ReadAsArray(),
+                                  whole_variance[1:104, 1:77])
+    cut = run_alg('kriging', meuse_parameters(test_data, tmp_path, GRID_EXTENT=2, MARGIN=300.0,
+                                              OUTPUT=str(tmp_path / 'cut.tif'), OUTPUT_VARIANCE=None))
+    assert raster_info(cut['OUTPUT']).grid.same_as(raster_info(whole['OUTPUT']).grid)
+
+
 def test_algorithm_transforms_points_from_another_crs(run_alg, test_data, tmp_path, meuse_grid, gstat_grid):
     path = str(tmp_path / 'meuse_wgs84.gpkg')
     gdal.VectorTranslate(path, str(test_data / 'meuse' / 'meuse.gpkg'), dstSRS='EPSG:4326')
@@ -635,6 +659,7 @@ def test_algorithm_merges_duplicates_and_skips_null_and_nan(run_alg, tmp_path):
     ('constant', 'FIELD', 'same value'),
     ('geographic', 'INPUT', 'projected'),
     ('outside', 'INPUT', 'none of the'),
+    ('outside_window', 'INPUT', 'does not reach'),
     ('half_given', 'RANGE', 'both SILL and RANGE'),
     ('auto_given', 'VARIOGRAM_MODEL', 'not "auto"'),
 ])
@@ -648,6 +673,7 @@ def test_algorithm_bad_inputs_name_the_parameter(run_alg, test_data, tmp_path, c
         'constant': (x, y, np.ones(20), {}),
         'geographic': (x / 1e5, y / 1e5 - 3.0, z, {'crs': 'EPSG:4326'}),
         'outside': (x - 50000.0, y, z, {'REFERENCE_RASTER': reference, 'GRID_EXTENT': 1}),
+        'outside_window': (x - 50000.0, y, z, {'REFERENCE_RASTER': reference, 'GRID_EXTENT': 2}),
         'half_given': (x, y, z, {'SILL': 1.0}),
         'auto_given': (x, y, z, {'SILL': 1.0, 'RANGE': 300.0, 'VARIOGRAM_MODEL': 'auto'}),
     }[case]

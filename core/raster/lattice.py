@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .blockio import RasterReader, Window, same_crs
+from .blockio import Grid, RasterReader, Window, same_crs
 
 ALIGNMENT_TOLERANCE = 1e-3  # pixels: a shift below this is rounding of the geotransform, not a shift
 
@@ -31,6 +31,19 @@ def covers(offset, other, grid):
     """True when the raster at `offset` (lattice_offset) with grid `other` holds every pixel of `grid`."""
     col, row = offset
     return col <= 0 and row <= 0 and col + other.width >= grid.width and row + other.height >= grid.height
+
+
+def window_within(grid, reference):
+    """The part of `grid` (on `reference`'s lattice) inside `reference`, as a Grid; None when they do
+    not overlap."""
+    col, row = lattice_offset(reference, grid)
+    col0, row0 = max(col, 0), max(row, 0)
+    col1, row1 = min(col + grid.width, reference.width), min(row + grid.height, reference.height)
+    if col0 >= col1 or row0 >= row1:
+        return None
+    x0, dx, _, y0, _, dy = reference.geotransform
+    return Grid(col1 - col0, row1 - row0, (x0 + col0 * dx, dx, 0.0, y0 + row0 * dy, 0.0, dy),
+                reference.crs_wkt)
 
 
 @dataclass
