@@ -71,6 +71,12 @@ class FromChild:
 
 
 @dataclass(frozen=True)
+class FromExpression:
+    """A child parameter computed by a QGIS expression of the model inputs (@NAME)."""
+    expression: str
+
+
+@dataclass(frozen=True)
 class Output:
     """A step output exposed as model output `<childId>:<name>`, with its label and help."""
     name: str
@@ -131,6 +137,8 @@ class ModelBuilder:
                 value = self.parameter_source(source.name, algorithm.parameterDefinition(key))
             elif isinstance(source, FromChild):
                 value = QgsProcessingModelChildParameterSource.fromChildOutput(source.child_id, source.output)
+            elif isinstance(source, FromExpression):
+                value = QgsProcessingModelChildParameterSource.fromExpression(source.expression)
             else:
                 value = QgsProcessingModelChildParameterSource.fromStaticValue(source)
             child.addParameterSources(key, [value])
@@ -186,6 +194,11 @@ ANOMALY_SETTINGS = {'METHOD': FromParameter('ANOMALY_METHOD'),
 MIN_ANOMALY_AREA = 2500.0   # m²: 1 mm² on a 1:50,000 map, the smallest area such a map shows
 NIR_WATER_THRESHOLD = 0.07  # NIR surface reflectance below which a pixel is (turbid) water
 COMPARE_ALL_MODELS = 4      # traininversionmodel MODEL: the CNN and the baselines, the best maps
+# Kriging of the rare-earth samples: over their extent plus this margin (image CRS units, metres for a
+# GF-2 product in UTM), cut to the image. 500 m is two to five sample spacings of a 1:10,000-1:25,000
+# soil survey (100-250 m) and about the range of such a survey's variogram: beyond it Kriging only
+# returns the mean with the sill as variance, extrapolation a geologist would not map.
+KRIGING_MARGIN = 500.0
 
 
 def add_anomaly_inputs(builder):
@@ -240,6 +253,7 @@ def dos1_band_fields():
 def rare_earth_inversion(registry):
     """rareearthinversion: Cheng et al. (2023) from DN image and samples to anomaly areas."""
     from rsgeochem.algorithms.glue import compat
+    from rsgeochem.algorithms.kriging import SAMPLES_IN_REFERENCE, WHOLE_REFERENCE
     from rsgeochem.algorithms.surfacesamples import AT_SAMPLE, TARGET_CHOICES
     from rsgeochem.algorithms.traininversionmodel import MODEL_CHOICES, SPLIT_CHOICES
     from rsgeochem.core.imagery.sensors import sensor_names
@@ -317,6 +331,17 @@ def rare_earth_inversion(registry):
         'Mini-batch updates of the CNN (paper: 5000).', advanced=True)
     add(number('SEED', 'Random seed', number.Type.Integer, 1, False, 0, 2 ** 31 - 1),
         'Seed of the split and the model: the same seed gives the same map.', advanced=True)
+    add(number('KRIGING_MARGIN', 'Kriging margin around the samples (image CRS units)', number.Type.Double,
+               KRIGING_MARGIN, False, 0.0),
+        'Steps 4 and 11 krige over the samples\' extent enlarged by this distance on every side, on the '
+        'image\'s grid and within the image (units of the image CRS: metres for a GF-2 product in UTM). '
+        'The default, 500 m, is two to five sample spacings of a detailed soil survey and about its '
+        'variogram range: farther from the samples Kriging only returns their mean. The map of the whole '
+        'image is the CNN\'s (step 8).', advanced=True)
+    add(QgsProcessingParameterBoolean('KRIGE_WHOLE_IMAGE', 'Krige the whole image', False),
+        'Krige onto every pixel of the image instead of the samples\' extent plus the Kriging margin: '
+        'far from the samples the kriged maps are only their mean, and on a full GF-2 scene each Kriging '
+        'then takes tens of CPU seconds instead of about one.', advanced=True)
     add_anomaly_inputs(builder)
 
     band_fields = dos1_band_fields()
@@ -342,10 +367,14 @@ def rare_earth_inversion(registry):
         'EXCLUDE_POLYGONS': FromParameter('EXCLUDE_POLYGONS')},
         {'OUTPUT': Output('surface_mask', 'Surface mask',
                           'Pixels left out of the samples, the map and the anomalies (0 masked, 1 kept).')})
+    # the samples' extent plus the margin within the image, or (KRIGE_WHOLE_IMAGE) the whole image
+    grid_extent = f'if(@KRIGE_WHOLE_IMAGE, {WHOLE_REFERENCE}, {SAMPLES_IN_REFERENCE})'
     step(krige, 'rsgeochem:kriging', '4 Krige the samples', {
-        **KRIGING_SAMPLES, 'REFERENCE_RASTER': FromChild(dos), 'GRID_EXTENT': 1,
-        'MEASUREMENT_ERROR': FromParameter('MEASUREMENT_ERROR')},
-        {'OUTPUT': Output('kriged', 'Kriged content', 'The samples kriged onto the image grid.'),
+        **KRIGING_SAMPLES, 'REFERENCE_RASTER': FromChild(dos), 'GRID_EXTENT': FromExpression(grid_extent),
+        'MARGIN': FromParameter('KRIGING_MARGIN'), 'MEASUREMENT_ERROR': FromParameter('MEASUREMENT_ERROR')},
+        {'OUTPUT': Output('kriged', 'Kriged content',
+                          'The samples kriged onto the image\'s grid over their extent plus the Kriging '
+                          'margin, within the image (the whole image with Krige the whole image).'),
          'OUTPUT_VARIANCE': Output('kriging_variance', 'Kriging variance',
                                    'Kriging variance of the kriged content (its uncertainty).'),
          'OUTPUT_HTML': Output('kriging_report', 'Kriging report',
@@ -391,10 +420,11 @@ def rare_earth_inversion(registry):
          'OUTPUT_HTML': Output('accuracy_report', 'Predicted against measured at the samples',
                                'R², RMSE and RPD of the predicted map at the samples, with a plot (HTML).')})
     step('kriging_predicted', 'rsgeochem:kriging', '11 Krige predictions', {
-        'INPUT': FromChild('accuracyassessment'), 'FIELD': 'predicted', 'REFERENCE_RASTER': FromChild(dos),
-        'GRID_EXTENT': 1},
+        'INPUT': FromChild('accuracyassessment'), 'FIELD': 'predicted', 'REFERENCE_RASTER': FromChild(krige),
+        'GRID_EXTENT': WHOLE_REFERENCE},
         {'OUTPUT': Output('kriged_predicted', 'Kriged predicted content',
-                          'The predicted content at the samples kriged onto the image grid.')})
+                          'The predicted content at the samples kriged onto the grid of the Kriged content '
+                          '(step 4).')})
     step('comparemaps', 'rsgeochem:comparemaps', '12 Compare the maps', {
         'INPUT': FromChild('kriging_predicted'), 'REFERENCE': FromChild(krige), 'MASK': FromChild(mask),
         'UNITS': FromParameter('UNITS')},
@@ -518,14 +548,15 @@ RARE_EARTH_HELP = (
     'of at least 2500 m².',
     'Steps: 1 radiometric calibration to TOA reflectance; 2 dark-object subtraction (DOS1) to surface '
     'reflectance; 3 a mask of water, optionally vegetation and villages or buildings; 4 ordinary Kriging '
-    'of the samples onto the image grid (of the error-free content when a measurement-error variance is '
-    'given); 5 the surface-to-surface sample set (the content at each sample, or the kriged content at '
-    'its pixel centre, and the band values of its pixel, masked pixels left out); 6 Spearman correlation '
-    'of the content with each band; 7 training on a train/test split (R², RMSE, RPD); 8 the content map '
-    'over the image (negative predictions set to 0); 9 the high-anomaly areas, ranked by mean content × '
-    'area; 10-12 the paper\'s map-to-map check (its Fig. 10): the predicted content at the samples (R², '
-    'RMSE and RPD against the measured values), kriged onto the image grid and compared with the kriged '
-    'measured map of step 4 (r, R², RMSE, bias, difference map). Every map loads named and styled.',
+    'of the samples onto the image grid over their extent plus the Kriging margin (500 m), within the '
+    'image (of the error-free content when a measurement-error variance is given); 5 the '
+    'surface-to-surface sample set (the content at each sample, or the kriged content at its pixel centre, '
+    'and the band values of its pixel, masked pixels left out); 6 Spearman correlation of the content '
+    'with each band; 7 training on a train/test split (R², RMSE, RPD); 8 the content map over the image '
+    '(negative predictions set to 0); 9 the high-anomaly areas, ranked by mean content × area; 10-12 the '
+    'paper\'s map-to-map check (its Fig. 10): the predicted content at the samples (R², RMSE and RPD '
+    'against the measured values), kriged onto the grid of step 4 and compared with the kriged measured '
+    'map of step 4 (r, R², RMSE, bias, difference map). Every map loads named and styled.',
     'From the command line: qgis_process run rsgeochem:rareearthinversion -- IMAGE=scene.tif '
     'METADATA=scene.xml GAINS=... ESUN=... SAMPLES=samples.gpkg FIELD=re2o3_pct '
     'applyinversionmodel:predicted_map=map.tif ... Each output is named by its step and output joined by '

@@ -264,6 +264,60 @@ def test_rare_earth_workflow_end_to_end(rare_earth_run):
     assert report.count('<img') == 2 and '% RE2O3' in report
 
 
+def test_rare_earth_workflow_kriges_a_window_of_the_image(rare_earth_run, run_alg, tmp_path):
+    """KRIGING_MARGIN 0: steps 4 and 11 krige over the samples' bounding box only, snapped outwards to
+    the image's 10 m lattice (by hand from the layer's extent, below), a window of the image; the kriged
+    values there are the default run's (whose 500 m margin reaches the image's edges: the whole image),
+    surfacesamples pairs every sample with them and comparemaps reads the image's mask over the window."""
+    whole_run = rare_earth_run[0]
+    parameters = {key: str(value) if isinstance(value, Path) else value
+                  for key, value in demo.rare_earth_parameters(tmp_path, None).items() if key != 'ITERATIONS'}
+    parameters.update(KRIGING_MARGIN=0.0, MODEL=1)  # MLR: the grids are the point here
+    run_alg('rareearthinversion', parameters)
+    samples = ogr.Open(str(SAMPLE / 'simulated_re2o3_samples.gpkg'))  # kept alive while its layer is read
+    extent = samples.GetLayer(0).GetExtent()  # xmin, xmax, ymin, ymax
+    x0, _, _, y0, _, _ = grid_of(SAMPLE / 'gf2like_pms1_dn.tif')[2]
+    col0, col1 = int(np.floor((extent[0] - x0) / 10)), int(np.ceil((extent[1] - x0) / 10))
+    row0, row1 = int(np.floor((y0 - extent[3]) / 10)), int(np.ceil((y0 - extent[2]) / 10))
+    window = (col1 - col0, row1 - row0, (x0 + 10.0 * col0, 10.0, 0.0, y0 - 10.0 * row0, 0.0, -10.0))
+    assert 0 < col0 and 0 < row0 and window[:2] < grid_of(SAMPLE / 'gf2like_pms1_dn.tif')[:2]
+    cut = (slice(row0, row1), slice(col0, col1))
+    for key in ('kriging:kriged', 'kriging:kriging_variance', 'kriging_predicted:kriged_predicted',
+                'comparemaps:map_difference'):
+        assert grid_of(parameters[key]) == window, key
+    for key in ('kriging:kriged', 'kriging:kriging_variance'):
+        np.testing.assert_array_equal(read(parameters[key]), read(whole_run[key])[cut])
+    ours, whole = read_layer(parameters['surfacesamples:surface_samples']), read_layer(
+        whole_run['surfacesamples:surface_samples'])
+    for field in ('sample_fid', 'kriged', 'kriging_var'):
+        np.testing.assert_array_equal(ours[field], whole[field])
+    kriged = read(parameters['kriging:kriged'])
+    kriged_predicted = read(parameters['kriging_predicted:kriged_predicted'])
+    mask = read(parameters['surfacemask:surface_mask'])[cut]
+    both = np.isfinite(kriged_predicted) & np.isfinite(kriged) & (mask == 1)
+    difference = read(parameters['comparemaps:map_difference'])
+    np.testing.assert_allclose(difference[both], (kriged_predicted - kriged)[both], atol=1e-5)
+    assert np.all(np.isnan(difference[~both])) and both.mean() > 0.5
+
+
+@pytest.mark.parametrize('whole_image, grid_extent', [(True, 1), (False, 2), (None, 2)])
+def test_rare_earth_workflow_kriges_the_whole_image_on_request(qgis_app, whole_image, grid_extent):
+    """Step 4's Grid extent follows KRIGE_WHOLE_IMAGE: the whole reference (1) or the samples' extent
+    within it (2), also when the input is left out (NULL: QGIS 3.22's qgis_process); step 11 kriges onto
+    step 4's grid whole."""
+    from qgis.core import QgsExpression, QgsExpressionContext, QgsExpressionContextScope
+    model = workflow('rareearthinversion')
+    source = model.childAlgorithm('kriging').parameterSources()['GRID_EXTENT'][0]
+    scope = QgsExpressionContextScope()
+    scope.setVariable('KRIGE_WHOLE_IMAGE', whole_image)
+    context = QgsExpressionContext()
+    context.appendScope(scope)
+    assert QgsExpression(source.expression()).evaluate(context) == grid_extent
+    predicted = model.childAlgorithm('kriging_predicted').parameterSources()
+    assert predicted['REFERENCE_RASTER'][0].outputChildId() == 'kriging'
+    assert predicted['GRID_EXTENT'][0].staticValue() == 1
+
+
 def test_geochem_fusion_through_qgis_process(qgis_app, qgis_process, tmp_path):
     """Headless run with outputs named <childId>:<name>; inputs with workflow defaults that differ
     from the steps' own defaults (CELL_SIZE, STANDARDIZE, COMPONENT, MODE) are left out on purpose."""
