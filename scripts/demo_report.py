@@ -15,6 +15,8 @@ from osgeo import gdal, ogr
 
 from rsgeochem.core.inversion.onnx_metadata import read_metadata
 from rsgeochem.core.metrics import regression_metrics
+from rsgeochem.core.raster.blockio import raster_info
+from rsgeochem.core.raster.lattice import lattice_offset
 from rsgeochem.core.report import page
 
 plt = page.plt  # pyplot with the Agg backend page.py selects
@@ -96,13 +98,26 @@ def raster_agreement(label, predicted_path, truth_path, resample=False):
 
 
 def truth_pairs(predicted_path, truth_path, resample=False):
-    """(truth, predicted) at the pixels valid in both (see raster_agreement for `resample`)."""
+    """(truth, predicted) at the pixels valid in both (see raster_agreement for `resample`); a map on
+    a window of the truth's pixel lattice (e.g. kriged over the samples' extent) is compared where
+    both have pixels."""
     truth = read_band(truth_path)
     predicted = read_band(predicted_path, truth_path if resample else None)
     if predicted.shape != truth.shape:
-        raise ValueError(f'{predicted_path} is not on the grid of {truth_path}')
+        truth, predicted = common_window(truth, truth_path, predicted, predicted_path)
     valid = np.isfinite(truth) & np.isfinite(predicted)
     return truth[valid], predicted[valid]
+
+
+def common_window(truth, truth_path, predicted, predicted_path):
+    """The two arrays cut to the pixels both rasters cover, when they are on one pixel lattice."""
+    offset = lattice_offset(raster_info(truth_path).grid, raster_info(predicted_path).grid)
+    if offset is None:
+        raise ValueError(f'{predicted_path} is not on the grid of {truth_path}')
+    col, row = offset
+    row0, col0 = max(row, 0), max(col, 0)
+    row1, col1 = min(row + predicted.shape[0], truth.shape[0]), min(col + predicted.shape[1], truth.shape[1])
+    return truth[row0:row1, col0:col1], predicted[row0 - row:row1 - row, col0 - col:col1 - col]
 
 
 def read_points(path, value_field):

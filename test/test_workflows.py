@@ -389,6 +389,15 @@ def test_demo_agreement_against_a_known_case(tmp_path):
     flat = demo_report.raster_agreement('coarse', coarse, truth_path, resample=True)
     np.testing.assert_allclose(flat.bias, 7.0 - valid.mean(), rtol=1e-5)
 
+    # a map on a window of the truth's lattice (rows 5-14, columns 10-24, as a kriging over the samples'
+    # extent): compared over that window only
+    window_grid = make_grid(15, 10, origin=(500000.0 + 10 * 30.0, 5600000.0 - 5 * 30.0))
+    window = write_test_raster(tmp_path / 'window.tif', truth.data[5:15, 10:25] + 0.5, window_grid)
+    cut = demo_report.raster_agreement('window', window, truth_path)
+    assert cut.n == 150
+    np.testing.assert_allclose([cut.rmse, cut.bias], [0.5, 0.5], rtol=1e-6)
+    np.testing.assert_allclose(cut.r2, 1 - 0.25 / truth.data[5:15, 10:25].var(), rtol=1e-6)
+
     section = demo_report.Section('Test', metrics=[agreement, flat],
                                   model_metrics={'test': {'n': 5, 'r2': 0.25, 'rmse': 1.5}})
     lines = demo_report.summary_lines([section], tmp_path / 'index.html')
