@@ -195,9 +195,9 @@ MIN_ANOMALY_AREA = 2500.0   # m²: 1 mm² on a 1:50,000 map, the smallest area s
 NIR_WATER_THRESHOLD = 0.07  # NIR surface reflectance below which a pixel is (turbid) water
 COMPARE_ALL_MODELS = 4      # traininversionmodel MODEL: the CNN and the baselines, the best maps
 # Kriging of the rare-earth samples: over their extent plus this margin (image CRS units, metres for a
-# GF-2 product in UTM), cut to the image. 500 m is two to five sample spacings of a 1:10,000-1:25,000
-# soil survey (100-250 m) and about the range of such a survey's variogram: beyond it Kriging only
-# returns the mean with the sill as variance, extrapolation a geologist would not map.
+# GF-2 product in UTM), cut to the image. 500 m is two to five sample spacings of a detailed soil survey
+# (100-250 m; 110 m in the sample data): farther out Kriging extrapolates (to the samples' mean beyond
+# the variogram's range), which a geologist would not map.
 KRIGING_MARGIN = 500.0
 
 
@@ -335,9 +335,9 @@ def rare_earth_inversion(registry):
                KRIGING_MARGIN, False, 0.0),
         'Steps 4 and 11 krige over the samples\' extent enlarged by this distance on every side, on the '
         'image\'s grid and within the image (units of the image CRS: metres for a GF-2 product in UTM). '
-        'The default, 500 m, is two to five sample spacings of a detailed soil survey and about its '
-        'variogram range: farther from the samples Kriging only returns their mean. The map of the whole '
-        'image is the CNN\'s (step 8).', advanced=True)
+        'The default, 500 m, is two to five sample spacings of a detailed soil survey (100-250 m): '
+        'farther out Kriging extrapolates, to the samples\' mean beyond the variogram\'s range. The map '
+        'of the whole image is the inversion model\'s (step 8).', advanced=True)
     add(QgsProcessingParameterBoolean('KRIGE_WHOLE_IMAGE', 'Krige the whole image', False),
         'Krige onto every pixel of the image instead of the samples\' extent plus the Kriging margin: '
         'far from the samples the kriged maps are only their mean, and on a full GF-2 scene each Kriging '
