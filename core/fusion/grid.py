@@ -15,6 +15,7 @@ from ..raster.blockio import Grid, RasterWriter, open_raster, raster_info, same_
 gdal.UseExceptions()
 
 NODATA = float('nan')
+UNUSED_NODATA = float(np.finfo(np.float32).min)   # a warp's nodata that no warped value takes (warp_to_grid)
 MIN_CELLS = 4  # coarse cells over the image below which there is nothing to regress
 # intermediate rasters: uncompressed (written once, read once or twice, deleted)
 TEMPORARY_GTIFF = ('TILED=YES', 'BIGTIFF=IF_SAFER')
@@ -106,11 +107,7 @@ def prepare_grids(geo_path, geo_band, image_path, work_dir, geo_key, image_key, 
         raise InputError(f'only {cells} cell(s) of the geochemical grid lie over the image: the '
                          f'regression needs the grid to vary over it (at least {MIN_CELLS} cells); choose a '
                          'finer grid or a larger image.', geo_key)
-    cubic_path = str(work_dir / 'coarse_cubic.vrt')
-    xmin, ymin, xmax, ymax = image.extent
-    gdal.Warp(cubic_path, coarse_path, format='VRT', dstSRS=image.crs_wkt or None,
-              outputBounds=(xmin, ymin, xmax, ymax), width=image.width, height=image.height,
-              resampleAlg='cubic', dstNodata=NODATA, outputType=gdal.GDT_Float32)
+    cubic_path = warp_to_grid(coarse_path, image, work_dir / 'coarse_cubic.vrt', 'cubic')
     return FusionGrids(image, coarse_path, coarse, cubic_path, ratio, reprojected)
 
 
@@ -125,11 +122,24 @@ def overlapping_cells(coarse, image):
 
 
 def warp_to_grid(source_path, grid, out_path, resample):
-    """VRT of `source_path` warped onto `grid` (same CRS assumed unless the grid says otherwise)."""
+    """VRT of `source_path` warped onto `grid` (same CRS assumed unless the grid says otherwise),
+    NaN where no source pixel contributes (its declared nodata)."""
     xmin, ymin, xmax, ymax = grid.extent
+    nodata = dict(dstNodata=NODATA)
+    if resample == 'cubic':
+        # The destination starts as NaN (INIT_DEST) with a warp nodata no pixel holds: GDAL then finds
+        # every destination pixel writable and runs its fast cubic kernel. With INIT_DEST=NO_DATA every
+        # pixel starts invalid and GDAL takes its generic kernel at twice the CPU (4.4 vs 2.3 CPU s
+        # for 64 Mpix, bench_fusion_large); values agree to float32 rounding (a 1-ulp difference at
+        # ~4 pixels per million), NaN at the same pixels.
+        nodata = dict(dstNodata=UNUSED_NODATA, warpOptions=['INIT_DEST=NaN'])
     gdal.Warp(str(out_path), str(source_path), format='VRT', dstSRS=grid.crs_wkt or None,
               outputBounds=(xmin, ymin, xmax, ymax), width=grid.width, height=grid.height,
-              resampleAlg=resample, dstNodata=NODATA, outputType=gdal.GDT_Float32)
+              resampleAlg=resample, outputType=gdal.GDT_Float32, **nodata)
+    if resample == 'cubic':
+        warped = gdal.Open(str(out_path), gdal.GA_Update)
+        warped.GetRasterBand(1).SetNoDataValue(NODATA)   # declared only: the warp keeps its own
+        warped = None  # noqa: F841 - closing writes the VRT
     return str(out_path)
 
 
