@@ -235,14 +235,16 @@ def collect_sample(blocks, grid, levels, settings, cancel=None, progress=None):
     on evenly spaced row strips (as many halo rows as own rows at most, whatever the block budget,
     so that the sample does not depend on it), randomly thinned to `settings.sample_size` pixels."""
     windows = sample_strips(grid, levels, settings)
-    parts = []
-    for index, window in enumerate(windows):
-        check_cancel(cancel)
+
+    def strip_sample(window):
         stack, read_valid = blocks.read(window)
-        cluster_values = blocks.cluster_values(window)
-        parts.append(sample_window(stack, read_valid, window, levels, cluster_values))
-        if progress:
-            progress((index + 1) / len(windows))
+        return sample_window(stack, read_valid, window, levels, blocks.cluster_values(window))
+    parts = []
+    with ThreadPoolExecutor(WORKERS) as executor:
+        for part in _ordered(executor, strip_sample, windows, cancel):
+            parts.append(part)
+            if progress:
+                progress(len(parts) / len(windows))
     return merge_samples(parts, settings.sample_size, settings.seed)
 
 
@@ -296,17 +298,23 @@ def collect_cell_sample(blocks, grids, settings, basis, cancel=None):
     width = grids.coarse.width
     first, last = -column_offset, -column_offset + width * columns     # fine columns of the cells
     wanted = min(grids.coarse.height, math.ceil(min(settings.sample_size, CELL_SAMPLE) / width))
-    parts = []
-    for cell_row in np.unique(np.linspace(0, grids.coarse.height - 1, wanted).round().astype(int)):
-        check_cancel(cancel)
-        window = Window(int(cell_row) * rows - row_offset, rows)
+    cell_rows = [int(row) for row in np.unique(np.linspace(0, grids.coarse.height - 1, wanted).round())]
+
+    def row_means(cell_row):
+        """(means of the features then the cluster values, cells wholly valid, cluster values count)."""
+        window = Window(cell_row * rows - row_offset, rows)
         stack, valid = blocks.read(window)
         clustered = blocks.cluster_values(window, stack[:-1])
         cells = np.concatenate([basis.expand(stack[:-1]), clustered])[:, :, first:last]
         means = cells.reshape(len(cells), rows, width, columns).mean(axis=(1, 3), dtype=np.float64)
-        target = coarse.read(Window(int(cell_row), 1), [1])[0, 0]
-        keep = valid[:, first:last].reshape(rows, width, columns).all(axis=(0, 2)) & ~target.mask
-        parts.append((means[-len(clustered):, keep].T, means[:-len(clustered), keep].T, target.data[keep]))
+        return means, valid[:, first:last].reshape(rows, width, columns).all(axis=(0, 2)), len(clustered)
+    parts = []
+    with ThreadPoolExecutor(WORKERS) as executor:    # the coarse grid read here: one thread per dataset
+        for cell_row, (means, whole, clustered) in zip(cell_rows, _ordered(executor, row_means, cell_rows,
+                                                                           cancel)):
+            target = coarse.read(Window(cell_row, 1), [1])[0, 0]
+            keep = whole & ~target.mask
+            parts.append((means[-clustered:, keep].T, means[:-clustered, keep].T, target.data[keep]))
     columns_ = [np.concatenate(column) for column in zip(*parts)]
     names = ('basis_pixels', 'basis_low', 'basis_target_low')
     return {'basis': basis, **{name: column.astype(np.float64) for name, column in zip(names, columns_)}}
