@@ -197,6 +197,10 @@ def add_workflow(commands):
                       help='nearest samples per prediction (0: all)')
     step.add_argument('--block', dest='neighbourhood_block', metavar='BLOCK', type=int,
                       default=defaults['neighbourhood_block'], help=BLOCK_HELP)
+    step.add_argument('--kriging-margin', type=float, default=defaults['kriging_margin'],
+                      help='Kriging over the samples\' extent plus this distance (image CRS units), within '
+                      'the image')
+    step.add_argument('--krige-whole-image', action='store_true', help='krige onto every pixel of the image')
     step.add_argument('--bins', dest='histogram_bins', metavar='BINS', type=int,
                       default=defaults['histogram_bins'],
                       help='histogram bins of the anomaly statistics')

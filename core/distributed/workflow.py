@@ -15,11 +15,13 @@ from pathlib import Path
 
 from ..anomalies import areas
 from ..anomalies.fractal import concentration_area
+from ..geostat.kriging_grid import samples_grid
 from ..geostat.variogram import VariogramModel
 from ..imagery import indices as index_table
 from ..imagery.darkobject import DOS1, band_names, dark_objects, path_reflectance, surface_descriptions
 from ..imagery.mask import PolygonBurner
 from ..raster.blockio import DEFAULT_MEMORY_MB, raster_info
+from ..raster.lattice import window_within
 from ..raster.scratch import partial_path
 from . import steps
 from .inputs import calibration_coefficients, kriging_inputs, read_polygons, variogram
@@ -52,6 +54,8 @@ class RareEarthSettings:
     measurement_error: float = 0.0
     neighbours: int = 32
     neighbourhood_block: int = 0
+    kriging_margin: float = 500.0       # map units around the samples' extent (the model's KRIGING_MARGIN)
+    krige_whole_image: bool = False
     variogram_model: str = 'auto'
     k: float = 2.0
     percentile: float = 95.0
@@ -163,8 +167,11 @@ def preset_indices(run, input_path, output_path, sensor_id, chosen_ids, memory_m
 
 
 def krige(run, s, out, checkpoint, report):
-    """Step 4: the samples kriged onto the surface reflectance's grid (variogram fitted once)."""
+    """Step 4: the samples kriged onto the surface reflectance's grid over their extent plus the
+    Kriging margin, within the image, or the whole image (variogram fitted once)."""
     grid, samples = kriging_inputs(s.samples, s.field, out['surface_reflectance'])
+    if not s.krige_whole_image:
+        grid = window_within(samples_grid(samples.x, samples.y, s.kriging_margin, grid), grid)
     model = checkpoint.fit(
         'variogram', {'samples': [samples.x, samples.y, samples.z], 'model': s.variogram_model,
                       'neighbours': s.neighbours, 'error': s.measurement_error},
