@@ -61,11 +61,12 @@ INTEGER_TYPES = ('Byte', 'Int8', 'UInt16', 'Int16', 'UInt32', 'Int32', 'UInt64',
 # processor's caches) and falls beyond (bench/bench_apply.py: 4096-8192 best, 15,534 ~30 % slower)
 MAX_BATCH = 8192
 # operators onnxruntime's CPU kernels split between threads by output element (same predictions
-# with any thread count: checked on the CNN, MLR and PLSR models traininversionmodel writes); a
-# TreeEnsembleRegressor adds its trees up in per-thread parts (1e-5 apart) and is not one of them
+# with any thread count: checked on the CNN, MLR and PLSR models traininversionmodel writes, both
+# CNN graphs, test_cnn.py; a maximum is exact in any order); a TreeEnsembleRegressor adds its
+# trees up in per-thread parts (1e-5 apart) and is not one of them
 THREAD_INVARIANT_OPS = frozenset({
     'Add', 'Sub', 'Mul', 'Div', 'Relu', 'Conv', 'MaxPool', 'Gemm', 'MatMul', 'Flatten', 'Reshape',
-    'Cast', 'Scaler', 'LinearRegressor'})
+    'Cast', 'Scaler', 'LinearRegressor', 'Slice', 'Max', 'ReduceMax'})
 
 
 @dataclass(frozen=True)
