@@ -232,14 +232,15 @@ def train_cnn(features, target, config=None, progress=None, cancel=None):
     return model
 
 
-def cnn_onnx(model):
+def cnn_onnx(model, graph=None):
     """ONNX graph of a CnnModel: raw (N, 1, S, S) tiles in, (N, 1) target units out; the feature
-    standardisation and the target de-standardisation are part of the graph. The paper's 4x4 tile
-    gets the equivalent matrix graph (matrix_graph), larger tiles the convolutions as trained
-    (convolution_graph)."""
+    standardisation and the target de-standardisation are part of the graph. `graph` builds the
+    nodes: by default the paper's 4x4 tile gets the equivalent matrix graph (matrix_graph), larger
+    tiles the convolutions as trained (convolution_graph, which benchmarks compare with)."""
     from ..dependencies import require
     onnx = require('onnx')
-    nodes, initializers = (matrix_graph if model.side == TILE else convolution_graph)(model, onnx)
+    graph = graph or (matrix_graph if model.side == TILE else convolution_graph)
+    nodes, initializers = graph(model, onnx)
     float_type = onnx.TensorProto.FLOAT
     side = model.side
     graph = onnx.helper.make_graph(
