@@ -15,7 +15,9 @@ Hand-written because the plugin must not depend on a deep-learning framework at 
 network is tiny; gradients are checked against finite differences in test/test_cnn.py.
 'same' padding puts the one padding row/column of a 2x2 kernel after the data, as TensorFlow
 does (ONNX pads = [0, 0, 1, 1]); the paper names no framework beyond Python.
-Internal layout is NHWC with HWIO kernels; export transposes to ONNX's NCHW/OIHW.
+Internal layout is NHWC with HWIO kernels; the ONNX export of the 4x4 tile is the same network as
+matrix products over the cells that hold data (matrix_graph), larger tiles keep ONNX's NCHW/OIHW
+convolutions (convolution_graph).
 """
 from dataclasses import dataclass, field
 
