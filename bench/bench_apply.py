@@ -152,7 +152,8 @@ def throughput(work_dir, model_path, convolution_path):
                 [c / o for o, c in zip(ours_cpu, convolution_cpu)])), 3),
             'ours_cpu_us_per_pixel': round(float(np.median(ours_cpu)) / pixels * 1e6, 4),
             'bare_cpu_us_per_pixel': round(float(np.median(bare_cpu)) / pixels * 1e6, 4),
-            'bare_convolution_graph_cpu_us_per_pixel': round(float(np.median(convolution_cpu)) / pixels * 1e6, 4),
+            'bare_convolution_graph_cpu_us_per_pixel': round(float(np.median(convolution_cpu)) / pixels * 1e6,
+                                                             4),
             'target_ratio': 0.85, 'ours_seconds': [round(t, 3) for t in ours],
             'bare_seconds': [round(t, 3) for t in bare], 'ours_cpu_seconds': [round(t, 3) for t in ours_cpu],
             'bare_cpu_seconds': [round(t, 3) for t in bare_cpu]}
