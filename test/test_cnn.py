@@ -10,7 +10,7 @@ from factories import hyperspectral_truth
 from rsgeochem.core.errors import CancelledError, InputError
 from rsgeochem.core.inversion import baselines, cnn, splits, training
 from rsgeochem.core.inversion.onnx_metadata import KEYS, read_metadata, write_metadata
-from rsgeochem.core.inversion.tiling import tile_features
+from rsgeochem.core.inversion.tiling import tile_features, tile_side
 
 FAST = training.TrainingOptions(cnn=cnn.CnnConfig(iterations=1000))
 
@@ -149,6 +149,46 @@ def test_onnx_round_trip_matches_numpy_forward(model_type):
     assert_allclose(output[:, 0], result.model.predict(raw), rtol=1e-5, atol=1e-5 * target.std())
     opsets = {entry.domain: entry.version for entry in proto.opset_import}
     assert opsets[''] <= cnn.ONNX_OPSET
+
+
+def random_cnn(features, config=None, seed=0):
+    """A CNN with random He weights and biases (units active on both sides of zero) standardising
+    DN-like raw values (means 300-3000, SDs a tenth of them)."""
+    config = config or cnn.CnnConfig()
+    rng = np.random.default_rng(seed)
+    params = cnn.init_params(config, rng, tile_side(features))
+    for key in ('b1', 'b2', 'b3'):
+        params[key] = rng.normal(0, 0.3, params[key].shape)
+    mean = rng.uniform(300, 3000, features)
+    return cnn.CnnModel(config, params, mean, mean / 10, 1.5, 0.4), rng
+
+
+@pytest.mark.parametrize('features, config', [
+    (1, cnn.CnnConfig()), (3, cnn.CnnConfig()), (4, cnn.CnnConfig()), (4, cnn.CnnConfig(5, 7, 9)),
+    (13, cnn.CnnConfig()), (16, cnn.CnnConfig(3, 6, 4)), (20, cnn.CnnConfig())])
+def test_exported_graph_equals_numpy_forward_for_any_band_count(features, config):
+    """The ONNX export (the matrix graph of the 4x4 tile up to 16 features, convolutions for larger
+    tiles) against the numpy forward, float32 rounding apart; random weights and widths other than
+    the defaults catch a misplaced tap, filter or window cell."""
+    model, rng = random_cnn(features, config, seed=features)
+    raw = (model.x_mean + model.x_scale * rng.normal(size=(3000, features))).astype(np.float32)
+    expected = model.predict(raw)
+    output = onnx_predict(model.to_onnx(), tile_features(raw))
+    assert output.shape == (raw.shape[0], 1)
+    assert_allclose(output[:, 0], expected, rtol=0, atol=2e-5 * expected.std())
+
+
+def test_cnn_graph_predictions_do_not_depend_on_the_thread_count(tmp_path):
+    """Apply gives the CNN one single-threaded session per thread only because its operators split
+    work by output element: 1 and 3 intra-op threads must agree bit for bit."""
+    from rsgeochem.core.inversion.inference import open_session, thread_invariant
+    model, rng = random_cnn(4)
+    path = tmp_path / 'cnn.onnx'
+    path.write_bytes(model.to_onnx().SerializeToString())
+    assert thread_invariant(path)
+    tiles = tile_features(model.x_mean + model.x_scale * rng.normal(size=(5000, 4)))
+    one, three = (open_session(path, threads).run(None, {'input': tiles})[0] for threads in (1, 3))
+    np.testing.assert_array_equal(one, three)
 
 
 def test_metadata_carries_the_contract_keys(tmp_path):

@@ -58,14 +58,16 @@ OUTSIDE, INSIDE, FLAG_NODATA = 1, 0, 255
 REFLECTANCE_LIMIT = 2.0
 INTEGER_TYPES = ('Byte', 'Int8', 'UInt16', 'Int16', 'UInt32', 'Int32', 'UInt64', 'Int64')
 # onnxruntime's throughput peaks at a few thousand pixels per run (its intermediates stay in the
-# processor's caches) and falls beyond (bench/bench_apply.py: 4096-8192 best, 15,534 ~30 % slower)
-MAX_BATCH = 8192
+# processor's caches) and falls beyond: the CNN's matrix graph (1 KB of first-layer output per
+# pixel) takes 0.42 CPU us per pixel in apply at 2048, 0.45 at 4096, 0.51 at 8192 (bench_apply's raster)
+MAX_BATCH = 2048
 # operators onnxruntime's CPU kernels split between threads by output element (same predictions
-# with any thread count: checked on the CNN, MLR and PLSR models traininversionmodel writes); a
-# TreeEnsembleRegressor adds its trees up in per-thread parts (1e-5 apart) and is not one of them
+# with any thread count: checked on the CNN, MLR and PLSR models traininversionmodel writes, both
+# CNN graphs, test_cnn.py; a maximum is exact in any order); a TreeEnsembleRegressor adds its
+# trees up in per-thread parts (1e-5 apart) and is not one of them
 THREAD_INVARIANT_OPS = frozenset({
     'Add', 'Sub', 'Mul', 'Div', 'Relu', 'Conv', 'MaxPool', 'Gemm', 'MatMul', 'Flatten', 'Reshape',
-    'Cast', 'Scaler', 'LinearRegressor'})
+    'Cast', 'Scaler', 'LinearRegressor', 'Slice', 'Max', 'ReduceMax'})
 
 
 @dataclass(frozen=True)
