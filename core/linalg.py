@@ -70,6 +70,11 @@ def matmul(a, b):
     gemm = _GEMM.get(a.dtype) if a.dtype == b.dtype else None
     if gemm is None or not 2 <= a.ndim <= 3 or not 2 <= b.ndim <= 3 or 0 in a.shape + b.shape:
         return np.matmul(a, b)
+    if a.shape[-1] == 1:
+        # outer products: one multiply per element and no sums, the same in any BLAS; a Python
+        # loop of gemm calls over a stack of them costs far more than the products (kriging
+        # applies (1 x 1) @ (1 x k) to every tile)
+        return np.matmul(a, b)
     if a.ndim == b.ndim == 2:
         return _gemm(gemm, a, b)
     stack = a.shape[0] if a.ndim == 3 else b.shape[0]

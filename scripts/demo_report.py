@@ -19,7 +19,7 @@ from rsgeochem.core.raster.blockio import raster_info
 from rsgeochem.core.raster.lattice import lattice_offset
 from rsgeochem.core.report import page
 
-plt = page.plt  # pyplot with the Agg backend page.py selects
+plt = page.pyplot()  # with the Agg backend page.py selects
 MAX_SCATTER_POINTS = 4000  # pixels drawn in a map-vs-truth scatter plot (all are used for metrics)
 SCATTER_SEED = 7
 SIMULATED_NOTE = (

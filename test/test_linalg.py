@@ -6,7 +6,8 @@ from rsgeochem.core import linalg
 
 
 @pytest.mark.parametrize('shapes', [((30, 20), (20, 7)), ((5, 34, 33), (5, 33, 16)), ((34, 33), (4, 33, 9)),
-                                    ((4, 6, 3), (3, 2)), ((1, 1), (1, 1)), ((3, 0), (0, 4))])
+                                    ((4, 6, 3), (3, 2)), ((1, 1), (1, 1)), ((3, 0), (0, 4)),
+                                    ((6, 1, 1), (6, 1, 32)), ((6, 32, 1), (6, 1, 1))])
 @pytest.mark.parametrize('dtype', [np.float64, np.float32])
 def test_matmul_through_scipy_blas_equals_numpy(monkeypatch, shapes, dtype):
     monkeypatch.setattr(linalg, 'numpy_uses_reference_blas', lambda: True)

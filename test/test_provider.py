@@ -59,3 +59,36 @@ def test_workflows_load_with_their_outputs(provider):
     for model in models.values():
         assert model.outputDefinitions(), model.id()
         assert model.shortHelpString()
+
+
+LOAD_SCRIPT = '''
+import sys
+sys.path.insert(0, sys.argv[1])
+sys.path.append('/usr/share/qgis/python/plugins')
+from qgis.core import QgsApplication
+app = QgsApplication([], False)
+app.initQgis()
+import rsgeochem
+plugin = rsgeochem.classFactory(None)
+plugin.initProcessing()
+assert QgsApplication.processingRegistry().providerById('rsgeochem').algorithms()
+print('LOADED ' + ' '.join(sorted(sys.modules)))
+'''
+
+
+def test_loading_the_plugin_leaves_plotting_and_statistics_unimported():
+    """matplotlib and scipy.stats cost every qgis_process call (`list` and `help` too) ~0.6 CPU s
+    and ~100 MB: they are imported where a report or a test statistic is made, not at load."""
+    import subprocess
+    import sys
+
+    from paths import PLUGIN_PATH
+    result = subprocess.run([sys.executable, '-c', LOAD_SCRIPT, str(PLUGIN_PATH)], capture_output=True,
+                            text=True, timeout=120,
+                            env={'QT_QPA_PLATFORM': 'offscreen', 'PYTHONDONTWRITEBYTECODE': '1',
+                                 'PATH': '/usr/bin:/bin', 'HOME': '/tmp'})
+    assert result.returncode == 0, result.stderr
+    loaded = set(result.stdout.split('LOADED ', 1)[1].split())
+    assert 'rsgeochem.algorithms.accuracyassessment' in loaded  # the check sees the plugin's modules
+    assert not {module for module in loaded if module.split('.')[0] == 'matplotlib'}
+    assert not {module for module in loaded if module.startswith(('scipy.stats', 'mpl_toolkits.'))}

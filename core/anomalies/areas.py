@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from matplotlib.collections import LineCollection
 from osgeo import gdal, gdal_array, ogr, osr
 from scipy import ndimage
 from scipy.sparse import csr_matrix
@@ -522,6 +521,7 @@ def exterior_ring(wkb):
 
 def map_html(source, anomalies, labelled=10):
     """Quicklook of the content with the anomaly polygons outlined and the first ranks labelled."""
+    from matplotlib.collections import LineCollection  # imported when drawn, as in report.page
     values = quicklook(source)
     xmin, ymin, xmax, ymax = source.info.grid.extent
     figure, axes = page.new_figure(6.5, 6.5 * (ymax - ymin) / max(xmax - xmin, 1e-12) + 0.6)

@@ -266,6 +266,21 @@ def decimated_read(band, width, height, parameter=None):
     return values
 
 
+def direct_read(gdal_type, dtype, nodata):
+    """(True, value the nodata test compares with) when a band of `gdal_type` can be read by GDAL
+    straight into an array of `dtype`, without a copy in the file's type; (False, None) otherwise.
+    The test stays that of the file's values: the same type compares alike, and a float64 copy of
+    float32 values meets nodata rounded to float32 (as numpy compares float32 values) exactly when
+    the float32 values do. Other conversions (integers, float64 to float32) compare differently."""
+    file_type = np.dtype(gdal_array.GDALTypeCodeToNumericTypeCode(gdal_type) or np.float64)
+    if file_type == dtype:
+        return True, nodata
+    if file_type == np.float32 and dtype == np.float64:
+        with np.errstate(over='ignore'):
+            return True, None if nodata is None else np.float32(nodata).item()
+    return False, None
+
+
 class RasterReader:
     """Reads windows of selected bands as masked arrays (nodata and non-finite values masked).
     `parameter` is the key of the Processing parameter the raster comes from (None for a temporary
@@ -326,11 +341,18 @@ class RasterReader:
         mask = np.zeros(data.shape, dtype=bool)
         for index, band_number in enumerate(bands):
             band = self.dataset.GetRasterBand(band_number)
-            values = read_window(band, self.parameter, col, window.read_row, cols, window.read_rows)
             nodata = band.GetNoDataValue()
+            direct, compared = direct_read(band.DataType, data.dtype, nodata)
+            if not direct:
+                values = read_window(band, self.parameter, col, window.read_row, cols, window.read_rows)
+                if nodata is not None:
+                    mask[index] = values == nodata
+                data[index] = values
+                continue
+            read_window(band, self.parameter, col, window.read_row, cols, window.read_rows,
+                        buf_obj=data[index])
             if nodata is not None:
-                mask[index] = values == nodata
-            data[index] = values
+                mask[index] = data[index] == compared
         self.release_finished_blocks(window)
         if np.issubdtype(dtype, np.floating):
             mask |= ~np.isfinite(data)

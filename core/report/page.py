@@ -7,13 +7,7 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-import matplotlib
 from osgeo import osr
-
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # noqa: E402 - backend must be chosen first
-from matplotlib.text import Text  # noqa: E402
-from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar  # noqa: E402
 
 STYLE = """body{font-family:sans-serif;margin:1.5em;max-width:70em;color:#222}
 h1{font-size:1.4em}h2{font-size:1.15em;border-bottom:1px solid #ccc}
@@ -22,9 +16,18 @@ th{background:#eee}td:first-child,th:first-child{text-align:left}.note{color:#55
 .warning{color:#a40}img{max-width:100%}pre{white-space:pre-wrap;overflow-wrap:anywhere}"""
 
 
+def pyplot():
+    """matplotlib.pyplot on the Agg backend, imported on first use: loading the plugin (every
+    qgis_process call, `list` and `help` included) would otherwise pay ~0.5 CPU s and ~90 MB."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    return plt
+
+
 def new_figure(width=6.0, height=4.0, columns=1):
     """(figure, axes): one axes, or an array of `columns` side by side."""
-    return plt.subplots(1, columns, figsize=(width, height), dpi=100)
+    return pyplot().subplots(1, columns, figsize=(width, height), dpi=100)
 
 
 def render_png(figure, target):
@@ -32,12 +35,14 @@ def render_png(figure, target):
     text is drawn as written: labels hold user strings (band descriptions, field names, units) in
     which a "$" would otherwise start matplotlib's mathtext, and an unbalanced one fail the report.
     Texts made while drawing (ticks) take the setting from the rc context."""
+    import matplotlib
+    from matplotlib.text import Text
     for text in figure.findobj(Text):
         text.set_parse_math(False)
     with matplotlib.rc_context({'text.parse_math': False}):
         figure.tight_layout()
         figure.savefig(target, format='png')
-    plt.close(figure)
+    pyplot().close(figure)
 def scale_length(span):
     """A round scale-bar length (1, 2 or 5 × a power of ten) of at most `span`."""
     power = 10.0 ** math.floor(math.log10(span))
@@ -47,6 +52,7 @@ def scale_length(span):
 def map_frame(axes, extent, crs_wkt=''):
     """Coordinates along the axes of a map drawn with imshow(extent=(left, right, bottom, top)), and a
     scale bar when the CRS is projected (a bar in degrees would mislead)."""
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
     axes.ticklabel_format(useOffset=False, style='plain')
     axes.tick_params(labelsize=7)
     axes.set_xlim(extent[0], extent[1])
