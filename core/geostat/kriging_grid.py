@@ -388,23 +388,23 @@ class _BlockWalker:
         return prediction, variance
 
     def _block_matrix(self, systems, bx, by, f0):
-        """Target matrix [γ₀ - nugget; f₀ᵀ] (T, N + p, side²) of blocks, γ₀ from separable squared
-        distances dx² + dy² of block columns and rows, computed in place."""
+        """Target matrix [γ₀ᵀ - nugget, f₀] (T, side², N + p) of blocks, γ₀ from separable squared
+        distances dy² + dx² of block rows and columns, computed in place."""
         (blocks, n), p = systems.sx.shape, f0.shape[-1]
-        x = np.empty((blocks, n + p, self.side * self.side), dtype=GRID_DTYPE)
-        dx2 = (systems.sx[:, :, None] - bx[:, None, :]).astype(GRID_DTYPE)     # (T, N, side)
-        dy2 = (systems.sy[:, :, None] - by[None, None, :]).astype(GRID_DTYPE)  # (T, N, side)
+        x = np.empty((blocks, self.side * self.side, n + p), dtype=GRID_DTYPE)
+        dx2 = (bx[:, :, None] - systems.sx[:, None, :]).astype(GRID_DTYPE)     # (T, side, N)
+        dy2 = (by[None, :, None] - systems.sy[:, None, :]).astype(GRID_DTYPE)  # (T, side, N)
         dx2 *= dx2
         dy2 *= dy2
-        gamma = x[:, :n]
-        np.add(dy2[:, :, :, None], dx2[:, :, None, :], out=gamma.reshape(blocks, n, self.side, self.side))
+        gamma = x[:, :, :n]
+        np.add(dy2[:, :, None, :], dx2[:, None, :, :], out=gamma.reshape(blocks, self.side, self.side, n))
         model = systems.frame.model
         model.scaled_squared(gamma, overwrite=True, with_nugget=False)  # see KrigingSystems.predict
         zero_x, zero_y = dx2 == 0, dy2 == 0
         if model.nugget and zero_x.any() and zero_y.any():  # a pixel centre on a sample: γ₀ = σ²ₑ
-            gamma[(zero_y[:, :, :, None] & zero_x[:, :, None, :]).reshape(gamma.shape)] = \
+            gamma[(zero_y[:, :, None, :] & zero_x[:, None, :, :]).reshape(gamma.shape)] = \
                 model.error_variance - model.nugget
         if not systems.valid.all():
-            gamma[~systems.valid] = 0.0
-        x[:, n:] = f0.transpose(0, 2, 1)
+            gamma[np.broadcast_to(~systems.valid[:, None, :], gamma.shape)] = 0.0
+        x[:, :, n:] = f0
         return x

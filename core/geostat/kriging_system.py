@@ -21,7 +21,7 @@ import numpy as np
 from scipy.linalg import lapack
 
 from ..errors import InputError
-from ..linalg import matmul
+from ..linalg import gathered_matmul, matmul
 
 PAD = -1
 
@@ -66,17 +66,18 @@ class KrigingFrame:
         return np.concatenate([np.ones(drift.shape[:-1] + (1,)), standardised], axis=-1)
 
 
-def _triangular_inverses(lower):
-    """Inverses of a stack of lower-triangular matrices (LAPACK dtrtri per matrix: numpy has no
-    batched triangular solve, and its stacked inv/solve are very slow with threaded OpenBLAS)."""
-    inverses = np.empty_like(lower)
+def _triangular_solves(lower, rhs):
+    """L⁻¹B for a stack of lower-triangular matrices L (T, m, m) and right-hand sides B (T, m, k)
+    (LAPACK dtrtrs per matrix: numpy has no batched triangular solve, its stacked inv/solve are very
+    slow with threaded OpenBLAS, and one call per set replaces an inversion and a product)."""
+    solutions = np.empty(rhs.shape)
     if lower.shape[-1] == 0:  # sets no larger than the drift: nothing to solve (marked unsolvable)
-        return inverses
-    for index, matrix in enumerate(lower):
-        inverses[index], info = lapack.dtrtri(matrix, lower=1)
+        return solutions
+    for index, (matrix, vectors) in enumerate(zip(lower, rhs)):
+        solutions[index], info = lapack.dtrtrs(matrix, vectors, lower=1)
         if info != 0:
-            inverses[index] = np.nan
-    return inverses
+            solutions[index] = np.nan
+    return solutions
 
 
 def _cholesky_solve(lower, rhs):
@@ -159,21 +160,22 @@ class KrigingSystems:
         factor[~self.solvable] = np.eye(m.shape[1])
         self.variance = variance
         if variance:
-            self._build_operator(factor, q2, a, gamma, z)
+            operator = self._build_operator(factor, q2, a, gamma, z)
         else:  # the prediction row alone: -u on γ₀, Aᵀ(z + Γu) on f₀, with u = HᵀHz = Q₂M⁻¹Q₂ᵀz
             # (zᵀa₀ + (Hz)·w of the module docstring, with a₀ = Af₀ and w = H(ΓAf₀ - γ₀))
             u = np.einsum('tnm,tm->tn', q2, _cholesky_solve(factor, np.einsum('tnm,tn->tm', q2, z)))
             n = z.shape[1]
             self.m = 0
-            self.operator = np.empty((len(sets), 1, n + p))
-            self.operator[:, 0, :n] = -u
-            self.operator[:, 0, n:] = np.einsum('tnp,tn->tp', a, z + np.einsum('tnk,tk->tn', gamma, u))
-        self._cast = {np.dtype(np.float64): self.operator}
+            operator = np.empty((len(sets), 1, n + p))
+            operator[:, 0, :n] = -u
+            operator[:, 0, n:] = np.einsum('tnp,tn->tp', a, z + np.einsum('tnk,tk->tn', gamma, u))
+        # transposed (T, N + p, rows): predict multiplies target-major matrices (P, N + p) by it
+        self._cast = {np.dtype(np.float64): np.ascontiguousarray(operator.transpose(0, 2, 1))}
 
     def _build_operator(self, factor, q2, a, gamma, z):
         """One operator for every target quantity, applied to X = [γ₀; f₀] (N + p rows) in one
         matrix product: rows 0..m-1 give -w, row m the prediction zᵀλ, the last p rows Aᵀγ₀."""
-        h = matmul(_triangular_inverses(factor), q2.transpose(0, 2, 1))  # (T, m, N) = L⁻¹Q₂ᵀ
+        h = _triangular_solves(factor, q2.transpose(0, 2, 1))            # (T, m, N) = L⁻¹Q₂ᵀ
         gamma_a = matmul(gamma, a)                                        # (T, N, p)
         b = matmul(h, gamma_a)                                            # (T, m, p)
         self.e = matmul(a.transpose(0, 2, 1), gamma_a)                    # (T, p, p)
@@ -181,12 +183,13 @@ class KrigingSystems:
         atz = np.einsum('tnp,tn->tp', a, z)
         (sets, m, n), p = h.shape, a.shape[2]
         self.m = m
-        self.operator = np.zeros((sets, m + 1 + p, n + p))
-        self.operator[:, :m, :n] = h
-        self.operator[:, :m, n:] = -b
-        self.operator[:, m, :n] = -np.einsum('tmn,tm->tn', h, hz)
-        self.operator[:, m, n:] = atz + np.einsum('tmp,tm->tp', b, hz)
-        self.operator[:, m + 1:, :n] = a.transpose(0, 2, 1)
+        operator = np.zeros((sets, m + 1 + p, n + p))
+        operator[:, :m, :n] = h
+        operator[:, :m, n:] = -b
+        operator[:, m, :n] = -np.einsum('tmn,tm->tn', h, hz)
+        operator[:, m, n:] = atz + np.einsum('tmp,tm->tp', b, hz)
+        operator[:, m + 1:, :n] = a.transpose(0, 2, 1)
+        return operator
 
     def sample_semivariances(self):
         """Γ (T, N, N) between each set's samples: the one place the samples' (generalised)
@@ -203,24 +206,24 @@ class KrigingSystems:
         return len(self.valid)
 
     def target_matrix(self, tx, ty, f0, dtype=np.float64, index=None):
-        """X = [γ₀; f₀ᵀ] (T, N + p, P) for targets at scaled coordinates (T, P) with drift rows f0
-        (T, P, p): γ₀ between each set's samples and its targets, in `dtype`; `index` selects the
-        sets the targets belong to (default all)."""
+        """X = [γ₀ᵀ f₀] (T, P, N + p), a row per target, for targets at scaled coordinates (T, P) with
+        drift rows f0 (T, P, p): γ₀ between each set's samples and its targets, in `dtype`; `index`
+        selects the sets the targets belong to (default all)."""
         index = slice(None) if index is None else index
-        squared = pairwise_squared_distances(self.sx[index], self.sy[index], tx, ty, dtype)
+        squared = pairwise_squared_distances(tx, ty, self.sx[index], self.sy[index], dtype)
         gamma = self.frame.model.target_gamma(squared, overwrite=True)
-        gamma[~self.valid[index]] = 0.0
-        return np.concatenate([gamma, f0.transpose(0, 2, 1).astype(dtype)], axis=1)
+        gamma[np.broadcast_to(~self.valid[index][:, None, :], gamma.shape)] = 0.0
+        return np.concatenate([gamma, f0.astype(dtype)], axis=2)
 
     def nugget_free_gamma(self, tx, ty, index, may_hit_samples=True):
-        """γ₀ (T, N, P) in float64 lacking the nugget (pass the nugget as predict's nugget_left_out) for
+        """γ₀ᵀ (T, P, N) in float64 lacking the nugget (pass the nugget as predict's nugget_left_out) for
         targets at scaled coordinates (T, P), the f₀ rows left to predict: the exact grid's hot path,
         where each avoided pass over (targets × neighbours) counts, and one contiguous array (ufuncs
         ran at half speed on the γ₀ rows of a [γ₀; f₀ᵀ] array). A target on a sample gets σ²ₑ - nugget
         (see target_gamma); finding such targets costs a pass, made only when `may_hit_samples`."""
         sx, sy = self.sx[index], self.sy[index]
-        gamma = np.subtract(sx[:, :, None], tx[:, None, :])
-        dy = sy[:, :, None] - ty[:, None, :]
+        gamma = np.subtract(tx[:, :, None], sx[:, None, :])
+        dy = ty[:, :, None] - sy[:, None, :]
         gamma *= gamma
         dy *= dy
         gamma += dy
@@ -230,16 +233,16 @@ class KrigingSystems:
         if on_sample is not None:
             gamma[on_sample] = model.error_variance - model.nugget
         if not self.all_valid:
-            gamma[~self.valid[index]] = 0.0
+            gamma[np.broadcast_to(~self.valid[index][:, None, :], gamma.shape)] = 0.0
         return gamma
 
     def predict(self, x, f0, nugget_left_out=0.0, index=None):
-        """Prediction and variance (T, P) from a target matrix `x` (see target_matrix; its dtype
-        sets the precision of the product and of its sums), or from γ₀ alone (T, N, P) whose f₀ rows
-        are then taken from f0, and drift rows f0 (T, P, p) of the sets selected by `index` (default
-        all); NaN for unsolvable sets; variance None for systems built without it.
+        """Prediction and variance (T, P) from a target matrix `x` (T, P, N + p) (see target_matrix;
+        its dtype sets the precision of the product and of its sums), or from γ₀ᵀ alone (T, P, N)
+        whose f₀ columns are then taken from f0, and drift rows f0 (T, P, p) of the sets selected by
+        `index` (default all); NaN for unsolvable sets; variance None for systems built without it.
 
-        `nugget_left_out` c: x's γ₀ rows lack a constant c (γ₀ - c·1 with -c where γ₀ = 0). Since
+        `nugget_left_out` c: x's γ₀ lacks a constant c (γ₀ - c·1 with -c where γ₀ = 0). Since
         1 = F e₁ lies in the drift space, H·1 = 0 and Aᵀ1 = e₁: only the variance changes, by 2c,
         which is added back here (one pass less over the largest array on grids).
 
@@ -248,26 +251,26 @@ class KrigingSystems:
         index = slice(None) if index is None else index
         dtype = x.dtype
         if dtype not in self._cast:
-            self._cast[dtype] = self.operator.astype(dtype)
-        f0t = f0.transpose(0, 2, 1)                                        # (T, p, P)
-        operator, rows = self._cast[dtype][index], x.shape[1]
+            self._cast[dtype] = self._cast[np.dtype(np.float64)].astype(dtype)
+        operators, columns = self._cast[dtype], x.shape[2]                # (S, N + p, m + 1 + p)
         if not self.variance:  # the dot products of the prediction row alone
-            prediction = np.einsum('tn,tnk->tk', operator[:, 0, :rows], x).astype(np.float64)
-            if rows < operator.shape[2]:
-                prediction += np.einsum('tp,tpk->tk', operator[:, 0, rows:], f0t)
+            row = operators[index, :, 0]
+            prediction = np.einsum('tkn,tn->tk', x, row[:, :columns]).astype(np.float64)
+            if columns < row.shape[1]:
+                prediction += np.einsum('tkp,tp->tk', f0, row[:, columns:])
             prediction[~self.solvable[index]] = np.nan
             return prediction, None
-        if rows < operator.shape[2]:  # γ₀ alone (a copy with the f₀ rows costs less than a rank-p update)
-            x = np.concatenate([x, f0t.astype(dtype, copy=False)], axis=1)
-        y = matmul(operator, x)                                            # (T, m + 1 + p, P)
+        if columns < operators.shape[1]:  # γ₀ alone (a copy with f₀ costs less than a rank-p update)
+            x = np.concatenate([x, f0.astype(dtype, copy=False)], axis=2)
+        y = gathered_matmul(x, operators, np.arange(len(operators))[index])  # (T, P, m + 1 + p)
         m = self.m
-        prediction = y[:, m].astype(np.float64)
-        # sums over the rows of y accumulate in its dtype, as the product did; the variance's
+        prediction = y[:, :, m].astype(np.float64)
+        # sums over the columns of y accumulate in its dtype, as the product did; the variance's
         # difference of terms (~ sill each) is taken in float64
-        a_gamma0 = np.einsum('tpk,tpk->tk', f0t.astype(dtype, copy=False), y[:, m + 1:])
+        a_gamma0 = np.einsum('tkp,tkp->tk', f0.astype(dtype, copy=False), y[:, :, m + 1:])
         variance = 2.0 * a_gamma0.astype(np.float64)
-        variance -= np.einsum('tpk,tpk->tk', f0t, matmul(self.e[index], f0t))
-        variance -= np.einsum('tmk,tmk->tk', y[:, :m], y[:, :m])
+        variance -= np.einsum('tkp,tkp->tk', f0, matmul(f0, self.e[index]))
+        variance -= np.einsum('tkm,tkm->tk', y[:, :, :m], y[:, :, :m])
         variance += 2.0 * nugget_left_out - self.frame.model.error_variance
         variance *= self.frame.variance_scale
         prediction[~self.solvable[index]] = np.nan
