@@ -89,14 +89,16 @@ def matmul(a, b):
 
 def gathered_matmul(a, stack, index):
     """`a @ stack[index]` for matrices a (T, k, m) and a stack (S, m, n), the stack's matrix of each
-    of a's given by `index` (T,). Where numpy's products are unoptimised (see the module docstring)
+    of a's given by `index` (T,), in whichever memory order its product was faster in. Where numpy's products are unoptimised (see the module docstring)
     each run of equal indices is one gemm: a's rows of the run are contiguous, so (run·k, m) @ (m, n)
     is written straight into the output (kriging gives runs of ~8 matrices, the slots of one
     neighbour set, and a Python call per matrix cost more than its product)."""
-    a, stack, index = np.ascontiguousarray(a), np.ascontiguousarray(stack), np.asarray(index)
+    a, stack, index = np.asarray(a), np.asarray(stack), np.asarray(index)
     gemm = _GEMM.get(a.dtype) if a.dtype == stack.dtype else None
     if not numpy_uses_reference_blas() or gemm is None or a.ndim != 3 or stack.ndim != 3 or 0 in a.shape:
-        return np.matmul(a, stack[index])
+        # as (stack[index]ᵀ aᵀ)ᵀ: OpenBLAS runs kriging's (P x 33) @ (33 x 34) 10-25 % faster that way
+        return np.matmul(stack[index].transpose(0, 2, 1), a.transpose(0, 2, 1)).transpose(0, 2, 1)
+    a, stack = np.ascontiguousarray(a), np.ascontiguousarray(stack)
     out = np.empty(a.shape[:2] + stack.shape[2:], dtype=a.dtype)
     starts = np.flatnonzero(np.diff(index, prepend=index[0] - 1))
     for start, end in zip(starts, np.append(starts[1:], len(index))):

@@ -389,22 +389,24 @@ class _BlockWalker:
 
     def _block_matrix(self, systems, bx, by, f0):
         """Target matrix [γ₀ᵀ - nugget, f₀] (T, side², N + p) of blocks, γ₀ from separable squared
-        distances dy² + dx² of block rows and columns, computed in place."""
+        distances dx² + dy² of block columns and rows, computed in place; in memory (T, N + p, side²),
+        the order in which the variogram and the (side² x N + p) @ (N + p x N + p) products ran
+        fastest."""
         (blocks, n), p = systems.sx.shape, f0.shape[-1]
-        x = np.empty((blocks, self.side * self.side, n + p), dtype=GRID_DTYPE)
-        dx2 = (bx[:, :, None] - systems.sx[:, None, :]).astype(GRID_DTYPE)     # (T, side, N)
-        dy2 = (by[None, :, None] - systems.sy[:, None, :]).astype(GRID_DTYPE)  # (T, side, N)
+        x = np.empty((blocks, n + p, self.side * self.side), dtype=GRID_DTYPE)
+        dx2 = (systems.sx[:, :, None] - bx[:, None, :]).astype(GRID_DTYPE)     # (T, N, side)
+        dy2 = (systems.sy[:, :, None] - by[None, None, :]).astype(GRID_DTYPE)  # (T, N, side)
         dx2 *= dx2
         dy2 *= dy2
-        gamma = x[:, :, :n]
-        np.add(dy2[:, :, None, :], dx2[:, None, :, :], out=gamma.reshape(blocks, self.side, self.side, n))
+        gamma = x[:, :n]
+        np.add(dy2[:, :, :, None], dx2[:, :, None, :], out=gamma.reshape(blocks, n, self.side, self.side))
         model = systems.frame.model
         model.scaled_squared(gamma, overwrite=True, with_nugget=False)  # see KrigingSystems.predict
         zero_x, zero_y = dx2 == 0, dy2 == 0
         if model.nugget and zero_x.any() and zero_y.any():  # a pixel centre on a sample: γ₀ = σ²ₑ
-            gamma[(zero_y[:, :, None, :] & zero_x[:, None, :, :]).reshape(gamma.shape)] = \
+            gamma[(zero_y[:, :, :, None] & zero_x[:, :, None, :]).reshape(gamma.shape)] = \
                 model.error_variance - model.nugget
         if not systems.valid.all():
-            gamma[np.broadcast_to(~systems.valid[:, None, :], gamma.shape)] = 0.0
-        x[:, :, n:] = f0
-        return x
+            gamma[~systems.valid] = 0.0
+        x[:, n:] = f0.transpose(0, 2, 1)
+        return x.transpose(0, 2, 1)

@@ -261,7 +261,9 @@ class KrigingSystems:
             prediction[~self.solvable[index]] = np.nan
             return prediction, None
         if columns < operators.shape[1]:  # γ₀ alone (a copy with f₀ costs less than a rank-p update)
-            x = np.concatenate([x, f0.astype(dtype, copy=False)], axis=2)
+            gamma, x = x, np.empty_like(x, shape=x.shape[:2] + (operators.shape[1],))  # in x's memory order
+            x[:, :, :columns] = gamma
+            x[:, :, columns:] = f0
         y = gathered_matmul(x, operators, np.arange(len(operators))[index])  # (T, P, m + 1 + p)
         m = self.m
         prediction = y[:, :, m].astype(np.float64)
