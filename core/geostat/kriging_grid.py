@@ -32,8 +32,8 @@ from ..raster.blockio import (
     check_cancel,
     raster_info,
     read_window,
-    same_crs,
 )
+from ..raster.lattice import lattice_mismatch, lattice_offset
 from .kriging import NeighbourSearch, is_global, krige_global
 from .kriging_system import PAD, KrigingFrame, KrigingSystems, check_global_size
 from .neighbour_tiles import TILE, TileNeighbourSets, group_by_set, hash_weights
@@ -109,26 +109,19 @@ class DriftRasters:
             info = raster_info(path, parameter)
             self._check_lattice(info, path, parameter)
             self.datasets.append(gdal.Open(str(path)))
-            col, row = (round(v) for v in info.grid.to_pixel(grid.geotransform[0], grid.geotransform[3]))
-            self.offsets.append((int(col), int(row)))
+            self.offsets.append(lattice_offset(info.grid, grid))
             self.nodata.append(info.nodata)
         self.count = sum(len(n) for n in self.nodata)
 
     def _check_lattice(self, info, path, parameter):
-        own, grid = info.grid, self.grid
-        fix = ('put it on the grid of REFERENCE_RASTER first (Raster > Align Rasters, or GDAL Warp with '
-               'the reference\'s CRS, pixel size and extent), or choose it as REFERENCE_RASTER.')
-        if not same_crs(own.crs_wkt, grid.crs_wkt):
-            raise InputError(f'drift raster "{path}" has another CRS than the output grid; {fix}', parameter)
-        if not (np.isclose(own.geotransform[1], grid.geotransform[1], rtol=1e-6)
-                and np.isclose(own.geotransform[5], grid.geotransform[5], rtol=1e-6)
-                and own.geotransform[2] == 0 and own.geotransform[4] == 0):
-            raise InputError(f'drift raster "{path}" has pixels of another size than the output grid; {fix}',
-                             parameter)
-        col, row = own.to_pixel(grid.geotransform[0], grid.geotransform[3])
-        if abs(col - round(col)) > 1e-3 or abs(row - round(row)) > 1e-3:
-            raise InputError(f'drift raster "{path}" is shifted against the output grid by a fraction of a '
-                             f'pixel; {fix}', parameter)
+        problem = {'CRS': 'has another CRS than the output grid',
+                   'pixel size': 'has pixels of another size than the output grid',
+                   'alignment': 'is shifted against the output grid by a fraction of a pixel',
+                   }.get(lattice_mismatch(info.grid, self.grid))
+        if problem:
+            raise InputError(f'drift raster "{path}" {problem}; put it on the grid of REFERENCE_RASTER first '
+                             '(Raster > Align Rasters, or GDAL Warp with the reference\'s CRS, pixel size and '
+                             'extent), or choose it as REFERENCE_RASTER.', parameter)
 
     def read(self, row, rows, col=0, cols=None):
         """Drift values (count, rows, cols) of grid rows row..row+rows and columns col..col+cols (default

@@ -13,17 +13,32 @@ from .blockio import Grid, RasterReader, Window, same_crs
 ALIGNMENT_TOLERANCE = 1e-3  # pixels: a shift below this is rounding of the geotransform, not a shift
 
 
+def lattice_mismatch(grid, other):
+    """What keeps north-up grid `other` off `grid`'s lattice: 'CRS', 'pixel size' (or a rotated
+    grid), 'alignment' (a shift by a fraction of a pixel), or '' when it is on the lattice (as any
+    window of it, or larger)."""
+    (_, dx, rx, _, ry, dy), (_, odx, orx, _, ory, ody) = grid.geotransform, other.geotransform
+    if not same_crs(grid.crs_wkt, other.crs_wkt):
+        return 'CRS'
+    if rx or ry or orx or ory or not (np.isclose(dx, odx, rtol=1e-6, atol=0)
+                                      and np.isclose(dy, ody, rtol=1e-6, atol=0)):
+        return 'pixel size'
+    if any(abs(v - round(v)) > ALIGNMENT_TOLERANCE for v in _pixel_offset(grid, other)):
+        return 'alignment'
+    return ''
+
+
+def _pixel_offset(grid, other):
+    (x0, dx, _, y0, _, dy), (ox0, _, _, oy0, _, _) = grid.geotransform, other.geotransform
+    return (ox0 - x0) / dx, (oy0 - y0) / dy
+
+
 def lattice_offset(grid, other):
-    """(column, row) of `other`'s upper-left pixel in `grid`'s pixels when both north-up grids share
-    CRS, pixel size and alignment (`other` may be any window of the lattice, or larger); else None."""
-    (x0, dx, rx, y0, ry, dy), (ox0, odx, orx, oy0, ory, ody) = grid.geotransform, other.geotransform
-    if rx or ry or orx or ory or not same_crs(grid.crs_wkt, other.crs_wkt):
+    """(column, row) of `other`'s upper-left pixel in `grid`'s pixels when both share the lattice
+    (see lattice_mismatch); else None."""
+    if lattice_mismatch(grid, other):
         return None
-    if not (np.isclose(dx, odx, rtol=1e-6, atol=0) and np.isclose(dy, ody, rtol=1e-6, atol=0)):
-        return None
-    col, row = (ox0 - x0) / dx, (oy0 - y0) / dy
-    if abs(col - round(col)) > ALIGNMENT_TOLERANCE or abs(row - round(row)) > ALIGNMENT_TOLERANCE:
-        return None
+    col, row = _pixel_offset(grid, other)
     return round(col), round(row)
 
 
