@@ -705,13 +705,16 @@ def test_cancel_leaves_no_output(meuse, meuse_grid, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_algorithm_refuses_a_drift_raster_off_the_grid(run_alg, test_data, tmp_path):
+@pytest.mark.parametrize('change, message', [({'outputBounds': [178453, 333773, 181573, 329613]}, 'shifted'),
+                                             ({'xRes': 50, 'yRes': 50}, 'pixels of another size'),
+                                             ({'outputSRS': 'EPSG:3035'}, 'another CRS')])
+def test_algorithm_refuses_a_drift_raster_off_the_grid(run_alg, test_data, tmp_path, change, message):
+    """A drift raster shifted by 13 m (a third of a 40 m pixel), with 50 m pixels, or in another CRS."""
     from qgis.core import QgsProcessingException
-    shifted = str(tmp_path / 'shifted.tif')
-    gdal.Translate(shifted, str(test_data / 'meuse' / 'meuse_grid_covariates.tif'), bandList=[2],
-                   outputBounds=[178440 + 13, 333760 + 13, 181560 + 13, 329600 + 13])
-    with pytest.raises(QgsProcessingException, match='DRIFT_RASTERS.*shifted'):
-        run_alg('kriging', meuse_parameters(test_data, tmp_path, DRIFT_RASTERS=[shifted]))
+    off = str(tmp_path / 'off.tif')
+    gdal.Translate(off, str(test_data / 'meuse' / 'meuse_grid_covariates.tif'), bandList=[2], **change)
+    with pytest.raises(QgsProcessingException, match=f'DRIFT_RASTERS.*{message}'):
+        run_alg('kriging', meuse_parameters(test_data, tmp_path, DRIFT_RASTERS=[off]))
 
 
 def test_qgis_process_run(qgis_process, test_data, tmp_path, meuse_grid, gstat_grid):
