@@ -70,14 +70,14 @@ def matmul(a, b):
     gemm = _GEMM.get(a.dtype) if a.dtype == b.dtype else None
     if gemm is None or not 2 <= a.ndim <= 3 or not 2 <= b.ndim <= 3 or 0 in a.shape + b.shape:
         return np.matmul(a, b)
+    if a.ndim == b.ndim == 2:
+        return _gemm(gemm, a, b)
     if 1 in (a.shape[-1], a.shape[-2], b.shape[-1]):
-        # outer products and matrix-vector products: one pass over a matrix, memory-bound, so a
-        # reference BLAS's loops run them as fast as an optimised one, and numpy loops over a stack
+        # stacks of outer or matrix-vector products: one pass over each matrix, memory-bound, so a
+        # reference BLAS's loops run them as fast as an optimised one, and numpy loops over the stack
         # in C where a Python loop of gemm calls costs several times the products (kriging's
         # (32 x 32) @ (32 x 1): 0.34 µs per matrix in numpy with GSL's CBLAS, 1.4 µs in gemm calls)
         return np.matmul(a, b)
-    if a.ndim == b.ndim == 2:
-        return _gemm(gemm, a, b)
     stack = a.shape[0] if a.ndim == 3 else b.shape[0]
     if a.ndim == b.ndim == 3 and a.shape[0] != b.shape[0]:
         return np.matmul(a, b)
