@@ -89,10 +89,11 @@ def matmul(a, b):
 
 def gathered_matmul(a, stack, index):
     """`a @ stack[index]` for matrices a (T, k, m) and a stack (S, m, n), the stack's matrix of each
-    of a's given by `index` (T,), in whichever memory order its product was faster in. Where numpy's products are unoptimised (see the module docstring)
-    each run of equal indices is one gemm: a's rows of the run are contiguous, so (run·k, m) @ (m, n)
-    is written straight into the output (kriging gives runs of ~8 matrices, the slots of one
-    neighbour set, and a Python call per matrix cost more than its product)."""
+    of a's given by `index` (T,), in whichever memory order its product was faster in. Where
+    numpy's products are unoptimised (see the module docstring) each run of equal indices is one
+    gemm: a's rows of the run are contiguous, so (run·k, m) @ (m, n) is written straight into the
+    output (kriging gives runs of ~8 matrices, the slots of one neighbour set, and a Python call per
+    matrix cost more than its product)."""
     a, stack, index = np.asarray(a), np.asarray(stack), np.asarray(index)
     gemm = _GEMM.get(a.dtype) if a.dtype == stack.dtype else None
     if not numpy_uses_reference_blas() or gemm is None or a.ndim != 3 or stack.ndim != 3 or 0 in a.shape:

@@ -119,9 +119,9 @@ class DriftRasters:
                    'alignment': 'is shifted against the output grid by a fraction of a pixel',
                    }.get(lattice_mismatch(info.grid, self.grid))
         if problem:
-            raise InputError(f'drift raster "{path}" {problem}; put it on the grid of REFERENCE_RASTER first '
-                             '(Raster > Align Rasters, or GDAL Warp with the reference\'s CRS, pixel size and '
-                             'extent), or choose it as REFERENCE_RASTER.', parameter)
+            raise InputError(f'drift raster "{path}" {problem}; put it on the grid of REFERENCE_RASTER '
+                             'first (Raster > Align Rasters, or GDAL Warp with the reference\'s CRS, pixel '
+                             'size and extent), or choose it as REFERENCE_RASTER.', parameter)
 
     def read(self, row, rows, col=0, cols=None):
         """Drift values (count, rows, cols) of grid rows row..row+rows and columns col..col+cols (default
